@@ -1,0 +1,48 @@
+"""Import optional heavy modules inside functions, with a useful error.
+
+Only numpy, torch and onnx are imported at module level anywhere in the
+toolkit; ``tensorrt``, ``onnxruntime``, ``cv2``, ``gi`` and ``cuda`` come
+through :func:`require` (Polygraphy's lazy imports).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from enet.errors import MissingDependencyError
+
+_FIXES = {
+    "tensorrt": (
+        "pip install 'enet-rt[tensorrt]' (on Jetson: use JetPack's TensorRT "
+        "in a venv made with --system-site-packages)"
+    ),
+    "cuda": "pip install 'enet-rt[tensorrt]' (cuda-python)",
+    "onnxruntime": "pip install onnxruntime",
+    "cv2": "pip install opencv-python-headless (on Jetson: JetPack's OpenCV)",
+    "gi": "apt-get install python3-gi gir1.2-gstreamer-1.0 gstreamer1.0-plugins-base",
+    "onnxsim": "pip install onnxsim",
+    "polygraphy": "pip install polygraphy",
+    "matplotlib": "pip install matplotlib",
+}
+
+
+def require(name: str) -> ModuleType:
+    """Import ``name`` or raise :class:`MissingDependencyError` naming the fix."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        root = name.split(".")[0]
+        fix = _FIXES.get(root, f"pip install {root}")
+        raise MissingDependencyError(
+            f"{name} is not importable ({exc}); install it: {fix}"
+        ) from None
+
+
+def available(name: str) -> bool:
+    """True when ``name`` imports; never raises."""
+    try:
+        importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - a broken install counts as missing
+        return False
+    return True

@@ -1,0 +1,132 @@
+"""The enet-rt checkpoint format.
+
+A checkpoint is a ``torch.save``'d dict that loads with
+``torch.load(path, weights_only=True)``::
+
+    {
+      "format": "enet-rt-checkpoint",
+      "format_version": 1,
+      "arch": {"name": "enet", "version": 1, "num_classes": 11},
+      "state_dict": {...},                 # ENet weights (float32, CPU)
+      "meta": {
+        "classes": [...], "palette": [[r, g, b], ...], "void_index": 11,
+        "mean": [r, g, b], "std": [r, g, b],   # applied to RGB in [0, 1]
+        "input_size": [360, 480],              # (height, width)
+        "train_config": {...}, "metrics": {...}
+      },
+      "train_state": {...}                 # only in resumable checkpoints:
+                                           # optimizer, scheduler, epoch, RNG
+    }
+
+Files are written atomically (temp file + rename). ``meta`` holds only
+JSON-able values, so export copies it into ONNX ``metadata_props`` as is.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from enet.errors import CheckpointError
+from enet.fileio import atomic_path
+from enet.model import ARCH_NAME, ARCH_VERSION, ENet, UnpoolMode
+
+log = logging.getLogger(__name__)
+
+FORMAT = "enet-rt-checkpoint"
+FORMAT_VERSION = 1
+_META_KEYS = ("classes", "palette", "mean", "std", "input_size")
+
+
+def make_checkpoint(model: ENet, meta: dict[str, Any], train_state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Assemble the checkpoint dict (see module docstring)."""
+    missing = [k for k in _META_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"checkpoint metadata lacks {missing}")
+    if len(meta["classes"]) != model.num_classes:
+        raise ValueError("metadata classes do not match the model's num_classes")
+    ckpt: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": {"name": ARCH_NAME, "version": ARCH_VERSION, "num_classes": model.num_classes},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "meta": meta,
+    }
+    if train_state is not None:
+        ckpt["train_state"] = train_state
+    return ckpt
+
+
+def save_checkpoint(path: str | os.PathLike[str], ckpt: dict[str, Any]) -> None:
+    """Write ``ckpt`` atomically: a crash never leaves a broken file at ``path``."""
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and validate a checkpoint with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: missing, corrupt, or not an enet-rt checkpoint.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p} does not exist")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError,
+            OSError, io.UnsupportedOperation, AttributeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{p} is not a readable checkpoint ({first[:160]}); expected a file written by enet-train"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{p} is not an enet-rt checkpoint (no '{FORMAT}' marker); expected a file written by enet-train"
+        )
+    if ckpt.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{p} has checkpoint format {ckpt['format_version']}, newer than this toolkit's "
+            f"{FORMAT_VERSION}; upgrade enet-rt"
+        )
+    arch = ckpt.get("arch", {})
+    if arch.get("name") != ARCH_NAME or arch.get("version") != ARCH_VERSION:
+        raise CheckpointError(f"{p} holds architecture {arch!r}, expected {ARCH_NAME} v{ARCH_VERSION}")
+    meta = ckpt.get("meta")
+    if not isinstance(meta, dict) or any(k not in meta for k in _META_KEYS):
+        raise CheckpointError(f"{p} lacks metadata {list(_META_KEYS)}; re-save it with enet-train")
+    if len(meta["classes"]) != arch.get("num_classes"):
+        raise CheckpointError(
+            f"{p} is inconsistent: {len(meta['classes'])} class names for a {arch.get('num_classes')}-class model"
+        )
+    return ckpt
+
+
+def load_model(path: str | os.PathLike[str], *, num_classes: int | None = None,
+               unpool: UnpoolMode = "indices") -> tuple[ENet, dict[str, Any]]:
+    """Build an ENet from a checkpoint; returns ``(model in eval mode, meta)``.
+
+    Raises:
+        CheckpointError: see :func:`load_checkpoint`; also when ``num_classes``
+            is given and differs from the checkpoint's.
+    """
+    ckpt = load_checkpoint(path)
+    n = ckpt["arch"]["num_classes"]
+    if num_classes is not None and num_classes != n:
+        raise CheckpointError(f"{path} has {n} classes, expected {num_classes}")
+    model = ENet(n, unpool=unpool)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path}: weights do not fit ENet ({str(exc).splitlines()[0][:160]})"
+        ) from None
+    model.eval()
+    return model, ckpt["meta"]

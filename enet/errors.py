@@ -1,0 +1,31 @@
+"""One exception family for user errors.
+
+A CLI catches :class:`EnetError`, prints its one-line message and exits
+non-zero without a traceback; anything else is a bug and keeps its traceback
+(Polygraphy's ``PolygraphyException`` handling in ``tools/_main.py``).
+"""
+
+from __future__ import annotations
+
+
+class EnetError(Exception):
+    """A user error: bad input, a missing file, a missing dependency.
+
+    The message is one line: what failed, what was expected, the fix.
+    """
+
+
+class DataError(EnetError):
+    """A data set file is missing, unreadable or inconsistent."""
+
+
+class CheckpointError(EnetError):
+    """A file is not a usable ENet checkpoint."""
+
+
+class ShapeError(EnetError):
+    """An input size the model or an engine cannot take."""
+
+
+class MissingDependencyError(EnetError):
+    """An optional module (tensorrt, onnxruntime, cv2, gi, cuda) is missing."""

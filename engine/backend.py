@@ -1,0 +1,95 @@
+"""One small inference interface over PyTorch, ONNX Runtime and TensorRT.
+
+Shaped after Polygraphy's runners: construction is cheap, ``__enter__``
+allocates (session, context, buffers), ``__exit__`` frees and is idempotent,
+``infer`` maps float32 NCHW to logits. Timing lives in ``enet.bench``.
+
+``open_backend(path, kind=None)`` picks the implementation from the file type
+(``.pth`` -> torch, ``.onnx`` -> ort, ``.engine``/``.plan`` -> trt) and imports
+it lazily, so nothing heavy is imported until a backend is opened.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from enet.errors import EnetError
+
+try:  # Python >= 3.11
+    from typing import Self
+except ImportError:  # pragma: no cover - Python 3.10
+    from typing_extensions import Self  # type: ignore[assignment]
+
+KINDS = ("torch", "ort", "trt")
+_SUFFIX_KIND = {".pth": "torch", ".pt": "torch", ".onnx": "ort", ".engine": "trt", ".plan": "trt", ".trt": "trt"}
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every backend offers.
+
+    Attributes:
+        name: short label, e.g. ``"torch-cpu"``, ``"ort-cpu"``, ``"trt-fp16"``.
+        input_shape: static NCHW input shape ``(N, 3, H, W)``.
+        meta: model metadata (classes, palette, mean, std, input_size, ...)
+            read from the checkpoint, ONNX ``metadata_props`` or engine sidecar.
+    """
+
+    name: str
+    input_shape: tuple[int, int, int, int]
+    meta: dict[str, Any]
+
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """float32 ``(N, 3, H, W)`` -> float32 logits ``(N, C, H, W)`` on the host."""
+        ...
+
+
+def backend_kind(path: str | os.PathLike[str]) -> str:
+    """The backend kind for a model file, from its suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in _SUFFIX_KIND:
+        raise EnetError(
+            f"cannot tell the model type of {path}: expected .pth (checkpoint), .onnx or .engine"
+        )
+    return _SUFFIX_KIND[suffix]
+
+
+def open_backend(path: str | os.PathLike[str], kind: str | None = None, **options: Any) -> Backend:
+    """Construct (not yet enter) the backend for ``path``.
+
+    Args:
+        path: ``.pth`` checkpoint, ``.onnx`` model or ``.engine`` file.
+        kind: ``"torch" | "ort" | "trt"``; default from the file suffix.
+        **options: passed to the backend (e.g. ``device``, ``providers``,
+            ``input_shape``, ``threads``).
+
+    Raises:
+        EnetError: unknown suffix or kind, missing file, or a kind that cannot
+            run that file type.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise EnetError(f"model file {p} does not exist")
+    file_kind = backend_kind(p)
+    kind = kind or file_kind
+    if kind not in KINDS:
+        raise EnetError(f"unknown backend {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind != file_kind:
+        raise EnetError(f"backend {kind!r} cannot run {p.name} (a {file_kind} file)")
+    if kind == "torch":
+        from enet.engine.torch_backend import TorchBackend
+
+        return TorchBackend(p, **options)
+    if kind == "ort":
+        from enet.engine.ort_backend import OrtBackend
+
+        return OrtBackend(p, **options)
+    from enet.engine.trt_backend import TrtBackend
+
+    return TrtBackend(p, **options)

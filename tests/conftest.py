@@ -1,0 +1,129 @@
+"""Shared fixtures and capability-based skipping.
+
+Markers (pyproject, ``--strict-markers``): ``gpu``, ``trt``, ``gstreamer``,
+``slow``, ``camvid``. Each is skipped, with the reason, when its capability
+is missing, so a plain ``pytest`` passes on a CPU-only machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CAMVID = Path(os.environ.get("ENET_CAMVID", ROOT.parent / "shared" / "data" / "camvid"))
+
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return True
+    except Exception:  # noqa: BLE001
+        pass
+    return shutil.which("nvidia-smi") is not None and os.path.exists("/dev/nvidia0")
+
+
+def _importable(name: str) -> bool:
+    from enet._lazy import available
+
+    return available(name)
+
+
+def _has_gstreamer() -> bool:
+    try:
+        import gi
+
+        gi.require_version("Gst", "1.0")
+        from gi.repository import Gst  # noqa: F401
+
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _camvid_ok() -> bool:
+    return (CAMVID / "val").is_dir() and (CAMVID / "valannot").is_dir() and (CAMVID / "train").is_dir()
+
+
+_CAPS = {
+    "gpu": (_has_gpu, "no NVIDIA GPU on this machine"),
+    "trt": (lambda: _importable("tensorrt"), "TensorRT (tensorrt module) is not installed"),
+    "gstreamer": (_has_gstreamer, "GStreamer with PyGObject (gi) is not installed"),
+    "camvid": (_camvid_ok, f"real CamVid not found at {CAMVID}"),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    cache: dict[str, bool] = {}
+    for item in items:
+        for marker, (probe, reason) in _CAPS.items():
+            if marker in item.keywords:
+                if marker not in cache:
+                    cache[marker] = probe()
+                if not cache[marker]:
+                    item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def camvid_root() -> Path:
+    """Real CamVid (train, val); tests using it carry the ``camvid`` marker."""
+    return CAMVID
+
+
+def write_camvid_like(root: Path, *, splits: dict[str, int] | None = None, size: tuple[int, int] = (48, 64),
+                      seed: int = 0) -> Path:
+    """A tiny generated CamVid-format set: ``<split>/`` RGB PNGs + ``<split>annot/`` labels.
+
+    Labels are blocky class regions (0..10) with some void (11); images are
+    coloured by class with noise, so a model can learn something in an epoch.
+    """
+    import cv2
+
+    from enet.camvid import PALETTE
+
+    rng = np.random.default_rng(seed)
+    splits = splits or {"train": 6, "val": 3}
+    h, w = size
+    for split, n in splits.items():
+        (root / split).mkdir(parents=True, exist_ok=True)
+        (root / f"{split}annot").mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            small = rng.integers(0, 12, size=(max(1, h // 8), max(1, w // 8)), dtype=np.uint8)
+            label = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+            pal = np.array(list(PALETTE) + [(0, 0, 0)], dtype=np.float32)
+            img = pal[label] + rng.normal(0, 10, size=(h, w, 3))
+            img = np.clip(img, 0, 255).astype(np.uint8)
+            name = f"SEQ{split[:2]}_{i:06d}.png"
+            cv2.imwrite(str(root / split / name), img[:, :, ::-1])
+            cv2.imwrite(str(root / f"{split}annot" / name), label)
+    return root
+
+
+@pytest.fixture()
+def tiny_camvid(tmp_path: Path) -> Path:
+    """A generated CamVid-format set (48x64 frames, 6 train, 3 val)."""
+    return write_camvid_like(tmp_path / "camvid")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained (seeded) ENet checkpoint with CamVid metadata, input 64x96."""
+    import torch
+
+    from enet.camvid import default_metadata
+    from enet.checkpoint import make_checkpoint, save_checkpoint
+    from enet.model import ENet
+
+    torch.manual_seed(0)
+    model = ENet(11).eval()
+    meta = default_metadata()
+    meta["input_size"] = [64, 96]
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
+    save_checkpoint(path, make_checkpoint(model, meta))
+    return path
