@@ -1,0 +1,237 @@
+"""Command lines of the core package: enet-train, enet-eval, enet-summary, enet-plot.
+
+Building a parser imports nothing heavy; user errors print one line and exit
+with status 2 (1 for Ctrl-C), bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from enet.errors import EnetError
+
+log = logging.getLogger("enet")
+
+
+# -- shared helpers (also used by the tool CLIs) ---------------------------
+def parse_size(text: str) -> tuple[int, int]:
+    """``"480x360"`` (WxH, as cameras and the paper write it) -> ``(H, W)``."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 480x360") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be positive")
+    return h, w
+
+
+def add_verbosity(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if getattr(args, "verbose", False) else (
+        logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+
+
+def run_cli(body: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
+            argv: Sequence[str] | None) -> int:
+    """Parse, set up logging, run; EnetError -> one line + exit 2, Ctrl-C -> exit 130."""
+    args = parser.parse_args(argv)
+    setup_logging(args)
+    try:
+        return body(args)
+    except EnetError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        msg = str(exc) or "interrupted"
+        print(f"{parser.prog}: {msg}", file=sys.stderr)
+        return 130
+
+
+def cli(make_parser: Callable[[], argparse.ArgumentParser]) -> Callable[[Callable[[argparse.Namespace], int]],
+                                                                         Callable[[Sequence[str] | None], int]]:
+    def wrap(body: Callable[[argparse.Namespace], int]) -> Callable[[Sequence[str] | None], int]:
+        @functools.wraps(body)
+        def main(argv: Sequence[str] | None = None) -> int:
+            return run_cli(body, make_parser(), argv)
+        return main
+    return wrap
+
+
+# -- enet-train --------------------------------------------------------------
+def train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="enet-train",
+        description="Train ENet on CamVid (SegNet layout). Writes last.pth (resumable), best.pth "
+                    "(best val mIoU) and log.jsonl to --output. Ctrl-C saves a resumable checkpoint.",
+        epilog="examples:\n"
+               "  enet-train --data-root ../shared/data/camvid --epochs 1\n"
+               "  enet-train --data-root DIR --size 240x176 --batch-size 8 --epochs 150 -o runs/half\n"
+               "  enet-train --data-root DIR --init-from runs/half/best.pth --lr 2e-4 -o runs/full\n"
+               "  enet-train --data-root DIR --resume runs/full/last.pth",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", default=None, help="CamVid root with train/ trainannot/ val/ valannot/ "
+                   "(default: ../shared/data/camvid)")
+    p.add_argument("-o", "--output", default=None, help="run folder (default runs/enet)")
+    p.add_argument("--epochs", type=int, default=None, help="total epochs (default 100)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--size", type=parse_size, default=(360, 480), metavar="WxH",
+                   help="training crop size, multiples of 8 (default 480x360)")
+    p.add_argument("--val-size", type=parse_size, default=(360, 480), metavar="WxH",
+                   help="validation size (default 480x360)")
+    p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (paper: 5e-4)")
+    p.add_argument("--weight-decay", type=float, default=2e-4, help="(paper: 2e-4)")
+    p.add_argument("--schedule", choices=("poly", "step", "constant"), default="poly")
+    p.add_argument("--step-size", type=int, default=100, help="epochs per x0.1 for --schedule step")
+    p.add_argument("--warmup-epochs", type=int, default=0)
+    p.add_argument("--weighting", choices=("enet", "median", "none"), default="enet",
+                   help="class weights: ENet's 1/ln(1.02+p), median frequency, or none")
+    p.add_argument("--scale", type=float, nargs=2, default=(0.75, 1.5), metavar=("MIN", "MAX"),
+                   help="random scale range")
+    p.add_argument("--jitter", type=float, default=0.2, help="photometric jitter amplitude")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
+    p.add_argument("--init-from", default=None, metavar="CKPT", help="start from these weights (fine-tuning)")
+    p.add_argument("--resume", default=None, metavar="LAST.pth", help="continue an interrupted run exactly")
+    p.add_argument("--train-limit", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--val-limit", type=int, default=None, help=argparse.SUPPRESS)
+    add_verbosity(p)
+    return p
+
+
+@cli(train_parser)
+def train_main(args: argparse.Namespace) -> int:
+    """enet-train."""
+    from enet.defaults import default_camvid_root
+    from enet.train import Trainer, TrainConfig
+
+    data_root = str(args.data_root or default_camvid_root())
+    output = args.output or "runs/enet"
+    if args.resume:
+        trainer = Trainer(resume=args.resume, progress=not args.quiet, overrides={
+            "data_root": data_root, "output": args.output, "epochs": args.epochs, "device": args.device,
+            "workers": args.workers, "threads": args.threads})
+    else:
+        cfg = TrainConfig(
+            data_root=data_root, output=output, epochs=args.epochs or 100, batch_size=args.batch_size,
+            size=args.size, val_size=args.val_size, lr=args.lr, weight_decay=args.weight_decay,
+            schedule=args.schedule, step_size=args.step_size, warmup_epochs=args.warmup_epochs,
+            weighting=args.weighting, scale=tuple(args.scale), jitter=args.jitter, seed=args.seed,
+            device=args.device, workers=args.workers, threads=args.threads, val_every=args.val_every,
+            init_from=args.init_from, train_limit=args.train_limit, val_limit=args.val_limit)
+        trainer = Trainer(cfg, progress=not args.quiet)
+    metrics = trainer.fit()
+    from enet.metrics import format_table
+
+    if metrics:
+        print(format_table(metrics, f"val metrics after epoch {trainer.epoch}:"))
+    print(f"best val mIoU {100 * trainer.best:.1f}% (epoch {trainer.history_best_epoch}); "
+          f"checkpoints in {trainer.out}/ (best.pth, last.pth), log {trainer.out / 'log.jsonl'}")
+    return 0
+
+
+# -- enet-eval ---------------------------------------------------------------
+def eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="enet-eval",
+        description="Per-class IoU, mIoU, class-average and global accuracy (void excluded) of a "
+                    "checkpoint (.pth), ONNX model (.onnx) or TensorRT engine (.engine) on a CamVid split.",
+        epilog="example: enet-eval models/enet_camvid.pth --split val --json val.json")
+    p.add_argument("model", nargs="?", default=None, help="model file (default: models/enet_camvid.pth)")
+    p.add_argument("--data-root", default=None, help="CamVid root (default: ../shared/data/camvid)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="val")
+    p.add_argument("--backend", choices=("auto", "torch", "ort", "trt"), default="auto",
+                   help="default: from the file type")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for .pth models")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as JSON")
+    p.add_argument("--save-predictions", default=None, metavar="DIR",
+                   help="write one 8-bit class-index PNG per image (same name and size as its label)")
+    p.add_argument("--limit", type=int, default=None, help="first N frames only")
+    add_verbosity(p)
+    return p
+
+
+@cli(eval_parser)
+def eval_main(args: argparse.Namespace) -> int:
+    """enet-eval."""
+    from enet.defaults import default_camvid_root, default_model_path
+    from enet.engine.backend import open_backend
+    from enet.evaluate import evaluate
+    from enet.fileio import write_text
+    from enet.metrics import format_table
+
+    model = args.model or str(default_model_path())
+    data_root = args.data_root or default_camvid_root()
+    kind = None if args.backend == "auto" else args.backend
+    opts: dict[str, Any] = {"device": args.device} if model.endswith((".pth", ".pt")) else {}
+    with open_backend(model, kind, **opts) as backend:
+        summary = evaluate(backend, data_root, args.split, save_predictions=args.save_predictions,
+                           limit=args.limit, progress=not args.quiet)
+    summary["model"] = model
+    print(format_table(summary, f"{model} on {args.split} ({summary['frames']} frames, {summary['backend']}):"))
+    if args.json:
+        write_text(args.json, json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+# -- enet-summary -------------------------------------------------------------
+def summary_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="enet-summary",
+                                description="Parameters and GFLOPs of ENet beside the paper's Table 3.")
+    p.add_argument("--size", type=parse_size, default=(360, 640), metavar="WxH", help="default 640x360")
+    p.add_argument("--classes", type=int, default=11)
+    add_verbosity(p)
+    return p
+
+
+def model_summary(height: int, width: int, num_classes: int = 11) -> dict[str, Any]:
+    from enet.model import ENet, count_flops, count_parameters
+
+    m = ENet(num_classes)
+    return {"parameters": count_parameters(m), "gflops": count_flops(m, height, width) / 1e9,
+            "paper_parameters": 0.37e6, "paper_gflops": 3.83, "size_hw": [height, width]}
+
+
+@cli(summary_parser)
+def summary_main(args: argparse.Namespace) -> int:
+    """enet-summary."""
+    h, w = args.size
+    s = model_summary(h, w, args.classes)
+    print(f"ENet, {args.classes} classes, input {w}x{h}")
+    print(f"  parameters  {s['parameters'] / 1e6:.3f} M   (paper Table 3: 0.37 M)")
+    print(f"  GFLOPs      {s['gflops']:.2f}     (paper Table 3 at 640x360: 3.83; counted here as "
+          "2 x conv/deconv multiply-adds)")
+    return 0
+
+
+# -- enet-plot -----------------------------------------------------------------
+def plot_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="enet-plot", description="Training curves (loss, val mIoU) from log.jsonl files.")
+    p.add_argument("logs", nargs="+", help="one or more log.jsonl (stages are drawn one after the other)")
+    p.add_argument("-o", "--output", required=True, help="PNG file")
+    add_verbosity(p)
+    return p
+
+
+@cli(plot_parser)
+def plot_main(args: argparse.Namespace) -> int:
+    """enet-plot."""
+    from enet.plot import plot_training
+
+    plot_training(args.logs, args.output)
+    print(f"wrote {args.output}")
+    return 0

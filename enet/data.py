@@ -1,0 +1,269 @@
+"""CamVid in the SegNet layout: discovery, validation, augmentation, class weights.
+
+Layout under a root folder: ``<split>/`` RGB PNGs and ``<split>annot/`` 8-bit
+PNG labels of the same file name and size, for splits ``train``, ``val`` and
+``test``. Labels hold class indices 0..10 and 11 (void, ignored).
+
+Augmentation is a pure function of ``(seed, epoch, sample index)``, so a run
+is reproducible whatever the number of loader workers and resumes exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from enet._lazy import require
+from enet.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    image: Path
+    label: Path
+
+
+def list_split(root: str | os.PathLike[str], split: str) -> list[Sample]:
+    """Pair every image of ``<root>/<split>`` with its ``<root>/<split>annot`` label.
+
+    Raises:
+        DataError: missing folders, an empty split, or an image without label.
+    """
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    root = Path(root)
+    img_dir, ann_dir = root / split, root / f"{split}annot"
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist; expected a CamVid folder with {split}/ and {split}annot/")
+    if not img_dir.is_dir() or not ann_dir.is_dir():
+        raise DataError(f"{root} has no {split}/ and {split}annot/ folders (SegNet CamVid layout expected)")
+    images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not images:
+        raise DataError(f"{img_dir} holds no images")
+    labels = {p.stem: p for p in ann_dir.iterdir() if p.suffix.lower() == ".png"}
+    samples = []
+    for img in images:
+        lab = labels.get(img.stem)
+        if lab is None:
+            raise DataError(f"image {img} has no label {ann_dir / (img.stem + '.png')}")
+        samples.append(Sample(img.stem, img, lab))
+    return samples
+
+
+def _check_png_complete(path: Path, data: bytes) -> None:
+    # A PNG cut short still decodes partially in some libpng builds; its IEND
+    # chunk (the last 12 bytes) is the cheap, certain check.
+    if path.suffix.lower() == ".png" and (len(data) < 12 or data[-8:-4] != b"IEND"):
+        raise DataError(f"{path} is truncated or not a PNG (no IEND chunk); re-copy the file")
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an RGB image -> ``uint8 (H, W, 3)``.
+
+    Raises:
+        DataError: unreadable, truncated or not a colour image.
+    """
+    cv2 = require("cv2")
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    _check_png_complete(path, data)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DataError(f"{path} is not a readable image")
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def read_label(path: str | os.PathLike[str], num_classes: int = 11) -> np.ndarray:
+    """Read a label PNG -> ``uint8 (H, W)`` of values 0..num_classes (void).
+
+    Raises:
+        DataError: unreadable, truncated, not single-channel 8-bit, or a value
+            outside ``0..num_classes``.
+    """
+    cv2 = require("cv2")
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    _check_png_complete(path, data)
+    lab = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if lab is None:
+        raise DataError(f"{path} is not a readable label image")
+    if lab.ndim != 2 or lab.dtype != np.uint8:
+        raise DataError(f"{path} is not an 8-bit single-channel label (shape {lab.shape}, {lab.dtype})")
+    hi = int(lab.max())
+    if hi > num_classes:
+        raise DataError(f"{path} has label value {hi}; expected 0..{num_classes - 1} and {num_classes} (void)")
+    return lab
+
+
+def load_pair(sample: Sample, num_classes: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    """Image and label of ``sample``; their sizes must match."""
+    img, lab = read_image(sample.image), read_label(sample.label, num_classes)
+    if img.shape[:2] != lab.shape:
+        raise DataError(
+            f"{sample.image} is {img.shape[1]}x{img.shape[0]} but its label {sample.label} is "
+            f"{lab.shape[1]}x{lab.shape[0]}; image and label must be the same size"
+        )
+    return img, lab
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation (applied in this order).
+
+    Attributes:
+        scale: random scale range, relative to the output size.
+        flip: horizontal flip probability.
+        brightness, contrast, saturation: photometric jitter amplitudes
+            (factor drawn from ``1 +- amplitude``).
+    """
+
+    scale: tuple[float, float] = (0.75, 1.5)
+    flip: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+
+
+def augment_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int], aug: Augment,
+                 rng: np.random.Generator, void: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    """Random scale + crop to ``size`` (H, W), flip, photometric jitter.
+
+    Images are resized bilinearly, labels with nearest neighbour only; areas
+    outside the scaled frame are padded with void.
+    """
+    cv2 = require("cv2")
+    h, w = size
+    s = rng.uniform(*aug.scale)
+    # scale relative to the output size: s=1 maps the whole frame onto size
+    sh, sw = max(1, round(h * s)), max(1, round(w * s))
+    img = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_LINEAR)
+    lab = cv2.resize(lab, (sw, sh), interpolation=cv2.INTER_NEAREST)
+    ph, pw = max(h - sh, 0), max(w - sw, 0)
+    if ph or pw:
+        img = np.pad(img, ((0, ph), (0, pw), (0, 0)))
+        lab = np.pad(lab, ((0, ph), (0, pw)), constant_values=void)
+    y = int(rng.integers(0, img.shape[0] - h + 1))
+    x = int(rng.integers(0, img.shape[1] - w + 1))
+    img, lab = img[y:y + h, x:x + w], lab[y:y + h, x:x + w]
+    if rng.random() < aug.flip:
+        img, lab = img[:, ::-1], lab[:, ::-1]
+    f = img.astype(np.float32)
+    b = 1 + rng.uniform(-aug.brightness, aug.brightness)
+    c = 1 + rng.uniform(-aug.contrast, aug.contrast)
+    sat = 1 + rng.uniform(-aug.saturation, aug.saturation)
+    f *= b
+    f = (f - f.mean()) * c + f.mean()
+    grey = f.mean(axis=2, keepdims=True)
+    f = (f - grey) * sat + grey
+    img = np.clip(f, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(img), np.ascontiguousarray(lab)
+
+
+def resize_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Resize to ``size`` (H, W): image area/bilinear, label nearest."""
+    if img.shape[:2] == tuple(size):
+        return img, lab
+    cv2 = require("cv2")
+    h, w = size
+    interp = cv2.INTER_AREA if h < img.shape[0] else cv2.INTER_LINEAR
+    return (cv2.resize(img, (w, h), interpolation=interp),
+            cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST))
+
+
+class CamVid(Dataset):
+    """One split, decoded once into memory (CamVid train is ~190 MB as uint8).
+
+    Items are ``(float32 (3, H, W) normalised image, int64 (H, W) label)``.
+
+    Args:
+        root: data root. split: ``train|val|test``.
+        size: output (H, W).
+        mean, std: normalisation (from the model's metadata).
+        augment: an :class:`Augment` for training, None for evaluation
+            (plain resize to ``size``).
+        seed: augmentation seed; call :meth:`set_epoch` every epoch.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], split: str, *, size: tuple[int, int],
+                 mean: Sequence[float], std: Sequence[float], augment: Augment | None = None,
+                 seed: int = 0, num_classes: int = 11, limit: int | None = None) -> None:
+        self.samples = list_split(root, split)[:limit]
+        self.size, self.mean, self.std = tuple(size), mean, std
+        self.augment, self.seed, self.epoch = augment, seed, 0
+        self.num_classes = num_classes
+        self._cache = [load_pair(s, num_classes) for s in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def labels(self) -> list[np.ndarray]:
+        """The raw labels at native size (for class weights)."""
+        return [lab for _, lab in self._cache]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from enet.transforms import normalize
+
+        img, lab = self._cache[i]
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            img, lab = augment_pair(img, lab, self.size, self.augment, rng, void=self.num_classes)
+        else:
+            img, lab = resize_pair(img, lab, self.size)
+        return torch.from_numpy(normalize(img, self.mean, self.std)), torch.from_numpy(lab.astype(np.int64))
+
+
+def class_frequencies(labels: Sequence[np.ndarray], num_classes: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class pixel counts, and pixel totals of the images each class occurs in."""
+    counts = np.zeros(num_classes, np.int64)
+    present_total = np.zeros(num_classes, np.int64)
+    for lab in labels:
+        c = np.bincount(lab.ravel(), minlength=num_classes + 1)[:num_classes]
+        counts += c
+        present_total += (c > 0) * int(lab.size)
+    return counts, present_total
+
+
+def class_weights(labels: Sequence[np.ndarray], num_classes: int = 11, method: str = "enet",
+                  c: float = 1.02) -> np.ndarray:
+    """Loss weights from training labels (void excluded).
+
+    * ``enet``: ``1 / ln(c + p_class)`` with ``p`` the class share of all
+      labelled pixels, ``c = 1.02`` (paper, Section 5.2).
+    * ``median``: median-frequency balancing (Eigen & Fergus):
+      ``median(f) / f_class``, ``f`` = class pixels / pixels of images where
+      the class is present.
+    * ``none``: all ones.
+    """
+    if method == "none":
+        return np.ones(num_classes, np.float32)
+    counts, present_total = class_frequencies(labels, num_classes)
+    if method == "enet":
+        p = counts / max(counts.sum(), 1)
+        return (1.0 / np.log(c + p)).astype(np.float32)
+    if method == "median":
+        f = np.where(present_total > 0, counts / np.maximum(present_total, 1), 0.0)
+        med = np.median(f[f > 0]) if np.any(f > 0) else 1.0
+        return np.where(f > 0, med / np.maximum(f, 1e-12), 0.0).astype(np.float32)
+    raise ValueError(f"unknown class weighting {method!r}; use enet, median or none")

@@ -1,0 +1,51 @@
+"""Training curves from ``log.jsonl`` files (loss and val mIoU per epoch)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from enet._lazy import require
+from enet.errors import EnetError
+from enet.fileio import atomic_path
+
+
+def read_log(path: str | os.PathLike[str]) -> list[dict]:
+    p = Path(path)
+    if not p.is_file():
+        raise EnetError(f"training log {p} does not exist")
+    try:
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise EnetError(f"{p} is not a JSON-lines training log ({exc.msg} at line {exc.lineno})") from None
+
+
+def plot_training(logs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str]) -> None:
+    """Draw the logs one after another (e.g. half-res stage, then full-res) into a PNG."""
+    matplotlib = require("matplotlib")
+    matplotlib.use("Agg")
+    plt = require("matplotlib.pyplot")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    offset = 0
+    for path in logs:
+        recs = read_log(path)
+        if not recs:
+            continue
+        label = Path(path).parent.name or str(path)
+        ep = [offset + r["epoch"] for r in recs]
+        ax1.plot(ep, [r["train_loss"] for r in recs], label=label)
+        val = [(offset + r["epoch"], 100 * r["val_miou"]) for r in recs if r.get("val_miou") is not None]
+        if val:
+            ax2.plot(*zip(*val), marker=".", label=label)
+        offset = ep[-1]
+    ax1.set(xlabel="epoch", ylabel="weighted cross-entropy", title="training loss")
+    ax2.set(xlabel="epoch", ylabel="mIoU %", title="CamVid val mIoU (360x480)")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
