@@ -252,7 +252,10 @@ class Trainer:
         bs = cfg.batch_size
         self.sampler.set_epoch(self.epoch, self.step_in_epoch * bs)
         loader = DataLoader(self.train_set, batch_size=bs, sampler=self.sampler, num_workers=cfg.workers,
-                            drop_last=False, persistent_workers=False)
+                            drop_last=False, persistent_workers=False,
+                            # own generator: creating the loader must not draw from the global RNG
+                            # (dropout's), or a mid-epoch resume would diverge
+                            generator=torch.Generator().manual_seed(cfg.seed + self.epoch))
         n_batches = math.ceil(len(self.train_set) / bs)
         t0 = time.time()
         self.model.train()
