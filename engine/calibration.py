@@ -1,0 +1,96 @@
+"""Calibration frames: deterministic selection of CamVid train images.
+
+INT8 calibration (``enet.engine.quantize``) and the legacy TensorRT entropy
+calibrator both read frames through this module, so the same images in the
+same order feed every path. Selection is name-sorted and evenly spaced over
+the folder (CamVid train holds several driving sequences back to back, so a
+prefix would see one sequence only); no randomness is involved.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from enet._lazy import require
+from enet.errors import DataError
+from enet.transforms import normalize
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+#: Default number of calibration frames (CamVid train has 367).
+DEFAULT_CALIB_IMAGES = 300
+
+
+def calibration_folder(path: str | os.PathLike[str]) -> Path:
+    """A folder of images: ``path`` itself, or ``path/train`` for a CamVid root."""
+    p = Path(path)
+    if (p / "train").is_dir() and not _images_in(p):
+        return p / "train"
+    return p
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def select_calibration_images(path: str | os.PathLike[str], count: int = DEFAULT_CALIB_IMAGES) -> list[Path]:
+    """Pick ``count`` images from a folder (or a CamVid root's ``train/``).
+
+    Files are name-sorted and ``count`` of them are taken at evenly spaced
+    positions (first and last included); ``count`` larger than the folder takes
+    every image. The result depends only on the file names.
+
+    Raises:
+        DataError: the folder is missing or holds no images, or ``count < 1``.
+    """
+    if count < 1:
+        raise DataError(f"--calib-images must be at least 1, got {count}")
+    folder = calibration_folder(path)
+    if not folder.is_dir():
+        raise DataError(
+            f"calibration data folder {folder} does not exist; pass --calib-data with CamVid "
+            "(its train/ is used) or a folder of RGB frames"
+        )
+    images = _images_in(folder)
+    if not images:
+        raise DataError(
+            f"calibration data folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+            "pass --calib-data with CamVid or a folder of RGB frames"
+        )
+    if count >= len(images):
+        return images
+    idx = np.round(np.linspace(0, len(images) - 1, count)).astype(int)
+    return [images[i] for i in idx]
+
+
+def load_frame(path: Path, meta: dict[str, Any], height: int, width: int) -> np.ndarray:
+    """Read one image as normalised float32 ``(3, height, width)`` (RGB, meta mean/std)."""
+    cv2 = require("cv2")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DataError(f"cannot read image {path}; is it a valid PNG/JPEG?")
+    if bgr.shape[:2] != (height, width):
+        bgr = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR)  # as enet.evaluate
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return normalize(rgb, meta["mean"], meta["std"])
+
+
+def iter_batches(paths: Sequence[Path], meta: dict[str, Any], input_shape: Sequence[int]) -> Iterator[np.ndarray]:
+    """Yield float32 ``(N, 3, H, W)`` batches of ``input_shape[0]`` frames.
+
+    A last, partial batch is padded by repeating its final frame, because a
+    static-shape model (and a TensorRT calibrator) takes one batch size only;
+    with batch 1 (the default export) nothing is repeated.
+    """
+    n, _, h, w = (int(v) for v in input_shape)
+    for start in range(0, len(paths), n):
+        chunk = list(paths[start:start + n])
+        chunk += [chunk[-1]] * (n - len(chunk))
+        yield np.stack([load_frame(p, meta, h, w) for p in chunk])

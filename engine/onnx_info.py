@@ -1,0 +1,163 @@
+"""Facts read from an ONNX file: the model's metadata, input shape, output roles.
+
+Metadata (classes, palette, mean, std, input_size, void_index) travels in
+``metadata_props`` as written by ``enet.export.onnx``; it is read through
+``enet.export.onnx.read_onnx_metadata`` and nowhere written down twice.
+Precision conversion adds ``enet.precision`` (``fp32|fp16|int8``) beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from enet.errors import EnetError, ShapeError
+
+PRECISION_KEY = "enet.precision"
+_META_KEYS = ("classes", "palette", "mean", "std", "input_size")
+_INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.UINT8, onnx.TensorProto.INT8}
+
+
+def load_onnx(path: str | os.PathLike[str], *, check: bool = True) -> onnx.ModelProto:
+    """Load and check an ONNX file; a corrupt or missing file is a user error."""
+    p = Path(path)
+    if not p.is_file():
+        raise EnetError(f"ONNX file {p} does not exist; export one with enet-export")
+    try:
+        model = onnx.load(str(p))
+        if check:
+            onnx.checker.check_model(model)
+    except Exception as exc:  # noqa: BLE001 - protobuf and checker raise many types
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise EnetError(f"{p} is not a valid ONNX model ({first}); re-export it with enet-export") from None
+    if not model.graph.input or not model.graph.output:
+        raise EnetError(f"{p} has no graph input or output; re-export it with enet-export")
+    return model
+
+
+def read_meta(model: onnx.ModelProto, source: str = "the ONNX model") -> dict[str, Any]:
+    """The model metadata stored by ``enet-export``.
+
+    Raises:
+        EnetError: the model carries no enet-rt metadata.
+    """
+    meta: dict[str, Any] | None = None
+    try:
+        from enet.export.onnx import read_onnx_metadata
+    except ImportError:  # exporter not installed in this checkout: parse the props ourselves
+        read_onnx_metadata = None
+    if read_onnx_metadata is not None:
+        try:
+            meta = dict(read_onnx_metadata(model))
+        except EnetError:
+            meta = None
+    if not meta:
+        meta = _parse_props(model)
+    if not meta or any(k not in meta for k in _META_KEYS):
+        raise EnetError(
+            f"{source} carries no enet-rt metadata (classes, mean, std, input size); "
+            "export it from a checkpoint with enet-export"
+        )
+    return meta
+
+
+def _parse_props(model: onnx.ModelProto) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for prop in model.metadata_props:
+        try:
+            value = json.loads(prop.value)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and "classes" in value:
+            out.update(value)
+        elif prop.key in _META_KEYS or prop.key == "void_index":
+            out[prop.key] = value
+    return out
+
+
+def precision_of(model: onnx.ModelProto) -> str:
+    """``int8`` (Q/DQ present), ``fp16`` (float16 initializers) or ``fp32``."""
+    for prop in model.metadata_props:
+        if prop.key == PRECISION_KEY:
+            return prop.value
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        return "int8"
+    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def set_prop(model: onnx.ModelProto, key: str, value: str) -> None:
+    """Set (replace) one ``metadata_props`` entry in place."""
+    for prop in model.metadata_props:
+        if prop.key == key:
+            prop.value = value
+            return
+    entry = model.metadata_props.add()
+    entry.key, entry.value = key, value
+
+
+def input_dims(model: onnx.ModelProto) -> tuple[str, list[int | str]]:
+    """Name and dims of the first graph input (strings for symbolic dims)."""
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if not inputs:
+        raise EnetError("the ONNX model has no data input")
+    x = inputs[0]
+    dims: list[int | str] = []
+    for d in x.type.tensor_type.shape.dim:
+        dims.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?"))
+    return x.name, dims
+
+
+def static_input_shape(model: onnx.ModelProto, requested: tuple[int, ...] | None = None,
+                       meta: dict[str, Any] | None = None) -> tuple[int, int, int, int]:
+    """The NCHW shape to run: the model's static dims, a symbolic batch filled in.
+
+    Raises:
+        ShapeError: ``requested`` disagrees with a static dim, or the input is not NCHW with 3 channels.
+    """
+    _, dims = input_dims(model)
+    if len(dims) != 4 or (isinstance(dims[1], int) and dims[1] not in (0, 3)):
+        raise ShapeError(f"the ONNX input has shape {dims}; expected (N, 3, H, W)")
+    if requested is not None:
+        requested = tuple(int(v) for v in requested)
+        if len(requested) != 4:
+            raise ShapeError(f"input shape {requested} is not (N, 3, H, W)")
+        for want, have in zip(requested, dims):
+            if isinstance(have, int) and have > 0 and have != want:
+                raise ShapeError(
+                    f"input shape {requested} does not fit the model's input {tuple(dims)}; "
+                    "re-export with enet-export --height/--width/--batch"
+                )
+        return requested  # type: ignore[return-value]
+    filled = []
+    for i, d in enumerate(dims):
+        if isinstance(d, int) and d > 0:
+            filled.append(d)
+        elif i == 0:
+            filled.append(1)
+        elif meta is not None and i in (2, 3):
+            filled.append(int(meta["input_size"][i - 2]))
+        else:
+            raise ShapeError(f"the ONNX input dim {i} is dynamic ({d}); pass input_shape")
+    return tuple(filled)  # type: ignore[return-value]
+
+
+def output_roles(model: onnx.ModelProto) -> tuple[str | None, str | None]:
+    """``(logits output name, labels output name)``; either may be absent.
+
+    Logits are the float output; labels (an in-graph ArgMax) the integer one.
+    """
+    logits = labels = None
+    for out in model.graph.output:
+        et = out.type.tensor_type.elem_type
+        if et in _INT_TYPES and labels is None:
+            labels = out.name
+        elif et in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16) and logits is None:
+            logits = out.name
+    return logits, labels

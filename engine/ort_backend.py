@@ -1,0 +1,122 @@
+"""ONNX Runtime backend: runs ``.onnx`` (FP32, FP16 or INT8 Q/DQ) on the CPU,
+or with the CUDA / TensorRT execution providers when the installed
+onnxruntime has them."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from enet._lazy import require
+from enet.engine.onnx_info import load_onnx, output_roles, precision_of, read_meta, static_input_shape
+from enet.errors import EnetError, ShapeError
+
+log = logging.getLogger(__name__)
+
+_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def resolve_providers(providers: str | Sequence[str], available: Sequence[str]) -> list[str]:
+    """``auto|cpu|cuda|tensorrt`` or an explicit list -> providers to ask ONNX Runtime for.
+
+    ``auto`` takes CUDA when present, else the CPU (the TensorRT provider is
+    opt-in: its first run builds an engine, which takes minutes).
+
+    Raises:
+        EnetError: an explicitly named provider that this onnxruntime lacks.
+    """
+    if isinstance(providers, str):
+        key = providers.lower()
+        if key == "auto":
+            return _PROVIDERS["cuda"] if "CUDAExecutionProvider" in available else _PROVIDERS["cpu"]
+        if key not in _PROVIDERS:
+            raise EnetError(f"unknown ONNX Runtime provider {providers!r}; choose auto, cpu, cuda or tensorrt")
+        wanted = _PROVIDERS[key]
+    else:
+        wanted = list(providers)
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        raise EnetError(
+            f"ONNX Runtime provider {missing[0]} is not available here (have {', '.join(available)}); "
+            "install onnxruntime-gpu or use providers='cpu'"
+        )
+    return wanted
+
+
+class OrtBackend:
+    """An ONNX model in ONNX Runtime.
+
+    Args:
+        path: ``.onnx`` file with enet-rt metadata.
+        providers: ``auto|cpu|cuda|tensorrt`` or a list of provider names.
+        input_shape: NCHW shape; must fit the model's static dims (a dynamic
+            batch is filled from it; default batch 1).
+        threads: intra-op threads (default: ONNX Runtime's).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, providers: str | Sequence[str] = "auto",
+                 input_shape: tuple[int, int, int, int] | None = None, threads: int | None = None,
+                 **_: Any) -> None:
+        self.path = Path(path)
+        model = load_onnx(self.path, check=False)
+        self.meta: dict[str, Any] = read_meta(model, str(self.path))
+        self.input_shape = static_input_shape(model, input_shape, self.meta)
+        self.precision = precision_of(model)
+        self._logits_name, self._labels_name = output_roles(model)
+        if self._logits_name is None and self._labels_name is None:
+            raise EnetError(f"{self.path} has neither a float logits output nor an integer labels output")
+        self._providers = providers
+        self._threads = threads
+        self._session: Any = None
+        self._input_name = ""
+        self.name = f"ort-{self.precision}"
+
+    def __enter__(self) -> OrtBackend:
+        ort = require("onnxruntime")
+        providers = resolve_providers(self._providers, ort.get_available_providers())
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if self._threads:
+            so.intra_op_num_threads = int(self._threads)
+        try:
+            self._session = ort.InferenceSession(str(self.path), so, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
+            first = str(exc).strip().splitlines()[0][:200]
+            raise EnetError(f"ONNX Runtime cannot load {self.path} ({first})") from None
+        self._input_name = self._session.get_inputs()[0].name
+        used = self._session.get_providers()[0]
+        self.name = f"ort-{used.replace('ExecutionProvider', '').lower()}-{self.precision}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._session = None
+
+    def _run(self, x: np.ndarray, output: str) -> np.ndarray:
+        if self._session is None:
+            raise RuntimeError("OrtBackend used outside 'with'")
+        if x.shape != tuple(self.input_shape):
+            raise ShapeError(f"input {x.shape} does not match the model's input {tuple(self.input_shape)}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return self._session.run([output], {self._input_name: x})[0]
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """float32 ``(N, 3, H, W)`` -> float32 logits ``(N, C, H, W)``."""
+        if self._logits_name is None:
+            raise EnetError(f"{self.path} outputs class labels only; use infer_labels or export without --labels")
+        return self._run(x, self._logits_name).astype(np.float32, copy=False)
+
+    def infer_labels(self, x: np.ndarray) -> np.ndarray:
+        """float32 ``(N, 3, H, W)`` -> int64 class labels ``(N, H, W)`` (in-graph ArgMax when present)."""
+        if self._labels_name is not None:
+            y = self._run(x, self._labels_name)
+            return (y[:, 0] if y.ndim == 4 else y).astype(np.int64, copy=False)
+        return self.infer(x).argmax(1)

@@ -1,0 +1,180 @@
+"""Native TensorRT backend: a lean runner for ``.engine`` files.
+
+Hand-written on purpose (Polygraphy's ``TrtRunner`` does the same job with
+more per-call bookkeeping, which the camera loop pays every frame): one
+execution context, device buffers allocated once in ``__enter__`` with
+cuda-python, the name-based tensor API (``get_tensor_name``,
+``set_tensor_address``, ``execute_async_v3``; TensorRT 8.5 .. 11) on one
+stream.
+
+The model metadata and the build facts come from the engine's JSON sidecar
+(:mod:`enet.engine.sidecar`); an engine built for another TensorRT release or
+GPU is refused before deserialisation, with the rebuild command.
+
+Never run on a GPU in this project's CI: see docs/engines.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from enet._lazy import require
+from enet.engine.sidecar import check_sidecar, read_sidecar
+from enet.errors import EnetError, ShapeError
+
+log = logging.getLogger(__name__)
+
+
+def cudart() -> ModuleType:
+    """cuda-python's runtime module: ``cuda.bindings.runtime`` (12.6+) or ``cuda.cudart`` (older)."""
+    try:
+        return require("cuda.bindings.runtime")
+    except EnetError:
+        return require("cuda.cudart")
+
+
+def cuda_check(result: Any) -> Any:
+    """Unpack a cuda-python ``(err, *values)`` tuple; raise on an error code."""
+    if isinstance(result, tuple):
+        err, rest = result[0], result[1:]
+    else:
+        err, rest = result, ()
+    if int(err) != 0:
+        raise EnetError(f"CUDA call failed: {err}; is the NVIDIA driver loaded and a GPU visible?")
+    if not rest:
+        return None
+    return rest[0] if len(rest) == 1 else rest
+
+
+def gpu_info(device: int = 0) -> tuple[str, str]:
+    """``(GPU name, compute capability "major.minor")`` of ``device``."""
+    rt = cudart()
+    props = cuda_check(rt.cudaGetDeviceProperties(device))
+    name = props.name
+    if isinstance(name, bytes):
+        name = name.split(b"\0", 1)[0].decode(errors="replace")
+    return str(name).strip(), f"{props.major}.{props.minor}"
+
+
+class TrtBackend:
+    """A serialized TensorRT engine with its sidecar.
+
+    Args:
+        path: ``.engine`` file; ``<path>.json`` must sit beside it.
+        device: CUDA device ordinal.
+        check_build: refuse an engine whose sidecar names another TensorRT or GPU.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, device: int = 0, check_build: bool = True,
+                 input_shape: tuple[int, int, int, int] | None = None, **_: Any) -> None:
+        self.path = Path(path)
+        self.sidecar = read_sidecar(self.path)
+        self.meta: dict[str, Any] = dict(self.sidecar["meta"])
+        self.input_shape = tuple(int(v) for v in self.sidecar["input_shape"])
+        if input_shape is not None and tuple(input_shape) != self.input_shape:
+            raise ShapeError(
+                f"{self.path.name} was built for input {self.input_shape}, not {tuple(input_shape)}; "
+                "rebuild from an ONNX exported at that size"
+            )
+        self.precision = str(self.sidecar.get("precision", "fp32"))
+        self.name = f"trt-{self.precision}"
+        self._device = int(device)
+        self._check_build = check_build
+        self._rt: Any = None
+        self._engine: Any = None
+        self._context: Any = None
+        self._stream: Any = None
+        self._buffers: dict[str, tuple[int, np.ndarray]] = {}  # name -> (device ptr, host array)
+        self._input = ""
+        self._logits: str | None = None
+        self._labels: str | None = None
+
+    def __enter__(self) -> TrtBackend:
+        trt = require("tensorrt")
+        rt = cudart()
+        self._rt = rt
+        if self._check_build:
+            name, cc = gpu_info(self._device)
+            check_sidecar(self.sidecar, tensorrt_version=trt.__version__, gpu_name=name,
+                          compute_capability=cc, engine_path=self.path)
+        cuda_check(rt.cudaSetDevice(self._device))
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self._engine is None:
+            raise EnetError(f"TensorRT cannot deserialize {self.path}; rebuild it: "
+                            f"{self.sidecar.get('rebuild_command', 'enet-build-engine')}")
+        self._context = self._engine.create_execution_context()
+        self._stream = cuda_check(rt.cudaStreamCreate())
+        try:
+            for i in range(self._engine.num_io_tensors):
+                tname = self._engine.get_tensor_name(i)
+                is_input = self._engine.get_tensor_mode(tname) == trt.TensorIOMode.INPUT
+                if is_input:
+                    shape = tuple(self._engine.get_tensor_shape(tname))
+                    if any(d < 0 for d in shape):  # dynamic batch: fix it to the sidecar's
+                        self._context.set_input_shape(tname, self.input_shape)
+                    self._input = tname
+                shape = tuple(self._context.get_tensor_shape(tname))
+                dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(tname)))
+                host = np.empty(shape, dtype=dtype)
+                ptr = cuda_check(rt.cudaMalloc(max(host.nbytes, 1)))
+                self._buffers[tname] = (int(ptr), host)
+                self._context.set_tensor_address(tname, int(ptr))
+                if not is_input:
+                    if np.issubdtype(dtype, np.integer):
+                        self._labels = self._labels or tname
+                    else:
+                        self._logits = self._logits or tname
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        rt = self._rt
+        if rt is not None:
+            for ptr, _ in self._buffers.values():
+                rt.cudaFree(ptr)
+            if self._stream is not None:
+                rt.cudaStreamDestroy(self._stream)
+        self._buffers = {}
+        self._stream = None
+        self._context = None
+        self._engine = None
+        self._rt = None
+
+    def _run(self, x: np.ndarray, output: str) -> np.ndarray:
+        if self._context is None:
+            raise RuntimeError("TrtBackend used outside 'with'")
+        if x.shape != self.input_shape:
+            raise ShapeError(f"input {x.shape} does not match the engine's input {self.input_shape}")
+        rt = self._rt
+        in_ptr, in_host = self._buffers[self._input]
+        np.copyto(in_host, x, casting="same_kind")
+        h2d, d2h = rt.cudaMemcpyKind.cudaMemcpyHostToDevice, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        cuda_check(rt.cudaMemcpyAsync(in_ptr, in_host.ctypes.data, in_host.nbytes, h2d, self._stream))
+        if not self._context.execute_async_v3(int(self._stream)):
+            raise EnetError(f"TensorRT failed to run {self.path.name}")
+        out_ptr, out_host = self._buffers[output]
+        cuda_check(rt.cudaMemcpyAsync(out_host.ctypes.data, out_ptr, out_host.nbytes, d2h, self._stream))
+        cuda_check(rt.cudaStreamSynchronize(self._stream))
+        return out_host.copy()
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """float32 ``(N, 3, H, W)`` -> float32 logits ``(N, C, H, W)`` on the host."""
+        if self._logits is None:
+            raise EnetError(f"{self.path.name} outputs class labels only; use infer_labels")
+        return self._run(x, self._logits).astype(np.float32, copy=False)
+
+    def infer_labels(self, x: np.ndarray) -> np.ndarray:
+        """float32 ``(N, 3, H, W)`` -> int64 labels ``(N, H, W)``."""
+        if self._labels is not None:
+            y = self._run(x, self._labels)
+            return (y[:, 0] if y.ndim == 4 else y).astype(np.int64, copy=False)
+        return self.infer(x).argmax(1)
