@@ -95,6 +95,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=("poly", "step", "constant"), default="poly")
     p.add_argument("--step-size", type=int, default=100, help="epochs per x0.1 for --schedule step")
     p.add_argument("--warmup-epochs", type=int, default=0)
+    p.add_argument("--encoder-epochs", type=int, default=0,
+                   help="first train the encoder alone on labels subsampled by 8 for N epochs (paper 5.2)")
     p.add_argument("--weighting", choices=("enet", "median", "none"), default="enet",
                    help="class weights: ENet's 1/ln(1.02+p), median frequency, or none")
     p.add_argument("--scale", type=float, nargs=2, default=(0.75, 1.5), metavar=("MIN", "MAX"),
@@ -129,7 +131,7 @@ def train_main(args: argparse.Namespace) -> int:
         cfg = TrainConfig(
             data_root=data_root, output=output, epochs=args.epochs or 100, batch_size=args.batch_size,
             size=args.size, val_size=args.val_size, lr=args.lr, weight_decay=args.weight_decay,
-            schedule=args.schedule, step_size=args.step_size, warmup_epochs=args.warmup_epochs,
+            schedule=args.schedule, step_size=args.step_size, warmup_epochs=args.warmup_epochs, encoder_epochs=args.encoder_epochs,
             weighting=args.weighting, scale=tuple(args.scale), jitter=args.jitter, seed=args.seed,
             device=args.device, workers=args.workers, threads=args.threads, val_every=args.val_every,
             init_from=args.init_from, train_limit=args.train_limit, val_limit=args.val_limit)

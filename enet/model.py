@@ -265,13 +265,17 @@ class ENet(nn.Module):
             m.unpool = mode
         return self
 
-    def forward(self, x: Tensor) -> Tensor:
+    def encode(self, x: Tensor) -> tuple[Tensor, PoolMemory, PoolMemory]:
+        """Encoder (initial to stage 3): ``(N, 128, H/8, W/8)`` and the two pool memories."""
         check_input_size(x.shape[-2], x.shape[-1])
         x = self.initial(x)
         x, mem1 = self.down1(x)
         x = self.stage1(x)
         x, mem2 = self.down2(x)
-        x = self.stage3(self.stage2(x))
+        return self.stage3(self.stage2(x)), mem1, mem2
+
+    def forward(self, x: Tensor) -> Tensor:
+        x, mem1, mem2 = self.encode(x)
         x = self.stage4(self.up4(x, mem2))
         x = self.stage5(self.up5(x, mem1))
         return self.fullconv(x)

@@ -59,6 +59,7 @@ class TrainConfig:
     step_size: int = 100                        # epochs per x0.1 (step)
     poly_power: float = 0.9
     warmup_epochs: int = 0
+    encoder_epochs: int = 0                     # paper Section 5.2: encoder first, on 1/8 labels
     weighting: str = "enet"                     # enet | median | none
     scale: tuple[float, float] = (0.75, 1.5)
     flip: float = 0.5
@@ -166,7 +167,11 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         self.model = ENet(11).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # Encoder-first stage: a 1x1 classifier on the encoder output, trained
+        # against labels subsampled by 8, then dropped.
+        self.encoder_head = nn.Conv2d(128, 11, 1).to(self.device) if cfg.encoder_epochs else None
+        params = list(self.model.parameters()) + (list(self.encoder_head.parameters()) if self.encoder_head else [])
+        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.epoch, self.step_in_epoch = 0, 0
         self.running = [0.0, 0]  # loss sum, batches in the current epoch
         self.best = -1.0
@@ -190,6 +195,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "best_miou": self.best,
             "best_epoch": self.history_best_epoch,
+            "encoder_head": self.encoder_head.state_dict() if self.encoder_head is not None else None,
         }
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
@@ -200,6 +206,8 @@ class Trainer:
         self.running = [float(st["running"][0]), int(st["running"][1])]
         torch.set_rng_state(st["torch_rng"])
         self.best, self.history_best_epoch = float(st["best_miou"]), int(st["best_epoch"])
+        if self.encoder_head is not None and st.get("encoder_head") is not None:
+            self.encoder_head.load_state_dict(st["encoder_head"])
         log.info("resumed at epoch %d, batch %d", self.epoch + 1, self.step_in_epoch)
 
     def _meta(self, metrics: dict[str, Any] | None) -> dict[str, Any]:
@@ -263,7 +271,10 @@ class Trainer:
                    unit="batch", disable=not self.progress, leave=False, dynamic_ncols=True)
         for x, y in bar:
             x, y = x.to(self.device), y.to(self.device)
-            loss = self.criterion(self.model(x), y)
+            if self.encoder_head is not None and self.epoch < cfg.encoder_epochs:
+                loss = self.criterion(self.encoder_head(self.model.encode(x)[0]), y[:, 4::8, 4::8])
+            else:
+                loss = self.criterion(self.model(x), y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

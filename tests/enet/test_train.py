@@ -129,3 +129,18 @@ def test_train_cli_bad_size_is_one_line(tiny_camvid: Path, tmp_path: Path):
                         "--size", "50x30", "-o", str(tmp_path / "r")], capture_output=True, text=True)
     assert r.returncode == 2
     assert "multiple of 8" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_encoder_first_stage_trains_encoder_then_whole_net(tiny_camvid: Path, tmp_path: Path):
+    cfg = _cfg(tiny_camvid, tmp_path / "enc", epochs=2)
+    cfg.encoder_epochs = 1
+    t = Trainer(cfg, progress=False)
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    t.epoch = 0
+    t.cfg.epochs = 1
+    t.fit()
+    after = t.model.state_dict()
+    assert torch.equal(before["fullconv.weight"], after["fullconv.weight"])  # decoder untouched
+    assert not torch.equal(before["initial.conv.weight"], after["initial.conv.weight"])
+    st = torch.load(tmp_path / "enc" / "last.pth", weights_only=True)["train_state"]
+    assert st["encoder_head"] is not None
