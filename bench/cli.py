@@ -1,0 +1,289 @@
+"""``enet-bench``: ENet latency per backend x resolution, against the paper.
+
+Building the parser imports nothing heavy (no torch, onnxruntime, tensorrt),
+so ``enet-bench --help`` works anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from enet.errors import EnetError
+
+log = logging.getLogger("enet.bench")
+
+DEFAULT_RESOLUTIONS = "480x320,640x360,1280x720,1920x1080"
+DEFAULT_BACKENDS = "torch,ort,ort-int8,trt-fp32,trt-fp16,trt-int8"
+
+
+def parse_resolutions(text: str) -> list[tuple[int, int]]:
+    """``"480x320,640x360"`` (width x height, as the paper writes them) -> ``[(480, 320), ...]``."""
+    out: list[tuple[int, int]] = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        w, sep, h = item.lower().partition("x")
+        if not sep or not w.isdigit() or not h.isdigit() or int(w) <= 0 or int(h) <= 0:
+            raise EnetError(f"bad resolution {item!r} in --resolutions; expected WIDTHxHEIGHT, e.g. 640x360")
+        if int(w) % 8 or int(h) % 8:
+            raise EnetError(
+                f"resolution {item} is not a multiple of 8 in width and height; ENet needs both divisible "
+                f"by 8, e.g. {max(8, round(int(w) / 8) * 8)}x{max(8, round(int(h) / 8) * 8)}"
+            )
+        if (int(w), int(h)) not in out:
+            out.append((int(w), int(h)))
+    if not out:
+        raise EnetError("--resolutions is empty; e.g. --resolutions 640x360")
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="enet-bench",
+        description="Benchmark ENet per backend and resolution (trtexec-style timing) and compare with "
+                    "the paper's Table 2 (speed) and Table 3 (size). Writes bench.json, bench.md, bench.png.",
+    )
+    p.add_argument("--device", choices=("auto", "cpu", "desktop", "jetson"), default="auto",
+                   help="what to probe and where to run: cpu, desktop (NVIDIA GPU), jetson; auto detects")
+    p.add_argument("--model", type=Path, default=None,
+                   help="enet-rt checkpoint (.pth); default: the shipped models/enet_camvid.pth (ENET_MODEL)")
+    p.add_argument("--backends", default=DEFAULT_BACKENDS,
+                   help=f"comma-separated, from: {DEFAULT_BACKENDS} (default: all; unavailable ones are skipped)")
+    p.add_argument("--resolutions", default=DEFAULT_RESOLUTIONS,
+                   help=f"WIDTHxHEIGHT list, multiples of 8 (default: the paper's {DEFAULT_RESOLUTIONS})")
+    p.add_argument("--batch", type=int, default=1, help="frames per inference (default 1, as the paper)")
+    p.add_argument("--warmup-s", type=float, default=0.5, help="warm-up seconds per run (default 0.5)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--duration-s", type=float, default=None,
+                   help="measure at least this many seconds (and --min-iterations; default 2)")
+    g.add_argument("--iterations", type=int, default=None, help="measure exactly N iterations instead")
+    p.add_argument("--min-iterations", type=int, default=5,
+                   help="with --duration-s: at least this many iterations (default 5)")
+    p.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: runtime's)")
+    p.add_argument("--accuracy-frames", type=int, default=0,
+                   help="also report CamVid val mIoU of each backend on N frames (default 0: off)")
+    p.add_argument("--calib-images", type=int, default=64,
+                   help="CamVid train frames for INT8 calibration when an INT8 ONNX is built (default 64)")
+    p.add_argument("--camvid", type=Path, default=None,
+                   help="CamVid root (val/ for frames and accuracy, train/ for calibration); default ENET_CAMVID "
+                        "or ../shared/data/camvid")
+    p.add_argument("--cv-threshold", type=float, default=0.10,
+                   help="warn when std/mean latency exceeds this (default 0.10)")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
+    p.add_argument("-o", "--output", type=Path, default=Path("bench-results"),
+                   help="report folder; built ONNX/engines are cached in OUTPUT/artifacts (default bench-results)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    return p
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if args.batch < 1:
+        raise EnetError(f"--batch must be at least 1, got {args.batch}")
+    if args.warmup_s < 0 or (args.duration_s is not None and args.duration_s < 0):
+        raise EnetError("--warmup-s and --duration-s must be >= 0 seconds")
+    if args.iterations is not None and args.iterations < 1:
+        raise EnetError(f"--iterations must be at least 1, got {args.iterations}")
+    if args.min_iterations < 1:
+        raise EnetError(f"--min-iterations must be at least 1, got {args.min_iterations}")
+    if args.threads is not None and args.threads < 1:
+        raise EnetError(f"--threads must be at least 1, got {args.threads}")
+    if args.accuracy_frames < 0 or args.calib_images < 1:
+        raise EnetError("--accuracy-frames must be >= 0 and --calib-images >= 1")
+
+
+def _say(msg: str) -> None:
+    """Progress for the user on stderr (the CLI's own output, not library logging)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _model_facts(path: Path) -> dict[str, Any]:
+    from enet.checkpoint import load_model
+    from enet.fileio import sha256_file
+    from enet.model import count_flops, count_parameters
+
+    from enet.bench import paper
+
+    model, meta = load_model(path)
+    w, h = paper.TABLE3_RESOLUTION
+    return {"path": str(path), "sha256": sha256_file(path), "params": count_parameters(model),
+            "gflops": count_flops(model, h, w) / 1e9, "flops_convention": "conv/deconv multiply-adds x 2",
+            "input_size": meta.get("input_size"), "metrics": meta.get("metrics")}
+
+
+def _backend_options(spec: Any, device_kind: str, shape: tuple[int, int, int, int], threads: int | None) -> dict[str, Any]:
+    opts: dict[str, Any] = {"input_shape": shape}
+    if threads:
+        opts["threads"] = threads
+    if spec.kind in ("torch", "ort"):
+        opts["device"] = "cpu" if device_kind == "cpu" else "auto"
+    return opts
+
+
+def _pick_timer(spec: Any, backend: Any) -> Any:
+    from enet.bench.harness import CudaEventTimer, PerfCounterTimer
+
+    on_gpu = spec.kind == "trt" or str(getattr(backend, "name", "")).endswith(("cuda", "gpu"))
+    if on_gpu:
+        try:
+            return CudaEventTimer()
+        except EnetError:
+            pass
+    return PerfCounterTimer()
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from enet.bench import backends as bk
+    from enet.bench import harness, probes, report
+    from enet.bench.frames import backend_miou, timing_batches
+    from enet.defaults import default_camvid_root, default_model_path
+    from enet.engine.backend import open_backend
+
+    resolutions = parse_resolutions(args.resolutions)
+    specs = bk.parse_backends(args.backends)
+    model_path = args.model or default_model_path()
+    if not Path(model_path).is_file():
+        raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth)")
+    camvid = args.camvid or default_camvid_root()
+    if not (Path(camvid) / "val").is_dir():
+        if args.accuracy_frames:
+            raise EnetError(f"--accuracy-frames needs CamVid val, not found under {camvid}; pass --camvid")
+        camvid_for_frames = None
+    else:
+        camvid_for_frames = Path(camvid)
+
+    kind = probes.detect_device_kind() if args.device == "auto" else args.device
+    device = probes.device_info(kind, threads=args.threads)
+    label = probes.device_label(device)
+    versions = probes.versions()
+    warnings: list[str] = list(device.get("warnings", []))
+    for w in warnings:
+        log.warning("%s", w)
+    _say(f"device: {label}")
+    _say("versions: " + ", ".join(f"{k} {v or '-'}" for k, v in versions.items()))
+
+    model = _model_facts(Path(model_path))
+    _say(report.table3_text(model))
+
+    duration = 0.0 if args.iterations is not None else (2.0 if args.duration_s is None else args.duration_s)
+    min_iter = args.iterations if args.iterations is not None else args.min_iterations
+    config = harness.MeasureConfig(warmup_s=args.warmup_s, duration_s=duration, min_iterations=min_iter,
+                                   max_iterations=args.iterations)
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    artifacts = bk.Artifacts(Path(model_path), out_dir / "artifacts", camvid=Path(camvid),
+                             calib_images=args.calib_images)
+
+    sampler = None
+    if kind == "jetson":
+        sampler = probes.TegrastatsSampler().start()
+        if sampler.error:
+            warnings.append(sampler.error)
+            log.warning("%s", sampler.error)
+
+    records: list[dict[str, Any]] = []
+    total = len(specs) * len(resolutions)
+    step = 0
+    failed = False
+    try:
+        for spec in specs:
+            reason = bk.unavailable_reason(spec, kind)
+            for w, h in resolutions:
+                step += 1
+                tag = f"[{step}/{total}] {spec.name} {w}x{h}"
+                rec_args = (spec.name, spec.kind, spec.precision, w, h, args.batch)
+                if reason:
+                    records.append(report.make_record(*rec_args, status="skipped", reason=reason))
+                    _say(f"{tag}: skipped ({reason})")
+                    continue
+                shape = (args.batch, 3, h, w)
+                try:
+                    artifact = artifacts.get(spec, h, w, args.batch)
+                    backend = open_backend(artifact, spec.kind, **_backend_options(spec, kind, shape, args.threads))
+                    with backend:
+                        mean, std = backend.meta["mean"], backend.meta["std"]
+                        pipe = harness.Pipeline(harness.make_preprocess(mean, std), backend.infer,
+                                                harness.argmax_postprocess)
+                        inputs, source = timing_batches(w, h, args.batch, camvid=camvid_for_frames)
+                        timer = _pick_timer(spec, backend)
+                        m = harness.measure(
+                            pipe, inputs, config, timer,
+                            on_measure_start=sampler.mark if sampler else None,
+                            on_measure_end=sampler.end if sampler else None)
+                        timing = harness.summarize(m, cv_threshold=args.cv_threshold)
+                        timing["input"] = source
+                        timing["backend_name"] = getattr(backend, "name", spec.name)
+                        power = sampler.summary(frames=m.frames, seconds=m.measure_s) if sampler else None
+                        accuracy = None
+                        if args.accuracy_frames:
+                            accuracy = backend_miou(backend.infer, pipe.preprocess, shape, backend.meta,
+                                                    Path(camvid), args.accuracy_frames)
+                except (EnetError, ImportError) as exc:
+                    # ImportError: a backend or builder module this toolkit does not have (yet)
+                    records.append(report.make_record(*rec_args, status="skipped", reason=str(exc)))
+                    _say(f"{tag}: skipped ({exc})")
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback, go on with the others
+                    log.exception("%s failed", tag)
+                    records.append(report.make_record(*rec_args, status="failed",
+                                                      reason=f"{type(exc).__name__}: {exc}"))
+                    failed = True
+                    continue
+                rec = report.make_record(*rec_args, status="ok", artifact=str(artifact), timing=timing,
+                                         accuracy=accuracy, power=power)
+                records.append(rec)
+                c, e = timing["compute"], timing["e2e"]
+                line = (f"{tag}: compute {c['mean']:.2f} ms mean (median {c['median']:.2f}, p99 {c['p99']:.2f}), "
+                        f"e2e {e['mean']:.2f} ms, {e['fps']:.1f} fps, {timing['iterations']} it")
+                if accuracy:
+                    line += f", mIoU {accuracy['miou']:.3f}"
+                if power and power.get("power_w") is not None:
+                    line += f", {power['power_w']:.2f} W, {power['energy_j_per_frame'] * 1000:.0f} mJ/frame"
+                _say(line)
+                for wmsg in timing["warnings"]:
+                    log.warning("%s: %s", tag, wmsg)
+    finally:
+        if sampler:
+            sampler.stop()
+
+    doc = report.make_document(
+        records, device=device, device_label=label, versions=versions, model=model,
+        config={"backends": [s.name for s in specs], "resolutions": [f"{w}x{h}" for w, h in resolutions],
+                "batch": args.batch, "warmup_s": config.warmup_s, "duration_s": config.duration_s,
+                "min_iterations": config.min_iterations, "max_iterations": config.max_iterations,
+                "threads": args.threads, "accuracy_frames": args.accuracy_frames,
+                "calib_images": args.calib_images, "cv_threshold": args.cv_threshold,
+                "artifacts_built": artifacts.built},
+        command="enet-bench " + shlex.join(list(argv)), warnings=warnings)
+    paths = report.write_reports(doc, out_dir, plot=not args.no_plot)
+    _say("wrote " + ", ".join(str(p) for p in paths.values()))
+    if not any(r["status"] == "ok" for r in records):
+        raise EnetError("no backend could run here (see the skipped list in the report); "
+                        "pass --backends torch,ort or install the missing runtime")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        _validate(args)
+        return run(args, argv)
+    except EnetError as exc:
+        print(f"enet-bench: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("enet-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

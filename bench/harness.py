@@ -1,0 +1,364 @@
+"""Timing loop and statistics, trtexec-style.
+
+A run is: warm up for ``warmup_s`` seconds (at least one iteration), then
+measure until at least ``min_iterations`` iterations *and* ``duration_s``
+seconds have passed (``--iterations N`` is ``duration_s=0,
+min_iterations=N``). Each iteration times two spans on one clock:
+
+- compute: ``backend.infer(x)`` alone (float32 NCHW in, logits out, on the
+  host; on a GPU that includes the host<->device copies the backend does);
+- end-to-end: preprocess (uint8 RGB frames -> normalised float32 NCHW) +
+  inference + postprocess (argmax -> uint8 label map).
+
+The clock is a :class:`Timer`; tests inject a fake one, so nothing here
+depends on real time. :class:`PerfCounterTimer` uses
+``time.perf_counter_ns`` after an optional synchronise call;
+:class:`CudaEventTimer` records CUDA events on the current stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Coefficient of variation (std / mean) above which a result is flagged unstable.
+DEFAULT_CV_THRESHOLD = 0.10
+
+
+class Timer(Protocol):
+    """A clock for the measurement loop.
+
+    ``mark()`` returns an opaque timestamp taken after the device is idle;
+    ``elapsed_ms(a, b)`` turns two marks into milliseconds; ``wall_s()`` is a
+    monotonic wall clock in seconds that drives warm-up and duration.
+    """
+
+    name: str
+
+    def mark(self) -> Any: ...
+    def elapsed_ms(self, start: Any, end: Any) -> float: ...
+    def wall_s(self) -> float: ...
+
+
+class PerfCounterTimer:
+    """``time.perf_counter_ns`` marks, each after ``sync()`` (if given).
+
+    Args:
+        sync: called before every mark, e.g. ``torch.cuda.synchronize`` for a
+            GPU backend timed from the host; CPU backends need none because
+            their ``infer`` returns only when the work is done.
+    """
+
+    name = "perf_counter_ns"
+
+    def __init__(self, sync: Callable[[], None] | None = None) -> None:
+        self._sync = sync
+        if sync is not None:
+            self.name = "perf_counter_ns+sync"
+
+    def mark(self) -> int:
+        if self._sync is not None:
+            self._sync()
+        return time.perf_counter_ns()
+
+    def elapsed_ms(self, start: int, end: int) -> float:
+        return (end - start) / 1e6
+
+    def wall_s(self) -> float:
+        return time.perf_counter()
+
+
+class CudaEventTimer:
+    """CUDA events on the current PyTorch stream (``torch.cuda.Event``).
+
+    Marks are events recorded on the stream; ``elapsed_ms`` waits for the
+    later one. Used for GPU backends (torch on CUDA, TensorRT); the backends
+    return host arrays, so every iteration is complete when ``infer`` returns
+    and the events bracket the whole iteration.
+    """
+
+    name = "cuda_events"
+
+    def __init__(self) -> None:
+        from enet._lazy import require
+
+        self._torch = require("torch")
+        if not self._torch.cuda.is_available():
+            from enet.errors import EnetError
+
+            raise EnetError("CUDA event timing was asked for but PyTorch sees no CUDA GPU; use --device cpu")
+
+    def mark(self) -> Any:
+        ev = self._torch.cuda.Event(enable_timing=True)
+        ev.record()
+        return ev
+
+    def elapsed_ms(self, start: Any, end: Any) -> float:
+        end.synchronize()
+        return float(start.elapsed_time(end))
+
+    def wall_s(self) -> float:
+        return time.perf_counter()
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """How long to warm up and measure.
+
+    Attributes:
+        warmup_s: warm-up wall time in seconds (at least one iteration runs).
+        duration_s: measure at least this many seconds...
+        min_iterations: ...and at least this many iterations.
+        max_iterations: stop here even if ``duration_s`` has not passed
+            (None: no cap).
+    """
+
+    warmup_s: float = 1.0
+    duration_s: float = 3.0
+    min_iterations: int = 10
+    max_iterations: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.warmup_s < 0 or self.duration_s < 0:
+            raise ValueError("warm-up and duration must be >= 0 seconds")
+        if self.min_iterations < 1:
+            raise ValueError("min_iterations must be >= 1")
+        if self.max_iterations is not None and self.max_iterations < self.min_iterations:
+            raise ValueError("max_iterations must be >= min_iterations")
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Latency statistics in milliseconds over ``n`` iterations of ``batch`` frames.
+
+    ``fps`` is frames per second at the mean latency (``batch * 1000 / mean``);
+    ``cv`` is the coefficient of variation ``std / mean`` (population std).
+    """
+
+    n: int
+    batch: int
+    min: float
+    mean: float
+    median: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+    std: float
+    cv: float
+    fps: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def percentile(sorted_ms: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile ``q`` (0..100) of an ascending sequence."""
+    if not sorted_ms:
+        raise ValueError("no samples")
+    pos = (len(sorted_ms) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_ms) - 1)
+    return float(sorted_ms[lo] + (sorted_ms[hi] - sorted_ms[lo]) * (pos - lo))
+
+
+def compute_stats(samples_ms: Sequence[float], batch: int = 1) -> Stats:
+    """Statistics of per-iteration latencies ``samples_ms`` (one per iteration)."""
+    if len(samples_ms) == 0:
+        raise ValueError("cannot compute statistics of zero samples")
+    s = sorted(float(v) for v in samples_ms)
+    arr = np.asarray(s, dtype=np.float64)
+    mean = float(arr.mean())
+    std = float(arr.std())
+    return Stats(
+        n=len(s), batch=batch, min=s[0], mean=mean, median=percentile(s, 50),
+        p90=percentile(s, 90), p95=percentile(s, 95), p99=percentile(s, 99), max=s[-1],
+        std=std, cv=std / mean if mean > 0 else 0.0,
+        fps=batch * 1000.0 / mean if mean > 0 else float("inf"),
+    )
+
+
+def stability_warning(stats: Stats, threshold: float = DEFAULT_CV_THRESHOLD, *, what: str = "latency") -> str | None:
+    """A one-line warning when ``stats.cv`` exceeds ``threshold``, else None."""
+    if stats.cv > threshold:
+        return (
+            f"unstable {what}: coefficient of variation {stats.cv:.1%} > {threshold:.0%} "
+            f"(mean {stats.mean:.2f} ms, std {stats.std:.2f} ms); close other programs, lock "
+            "clocks (jetson_clocks / nvidia-smi -lgc) or measure longer"
+        )
+    return None
+
+
+@dataclass
+class Pipeline:
+    """The three stages of one end-to-end iteration.
+
+    Attributes:
+        preprocess: uint8 RGB frames ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)``.
+        infer: float32 ``(N, 3, H, W)`` -> logits ``(N, C, H, W)`` (the backend).
+        postprocess: logits -> uint8 labels ``(N, H, W)``.
+    """
+
+    preprocess: Callable[[np.ndarray], np.ndarray]
+    infer: Callable[[np.ndarray], np.ndarray]
+    postprocess: Callable[[np.ndarray], np.ndarray]
+
+
+def make_preprocess(mean: Sequence[float], std: Sequence[float]) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 ``(N, H, W, 3)`` RGB -> float32 ``(N, 3, H, W)`` ``(x/255 - mean)/std`` (enet.transforms contract)."""
+    scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).reshape(1, 3, 1, 1)
+    shift = (np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).reshape(1, 3, 1, 1)
+
+    def preprocess(frames: np.ndarray) -> np.ndarray:
+        x = frames.transpose(0, 3, 1, 2).astype(np.float32)
+        x *= scale
+        x -= shift
+        return np.ascontiguousarray(x)
+
+    return preprocess
+
+
+def argmax_postprocess(logits: np.ndarray) -> np.ndarray:
+    """Logits ``(N, C, H, W)`` -> uint8 class map ``(N, H, W)``."""
+    return np.argmax(logits, axis=1).astype(np.uint8)
+
+
+@dataclass
+class Measurement:
+    """Raw result of :func:`measure`: per-iteration latencies and loop counts."""
+
+    compute_ms: list[float]
+    e2e_ms: list[float]
+    batch: int
+    warmup_iterations: int
+    warmup_s: float
+    measure_s: float
+    timer: str
+    stage_ms: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def iterations(self) -> int:
+        return len(self.compute_ms)
+
+    @property
+    def frames(self) -> int:
+        return self.iterations * self.batch
+
+
+def _iteration(pipe: Pipeline, frames: np.ndarray, timer: Timer) -> tuple[float, float, float, float]:
+    t0 = timer.mark()
+    x = pipe.preprocess(frames)
+    t1 = timer.mark()
+    y = pipe.infer(x)
+    t2 = timer.mark()
+    pipe.postprocess(y)
+    t3 = timer.mark()
+    return (timer.elapsed_ms(t1, t2), timer.elapsed_ms(t0, t3),
+            timer.elapsed_ms(t0, t1), timer.elapsed_ms(t2, t3))
+
+
+def measure(pipe: Pipeline, inputs: Sequence[np.ndarray], config: MeasureConfig, timer: Timer,
+            *, on_progress: Callable[[str, int, float], None] | None = None,
+            on_measure_start: Callable[[], None] | None = None,
+            on_measure_end: Callable[[], None] | None = None) -> Measurement:
+    """Warm up, then time iterations of ``pipe`` over ``inputs`` (cycled).
+
+    Args:
+        pipe: the stages (see :class:`Pipeline`).
+        inputs: uint8 RGB batches ``(N, H, W, 3)``, all the same shape; cycled
+            so a small pool of real frames stands in for a video.
+        config: warm-up and measurement lengths.
+        timer: the clock (see :class:`Timer`).
+        on_progress: called as ``(phase, iterations, seconds)`` about once a
+            second with phase ``"warmup"`` or ``"measure"``.
+
+    Returns:
+        per-iteration compute and end-to-end latencies in milliseconds.
+    """
+    if not inputs:
+        raise ValueError("measure() needs at least one input batch")
+    batch = int(inputs[0].shape[0])
+    k = 0
+
+    def next_input() -> np.ndarray:
+        nonlocal k
+        x = inputs[k % len(inputs)]
+        k += 1
+        return x
+
+    start = timer.wall_s()
+    warm = 0
+    last_report = start
+    while True:
+        _iteration(pipe, next_input(), timer)
+        warm += 1
+        now = timer.wall_s()
+        if on_progress and now - last_report >= 1.0:
+            on_progress("warmup", warm, now - start)
+            last_report = now
+        if now - start >= config.warmup_s:
+            break
+    warmup_s = timer.wall_s() - start
+
+    compute: list[float] = []
+    e2e: list[float] = []
+    pre: list[float] = []
+    post: list[float] = []
+    if on_measure_start:
+        on_measure_start()
+    start = timer.wall_s()
+    last_report = start
+    while True:
+        c, e, p0, p1 = _iteration(pipe, next_input(), timer)
+        compute.append(c)
+        e2e.append(e)
+        pre.append(p0)
+        post.append(p1)
+        now = timer.wall_s()
+        n = len(compute)
+        if on_progress and now - last_report >= 1.0:
+            on_progress("measure", n, now - start)
+            last_report = now
+        if config.max_iterations is not None and n >= config.max_iterations:
+            break
+        if n >= config.min_iterations and now - start >= config.duration_s:
+            break
+    measure_s = timer.wall_s() - start
+    if on_measure_end:
+        on_measure_end()
+    log.debug("measured %d iterations in %.2f s after %d warm-up iterations", len(compute), measure_s, warm)
+    return Measurement(compute_ms=compute, e2e_ms=e2e, batch=batch, warmup_iterations=warm,
+                       warmup_s=warmup_s, measure_s=measure_s, timer=timer.name,
+                       stage_ms={"preprocess": pre, "postprocess": post})
+
+
+def summarize(m: Measurement, *, cv_threshold: float = DEFAULT_CV_THRESHOLD) -> dict[str, Any]:
+    """JSON-able summary of a :class:`Measurement`: stats, throughput and warnings."""
+    compute = compute_stats(m.compute_ms, m.batch)
+    e2e = compute_stats(m.e2e_ms, m.batch)
+    warnings = [w for w in (stability_warning(compute, cv_threshold, what="compute latency"),
+                            stability_warning(e2e, cv_threshold, what="end-to-end latency")) if w]
+    out: dict[str, Any] = {
+        "timer": m.timer,
+        "iterations": m.iterations,
+        "frames": m.frames,
+        "warmup_iterations": m.warmup_iterations,
+        "warmup_s": round(m.warmup_s, 4),
+        "measure_s": round(m.measure_s, 4),
+        "throughput_fps": m.frames / m.measure_s if m.measure_s > 0 else None,
+        "compute": compute.to_dict(),
+        "e2e": e2e.to_dict(),
+        "stages_mean_ms": {k: float(np.mean(v)) for k, v in m.stage_ms.items() if v},
+        "cv_threshold": cv_threshold,
+        "stable": not warnings,
+        "warnings": warnings,
+    }
+    return out
