@@ -50,6 +50,19 @@ class Backend(Protocol):
         ...
 
 
+def infer_labels(backend: Backend, x: np.ndarray) -> np.ndarray:
+    """Class labels int64 ``(N, H, W)``: the backend's ``infer_labels`` when it has one.
+
+    ONNX Runtime and TensorRT backends offer ``infer_labels``, which reads an
+    in-graph ArgMax output when the model has one (``enet-export --labels``)
+    and otherwise takes the argmax of ``infer``; other backends fall back here.
+    """
+    fn = getattr(backend, "infer_labels", None)
+    if fn is not None:
+        return fn(x)
+    return backend.infer(x).argmax(1)
+
+
 def backend_kind(path: str | os.PathLike[str]) -> str:
     """The backend kind for a model file, from its suffix."""
     suffix = Path(path).suffix.lower()

@@ -83,7 +83,10 @@ def precision_of(model: onnx.ModelProto) -> str:
     """``int8`` (Q/DQ present), ``fp16`` (float16 initializers) or ``fp32``."""
     for prop in model.metadata_props:
         if prop.key == PRECISION_KEY:
-            return prop.value
+            try:
+                return str(json.loads(prop.value))
+            except ValueError:
+                return prop.value
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
         return "int8"
     if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
@@ -91,8 +94,9 @@ def precision_of(model: onnx.ModelProto) -> str:
     return "fp32"
 
 
-def set_prop(model: onnx.ModelProto, key: str, value: str) -> None:
-    """Set (replace) one ``metadata_props`` entry in place."""
+def set_prop(model: onnx.ModelProto, key: str, value: Any) -> None:
+    """Set (replace) one ``metadata_props`` entry in place, JSON-encoded as enet-export does."""
+    value = json.dumps(value)
     for prop in model.metadata_props:
         if prop.key == key:
             prop.value = value

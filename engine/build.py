@@ -1,0 +1,249 @@
+"""Precision conversion and engine building, as plain functions.
+
+* :func:`convert_onnx`: FP32 ONNX -> FP16 ONNX or INT8 Q/DQ ONNX (any machine).
+* :func:`compare_val`: FP32 vs converted val mIoU with ONNX Runtime.
+* :func:`build_engine_bytes`: ONNX -> serialized TensorRT engine through
+  Polygraphy (``NetworkFromOnnxPath``, ``CreateConfig``, ``Calibrator``,
+  ``EngineBytesFromNetwork``), configured by :func:`enet.engine.trt_compat.plan_build`.
+* :func:`verify_engine`: per-pixel argmax agreement engine vs ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from enet._lazy import require
+from enet.engine.calibration import DEFAULT_CALIB_IMAGES, iter_batches, load_frame, select_calibration_images
+from enet.engine.onnx_info import PRECISION_KEY, load_onnx, precision_of, read_meta, set_prop, static_input_shape
+from enet.engine.quantize import DEFAULT_PERCENTILE, QuantizeReport, convert_fp16, quantize_int8
+from enet.engine.trt_compat import BuildPlan
+from enet.errors import EnetError
+from enet.fileio import atomic_path, sha256_file, write_text
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = "enet-rt-int8-ranges"
+
+
+@dataclass
+class CalibrationSpec:
+    """Where calibration frames come from and how ranges are computed."""
+
+    data: str | os.PathLike[str]
+    images: int = DEFAULT_CALIB_IMAGES
+    method: str = "entropy"
+    percentile: float = DEFAULT_PERCENTILE
+    cache: str | os.PathLike[str] | None = None
+
+
+@dataclass
+class ConvertResult:
+    path: Path
+    precision: str
+    meta: dict[str, Any]
+    input_shape: tuple[int, int, int, int]
+    report: QuantizeReport | None = None
+    calib_images: list[Path] = field(default_factory=list)
+
+
+def _batches_factory(paths: Sequence[Path], meta: dict[str, Any],
+                     input_shape: Sequence[int]) -> Callable[[], Iterable[np.ndarray]]:
+    return lambda: iter_batches(paths, meta, input_shape)
+
+
+def _read_range_cache(path: Path, method: str) -> dict[str, float] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise EnetError(
+            f"{path} is not an enet-rt calibration cache (a TensorRT calibrator cache?); "
+            "pass another --calib-cache or delete it"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+        raise EnetError(f"{path} is not an enet-rt calibration cache; pass another --calib-cache or delete it")
+    if data.get("method") != method:
+        log.warning("calibration cache %s was made with %s, not %s; recalibrating", path, data.get("method"), method)
+        return None
+    return {k: float(v) for k, v in data["amax"].items()}
+
+
+def convert_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[str], *, precision: str,
+                 calib: CalibrationSpec | None = None, keep_fp32: Iterable[str] = ()) -> ConvertResult:
+    """Write the FP16 or INT8 Q/DQ version of a float32 ONNX model.
+
+    The output keeps the model metadata and gains ``enet.precision`` (and, for
+    INT8, ``enet.int8`` with the calibration facts). Written atomically.
+
+    Args:
+        onnx_path: float32 ONNX from ``enet-export``.
+        output: ``.onnx`` path to write.
+        precision: ``fp16`` or ``int8``.
+        calib: calibration spec, required for ``int8``.
+        keep_fp32: INT8 only: node names left in float32.
+
+    Raises:
+        EnetError: bad model, missing calibration data, unwritable output.
+    """
+    model = load_onnx(onnx_path)
+    meta = read_meta(model, str(onnx_path))
+    shape = static_input_shape(model, None, meta)
+    have = precision_of(model)
+    if have != "fp32":
+        raise EnetError(f"{onnx_path} is already {have}; convert the float32 ONNX from enet-export")
+    report = None
+    paths: list[Path] = []
+    if precision == "fp16":
+        out = convert_fp16(model)
+    elif precision == "int8":
+        if calib is None:
+            raise EnetError("INT8 needs calibration frames: pass --calib-data (CamVid root or a folder of frames)")
+        cache = Path(calib.cache) if calib.cache else None
+        amax = _read_range_cache(cache, calib.method) if cache else None
+        if amax is None:
+            paths = select_calibration_images(calib.data, calib.images)
+            log.info("calibrating on %d frames from %s (%s)", len(paths), paths[0].parent, calib.method)
+        out, report = quantize_int8(model, _batches_factory(paths, meta, shape), method=calib.method,
+                                    percentile=calib.percentile, keep_float=keep_fp32, amax=amax)
+        report.num_batches = report.num_batches or 0
+        if cache and amax is None:
+            write_text(cache, json.dumps({"format": CACHE_FORMAT, "method": calib.method,
+                                          "images": [p.name for p in paths], "amax": report.amax},
+                                         indent=1, sort_keys=True) + "\n")
+        set_prop(out, "enet.int8", {
+            "method": calib.method, "calib_images": len(paths) or None,
+            "kept_fp32": report.kept, "symmetric": True, "weights": "per-channel Conv, per-tensor ConvTranspose",
+        })
+    else:
+        raise EnetError(f"cannot convert to {precision!r}; choose fp16 or int8")
+    set_prop(out, PRECISION_KEY, precision)
+    with atomic_path(output) as tmp:
+        onnx.save(out, str(tmp))
+    return ConvertResult(Path(output), precision, meta, shape, report, paths)
+
+
+def compare_val(reference: str | os.PathLike[str], candidate: str | os.PathLike[str],
+                data_root: str | os.PathLike[str], *, limit: int | None = None,
+                threads: int | None = None) -> dict[str, Any]:
+    """Val mIoU of two ONNX models with ONNX Runtime on the CPU.
+
+    Returns:
+        ``{"reference": summary, "candidate": summary, "drop": pts, "frames": n}``
+        (mIoU in percent points).
+    """
+    from enet.engine.ort_backend import OrtBackend
+    from enet.evaluate import evaluate
+
+    out: dict[str, Any] = {}
+    for key, path in (("reference", reference), ("candidate", candidate)):
+        with OrtBackend(path, providers="cpu", threads=threads) as b:
+            out[key] = evaluate(b, data_root, "val", limit=limit)
+    ref, cand = _miou(out["reference"]), _miou(out["candidate"])
+    out["drop"] = (ref - cand) if ref is not None and cand is not None else None
+    out["frames"] = out["reference"].get("frames")
+    return out
+
+
+def _miou(summary: dict[str, Any]) -> float | None:
+    for key in ("miou", "mIoU", "mean_iou"):
+        if key in summary and summary[key] is not None:
+            v = float(summary[key])
+            return v * 100.0 if v <= 1.0 else v
+    return None
+
+
+# --------------------------------------------------------------------------- TensorRT
+
+
+def build_engine_bytes(onnx_path: str | os.PathLike[str], plan: BuildPlan, *, workspace_mb: int | None = None,
+                       dla_core: int | None = None, timing_cache: str | os.PathLike[str] | None = None,
+                       calib_batches: Callable[[], Iterable[np.ndarray]] | None = None,
+                       calib_cache: str | os.PathLike[str] | None = None, input_name: str = "input",
+                       batch_size: int = 1) -> bytes:
+    """Parse, configure and build with Polygraphy; returns the serialized engine.
+
+    Never run on a GPU in this project's CI (see docs/engines.md).
+    """
+    trt = require("tensorrt")
+    require("polygraphy")
+    from polygraphy.backend.trt import (Calibrator, CreateConfig, EngineBytesFromNetwork,
+                                        NetworkFromOnnxPath)
+
+    network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=plan.strongly_typed or None)
+    kwargs: dict[str, Any] = {}
+    if "FP16" in plan.flags:
+        kwargs["fp16"] = True
+    if "INT8" in plan.flags:
+        kwargs["int8"] = True
+    if plan.calibrator:
+        if calib_batches is None:
+            raise EnetError("the calibrator path needs calibration frames (--calib-data)")
+        loader = ({input_name: x} for x in calib_batches())
+        kwargs["calibrator"] = Calibrator(loader, cache=str(calib_cache) if calib_cache else None,
+                                          BaseClass=trt.IInt8EntropyCalibrator2, batch_size=batch_size)
+    if workspace_mb:
+        kwargs["memory_pool_limits"] = {trt.MemoryPoolType.WORKSPACE: int(workspace_mb) << 20}
+    if timing_cache:
+        kwargs["load_timing_cache"] = str(timing_cache)
+    if dla_core is not None:
+        kwargs["use_dla"] = True
+        kwargs["allow_gpu_fallback"] = True
+    create = CreateConfig(**kwargs)
+
+    def config(builder: Any, net: Any) -> Any:
+        cfg = create(builder, net)
+        if dla_core is not None:  # Polygraphy always picks DLA core 0
+            if dla_core >= builder.num_DLA_cores:
+                raise EnetError(f"--dla-core {dla_core}: this device has {builder.num_DLA_cores} DLA cores")
+            cfg.DLA_core = int(dla_core)
+        return cfg
+
+    try:
+        data = EngineBytesFromNetwork(network, config=config,
+                                      save_timing_cache=str(timing_cache) if timing_cache else None)()
+    except EnetError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Polygraphy raises PolygraphyException on build failure
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise EnetError(f"TensorRT could not build {onnx_path} ({first}); run with -v for TensorRT's log") from None
+    return bytes(data)
+
+
+def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathLike[str],
+                  frames: Sequence[Path]) -> float:
+    """Fraction of pixels whose argmax agrees between the engine and ONNX Runtime (CPU)."""
+    from enet.engine.ort_backend import OrtBackend
+    from enet.engine.trt_backend import TrtBackend
+
+    agree = total = 0
+    with TrtBackend(engine_path) as eng, OrtBackend(onnx_path, providers="cpu") as ref:
+        n, _, h, w = eng.input_shape
+        for x in iter_batches(list(frames), eng.meta, eng.input_shape):
+            a, b = eng.infer_labels(x), ref.infer_labels(x)
+            agree += int((a == b).sum())
+            total += a.size
+    return agree / max(total, 1)
+
+
+def engine_frames(meta: dict[str, Any], count: int, camvid_root: str | os.PathLike[str] | None) -> list[Path]:
+    """A few frames to verify with: CamVid val if present, else none."""
+    if camvid_root is None:
+        return []
+    val = Path(camvid_root) / "val"
+    if not val.is_dir():
+        return []
+    return select_calibration_images(val, count)
+
+
+__all__ = ["CalibrationSpec", "ConvertResult", "convert_onnx", "compare_val", "build_engine_bytes",
+           "verify_engine", "engine_frames", "load_frame", "sha256_file"]

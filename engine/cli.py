@@ -1,0 +1,228 @@
+"""enet-build-engine: precision conversion (any machine) and TensorRT engines.
+
+::
+
+    enet-build-engine MODEL.onnx --int8 -o enet.int8.onnx      # Q/DQ ONNX, runs in ONNX Runtime
+    enet-build-engine MODEL.onnx --fp16 -o enet.fp16.onnx
+    enet-build-engine MODEL.onnx --int8 -o enet.engine         # TensorRT engine (+ enet.int8.onnx, sidecar)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from enet.errors import EnetError
+
+log = logging.getLogger("enet.engine.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="enet-build-engine",
+        description="Convert an ENet ONNX to FP16 or INT8 (Q/DQ, calibrated on CamVid) and build a TensorRT engine. "
+                    "-o X.onnx writes only the converted ONNX (any machine); -o X.engine builds with TensorRT.")
+    p.add_argument("model", metavar="MODEL.onnx", help="float32 ONNX from enet-export")
+    prec = p.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", action="store_true", help="FP16 (float32 inputs/outputs)")
+    prec.add_argument("--int8", action="store_true", help="INT8 with calibration on CamVid train frames")
+    p.add_argument("-o", "--output", required=True, metavar="PATH", help=".onnx (converted ONNX only) or .engine")
+    g = p.add_argument_group("INT8 calibration")
+    g.add_argument("--calib-data", metavar="DIR",
+                   help="CamVid root (its train/ is used) or a folder of frames; default: the shared CamVid")
+    g.add_argument("--calib-images", type=int, default=None, metavar="N",
+                   help="frames, evenly spaced over the name-sorted folder (default 300)")
+    g.add_argument("--calib-method", choices=("entropy", "percentile", "max"), default="entropy")
+    g.add_argument("--percentile", type=float, default=None, help="for --calib-method percentile (default 99.99)")
+    g.add_argument("--calib-cache", metavar="FILE",
+                   help="reuse/save calibration ranges (JSON on the Q/DQ path; TensorRT's cache on the calibrator path)")
+    g.add_argument("--keep-fp32", action="append", default=[], metavar="NODE",
+                   help="leave this Conv/ConvTranspose node in float32 (repeatable)")
+    g.add_argument("--int8-mode", choices=("auto", "qdq", "calibrator"), default="auto",
+                   help="engine INT8 path: auto = legacy calibrator on TensorRT <= 10 for a float32 ONNX, else Q/DQ")
+    g.add_argument("--val-images", type=int, default=None, metavar="N",
+                   help="report FP32 vs converted val mIoU on the first N CamVid val frames (default all; 0 skips)")
+    t = p.add_argument_group("TensorRT")
+    t.add_argument("--workspace", type=int, default=None, metavar="MB", help="builder workspace limit")
+    t.add_argument("--dla-core", type=int, default=None, metavar="N", help="build for DLA core N (Jetson), GPU fallback on")
+    t.add_argument("--timing-cache", metavar="FILE", help="load and update a tactic timing cache")
+    t.add_argument("--verify-images", type=int, default=5, metavar="N",
+                   help="CamVid val frames to compare engine vs ONNX Runtime on (0 skips)")
+    t.add_argument("--data-root", metavar="DIR", help="CamVid root for --val-images/--verify-images")
+    v = p.add_mutually_exclusive_group()
+    v.add_argument("-v", "--verbose", action="store_true")
+    v.add_argument("-q", "--quiet", action="store_true")
+    return p
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+
+
+def _precision(args: argparse.Namespace) -> str:
+    return "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+
+
+def _calib_spec(args: argparse.Namespace) -> Any:
+    from enet.defaults import default_camvid_root
+    from enet.engine.build import CalibrationSpec
+    from enet.engine.calibration import DEFAULT_CALIB_IMAGES
+    from enet.engine.quantize import DEFAULT_PERCENTILE
+
+    return CalibrationSpec(
+        data=args.calib_data or default_camvid_root(),
+        images=args.calib_images if args.calib_images is not None else DEFAULT_CALIB_IMAGES,
+        method=args.calib_method,
+        percentile=args.percentile if args.percentile is not None else DEFAULT_PERCENTILE,
+        cache=args.calib_cache,
+    )
+
+
+def _report_int8(result: Any) -> None:
+    rep = result.report
+    if rep is None:
+        return
+    print(f"INT8: {len(rep.quantized)} Conv/ConvTranspose layers quantized ({rep.method}, "
+          f"{len(result.calib_images) or 'cached'} calibration frames)")
+    if rep.kept:
+        for name, why in rep.kept.items():
+            print(f"  kept in FP32: {name}: {why}")
+    else:
+        print("  no layer kept in higher precision")
+
+
+def _report_val(args: argparse.Namespace, reference: str, candidate: Path, precision: str) -> None:
+    from enet.defaults import default_camvid_root
+    from enet.engine.build import compare_val
+
+    if args.val_images == 0:
+        return
+    root = Path(args.data_root) if args.data_root else default_camvid_root()
+    if not (root / "val").is_dir():
+        log.warning("CamVid val not found at %s; skipping the FP32 vs %s mIoU report", root, precision)
+        return
+    res = compare_val(reference, candidate, root, limit=args.val_images)
+    r, c = res["reference"]["miou"] * 100, res["candidate"]["miou"] * 100
+    print(f"val mIoU (ONNX Runtime, {res['frames']} frames): FP32 {r:.2f}  {precision.upper()} {c:.2f}  "
+          f"drop {r - c:+.2f} pt")
+
+
+def _converted_path(output: Path, precision: str) -> Path:
+    return output.with_name(f"{output.stem}.{precision}.onnx")
+
+
+def run(args: argparse.Namespace) -> int:
+    from enet._lazy import available
+    from enet.engine.build import convert_onnx
+
+    precision = _precision(args)
+    output = Path(args.output)
+    model = Path(args.model)
+    suffix = output.suffix.lower()
+    if suffix not in (".onnx", ".engine", ".plan"):
+        raise EnetError(f"-o {output}: expected a .onnx (converted ONNX) or .engine path")
+    if precision == "fp32" and suffix == ".onnx":
+        raise EnetError("-o .onnx writes a precision-converted ONNX; add --fp16 or --int8")
+    calib = _calib_spec(args) if precision == "int8" else None
+
+    if suffix == ".onnx":
+        if output.resolve() == model.resolve():
+            raise EnetError(f"-o {output} would overwrite the input model; choose another name")
+        res = convert_onnx(model, output, precision=precision, calib=calib, keep_fp32=args.keep_fp32)
+        print(f"wrote {output} ({precision}, input {tuple(res.input_shape)})")
+        _report_int8(res)
+        _report_val(args, str(model), output, precision)
+        return 0
+
+    # engine
+    if not available("tensorrt"):
+        if precision == "fp32":
+            print(f"no TensorRT found; {model} runs with ONNX Runtime here (enet-eval {model}); "
+                  "install TensorRT ('enet-rt[tensorrt]' or JetPack) to build an engine")
+            return 1
+        onnx_out = _converted_path(output, precision)
+        res = convert_onnx(model, onnx_out, precision=precision, calib=calib, keep_fp32=args.keep_fp32)
+        _report_int8(res)
+        _report_val(args, str(model), onnx_out, precision)
+        print(f"no TensorRT found; wrote {onnx_out}, which runs with ONNX Runtime here (enet-eval {onnx_out}); "
+              "build the engine on a machine with TensorRT")
+        return 1
+    return _build(args, model, output, precision, calib)
+
+
+def _build(args: argparse.Namespace, model: Path, output: Path, precision: str, calib: Any) -> int:
+    from enet._lazy import require
+    from enet.defaults import default_camvid_root
+    from enet.engine.build import build_engine_bytes, convert_onnx, engine_frames, verify_engine
+    from enet.engine.calibration import iter_batches, select_calibration_images
+    from enet.engine.onnx_info import input_dims, load_onnx, precision_of, read_meta, static_input_shape
+    from enet.engine.sidecar import make_sidecar, write_sidecar
+    from enet.engine.trt_backend import gpu_info
+    from enet.engine.trt_compat import plan_build, trt_features
+    from enet.fileio import sha256_file, write_bytes
+
+    trt = require("tensorrt")
+    src = load_onnx(model)
+    meta = read_meta(src, str(model))
+    shape = static_input_shape(src, None, meta)
+    input_name, _ = input_dims(src)
+    feats = trt_features(trt)
+    plan = plan_build(feats, precision, int8_mode=args.int8_mode, onnx_precision=precision_of(src),
+                      dla=args.dla_core is not None)
+    for note in plan.notes:
+        log.info("%s", note)
+    compiled = model
+    if plan.onnx_precision != precision_of(src):
+        compiled = _converted_path(output, plan.onnx_precision)
+        res = convert_onnx(model, compiled, precision=plan.onnx_precision, calib=calib, keep_fp32=args.keep_fp32)
+        _report_int8(res)
+        _report_val(args, str(model), compiled, plan.onnx_precision)
+    calib_batches = None
+    if plan.calibrator:
+        paths = select_calibration_images(calib.data, calib.images)
+        calib_batches = lambda: iter_batches(paths, meta, shape)  # noqa: E731
+    data = build_engine_bytes(compiled, plan, workspace_mb=args.workspace, dla_core=args.dla_core,
+                              timing_cache=args.timing_cache, calib_batches=calib_batches,
+                              calib_cache=calib.cache if (calib and plan.calibrator) else None,
+                              input_name=input_name, batch_size=shape[0])
+    write_bytes(output, data)
+    gpu, cc = gpu_info(0)
+    argv = ["enet-build-engine", str(model), *(["--" + precision] if precision != "fp32" else []), "-o", str(output)]
+    write_sidecar(output, make_sidecar(
+        tensorrt_version=trt.__version__, gpu_name=gpu, compute_capability=cc, precision=precision,
+        input_shape=shape, input_name=input_name, onnx_path=compiled, onnx_sha256=sha256_file(compiled),
+        meta=meta, rebuild_command=shlex.join(argv),
+        extra={"plan": {"strongly_typed": plan.strongly_typed, "flags": list(plan.flags),
+                        "calibrator": plan.calibrator}, "dla_core": args.dla_core},
+    ))
+    print(f"wrote {output} (TensorRT {trt.__version__}, {gpu} sm {cc}, {precision}) and {output.name}.json")
+    if args.verify_images:
+        root = Path(args.data_root) if args.data_root else default_camvid_root()
+        frames = engine_frames(meta, args.verify_images, root)
+        if frames:
+            agree = verify_engine(output, compiled, frames)
+            print(f"engine vs ONNX Runtime ({compiled.name}) on {len(frames)} CamVid val frames: "
+                  f"{agree * 100:.2f}% argmax agreement")
+        else:
+            log.warning("CamVid val not found at %s; engine not verified against ONNX Runtime", root)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args)
+    try:
+        return run(args)
+    except EnetError as exc:
+        print(f"enet-build-engine: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
