@@ -1,0 +1,240 @@
+"""Choosing and opening the inference backend for the camera pipeline.
+
+``--backend auto`` picks the fastest that works here:
+
+1. ``trt``: the model is an ``.engine``, or a ``.pth``/``.onnx`` with an
+   ``.engine`` of the same stem beside it, and TensorRT plus a GPU are present;
+2. ``ort``: the model is an ``.onnx``, or a ``.pth`` exported on the fly to an
+   ONNX cached in the output folder (keyed by the checkpoint's sha256 and size);
+3. ``torch``: the checkpoint in PyTorch.
+
+A step whose pieces are missing or fail is skipped with a log line; an
+explicitly asked backend that cannot run fails in one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from enet.errors import EnetError, ShapeError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "ort", "trt")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A model file and the backend kind that will run it."""
+
+    path: Path
+    kind: str
+    why: str
+
+
+def _model_kind(path: Path) -> str:
+    from enet.engine.backend import backend_kind
+
+    return backend_kind(path)
+
+
+def trt_usable() -> bool:
+    """TensorRT imports and a CUDA GPU is visible (never raises)."""
+    from enet._lazy import available
+
+    if not available("tensorrt"):
+        return False
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return True
+    except Exception:  # noqa: BLE001 - a broken torch install counts as no GPU
+        pass
+    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvhost-ctrl")  # Jetson: no nvidia0
+
+
+def ort_usable() -> bool:
+    from enet._lazy import available
+
+    return available("onnxruntime")
+
+
+def cached_onnx(model: Path, size: tuple[int, int], cache_dir: Path) -> Path:
+    """Export ``model`` (a checkpoint) to ONNX at ``size`` (H, W) once; reuse it after.
+
+    The name carries the checkpoint's sha256 prefix and the size, so a new
+    checkpoint or size never picks up a stale file.
+    """
+    from enet.export.onnx import export_onnx
+    from enet.fileio import sha256_file
+
+    h, w = size
+    out = cache_dir / f"{model.stem}-{sha256_file(model)[:12]}-{w}x{h}.onnx"
+    if out.is_file():
+        log.info("using cached ONNX %s", out)
+        return out
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    log.info("exporting %s to %s for ONNX Runtime (once; cached)", model, out)
+    export_onnx(model, out, height=h, width=w, labels=True)
+    return out
+
+
+def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path) -> Choice:
+    """Decide which file and backend kind run ``model``.
+
+    Raises:
+        EnetError: unknown backend, or an explicit one that cannot run this model.
+    """
+    if backend not in BACKENDS:
+        raise EnetError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if not model.is_file():
+        raise EnetError(f"model file {model} does not exist; pass --model PATH to an enet-rt checkpoint, ONNX or engine")
+    kind = _model_kind(model)
+    engine = model.with_suffix(".engine")
+    if backend == kind or (backend == "auto" and kind == "trt"):
+        return Choice(model, kind, f"{model.suffix} file")
+    if backend == "torch":
+        raise EnetError(f"backend torch runs .pth checkpoints, not {model.name}; use --backend {kind}")
+    if backend == "trt":
+        if engine.is_file():
+            return Choice(engine, "trt", f"engine beside {model.name}")
+        raise EnetError(f"backend trt needs an engine; none at {engine}; build one with enet-build-engine")
+    if backend == "ort":
+        if kind != "torch":
+            raise EnetError(f"backend ort cannot run {model.name}; use --backend {kind}")
+        return Choice(cached_onnx(model, size, cache_dir), "ort", "exported from the checkpoint")
+    # auto, model is .pth or .onnx
+    if engine.is_file() and engine != model:
+        if trt_usable():
+            return Choice(engine, "trt", f"engine beside {model.name}")
+        log.info("not using %s: TensorRT or a GPU is missing", engine)
+    if kind == "ort":
+        return Choice(model, "ort", ".onnx file")
+    if ort_usable():
+        try:
+            return Choice(cached_onnx(model, size, cache_dir), "ort", "exported from the checkpoint")
+        except ImportError as exc:
+            log.warning("ONNX export is not available (%s); using PyTorch", exc)
+        except EnetError as exc:
+            log.warning("ONNX export failed (%s); using PyTorch", exc)
+    return Choice(model, "torch", "fallback")
+
+
+class Predictor:
+    """An entered backend plus the checks the pipeline needs.
+
+    Attributes:
+        backend: the entered backend.
+        size: ``(H, W)`` the model takes.
+        meta: model metadata (classes, palette, mean, std, ...).
+        num_classes: len(meta["classes"]).
+    """
+
+    def __init__(self, backend: Any, size: tuple[int, int]) -> None:
+        self.backend = backend
+        self.size = size
+        self.meta = backend.meta
+        self.num_classes = len(self.meta["classes"])
+        self.name = backend.name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """float32 ``(1, 3, H, W)`` -> logits ``(1, C, H, W)`` or labels ``(1, H, W)``."""
+        if hasattr(self.backend, "infer_labels"):
+            return self.backend.infer_labels(x)
+        return self.backend.infer(x)
+
+    def check(self) -> None:
+        """One inference on zeros: the output must be ``C`` classes at the input size.
+
+        Raises:
+            ShapeError: the model's output does not fit its metadata or the size.
+        """
+        h, w = self.size
+        y = self(np.zeros((1, 3, h, w), dtype=np.float32))
+        if y.ndim == 4:
+            if y.shape[1] != self.num_classes:
+                raise ShapeError(
+                    f"model outputs {y.shape[1]} classes but its metadata names {self.num_classes}; "
+                    "re-export it from a matching checkpoint"
+                )
+            spatial = y.shape[2:]
+        else:
+            spatial = y.shape[1:]
+        if tuple(spatial) != (h, w):
+            raise ShapeError(f"model output is {spatial[1]}x{spatial[0]}, expected {w}x{h} (WxH)")
+
+
+def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size: tuple[int, int] | None = None,
+                   cache_dir: str | os.PathLike[str] = ".", threads: int | None = None) -> tuple[Any, Choice]:
+    """Choose, construct and check a backend; returns ``(backend context manager, choice)``.
+
+    Use as::
+
+        ctx, choice = open_predictor(path, size=(360, 480))
+        with ctx as predictor: ...
+
+    Raises:
+        EnetError: a missing model, a size ENet cannot take, a model whose
+            static input differs from ``size``, a backend that cannot run.
+    """
+    from enet.engine.backend import open_backend
+
+    model = Path(model)
+    if size is None:
+        size = _native_size(model)
+    from enet.model import check_input_size
+
+    check_input_size(*size)
+    choice = choose(model, backend, size, Path(cache_dir))
+    options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1])}
+    if threads:
+        options["threads"] = threads
+    try:
+        b = open_backend(choice.path, choice.kind, **options)
+    except ShapeError as exc:
+        raise ShapeError(f"model {choice.path.name} does not take {size[1]}x{size[0]} input: {exc}") from None
+    if tuple(b.input_shape[2:]) != tuple(size):
+        raise ShapeError(
+            f"model {choice.path.name} takes {b.input_shape[3]}x{b.input_shape[2]} input, not the asked "
+            f"{size[1]}x{size[0]}; drop --size or re-export/rebuild it at that size"
+        )
+    if b.input_shape[0] != 1 or b.input_shape[1] != 3:
+        raise ShapeError(f"model {choice.path.name} takes input {tuple(b.input_shape)}; the camera pipeline needs (1, 3, H, W)")
+    return _Entered(b, size), choice
+
+
+def _native_size(model: Path) -> tuple[int, int]:
+    """The size a model file was made for: the checkpoint's input_size, or the ONNX/engine static shape."""
+    from enet.engine.backend import open_backend
+
+    if not model.is_file():
+        raise EnetError(f"model file {model} does not exist; pass --model PATH to an enet-rt checkpoint, ONNX or engine")
+    b = open_backend(model)
+    n, c, h, w = b.input_shape
+    return int(h), int(w)
+
+
+class _Entered:
+    def __init__(self, backend: Any, size: tuple[int, int]) -> None:
+        self._backend = backend
+        self._size = size
+
+    def __enter__(self) -> Predictor:
+        self._backend.__enter__()
+        try:
+            p = Predictor(self._backend, self._size)
+            p.check()
+        except BaseException:
+            self._backend.__exit__(None, None, None)
+            raise
+        return p
+
+    def __exit__(self, *exc: object) -> None:
+        self._backend.__exit__(*exc)

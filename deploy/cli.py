@@ -1,0 +1,265 @@
+"""``enet-run``: the car-camera pipeline (camera in, segmented video out, in real time).
+
+Examples::
+
+    enet-run csi://0 out.mp4 --stats run.jsonl          # Jetson CSI camera
+    enet-run v4l2:///dev/video0 udp://192.168.1.10:5000 # USB camera, stream to a laptop
+    enet-run clip.mp4 seg.mp4 --visualize overlay,mask --no-display
+    enet-run ../shared/data/camvid/val seg.mp4 --backend torch
+
+Building the parser imports nothing heavy, so ``--help`` works without
+OpenCV, GStreamer or TensorRT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunConfig:
+    """Everything :func:`run` needs (the CLI's options, parsed)."""
+
+    input: str
+    outputs: list[str] = field(default_factory=list)
+    model: str | None = None
+    backend: str = "auto"
+    size: str | None = None
+    alpha: float = 0.5
+    visualize: str = "overlay"
+    stats: str | None = None
+    max_frames: int | None = None
+    display: bool = False
+    capture: str = "auto"
+    writer: str = "auto"
+    input_size: str | None = None
+    input_rate: float | None = None
+    input_codec: str | None = None
+    input_flip: int = 0
+    output_rate: float | None = None
+    cache_dir: str | None = None
+    hud: bool = True
+    legend: bool = True
+    threads: int | None = None
+    extra_sinks: list[Any] = field(default_factory=list)
+    on_frame: Callable[[int, dict[str, Any]], None] | None = None
+
+
+def default_cache_dir(outputs: Sequence[Any]) -> Path:
+    """Where an ONNX exported on the fly is kept: beside the first output file, else ~/.cache/enet-rt."""
+    for uri in outputs:
+        if uri.kind == "file":
+            parent = Path(uri.location).parent
+            return parent if str(parent) else Path(".")
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "enet-rt"
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: Callable[[str], None]) -> Iterator[None]:
+    """SIGINT/SIGTERM request a clean stop; a second SIGINT interrupts at once."""
+    if not threading_main():
+        yield
+        return
+    seen: dict[str, int] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        seen[name] = seen.get(name, 0) + 1
+        if signum == signal.SIGINT and seen[name] > 1:
+            raise KeyboardInterrupt
+        log.warning("%s: stopping, finishing the output files", name)
+        stop(name)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def run(cfg: RunConfig) -> Any:
+    """Open the input, the model and the outputs, and run the pipeline.
+
+    Returns:
+        :class:`enet.deploy.pipeline.RunSummary` (plus ``outputs``, the
+        files written).
+
+    Raises:
+        EnetError: bad URI, unreadable input, model missing or not matching, ...
+    """
+    import threading
+
+    from enet.deploy.backends import open_predictor
+    from enet.deploy.gstpipes import CaptureOptions
+    from enet.deploy.overlay import Renderer
+    from enet.deploy.pipeline import Pipeline
+    from enet.deploy.sinks import DisplaySink, StatsWriter, make_output
+    from enet.deploy.sources import open_source
+    from enet.deploy.uri import parse_input, parse_output, parse_size
+    from enet.errors import EnetError
+
+    parse_input(cfg.input)  # a bad URI fails before anything is opened
+    outputs = [parse_output(o) for o in cfg.outputs]
+    size = parse_size(cfg.size) if cfg.size else None
+    modes = [m.strip() for m in cfg.visualize.split(",") if m.strip()]
+    if cfg.max_frames is not None and cfg.max_frames <= 0:
+        raise EnetError(f"--max-frames must be positive, not {cfg.max_frames}")
+    if cfg.stats and not cfg.stats.endswith(".jsonl"):
+        raise EnetError(f"--stats {cfg.stats}: expected a .jsonl file name")
+    if cfg.model:
+        model = Path(cfg.model)
+    else:
+        from enet.defaults import default_model_path
+
+        model = default_model_path()
+
+    stop = threading.Event()
+    opts = CaptureOptions(size=parse_size(cfg.input_size) if cfg.input_size else None, rate=cfg.input_rate,
+                          codec=cfg.input_codec, flip=cfg.input_flip)
+    source = open_source(cfg.input, capture=cfg.capture, opts=opts, stop=stop)
+    sinks: list[Any] = []
+    stats = None
+    try:
+        ctx, choice = open_predictor(model, backend=cfg.backend, size=size,
+                                     cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(outputs),
+                                     threads=cfg.threads)
+        log.info("model %s on %s (%s)", choice.path, choice.kind, choice.why)
+        with ctx as predictor:
+            renderer = Renderer(predictor.meta["classes"], predictor.meta["palette"], modes=modes, alpha=cfg.alpha,
+                                hud=cfg.hud, legend=cfg.legend)
+            fps = cfg.output_rate or source.fps or 30.0
+            pipeline_ref: list[Any] = []
+
+            def quit_() -> None:
+                if pipeline_ref:
+                    pipeline_ref[0].request_stop("window closed")
+
+            sinks = [make_output(u, fps=fps, writer=cfg.writer, on_quit=quit_) for u in outputs]
+            if cfg.display and not any(u.kind == "display" for u in outputs):
+                sinks.append(DisplaySink(fps=fps, required=False, on_quit=quit_))
+            sinks += cfg.extra_sinks
+            stats = StatsWriter(cfg.stats) if cfg.stats else None
+            pipeline = Pipeline(source, predictor, sinks=sinks, renderer=renderer, stats=stats,
+                                max_frames=cfg.max_frames, on_frame=cfg.on_frame, stop_event=stop)
+            pipeline_ref.append(pipeline)
+
+            def request(reason: str) -> None:
+                pipeline.request_stop(reason)
+
+            with _stop_on_signals(request):
+                summary = pipeline.run()
+    except BaseException:
+        for s in [*sinks, stats]:
+            if s is not None:
+                with contextlib.suppress(Exception):
+                    s.close()
+        with contextlib.suppress(Exception):
+            source.close()
+        raise
+    summary.outputs = [u.location for u in outputs if u.kind == "file"]  # type: ignore[attr-defined]
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="enet-run",
+        description="Segment a camera, video, image folder or stream with ENet in real time.",
+        epilog="Inputs: file://clip.mp4 | clip.mp4 | FOLDER/ | v4l2:///dev/video0 | csi://0 | rtsp://host/path | "
+               "gst://'... ! appsink' | test://?size=96x64&frames=100. Outputs: out.mp4 | display://0 | "
+               "rtsp://server:8554/path | udp://host:port. See docs/deploy.md.",
+    )
+    p.add_argument("input", metavar="INPUT", help="input URI or path")
+    p.add_argument("outputs", metavar="OUTPUT", nargs="*", help="output URIs or video files")
+    p.add_argument("--model", help="checkpoint (.pth), ONNX or engine (default: models/enet_camvid.pth)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"],
+                   help="inference backend (default: auto, the fastest available)")
+    p.add_argument("--size", metavar="WxH", help="inference size, e.g. 480x360 (default: the model's)")
+    p.add_argument("--alpha", type=float, default=0.5, help="mask opacity on the overlay (default 0.5)")
+    p.add_argument("--visualize", default="overlay", metavar="LIST",
+                   help="panels, comma-separated from overlay,mask,input (default overlay)")
+    p.add_argument("--stats", metavar="FILE.jsonl", help="per-frame JSON lines: timestamp, latencies, class areas")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N output frames")
+    p.add_argument("--no-display", action="store_true", help="no window even when a display exists")
+    p.add_argument("--no-hud", action="store_true", help="no fps/latency text")
+    p.add_argument("--no-legend", action="store_true", help="no class legend panel")
+    g = p.add_argument_group("capture")
+    g.add_argument("--capture", default="auto", choices=["auto", "gst", "opencv"],
+                   help="capture through GStreamer or OpenCV (default: GStreamer when installed)")
+    g.add_argument("--input-size", metavar="WxH", help="camera capture size (csi default 1280x720)")
+    g.add_argument("--input-rate", type=float, metavar="FPS", help="camera frame rate; folder playback rate")
+    g.add_argument("--input-codec", choices=["h264", "h265", "mjpeg", "mpeg4", "vp8", "vp9", "raw"],
+                   help="stream codec (Jetson hardware decode of files and RTSP; mjpeg for USB cameras)")
+    g.add_argument("--input-flip", type=int, default=0, metavar="0-7", help="csi:// nvvidconv flip-method")
+    g = p.add_argument_group("output")
+    g.add_argument("--writer", default="auto", choices=["auto", "gst", "opencv"],
+                   help="video file writer: GStreamer H.264 or OpenCV MPEG-4 (default: H.264 when available)")
+    g.add_argument("--output-rate", type=float, metavar="FPS", help="frame rate of written video (default: input's)")
+    g.add_argument("--cache-dir", metavar="DIR",
+                   help="where an ONNX exported on the fly is cached (default: the output file's folder)")
+    g.add_argument("--threads", type=int, metavar="N", help="CPU inference threads")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+    return p
+
+
+def setup_logging(verbose: int, quiet: int) -> None:
+    level = logging.INFO - 10 * verbose + 10 * quiet
+    logging.basicConfig(level=max(logging.DEBUG, level), format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    from enet.errors import EnetError
+
+    display = not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    cfg = RunConfig(
+        input=args.input, outputs=args.outputs, model=args.model, backend=args.backend, size=args.size,
+        alpha=args.alpha, visualize=args.visualize, stats=args.stats, max_frames=args.max_frames,
+        display=display, capture=args.capture, writer=args.writer, input_size=args.input_size,
+        input_rate=args.input_rate, input_codec=args.input_codec, input_flip=args.input_flip,
+        output_rate=args.output_rate, cache_dir=args.cache_dir, hud=not args.no_hud, legend=not args.no_legend,
+        threads=args.threads,
+    )
+    try:
+        summary = run(cfg)
+    except EnetError as exc:
+        print(f"enet-run: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("enet-run: interrupted", file=sys.stderr)
+        return 130
+    print(f"enet-run: {summary.line()}; stopped by {summary.stopped_by}")
+    for path in summary.outputs:
+        print(f"enet-run: wrote {path}")
+    if args.stats:
+        print(f"enet-run: wrote {args.stats}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""Outputs: a video file, a window, an RTP/RTSP stream, JSON-lines stats, a contact sheet.
+
+Sinks take RGB uint8 frames of one size and open lazily on the first frame
+(its size fixes theirs). ``close`` finalises: a video file is written under a
+temporary name (``.<stem>.partial<suffix>``) and renamed into place only once
+its container is complete, so a crash never leaves a truncated file under the
+final name, and Ctrl-C/SIGTERM still yields a playable video.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import numpy as np
+
+from enet._lazy import require
+from enet.deploy import gst as gstmod
+from enet.deploy import gstpipes
+from enet.deploy.errors import SinkError
+from enet.deploy.uri import MediaUri
+
+log = logging.getLogger(__name__)
+
+WRITERS = ("auto", "gst", "opencv")
+_FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
+
+
+class Sink(Protocol):
+    name: str
+
+    def write(self, rgb: np.ndarray) -> None: ...
+    def close(self) -> None: ...
+
+
+def partial_path(path: Path) -> Path:
+    """Where a video is written until it is finalised (same folder, same suffix)."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def _gst_h264_ok() -> bool:
+    if not gstmod.available():
+        return False
+    el = gstmod.installed_elements()
+    try:
+        gstpipes.h264_encoder(el)
+    except Exception:  # noqa: BLE001 - UriError: no encoder
+        return False
+    return "h264parse" in el and "mp4mux" in el
+
+
+class VideoFileSink:
+    """A video file: H.264 through GStreamer when it has an encoder, else OpenCV (MPEG-4 part 2).
+
+    Args:
+        path: ``.mp4``, ``.mkv``, ``.avi`` or ``.mov``.
+        fps: frame rate written in the file.
+        writer: ``auto|gst|opencv``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fps: float = 30.0, writer: str = "auto") -> None:
+        self.path = Path(path)
+        self.name = str(path)
+        self.fps = fps if fps and fps > 0 else 30.0
+        if writer not in WRITERS:
+            raise SinkError(f"unknown writer {writer!r}; choose one of {', '.join(WRITERS)}")
+        folder = self.path.parent if str(self.path.parent) else Path(".")
+        if not folder.is_dir():
+            raise SinkError(f"cannot write {self.path}: folder {folder} does not exist")
+        if self.path.is_dir():
+            raise SinkError(f"cannot write {self.path}: it is a folder; give a file name such as out.mp4")
+        self._writer = writer
+        self._tmp = partial_path(self.path)
+        self._impl: Any = None
+        self._kind = ""
+        self.frames = 0
+
+    def _open(self, width: int, height: int) -> None:
+        use_gst = self._writer == "gst" or (self._writer == "auto" and self.path.suffix.lower() in (".mp4", ".mkv")
+                                            and _gst_h264_ok())
+        if use_gst:
+            desc = gstpipes.file_sink_pipeline(str(self._tmp), width, height, self.fps, gstmod.installed_elements())
+            self._impl = gstmod.GstSink(desc, fps=self.fps, live=False, name=self.name).open()
+            self._kind = "gst"
+        else:
+            cv2 = require("cv2")
+            fourcc = cv2.VideoWriter_fourcc(*_FOURCC[self.path.suffix.lower()])
+            vw = cv2.VideoWriter(str(self._tmp), fourcc, float(self.fps), (width, height))
+            if not vw.isOpened():
+                raise SinkError(f"cannot write {self.path}: OpenCV could not open a video writer")
+            self._impl = vw
+            self._kind = "opencv"
+        log.info("writing %s (%dx%d @ %.3g fps via %s)", self.path, width, height, self.fps, self._kind)
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self._impl is None:
+            self._open(rgb.shape[1], rgb.shape[0])
+        if self._kind == "gst":
+            self._impl.write(rgb)
+        else:
+            cv2 = require("cv2")
+            self._impl.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the container and rename it into place (no file when no frame was written)."""
+        if self._impl is None:
+            return
+        impl, self._impl = self._impl, None
+        try:
+            if self._kind == "gst":
+                impl.close()
+            else:
+                impl.release()
+        finally:
+            if self.frames and self._tmp.is_file():
+                os.replace(self._tmp, self.path)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    self._tmp.unlink()
+
+
+class StreamSink:
+    """H.264 over RTP/UDP (``udp://host:port``) or published to an RTSP server (``rtsp://...``)."""
+
+    def __init__(self, uri: MediaUri, *, fps: float = 30.0) -> None:
+        self.uri = uri
+        self.name = uri.text
+        self.fps = fps or 30.0
+        self._impl: Any = None
+        gstmod.gst()  # fail now, in one line, without GStreamer
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self._impl is None:
+            h, w = rgb.shape[:2]
+            el = gstmod.installed_elements()
+            try:
+                if self.uri.kind == "udp":
+                    host, port = self.uri.location.rsplit(":", 1)
+                    desc = gstpipes.udp_sink_pipeline(host, int(port), w, h, self.fps, el)
+                else:
+                    desc = gstpipes.rtsp_sink_pipeline(self.uri.location, w, h, self.fps, el)
+            except gstpipes.UriError as exc:
+                raise SinkError(f"cannot stream to {self.name}: {exc}") from None
+            self._impl = gstmod.GstSink(desc, fps=self.fps, live=True, name=self.name).open()
+        self._impl.write(rgb)
+
+    def close(self) -> None:
+        if self._impl is not None:
+            impl, self._impl = self._impl, None
+            impl.close(timeout_s=2.0)
+
+
+class DisplaySink:
+    """A window: GStreamer's video sink, else ``cv2.imshow`` (not in opencv-python-headless).
+
+    Args:
+        required: an explicit ``display://`` output; otherwise (a window opened
+            because $DISPLAY is set) a failure only disables the window.
+        on_quit: called when the user presses q or Esc in an OpenCV window.
+    """
+
+    def __init__(self, *, fps: float = 30.0, required: bool = False,
+                 on_quit: Callable[[], None] | None = None) -> None:
+        self.name = "display"
+        self.fps = fps or 30.0
+        self.required = required
+        self._on_quit = on_quit
+        self._impl: Any = None
+        self._kind = ""
+        self._disabled = False
+
+    def _open(self, w: int, h: int) -> None:
+        errors = []
+        if gstmod.available():
+            try:
+                desc = gstpipes.display_sink_pipeline(w, h, self.fps, gstmod.installed_elements())
+                self._impl = gstmod.GstSink(desc, fps=self.fps, live=True, name="display").open()
+                self._kind = "gst"
+                return
+            except SinkError as exc:
+                errors.append(str(exc))
+        try:
+            cv2 = require("cv2")
+            cv2.namedWindow("enet-run", cv2.WINDOW_NORMAL)
+            self._kind = "opencv"
+            self._impl = cv2
+            return
+        except Exception as exc:  # noqa: BLE001 - cv2.error: headless OpenCV has no GUI
+            errors.append(f"OpenCV has no GUI ({str(exc).strip().splitlines()[-1][:80]})")
+        raise SinkError(f"cannot open a window: {'; '.join(errors)}")
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self._disabled:
+            return
+        try:
+            if self._impl is None:
+                self._open(rgb.shape[1], rgb.shape[0])
+            if self._kind == "gst":
+                self._impl.write(rgb)
+            else:
+                cv2 = self._impl
+                cv2.imshow("enet-run", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                if (cv2.waitKey(1) & 0xFF) in (ord("q"), 27) and self._on_quit:
+                    self._on_quit()
+        except SinkError as exc:
+            if self.required:
+                raise
+            log.warning("%s; continuing without a window", exc)
+            self._disabled = True
+
+    def close(self) -> None:
+        if self._impl is None:
+            return
+        impl, self._impl = self._impl, None
+        if self._kind == "gst":
+            impl.close(timeout_s=2.0)
+        else:
+            with contextlib.suppress(Exception):
+                impl.destroyAllWindows()
+
+
+class StatsWriter:
+    """JSON lines, one record per frame; renamed into place on :meth:`close`.
+
+    Lines are flushed as written, so ``tail -f`` on the partial file works
+    during a run.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        folder = self.path.parent if str(self.path.parent) else Path(".")
+        if not folder.is_dir():
+            raise SinkError(f"cannot write stats {self.path}: folder {folder} does not exist")
+        self._tmp = self.path.with_name(f".{self.path.name}.partial")
+        try:
+            self._f: IO[str] | None = open(self._tmp, "w", encoding="utf-8")
+        except OSError as exc:
+            raise SinkError(f"cannot write stats {self.path}: {exc.strerror}") from None
+        self.records = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        assert self._f is not None
+        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._f.flush()
+        self.records += 1
+
+    def close(self) -> None:
+        if self._f is None:
+            return
+        f, self._f = self._f, None
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        os.replace(self._tmp, self.path)
+
+
+class ContactSheet:
+    """Keeps the frames at ``indices`` (downscaled) and writes them as one PNG grid.
+
+    Args:
+        path: ``.png`` file (written atomically).
+        indices: output frame numbers to keep.
+        columns: grid columns.
+        thumb_width: width of each tile in pixels.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], indices: Sequence[int], *, columns: int = 2,
+                 thumb_width: int = 640) -> None:
+        self.path = Path(path)
+        self.name = str(path)
+        self._want = set(int(i) for i in indices)
+        self._columns = max(1, columns)
+        self._thumb_width = thumb_width
+        self._tiles: list[tuple[int, np.ndarray]] = []
+        self._i = 0
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self._i in self._want:
+            cv2 = require("cv2")
+            scale = min(1.0, self._thumb_width / rgb.shape[1])
+            tile = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)),
+                              interpolation=cv2.INTER_AREA) if scale < 1.0 else rgb.copy()
+            cv2.putText(tile, f"frame {self._i}", (6, tile.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+            self._tiles.append((self._i, tile))
+        self._i += 1
+
+    def close(self) -> None:
+        if not self._tiles:
+            return
+        cv2 = require("cv2")
+        from enet.fileio import write_bytes
+
+        tiles = [t for _, t in sorted(self._tiles, key=lambda x: x[0])]
+        th, tw = tiles[0].shape[:2]
+        rows = -(-len(tiles) // self._columns)
+        gap = 4
+        sheet = np.full((rows * th + (rows + 1) * gap, self._columns * tw + (self._columns + 1) * gap, 3), 255,
+                        dtype=np.uint8)
+        for k, tile in enumerate(tiles):
+            r, c = divmod(k, self._columns)
+            y, x = gap + r * (th + gap), gap + c * (tw + gap)
+            sheet[y:y + th, x:x + tw] = tile[:th, :tw]
+        ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise SinkError(f"cannot encode contact sheet {self.path}")
+        write_bytes(self.path, png.tobytes())
+        self._tiles = []
+
+
+def make_output(uri: MediaUri, *, fps: float, writer: str = "auto",
+                on_quit: Callable[[], None] | None = None) -> Sink:
+    """The sink for a parsed output URI."""
+    if uri.kind == "file":
+        return VideoFileSink(uri.location, fps=fps, writer=writer)
+    if uri.kind == "display":
+        return DisplaySink(fps=fps, required=True, on_quit=on_quit)
+    return StreamSink(uri, fps=fps)
