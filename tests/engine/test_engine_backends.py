@@ -1,0 +1,108 @@
+"""open_backend for .onnx (ONNX Runtime) and .engine (sidecar checks up to the GPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from enet.engine.backend import Backend, infer_labels, open_backend
+from enet.engine.sidecar import check_sidecar, make_sidecar, read_sidecar, sidecar_path, write_sidecar
+from enet.errors import EnetError, ShapeError
+
+pytest.importorskip("onnxruntime")
+
+
+def test_ort_backend_runs_and_reads_metadata(tiny_onnx: Path) -> None:
+    b = open_backend(tiny_onnx)
+    assert isinstance(b, Backend)
+    assert b.input_shape == (1, 3, 64, 96)
+    assert b.meta["input_size"] == [64, 96] and len(b.meta["classes"]) == 11
+    x = np.random.default_rng(0).standard_normal(b.input_shape).astype(np.float32)
+    with b:
+        y = b.infer(x)
+        lab = infer_labels(b, x)
+        assert b.name.startswith("ort-cpu")
+    assert y.shape == (1, 11, 64, 96) and y.dtype == np.float32
+    np.testing.assert_array_equal(lab, y.argmax(1))
+    b.__exit__(None, None, None)  # idempotent
+
+
+def test_ort_backend_uses_in_graph_labels(tiny_onnx_labels: Path) -> None:
+    x = np.random.default_rng(1).standard_normal((1, 3, 64, 96)).astype(np.float32)
+    with open_backend(tiny_onnx_labels) as b:
+        lab = b.infer_labels(x)
+        assert lab.shape == (1, 64, 96)
+        np.testing.assert_array_equal(lab, b.infer(x).argmax(1))
+
+
+def test_ort_backend_wrong_shapes(tiny_onnx: Path) -> None:
+    with pytest.raises(ShapeError, match="does not fit"):
+        open_backend(tiny_onnx, input_shape=(1, 3, 64, 64))
+    with open_backend(tiny_onnx) as b, pytest.raises(ShapeError, match="does not match"):
+        b.infer(np.zeros((1, 3, 32, 96), np.float32))
+
+
+def test_corrupt_or_foreign_onnx(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a protobuf at all \x00\xff")
+    with pytest.raises(EnetError, match="not a valid ONNX|no enet-rt metadata|not a readable"):
+        open_backend(bad)
+    with pytest.raises(EnetError, match="does not exist"):
+        open_backend(tmp_path / "missing.onnx")
+
+
+def test_providers_resolution() -> None:
+    from enet.engine.ort_backend import resolve_providers
+
+    assert resolve_providers("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert resolve_providers("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"])[0] == "CUDAExecutionProvider"
+    with pytest.raises(EnetError, match="not available"):
+        resolve_providers("tensorrt", ["CPUExecutionProvider"])
+
+
+def _sidecar(**over) -> dict:
+    data = make_sidecar(tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7", precision="int8",
+                        input_shape=(1, 3, 64, 96), input_name="input", onnx_path="tiny.int8.onnx",
+                        onnx_sha256="0" * 64, meta={"classes": ["a"], "mean": [0, 0, 0], "std": [1, 1, 1],
+                                                    "input_size": [64, 96], "palette": [[0, 0, 0]]},
+                        rebuild_command="enet-build-engine tiny.onnx --int8 -o tiny.engine")
+    data.update(over)
+    return data
+
+
+def test_sidecar_roundtrip_and_checks(tmp_path: Path) -> None:
+    engine = tmp_path / "tiny.engine"
+    engine.write_bytes(b"plan")
+    write_sidecar(engine, _sidecar())
+    assert sidecar_path(engine).name == "tiny.engine.json"
+    data = read_sidecar(engine)
+    check_sidecar(data, tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7")
+    check_sidecar(data, tensorrt_version="10.3", gpu_name="Orin", compute_capability="8.7")  # Version equality
+    with pytest.raises(EnetError) as e:
+        check_sidecar(data, tensorrt_version="10.13.0", gpu_name="Orin", compute_capability="8.7")
+    msg = str(e.value)
+    assert "TensorRT 10.3.0" in msg and "10.13.0" in msg and "enet-build-engine tiny.onnx --int8" in msg
+    assert "\n" not in msg
+    with pytest.raises(EnetError, match="built for Orin .*RTX 4090.*rebuild"):
+        check_sidecar(data, tensorrt_version="10.3.0", gpu_name="NVIDIA GeForce RTX 4090", compute_capability="8.9")
+
+
+def test_engine_backend_reads_sidecar_without_tensorrt(tmp_path: Path) -> None:
+    engine = tmp_path / "tiny.engine"
+    engine.write_bytes(b"plan")
+    with pytest.raises(EnetError, match="no sidecar"):
+        open_backend(engine)
+    sidecar_path(engine).write_text("{broken", encoding="utf-8")
+    with pytest.raises(EnetError, match="cannot read engine sidecar"):
+        open_backend(engine)
+    sidecar_path(engine).write_text(json.dumps({"format": "something-else"}), encoding="utf-8")
+    with pytest.raises(EnetError, match="not an enet-rt engine sidecar"):
+        open_backend(engine)
+    write_sidecar(engine, _sidecar())
+    b = open_backend(engine)  # construction is cheap: no TensorRT, no GPU needed
+    assert b.input_shape == (1, 3, 64, 96) and b.meta["input_size"] == [64, 96] and b.name == "trt-int8"
+    with pytest.raises(ShapeError, match="built for input"):
+        open_backend(engine, input_shape=(1, 3, 32, 32))

@@ -1,0 +1,95 @@
+"""enet-build-engine on this CPU-only machine: converted ONNX, engine requests without TensorRT, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+from enet._lazy import available
+from enet.engine.cli import main
+from enet.engine.onnx_info import precision_of, read_meta
+from enet.engine.quantize import check_qdq
+
+pytest.importorskip("onnxruntime")
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_int8_onnx_with_calibration_and_cache(tiny_onnx: Path, calib_root: Path, tmp_path: Path, capsys) -> None:
+    out, cache = tmp_path / "tiny.int8.onnx", tmp_path / "ranges.json"
+    rc, stdout, _ = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(calib_root), "--calib-images", "3",
+                         "--calib-cache", str(cache), "--val-images", "0", "-o", str(out))
+    assert rc == 0, stdout
+    assert "INT8: " in stdout and "no layer kept in higher precision" in stdout
+    m = onnx.load(str(out))
+    assert precision_of(m) == "int8" and check_qdq(m) == []
+    assert read_meta(m)["input_size"] == [64, 96]
+    info = json.loads(cache.read_text())
+    assert info["method"] == "entropy" and len(info["images"]) == 3
+    # the cache is reused: same ranges without calibration data
+    out2 = tmp_path / "again.onnx"
+    rc, stdout, _ = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(tmp_path / "none"),
+                         "--calib-cache", str(cache), "--val-images", "0", "-o", str(out2))
+    assert rc == 0 and "cached" in stdout
+    a = {i.name: i.raw_data for i in m.graph.initializer if i.name.endswith("_act_scale")}
+    b = {i.name: i.raw_data for i in onnx.load(str(out2)).graph.initializer if i.name.endswith("_act_scale")}
+    assert a == b
+
+
+def test_fp16_onnx(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "tiny.fp16.onnx"
+    rc, stdout, _ = _run(capsys, str(tiny_onnx), "--fp16", "-o", str(out), "--val-images", "0")
+    assert rc == 0 and out.is_file() and precision_of(onnx.load(str(out))) == "fp16"
+
+
+@pytest.mark.skipif(available("tensorrt"), reason="TensorRT is installed: the engine path is tested under gpu/trt")
+def test_engine_without_tensorrt_writes_onnx_and_fails(tiny_onnx: Path, calib_root: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    eng = tmp_path / "tiny.engine"
+    rc, stdout, _ = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(calib_root), "--calib-images", "2",
+                         "--val-images", "0", "-o", str(eng))
+    assert rc != 0 and not eng.exists()
+    line = stdout.strip().splitlines()[-1]
+    assert "no TensorRT found" in line and "ONNX Runtime" in line and "tiny.int8.onnx" in line
+    assert precision_of(onnx.load(str(tmp_path / "tiny.int8.onnx"))) == "int8"
+
+
+def test_bad_inputs_fail_in_one_line(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage" * 10)
+    cases = [
+        ([str(corrupt), "--fp16", "-o", str(tmp_path / "a.onnx")], "not a valid ONNX"),
+        ([str(tiny_onnx), "--int8", "--calib-data", str(tmp_path / "missing"), "-o", str(tmp_path / "b.onnx")],
+         "does not exist"),
+        ([str(tiny_onnx), "-o", str(tmp_path / "c.onnx")], "add --fp16 or --int8"),
+        ([str(tiny_onnx), "--fp16", "-o", str(tmp_path / "d.txt")], "expected a .onnx"),
+        ([str(tiny_onnx), "--fp16", "-o", str(tmp_path / "nofolder" / "e.onnx")], "does not exist"),
+    ]
+    for argv, expect in cases:
+        rc, _, err = _run(capsys, *argv)
+        assert rc != 0, argv
+        assert expect in err and err.count("\n") == 1, err
+
+
+def test_int8_of_an_int8_onnx_is_refused(tiny_onnx: Path, calib_root: Path, tmp_path: Path, capsys) -> None:
+    q = tmp_path / "q.onnx"
+    assert _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(calib_root), "--calib-images", "1",
+                "--calib-method", "max", "--val-images", "0", "-o", str(q))[0] == 0
+    rc, _, err = _run(capsys, str(q), "--fp16", "-o", str(tmp_path / "q16.onnx"))
+    assert rc != 0 and "already int8" in err
+
+
+def test_help_without_heavy_imports() -> None:
+    code = ("import sys; from enet.engine.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+            "assert not {'tensorrt', 'onnxruntime', 'cv2', 'polygraphy'} & set(sys.modules), sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
