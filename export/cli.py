@@ -1,0 +1,80 @@
+"""``enet-export``: checkpoint -> ONNX, with a TensorRT compatibility report and a parity check.
+
+Building the parser imports nothing heavy (no torch, onnx or onnxruntime), so
+``enet-export --help`` works anywhere; the export itself lives in
+:mod:`enet.export.onnx`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from enet.errors import EnetError
+
+DEFAULT_VERIFY = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="enet-export",
+        description="Export an ENet checkpoint to ONNX. The default graph uses only ops TensorRT's ONNX "
+                    "parser runs natively (exact indices-free unpooling); ONNX Runtime is checked against "
+                    "PyTorch on real CamVid val frames before the file is written.",
+    )
+    p.add_argument("model", nargs="?", default=None,
+                   help="enet-rt checkpoint (.pth); default: the reference model models/enet_camvid.pth "
+                        "(or $ENET_MODEL)")
+    p.add_argument("-o", "--output", required=True, help="ONNX file to write (atomically), e.g. enet.onnx")
+    p.add_argument("--height", type=int, default=None, help="input height, multiple of 8 (default: checkpoint's)")
+    p.add_argument("--width", type=int, default=None, help="input width, multiple of 8 (default: checkpoint's)")
+    b = p.add_mutually_exclusive_group()
+    b.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")
+    b.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis N")
+    p.add_argument("--opset", type=int, default=None,
+                   help="ONNX opset, 13..20 (default 17: TensorRT >= 8.5; 13 for TensorRT 8.0/8.2, JetPack 4.6)")
+    p.add_argument("--unpool", choices=("mask", "native"), default="mask",
+                   help="mask (default): exact, TensorRT-native; native: ONNX MaxPool indices + MaxUnpool, "
+                        "for ONNX Runtime/OpenVINO only")
+    p.add_argument("--labels", action="store_true",
+                   help="add an int32 'labels' output (N, H, W): in-graph argmax over classes")
+    p.add_argument("--no-simplify", action="store_true", help="skip onnx-simplifier")
+    p.add_argument("--verify", type=int, default=DEFAULT_VERIFY, metavar="N",
+                   help=f"compare ONNX Runtime with PyTorch on N CamVid val frames before writing "
+                        f"(default {DEFAULT_VERIFY}; 0 skips)")
+    p.add_argument("--camvid", default=None, help="CamVid root for --verify (default: $ENET_CAMVID or "
+                                                  "../shared/data/camvid)")
+    v = p.add_mutually_exclusive_group()
+    v.add_argument("-v", "--verbose", action="store_true", help="log more")
+    v.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        from enet.export.onnx import export_onnx, format_report
+
+        result = export_onnx(
+            args.model, args.output, height=args.height, width=args.width, batch=args.batch,
+            dynamic_batch=args.dynamic_batch, opset=args.opset, unpool=args.unpool,
+            simplify=not args.no_simplify, labels=args.labels, verify=max(0, args.verify),
+            camvid_root=args.camvid,
+        )
+    except EnetError as exc:
+        print(f"enet-export: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("enet-export: interrupted; nothing written", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(format_report(result))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
