@@ -1,0 +1,106 @@
+"""enet-bench end to end on a tiny checkpoint: records, skipped backends, errors. No timing asserts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from enet.bench.cli import main, parse_resolutions
+from enet.errors import EnetError
+
+
+def test_help_imports_nothing_heavy():
+    code = textwrap.dedent("""
+        import sys
+        from enet.bench.cli import build_parser
+        build_parser().format_help()
+        heavy = [m for m in ("torch", "onnxruntime", "tensorrt", "matplotlib", "cv2", "onnx") if m in sys.modules]
+        assert not heavy, heavy
+        """)
+    subprocess.run([sys.executable, "-c", code], check=True)
+    out = subprocess.run([sys.executable, "-m", "enet.bench.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--duration-s" in out.stdout and "--accuracy-frames" in out.stdout
+
+
+def test_parse_resolutions():
+    assert parse_resolutions("480x320, 640x360,480x320") == [(480, 320), (640, 360)]
+    assert parse_resolutions("1920X1080") == [(1920, 1080)]
+    with pytest.raises(EnetError, match="multiple of 8"):
+        parse_resolutions("1280x721")
+    with pytest.raises(EnetError, match="WIDTHxHEIGHT"):
+        parse_resolutions("640")
+
+
+def _run(tmp_path, *extra):
+    out = tmp_path / "out"
+    argv = ["--device", "cpu", "--resolutions", "96x64", "--warmup-s", "0", "--iterations", "2",
+            "--camvid", str(tmp_path / "no-camvid"), "-o", str(out), "-q", *extra]
+    return main(argv), out
+
+
+def test_cli_torch_and_skipped_trt(tmp_path, tiny_checkpoint, capsys):
+    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backends", "torch,trt-fp16", "--no-plot",
+                   "--threads", "1")
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "[1/2] torch 96x64: compute" in err and "[2/2] trt-fp16 96x64: skipped" in err
+    assert "parameters: 362,890" in err
+    doc = json.loads((out / "bench.json").read_text())
+    ok, skipped = doc["records"]
+    assert ok["backend"] == "torch" and ok["status"] == "ok" and ok["timing"]["iterations"] == 2
+    assert ok["timing"]["compute"]["n"] == 2 and ok["timing"]["input"].startswith("random")
+    assert ok["timing"]["timer"] == "perf_counter_ns"
+    assert skipped["status"] == "skipped" and skipped["reason"]
+    assert doc["device"]["kind"] == "cpu" and doc["device"]["cpu"]["threads_used"] == 1
+    assert set(doc["versions"]) >= {"enet-rt", "torch", "onnxruntime", "tensorrt"}
+    assert doc["model"]["params"] == 362_890 and 3.0 < doc["model"]["gflops"] < 3.5
+    assert doc["command"].startswith("enet-bench --device cpu")
+    md = (out / "bench.md").read_text()
+    assert "| torch | 96x64 |" in md and "## Skipped" in md and "trt-fp16" in md
+    assert not (out / "bench.png").exists()
+
+
+def test_cli_all_skipped_is_an_error(tmp_path, tiny_checkpoint, capsys):
+    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backends", "trt-fp32,trt-int8", "--no-plot")
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "enet-bench: error: no backend could run here" in err and "Traceback" not in err
+    doc = json.loads((out / "bench.json").read_text())  # the report still says why
+    assert [r["status"] for r in doc["records"]] == ["skipped", "skipped"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--resolutions", "100x64"], "not a multiple of 8"),
+    (["--backends", "tflite"], "unknown backend tflite"),
+    (["--batch", "0"], "--batch must be at least 1"),
+    (["--model", "/nonexistent/enet.pth"], "does not exist"),
+])
+def test_cli_user_errors_are_one_line(tmp_path, capsys, args, message, tiny_checkpoint):
+    argv = ["--device", "cpu", "--model", str(tiny_checkpoint), "-o", str(tmp_path / "o"), *args]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith("enet-bench: error:")
+
+
+def test_cli_duration_and_iterations_are_exclusive(capsys):
+    with pytest.raises(SystemExit):
+        main(["--duration-s", "1", "--iterations", "3"])
+
+
+@pytest.mark.slow
+def test_cli_ort_with_accuracy_and_plot(tmp_path, tiny_checkpoint, tiny_camvid, capsys):
+    rc = main(["--device", "cpu", "--model", str(tiny_checkpoint), "--backends", "ort", "--resolutions", "96x64",
+               "--warmup-s", "0", "--iterations", "2", "--accuracy-frames", "2", "--camvid", str(tiny_camvid),
+               "-o", str(tmp_path / "out"), "-q"])
+    assert rc == 0
+    doc = json.loads((tmp_path / "out" / "bench.json").read_text())
+    (rec,) = doc["records"]
+    assert rec["status"] == "ok" and rec["artifact"].endswith("-96x64-b1.onnx")
+    assert rec["timing"]["input"].startswith("CamVid val")
+    assert rec["accuracy"]["frames"] == 2 and 0.0 <= rec["accuracy"]["miou"] <= 1.0
+    assert doc["config"]["artifacts_built"] == [rec["artifact"]]
+    assert (tmp_path / "out" / "bench.png").is_file()
