@@ -91,7 +91,7 @@ class ParityResult:
     too) may pick different elements and the logits around that window
     differ by O(feature size), not O(rounding). Frames are therefore judged
     one by one: each must meet the bounds (``max |diff| <= atol``, argmax
-    100%), unless PyTorch found near-tie windows in it (``0 < gap <= 1e-5 *
+    100%), unless PyTorch found near-tie windows in it (``0 < gap <= 1e-6 *
     max(1, |max|)`` at a pooling input); those are counted and reported.
 
     Attributes:
@@ -485,7 +485,7 @@ def verify_parity(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], 
                         near_ties=ties)
 
 
-def near_tie_windows(x: Tensor, rel: float = 1e-5) -> np.ndarray:
+def near_tie_windows(x: Tensor, rel: float = 1e-6) -> np.ndarray:
     """Per image, 2x2 max-pool windows of ``x`` whose top two values nearly tie.
 
     Args:

@@ -1,0 +1,181 @@
+"""Export graphs: op set, eval-mode form, metadata, parity (tiny checkpoint; real CamVid where marked)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from enet.checkpoint import load_model
+from enet.export.onnx import (PARITY_ATOL, ExportError, OnnxMetadataError, build_onnx, export_onnx,
+                              read_onnx_metadata, verify_parity)
+from enet.export.trt_support import check_trt_support
+from enet.fileio import sha256_file
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def _session(path_or_proto):
+    data = path_or_proto.SerializeToString() if isinstance(path_or_proto, onnx.ModelProto) else str(path_or_proto)
+    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+
+def _torch_ref(ckpt: Path, x: np.ndarray) -> np.ndarray:
+    model, _ = load_model(ckpt)  # training form: MaxPool2d indices + MaxUnpool2d
+    with torch.inference_mode():
+        return model(torch.from_numpy(x)).numpy()
+
+
+@pytest.fixture(scope="module")
+def mask_export(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("mask") / "enet.onnx"
+    return export_onnx(tiny_checkpoint, out)
+
+
+@pytest.fixture(scope="module")
+def native_export(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("native") / "enet_native.onnx"
+    return export_onnx(tiny_checkpoint, out, unpool="native", dynamic_batch=True, labels=True)
+
+
+def test_mask_graph_is_tensorrt_native(mask_export):
+    proto = onnx.load(str(mask_export.path))
+    ops = {n.op_type for n in proto.graph.node}
+    assert not ops & {"MaxUnpool", "ScatterND", "ScatterElements", "NonZero"}
+    assert all(len([o for o in n.output if o]) == 1 for n in proto.graph.node if n.op_type == "MaxPool")
+    report = check_trt_support(proto)
+    assert report.unsupported == [] and report.ok
+    assert report.opset == 17 and report.min_trt_version == "8.5"
+    assert set(report.op_counts()) == ops
+    assert "verdict" in report.to_text()
+
+
+def test_eval_graph_bn_folded_no_dropout_checker(mask_export):
+    proto = onnx.load(str(mask_export.path))
+    onnx.checker.check_model(proto, full_check=True)
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    ops = [n.op_type for n in proto.graph.node]
+    assert "Dropout" not in ops
+    bns = [n for n in proto.graph.node if n.op_type == "BatchNormalization"]
+    # only the initial block's BN is left: it follows a Concat (conv || max-pool), no conv can absorb it
+    assert len(bns) == 1 and producers[bns[0].input[0]].op_type == "Concat"
+    (inp,) = proto.graph.input
+    assert inp.name == "input" and inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [1, 3, 64, 96]
+    assert [o.name for o in proto.graph.output] == ["logits"]
+    assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert mask_export.input_shape == (1, 3, 64, 96) and mask_export.file_size == mask_export.path.stat().st_size
+
+
+def test_metadata_round_trips(mask_export, tiny_checkpoint: Path):
+    _, ckpt_meta = load_model(tiny_checkpoint)
+    meta = read_onnx_metadata(mask_export.path)
+    for key in ("classes", "palette", "mean", "std", "void_index"):
+        assert meta[key] == json.loads(json.dumps(ckpt_meta[key])), key
+    assert meta["input_size"] == [64, 96]
+    assert meta["source_sha256"] == sha256_file(tiny_checkpoint)
+    assert meta["toolkit_version"] and meta["unpool"] == "mask"
+    assert meta == read_onnx_metadata(onnx.load(str(mask_export.path))) == mask_export.meta
+
+
+def test_read_metadata_refuses_foreign_files(tmp_path: Path):
+    with pytest.raises(OnnxMetadataError, match="does not exist"):
+        read_onnx_metadata(tmp_path / "none.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\x00garbage\xff" * 10)
+    with pytest.raises(OnnxMetadataError):
+        read_onnx_metadata(tmp_path / "junk.onnx")
+    bare = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
+    with pytest.raises(OnnxMetadataError, match="no enet-rt metadata"):
+        read_onnx_metadata(bare)
+
+
+def test_mask_onnx_matches_pytorch(mask_export, tiny_checkpoint: Path):
+    x = np.random.default_rng(1).normal(size=(1, 3, 64, 96)).astype(np.float32)
+    (logits,) = _session(mask_export.path).run(None, {"input": x})
+    ref = _torch_ref(tiny_checkpoint, x)
+    assert logits.dtype == np.float32 and logits.shape == (1, 11, 64, 96)
+    assert np.abs(logits - ref).max() <= PARITY_ATOL
+    assert (logits.argmax(1) == ref.argmax(1)).all()
+
+
+def test_native_graph_labels_and_dynamic_batch(native_export, tiny_checkpoint: Path):
+    proto = onnx.load(str(native_export.path))
+    report = check_trt_support(proto)
+    assert "MaxUnpool" in report.unsupported and "MaxPool[indices]" in report.unsupported
+    assert report.min_trt_version is None and not report.ok
+    assert native_export.input_shape[0] == "N" and native_export.output_names == ["logits", "labels"]
+    sess = _session(native_export.path)
+    # batch > 1: a per-plane vs whole-tensor index mix-up would put image 0's values into image 1
+    x = np.random.default_rng(2).normal(size=(3, 3, 64, 96)).astype(np.float32)
+    logits, labels = sess.run(None, {"input": x})
+    ref = _torch_ref(tiny_checkpoint, x)
+    assert np.abs(logits - ref).max() <= PARITY_ATOL
+    assert labels.dtype == np.int32 and labels.shape == (3, 64, 96)
+    assert (labels == logits.argmax(1)).all() and (labels == ref.argmax(1)).all()
+    one, _ = sess.run(None, {"input": x[1:2]})
+    assert np.abs(one - ref[1:2]).max() <= PARITY_ATOL
+
+
+def test_onnx_maxpool_indices_are_whole_tensor_flat():
+    """The convention difference the native pair relies on, checked in ONNX Runtime."""
+    x = np.random.default_rng(3).normal(size=(2, 3, 4, 6)).astype(np.float32)
+    node = onnx.helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2], strides=[2, 2])
+    graph = onnx.helper.make_graph(
+        [node], "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x.shape)],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None),
+         onnx.helper.make_tensor_value_info("i", onnx.TensorProto.INT64, None)])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    _, onnx_idx = _session(model).run(None, {"x": x})
+    _, torch_idx = torch.nn.functional.max_pool2d(torch.from_numpy(x), 2, 2, return_indices=True)
+    plane = (np.arange(2)[:, None] * 3 + np.arange(3)[None, :]) * (4 * 6)
+    assert (onnx_idx == torch_idx.numpy() + plane[:, :, None, None]).all()
+
+
+def test_opset13_no_simplify_static_batch2(tiny_checkpoint: Path):
+    model, _ = load_model(tiny_checkpoint)
+    proto = build_onnx(model, height=32, width=48, batch=2, opset=13, simplify=False)
+    report = check_trt_support(proto)
+    assert report.ok and report.opset == 13 and report.min_trt_version == "8.4"
+    x = np.random.default_rng(4).normal(size=(2, 3, 32, 48)).astype(np.float32)
+    (logits,) = _session(proto).run(None, {"input": x})
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert np.abs(logits - ref).max() <= PARITY_ATOL
+
+
+def test_bad_options(tiny_checkpoint: Path, tmp_path: Path):
+    from enet.errors import ShapeError
+
+    with pytest.raises(ShapeError, match="multiple of 8"):
+        export_onnx(tiny_checkpoint, tmp_path / "a.onnx", height=60, width=96)
+    with pytest.raises(ExportError, match="opset"):
+        export_onnx(tiny_checkpoint, tmp_path / "a.onnx", opset=9)
+    with pytest.raises(ExportError, match="unpool"):
+        export_onnx(tiny_checkpoint, tmp_path / "a.onnx", unpool="indices")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _check_parity(parity) -> None:
+    # the issue's bounds on every frame, no near-tie allowance: max |diff| <= 1e-4, argmax 100%
+    assert parity.strict_ok and parity.ok, parity.to_text()
+    assert max(parity.frame_diffs) <= PARITY_ATOL and min(parity.frame_agreement) == 1.0
+
+
+@pytest.mark.camvid
+def test_parity_on_camvid_val(tiny_checkpoint: Path, tmp_path: Path, camvid_root: Path):
+    res = export_onnx(tiny_checkpoint, tmp_path / "enet.onnx", verify=4, labels=True, camvid_root=camvid_root)
+    assert res.parity is not None and res.parity.source == "CamVid val" and res.parity.frames == 4
+    _check_parity(res.parity)
+
+
+@pytest.mark.camvid
+def test_runs_at_360x480_on_camvid(tiny_checkpoint: Path, camvid_root: Path):
+    model, meta = load_model(tiny_checkpoint)
+    proto = build_onnx(model, height=360, width=480)
+    parity = verify_parity(proto, model, mean=meta["mean"], std=meta["std"], frames=2, camvid_root=camvid_root)
+    assert parity.input_shape == (1, 3, 360, 480) and parity.source == "CamVid val"
+    _check_parity(parity)
