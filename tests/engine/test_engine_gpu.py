@@ -1,0 +1,47 @@
+"""TensorRT engines on a GPU: build, run, compare with ONNX Runtime, refuse foreign engines.
+
+Skipped here (no GPU, no TensorRT); conftest says why. Never run in this
+project's CI so far: see docs/engines.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from enet.engine.backend import open_backend
+from enet.engine.cli import main
+from enet.engine.sidecar import sidecar_path
+from enet.errors import EnetError
+
+pytestmark = [pytest.mark.gpu, pytest.mark.trt]
+
+
+@pytest.mark.parametrize("flag", [[], ["--fp16"], ["--int8", "--int8-mode", "qdq"], ["--int8", "--int8-mode", "auto"]])
+def test_build_run_and_compare(tiny_onnx: Path, calib_root: Path, tmp_path: Path, flag: list[str]) -> None:
+    eng = tmp_path / "tiny.engine"
+    calib = ["--calib-data", str(calib_root), "--calib-images", "3", "--calib-cache", str(tmp_path / "c.cache")]
+    rc = main([str(tiny_onnx), *flag, *(calib if "--int8" in flag else []), "--val-images", "0",
+               "--verify-images", "0", "--timing-cache", str(tmp_path / "timing.cache"), "-o", str(eng)])
+    assert rc == 0 and eng.is_file()
+    side = json.loads(sidecar_path(eng).read_text())
+    assert side["input_shape"] == [1, 3, 64, 96] and side["meta"]["input_size"] == [64, 96]
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
+    with open_backend(eng) as trt_b, open_backend(side["onnx"]) as ort_b:
+        a, b = trt_b.infer(x), ort_b.infer(x)
+        assert a.shape == b.shape == (1, 11, 64, 96)
+        assert (a.argmax(1) == b.argmax(1)).mean() > 0.9
+
+
+def test_engine_from_another_tensorrt_is_refused(tiny_onnx: Path, tmp_path: Path) -> None:
+    eng = tmp_path / "tiny.engine"
+    assert main([str(tiny_onnx), "--verify-images", "0", "-o", str(eng)]) == 0
+    side = json.loads(sidecar_path(eng).read_text())
+    side["tensorrt_version"] = "8.5.2"
+    sidecar_path(eng).write_text(json.dumps(side))
+    with pytest.raises(EnetError, match="built with TensorRT 8.5.2.*rebuild it here"):
+        with open_backend(eng):
+            pass
