@@ -179,7 +179,9 @@ def build_engine_bytes(onnx_path: str | os.PathLike[str], plan: BuildPlan, *, wo
     from polygraphy.backend.trt import (Calibrator, CreateConfig, EngineBytesFromNetwork,
                                         NetworkFromOnnxPath)
 
-    network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=plan.strongly_typed or None)
+    # TRT 11 keeps STRONGLY_TYPED but ignores it (always strongly typed); set it only where it exists
+    has_flag = hasattr(getattr(trt, "NetworkDefinitionCreationFlag", None), "STRONGLY_TYPED")
+    network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=(plan.strongly_typed and has_flag) or None)
     kwargs: dict[str, Any] = {}
     if "FP16" in plan.flags:
         kwargs["fp16"] = True

@@ -7,7 +7,9 @@ TensorRT 8.5/8.6 (JetPack 5), 10.x (JetPack 6, desktop) and 11 (desktop
   exists (deprecated since 10.1).
 * 10.0+: ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``: tensor types (and
   Q/DQ) in the ONNX decide precision; precision flags must not be set.
-* 11: no FP16/INT8 flags and no calibrators at all.
+* 11: no FP16/INT8 flags and no calibrators at all; networks are always
+  strongly typed (the ``STRONGLY_TYPED`` flag is kept but ignored, so a
+  release without it and without precision flags counts as strongly typed).
 
 :func:`plan_build` turns those features plus the request into one plan; it is
 pure, so every branch is tested here with stand-in modules.
@@ -35,6 +37,7 @@ class TrtFeatures:
     int8_flag: bool
     calibrators: bool
     strongly_typed: bool
+    strongly_typed_flag: bool  # NetworkDefinitionCreationFlag.STRONGLY_TYPED exists (to set it)
     tensor_api: bool  # get_tensor_name / set_tensor_address / execute_async_v3 (8.5+)
     memory_pools: bool  # IBuilderConfig.set_memory_pool_limit (8.4+)
 
@@ -49,12 +52,15 @@ def _has(obj: Any, *path: str) -> bool:
 
 def trt_features(trt: Any) -> TrtFeatures:
     """Probe a ``tensorrt`` module (or a stand-in with the same attributes)."""
+    fp16, int8 = _has(trt, "BuilderFlag", "FP16"), _has(trt, "BuilderFlag", "INT8")
+    st_flag = _has(trt, "NetworkDefinitionCreationFlag", "STRONGLY_TYPED")
     return TrtFeatures(
         version=Version(str(trt.__version__)),
-        fp16_flag=_has(trt, "BuilderFlag", "FP16"),
-        int8_flag=_has(trt, "BuilderFlag", "INT8"),
+        fp16_flag=fp16,
+        int8_flag=int8,
         calibrators=_has(trt, "IInt8EntropyCalibrator2"),
-        strongly_typed=_has(trt, "NetworkDefinitionCreationFlag", "STRONGLY_TYPED"),
+        strongly_typed=st_flag or not (fp16 or int8),
+        strongly_typed_flag=st_flag,
         tensor_api=_has(trt, "ICudaEngine", "get_tensor_name") and _has(trt, "IExecutionContext", "execute_async_v3"),
         memory_pools=_has(trt, "IBuilderConfig", "set_memory_pool_limit"),
     )

@@ -46,6 +46,13 @@ def test_trt11_precision_comes_from_the_onnx() -> None:
         plan_build(f, "int8", int8_mode="calibrator")
 
 
+def test_a_release_without_weak_typing_counts_as_strongly_typed() -> None:
+    future = fake_trt("12.0.0", flags=False, calibrators=False, strongly_typed=False)
+    f = trt_features(future)
+    assert f.strongly_typed and not f.strongly_typed_flag
+    assert plan_build(f, "int8").strongly_typed
+
+
 def test_trt10_uses_calibrator_for_fp32_onnx_and_strong_typing_for_qdq() -> None:
     f = trt_features(TRT103)
     p = plan_build(f, "int8")  # plain FP32 ONNX: legacy entropy calibrator
