@@ -121,20 +121,18 @@ def _backend_options(spec: Any, device_kind: str, shape: tuple[int, int, int, in
     opts: dict[str, Any] = {"input_shape": shape}
     if threads:
         opts["threads"] = threads
-    if spec.kind in ("torch", "ort"):
+    if spec.kind == "torch":
         opts["device"] = "cpu" if device_kind == "cpu" else "auto"
+    elif spec.kind == "ort":  # auto: the CUDA provider when this onnxruntime has it
+        opts["providers"] = "cpu" if device_kind == "cpu" else "auto"
     return opts
 
 
 def _pick_timer(spec: Any, backend: Any) -> Any:
-    from enet.bench.harness import CudaEventTimer, PerfCounterTimer
+    from enet.bench.harness import PerfCounterTimer, gpu_timer
 
-    on_gpu = spec.kind == "trt" or str(getattr(backend, "name", "")).endswith(("cuda", "gpu"))
-    if on_gpu:
-        try:
-            return CudaEventTimer()
-        except EnetError:
-            pass
+    if spec.kind == "trt" or "cuda" in str(getattr(backend, "name", "")):
+        return gpu_timer()
     return PerfCounterTimer()
 
 

@@ -109,6 +109,62 @@ class CudaEventTimer:
         return time.perf_counter()
 
 
+class CudartEventTimer:
+    """CUDA events through cuda-python (``cudaEventRecord`` on the default stream).
+
+    For machines whose PyTorch has no CUDA (a Jetson venv with JetPack's
+    TensorRT): the TensorRT backend synchronises its own stream before
+    ``infer`` returns, so events on the default stream bracket the iteration.
+    Events are created once and reused (two per mark pair, round robin).
+    """
+
+    name = "cuda_events(cudart)"
+
+    def __init__(self, pool: int = 8) -> None:
+        from enet.engine.trt_backend import cuda_check, cudart
+
+        self._rt = cudart()
+        self._check = cuda_check
+        self._events = [cuda_check(self._rt.cudaEventCreate()) for _ in range(pool)]
+        self._next = 0
+
+    def mark(self) -> Any:
+        ev = self._events[self._next % len(self._events)]
+        self._next += 1
+        self._check(self._rt.cudaEventRecord(ev, 0))
+        return ev
+
+    def elapsed_ms(self, start: Any, end: Any) -> float:
+        self._check(self._rt.cudaEventSynchronize(end))
+        return float(self._check(self._rt.cudaEventElapsedTime(start, end)))
+
+    def wall_s(self) -> float:
+        return time.perf_counter()
+
+    def close(self) -> None:
+        for ev in self._events:
+            self._rt.cudaEventDestroy(ev)
+        self._events = []
+
+
+def gpu_timer() -> Timer:
+    """The best CUDA event timer available: PyTorch's, else cuda-python's, else host timing.
+
+    Raises nothing: without CUDA the host clock is returned (GPU backends
+    synchronise before ``infer`` returns, so host timing stays correct).
+    """
+    from enet.errors import EnetError
+
+    try:
+        return CudaEventTimer()
+    except EnetError:
+        pass
+    try:
+        return CudartEventTimer()
+    except (EnetError, ImportError):
+        return PerfCounterTimer()
+
+
 @dataclass(frozen=True)
 class MeasureConfig:
     """How long to warm up and measure.

@@ -128,7 +128,8 @@ def results_table_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     """The main table: one row per measured record, paper Table 2 side by side."""
     has_acc = any(r.get("accuracy") for r in records)
     has_power = any((r.get("power") or {}).get("power_w") is not None for r in records)
-    head = ["Backend", "Resolution (WxH)", "Batch", "Compute mean ms", "Compute p99 ms", "E2E mean ms",
+    head = ["Backend", "Resolution (WxH)", "Batch", "Compute mean ms", "Compute median ms", "Compute p99 ms",
+            "E2E mean ms",
             "FPS (e2e)", "Paper TX1 ms", "vs TX1", "Paper Titan X ms", "vs Titan X"]
     if has_acc:
         head.append("mIoU")
@@ -143,7 +144,8 @@ def results_table_lines(records: Sequence[dict[str, Any]]) -> list[str]:
         t = r["timing"]
         p = r["paper"]
         row = [r["backend"], f"{r['width']}x{r['height']}", str(r["batch"]),
-               _f(t["compute"]["mean"], "{:.2f}"), _f(t["compute"]["p99"], "{:.2f}"),
+               _f(t["compute"]["mean"], "{:.2f}"), _f(t["compute"]["median"], "{:.2f}"),
+               _f(t["compute"]["p99"], "{:.2f}"),
                _f(t["e2e"]["mean"], "{:.2f}"), _f(t["e2e"]["fps"]),
                _f(p.get("tx1", {}).get("ms"), "{:.0f}"), _ratio(p.get("tx1", {}).get("ratio")),
                _f(p.get("titanx", {}).get("ms"), "{:.0f}"), _ratio(p.get("titanx", {}).get("ratio"))]
@@ -198,7 +200,11 @@ def render_markdown(doc: dict[str, Any]) -> str:
            f"- Timing: warm-up {cfg.get('warmup_s')} s, then at least {cfg.get('min_iterations')} iterations "
            f"and {cfg.get('duration_s')} s per backend x resolution; compute = `infer()` only, "
            "E2E = normalise + infer + argmax; ratios are measured compute mean / paper latency.",
-           ""]
+           ]
+    inputs = sorted({r["timing"].get("input") for r in doc["records"] if r.get("timing") and r["timing"].get("input")})
+    if inputs:
+        out.append(f"- Input: {'; '.join(inputs)}")
+    out.append("")
     if doc.get("warnings"):
         out += ["**Warnings**", ""] + [f"- {w}" for w in doc["warnings"]] + [""]
     out += ["## Latency vs the paper's Table 2", ""] + results_table_lines(doc["records"]) + [""]

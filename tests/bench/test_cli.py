@@ -104,3 +104,19 @@ def test_cli_ort_with_accuracy_and_plot(tmp_path, tiny_checkpoint, tiny_camvid, 
     assert rec["accuracy"]["frames"] == 2 and 0.0 <= rec["accuracy"]["miou"] <= 1.0
     assert doc["config"]["artifacts_built"] == [rec["artifact"]]
     assert (tmp_path / "out" / "bench.png").is_file()
+
+
+def test_cli_jetson_mode_records_why_power_is_missing(tmp_path, tiny_checkpoint):
+    import shutil
+
+    if shutil.which("tegrastats"):
+        pytest.skip("a real Jetson: tegrastats is present")
+    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backends", "torch", "--no-plot",
+                   "--device", "jetson")
+    assert rc == 0
+    doc = json.loads((out / "bench.json").read_text())
+    assert doc["device"]["kind"] == "jetson" and "jetson" in doc["device"]
+    assert any("tegrastats not found" in w for w in doc["warnings"])
+    assert any("nvpmodel" in w for w in doc["warnings"])
+    (rec,) = doc["records"]
+    assert rec["power"]["power_w"] is None and "tegrastats" in rec["power"]["reason"]

@@ -203,3 +203,12 @@ def test_perf_counter_timer_syncs_before_each_mark():
     b = timer.mark()
     assert len(calls) == 2 and timer.elapsed_ms(a, b) >= 0.0
     assert timer.name == "perf_counter_ns+sync"
+
+
+def test_gpu_timer_falls_back_to_host_clock_without_cuda():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    timer = harness.gpu_timer()
+    assert isinstance(timer, (harness.PerfCounterTimer, harness.CudartEventTimer))

@@ -61,9 +61,9 @@ def test_markdown_table_skips_and_table3():
     assert "`enet-bench --device cpu`" in md and "tensorrt not installed" in md
     row = next(ln for ln in md.splitlines() if ln.startswith("| torch |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[:7] == ["torch", "640x360", "1", "250.00", "275.00", "255.00", "3.9"]
-    assert cells[7:11] == ["69", "3.62x", "7", "35.71x"]
-    assert cells[11] == "0.512 (4 fr)"
+    assert cells[:8] == ["torch", "640x360", "1", "250.00", "250.00", "275.00", "255.00", "3.9"]
+    assert cells[8:12] == ["69", "3.62x", "7", "35.71x"]
+    assert cells[12] == "0.512 (4 fr)"
     ort_row = next(ln for ln in md.splitlines() if ln.startswith("| ort |"))
     assert "1920x1080" in ort_row and "| – | – | 46 |" in ort_row and "unstable (CV 30%)" in ort_row
     assert "- **trt-fp16** skipped at 640x360, 1280x720: tensorrt is not installed" in md
