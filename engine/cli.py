@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -193,10 +194,11 @@ def _build(args: argparse.Namespace, model: Path, output: Path, precision: str, 
                               input_name=input_name, batch_size=shape[0])
     write_bytes(output, data)
     gpu, cc = gpu_info(0)
-    argv = ["enet-build-engine", str(model), *(["--" + precision] if precision != "fp32" else []), "-o", str(output)]
+    argv = ["enet-build-engine", *(args.argv or [str(model), "-o", str(output)])]
     write_sidecar(output, make_sidecar(
         tensorrt_version=trt.__version__, gpu_name=gpu, compute_capability=cc, precision=precision,
-        input_shape=shape, input_name=input_name, onnx_path=compiled, onnx_sha256=sha256_file(compiled),
+        input_shape=shape, input_name=input_name, onnx_path=os.path.relpath(compiled.resolve(), output.resolve().parent),
+        onnx_sha256=sha256_file(compiled),
         meta=meta, rebuild_command=shlex.join(argv),
         extra={"plan": {"strongly_typed": plan.strongly_typed, "flags": list(plan.flags),
                         "calibrator": plan.calibrator}, "dla_core": args.dla_core},
@@ -215,7 +217,9 @@ def _build(args: argparse.Namespace, model: Path, output: Path, precision: str, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     _setup_logging(args)
     try:
         return run(args)

@@ -44,7 +44,7 @@ def make_sidecar(*, tensorrt_version: str, gpu_name: str, compute_capability: st
         "precision": precision,
         "input_name": input_name,
         "input_shape": [int(v) for v in input_shape],
-        "onnx": str(onnx_path),
+        "onnx": str(onnx_path),  # relative to the engine's folder
         "onnx_sha256": onnx_sha256,
         "rebuild_command": rebuild_command,
         "meta": meta,
@@ -83,6 +83,12 @@ def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any]:
     if missing:
         raise EnetError(f"engine sidecar {path} lacks {', '.join(missing)}; rebuild with enet-build-engine")
     return data
+
+
+def sidecar_onnx(engine_path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+    """The ONNX the engine was compiled from, resolved against the engine's folder."""
+    p = Path(data["onnx"])
+    return p if p.is_absolute() else Path(engine_path).parent / p
 
 
 def _same_version(a: str, b: str) -> bool:

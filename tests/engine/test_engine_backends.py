@@ -106,3 +106,26 @@ def test_engine_backend_reads_sidecar_without_tensorrt(tmp_path: Path) -> None:
     assert b.input_shape == (1, 3, 64, 96) and b.meta["input_size"] == [64, 96] and b.name == "trt-int8"
     with pytest.raises(ShapeError, match="built for input"):
         open_backend(engine, input_shape=(1, 3, 32, 32))
+
+
+def test_engine_from_another_tensorrt_or_gpu_is_refused_before_deserialising(tmp_path: Path, monkeypatch) -> None:
+    import sys
+    from types import SimpleNamespace
+
+    import enet.engine.trt_backend as tb
+
+    engine = tmp_path / "tiny.engine"
+    engine.write_bytes(b"plan")
+    write_sidecar(engine, _sidecar())
+    fake = SimpleNamespace(__version__="10.13.0")  # anything deeper than the version would fail the test
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(tb, "cudart", lambda: SimpleNamespace())
+    monkeypatch.setattr(tb, "gpu_info", lambda device=0: ("Orin", "8.7"))
+    with pytest.raises(EnetError, match="built with TensorRT 10.3.0, this machine has TensorRT 10.13.0"):
+        with open_backend(engine):
+            pass
+    fake.__version__ = "10.3.0"
+    monkeypatch.setattr(tb, "gpu_info", lambda device=0: ("NVIDIA RTX A2000", "8.6"))
+    with pytest.raises(EnetError, match="built for Orin .*enet-build-engine tiny.onnx --int8"):
+        with open_backend(engine):
+            pass

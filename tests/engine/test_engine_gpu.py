@@ -14,7 +14,7 @@ import pytest
 
 from enet.engine.backend import open_backend
 from enet.engine.cli import main
-from enet.engine.sidecar import sidecar_path
+from enet.engine.sidecar import sidecar_onnx, sidecar_path
 from enet.errors import EnetError
 
 pytestmark = [pytest.mark.gpu, pytest.mark.trt]
@@ -30,7 +30,7 @@ def test_build_run_and_compare(tiny_onnx: Path, calib_root: Path, tmp_path: Path
     side = json.loads(sidecar_path(eng).read_text())
     assert side["input_shape"] == [1, 3, 64, 96] and side["meta"]["input_size"] == [64, 96]
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
-    with open_backend(eng) as trt_b, open_backend(side["onnx"]) as ort_b:
+    with open_backend(eng) as trt_b, open_backend(sidecar_onnx(eng, side)) as ort_b:
         a, b = trt_b.infer(x), ort_b.infer(x)
         assert a.shape == b.shape == (1, 11, 64, 96)
         assert (a.argmax(1) == b.argmax(1)).mean() > 0.9
