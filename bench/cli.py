@@ -138,7 +138,7 @@ def _pick_timer(spec: Any, backend: Any) -> Any:
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from enet.bench import backends as bk
-    from enet.bench import harness, probes, report
+    from enet.bench import harness, paper, probes, report
     from enet.bench.frames import backend_miou, timing_batches
     from enet.defaults import default_camvid_root, default_model_path
     from enet.engine.backend import open_backend
@@ -239,6 +239,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 c, e = timing["compute"], timing["e2e"]
                 line = (f"{tag}: compute {c['mean']:.2f} ms mean (median {c['median']:.2f}, p99 {c['p99']:.2f}), "
                         f"e2e {e['mean']:.2f} ms, {e['fps']:.1f} fps, {timing['iterations']} it")
+                ref = paper.comparison_device(kind)
+                if ref and rec["paper"].get(ref):
+                    line += f", {rec['paper'][ref]['ratio']:.2f}x paper {ref} latency"
                 if accuracy:
                     line += f", mIoU {accuracy['miou']:.3f}"
                 if power and power.get("power_w") is not None:

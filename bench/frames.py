@@ -60,12 +60,12 @@ def timing_batches(width: int, height: int, batch: int, *, camvid: Path | None, 
                    seed: int = 0) -> tuple[list[np.ndarray], str]:
     """A pool of uint8 RGB batches ``(batch, height, width, 3)`` and a description of the source."""
     frames: list[np.ndarray] = []
-    source = "random uint8 frames (CamVid val not found)"
+    source = "random uint8 frames (CamVid val not found)"  # same text at every resolution: one report line
     if camvid is not None:
         try:
             pairs = val_pairs(camvid, pool * batch)
             frames = [read_rgb(p, width, height) for p, _ in pairs]
-            source = f"CamVid val ({len(frames)} frames resized to {width}x{height})"
+            source = f"CamVid val ({len(frames)} frames, resized to each resolution)"
         except DataError as exc:
             log.warning("%s; timing on random frames", exc)
         except Exception as exc:  # noqa: BLE001 - cv2 missing etc.: timing still works on random frames

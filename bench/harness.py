@@ -413,6 +413,8 @@ def summarize(m: Measurement, *, cv_threshold: float = DEFAULT_CV_THRESHOLD) -> 
         "compute": compute.to_dict(),
         "e2e": e2e.to_dict(),
         "stages_mean_ms": {k: float(np.mean(v)) for k, v in m.stage_ms.items() if v},
+        # per-iteration latencies, in order (as trtexec --exportTimes)
+        "samples_ms": {"compute": [round(v, 4) for v in m.compute_ms], "e2e": [round(v, 4) for v in m.e2e_ms]},
         "cv_threshold": cv_threshold,
         "stable": not warnings,
         "warnings": warnings,

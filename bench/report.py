@@ -99,14 +99,14 @@ def _ratio(v: float | None) -> str:
 def table3_lines(model: dict[str, Any]) -> list[str]:
     """Markdown table: measured parameters and GFLOPs against Table 3."""
     params, gflops = model.get("params"), model.get("gflops")
+    w, h = paper.TABLE3_RESOLUTION
+    p_ratio = params / paper.TABLE3_PARAMS if params is not None else None
+    g_ratio = gflops / paper.TABLE3_GFLOPS if gflops is not None else None
     return [
         "| | This model | Paper (Table 3) | Ratio |",
         "|---|---:|---:|---:|",
-        f"| Parameters | {params:,} | {paper.TABLE3_PARAMS / 1e6:.2f}M | "
-        f"{_ratio(params / paper.TABLE3_PARAMS if params else None)} |" if params is not None else
-        f"| Parameters | – | {paper.TABLE3_PARAMS / 1e6:.2f}M | – |",
-        f"| GFLOPs at {paper.TABLE3_RESOLUTION[0]}x{paper.TABLE3_RESOLUTION[1]} | {_f(gflops, '{:.2f}')} | "
-        f"{paper.TABLE3_GFLOPS:.2f} | {_ratio(gflops / paper.TABLE3_GFLOPS if gflops else None)} |",
+        f"| Parameters | {_f(params, '{:,}')} | {paper.TABLE3_PARAMS / 1e6:.2f}M | {_ratio(p_ratio)} |",
+        f"| GFLOPs at {w}x{h} | {_f(gflops, '{:.2f}')} | {paper.TABLE3_GFLOPS:.2f} | {_ratio(g_ratio)} |",
     ]
 
 

@@ -212,3 +212,11 @@ def test_gpu_timer_falls_back_to_host_clock_without_cuda():
         pytest.skip("this machine has CUDA")
     timer = harness.gpu_timer()
     assert isinstance(timer, (harness.PerfCounterTimer, harness.CudartEventTimer))
+
+
+def test_summary_keeps_per_iteration_samples():
+    t = FakeTimer()
+    cfg = MeasureConfig(warmup_s=0, duration_s=0, min_iterations=3, max_iterations=3)
+    s = summarize(measure(fake_pipeline(t, [1.0, 2.0]), FRAMES, cfg, t))
+    assert s["samples_ms"]["compute"] == [2.0, 1.0, 2.0]
+    assert s["samples_ms"]["e2e"] == [3.5, 2.5, 3.5]
