@@ -79,7 +79,8 @@ def _read_range_cache(path: Path, method: str) -> dict[str, float] | None:
 
 
 def convert_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[str], *, precision: str,
-                 calib: CalibrationSpec | None = None, keep_fp32: Iterable[str] = ()) -> ConvertResult:
+                 calib: CalibrationSpec | None = None, keep_fp32: Iterable[str] = (),
+                 reasons: dict[str, str] | None = None, ranges: dict[str, float] | None = None) -> ConvertResult:
     """Write the FP16 or INT8 Q/DQ version of a float32 ONNX model.
 
     The output keeps the model metadata and gains ``enet.precision`` (and, for
@@ -91,6 +92,8 @@ def convert_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[st
         precision: ``fp16`` or ``int8``.
         calib: calibration spec, required for ``int8``.
         keep_fp32: INT8 only: node names left in float32.
+        reasons: why each of ``keep_fp32`` is kept (reported); default "on request".
+        ranges: activation ranges from an earlier calibration of this model (skips calibrating).
 
     Raises:
         EnetError: bad model, missing calibration data, unwritable output.
@@ -109,13 +112,13 @@ def convert_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[st
         if calib is None:
             raise EnetError("INT8 needs calibration frames: pass --calib-data (CamVid root or a folder of frames)")
         cache = Path(calib.cache) if calib.cache else None
-        amax = _read_range_cache(cache, calib.method) if cache else None
+        amax = dict(ranges) if ranges else (_read_range_cache(cache, calib.method) if cache else None)
         if amax is None:
             paths = select_calibration_images(calib.data, calib.images)
             log.info("calibrating on %d frames from %s (%s)", len(paths), paths[0].parent, calib.method)
         out, report = quantize_int8(model, _batches_factory(paths, meta, shape), method=calib.method,
                                     percentile=calib.percentile, keep_float=keep_fp32, amax=amax)
-        report.num_batches = report.num_batches or 0
+        report.kept.update({k: v for k, v in (reasons or {}).items() if k in report.kept})
         if cache and amax is None:
             write_text(cache, json.dumps({"format": CACHE_FORMAT, "method": calib.method,
                                           "images": [p.name for p in paths], "amax": report.amax},
@@ -130,6 +133,16 @@ def convert_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[st
     with atomic_path(output) as tmp:
         onnx.save(out, str(tmp))
     return ConvertResult(Path(output), precision, meta, shape, report, paths)
+
+
+def edge_layers(onnx_path: str | os.PathLike[str]) -> list[str]:
+    """Names of the first and the last weighted layer (input conv, output deconvolution)."""
+    from enet.engine.quantize import ensure_node_names, quantizable_nodes
+
+    model = load_onnx(onnx_path)
+    ensure_node_names(model)
+    nodes = quantizable_nodes(model)
+    return list(dict.fromkeys([nodes[0].name, nodes[-1].name])) if nodes else []
 
 
 def compare_val(reference: str | os.PathLike[str], candidate: str | os.PathLike[str],
@@ -247,5 +260,5 @@ def engine_frames(meta: dict[str, Any], count: int, camvid_root: str | os.PathLi
     return select_calibration_images(val, count)
 
 
-__all__ = ["CalibrationSpec", "ConvertResult", "convert_onnx", "compare_val", "build_engine_bytes",
+__all__ = ["CalibrationSpec", "ConvertResult", "convert_onnx", "compare_val", "edge_layers", "build_engine_bytes",
            "verify_engine", "engine_frames", "load_frame", "sha256_file"]

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reuse/save calibration ranges (JSON on the Q/DQ path; TensorRT's cache on the calibrator path)")
     g.add_argument("--keep-fp32", action="append", default=[], metavar="NODE",
                    help="leave this Conv/ConvTranspose node in float32 (repeatable)")
+    g.add_argument("--max-drop", type=float, default=1.0, metavar="PT",
+                   help="if INT8 loses more val mIoU points than this, retry with the input/output layers in FP32 "
+                        "(default 1.0)")
     g.add_argument("--int8-mode", choices=("auto", "qdq", "calibrator"), default="auto",
                    help="engine INT8 path: auto = legacy calibrator on TensorRT <= 10 for a float32 ONNX, else Q/DQ")
     g.add_argument("--val-images", type=int, default=None, metavar="N",
@@ -98,20 +101,45 @@ def _report_int8(result: Any) -> None:
         print("  no layer kept in higher precision")
 
 
-def _report_val(args: argparse.Namespace, reference: str, candidate: Path, precision: str) -> None:
+def _report_val(args: argparse.Namespace, reference: str, candidate: Path, precision: str) -> float | None:
+    """Print FP32 vs converted val mIoU (ONNX Runtime); returns the drop in points, None if not measured."""
     from enet.defaults import default_camvid_root
     from enet.engine.build import compare_val
 
     if args.val_images == 0:
-        return
+        return None
     root = Path(args.data_root) if args.data_root else default_camvid_root()
     if not (root / "val").is_dir():
         log.warning("CamVid val not found at %s; skipping the FP32 vs %s mIoU report", root, precision)
-        return
+        return None
     res = compare_val(reference, candidate, root, limit=args.val_images)
     r, c = res["reference"]["miou"] * 100, res["candidate"]["miou"] * 100
     print(f"val mIoU (ONNX Runtime, {res['frames']} frames): FP32 {r:.2f}  {precision.upper()} {c:.2f}  "
           f"drop {r - c:+.2f} pt")
+    return r - c
+
+
+def _convert(args: argparse.Namespace, model: Path, out: Path, precision: str, calib: Any) -> Any:
+    """Convert, report, and for INT8 over --max-drop retry with the edge layers in FP32."""
+    from enet.engine.build import convert_onnx, edge_layers
+
+    res = convert_onnx(model, out, precision=precision, calib=calib, keep_fp32=args.keep_fp32)
+    _report_int8(res)
+    drop = _report_val(args, str(model), out, precision)
+    if precision != "int8" or drop is None or drop <= args.max_drop or args.keep_fp32:
+        return res
+    edges = edge_layers(model)
+    why = (f"val mIoU drop {drop:.2f} pt > --max-drop {args.max_drop} with every layer INT8; the input conv "
+           "(3 channels) and the output deconvolution (logits) are the most sensitive and the cheapest")
+    print(f"drop over {args.max_drop} pt: retrying with {', '.join(edges)} in FP32")
+    res = convert_onnx(model, out, precision=precision, calib=calib, keep_fp32=edges,
+                       reasons=dict.fromkeys(edges, why), ranges=res.report.amax)
+    _report_int8(res)
+    drop = _report_val(args, str(model), out, precision)
+    if drop is not None and drop > args.max_drop:
+        log.warning("INT8 still loses %.2f pt; try --calib-method percentile/max, more --calib-images, or --keep-fp32",
+                    drop)
+    return res
 
 
 def _converted_path(output: Path, precision: str) -> Path:
@@ -120,7 +148,6 @@ def _converted_path(output: Path, precision: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from enet._lazy import available
-    from enet.engine.build import convert_onnx
 
     precision = _precision(args)
     output = Path(args.output)
@@ -135,10 +162,8 @@ def run(args: argparse.Namespace) -> int:
     if suffix == ".onnx":
         if output.resolve() == model.resolve():
             raise EnetError(f"-o {output} would overwrite the input model; choose another name")
-        res = convert_onnx(model, output, precision=precision, calib=calib, keep_fp32=args.keep_fp32)
+        res = _convert(args, model, output, precision, calib)
         print(f"wrote {output} ({precision}, input {tuple(res.input_shape)})")
-        _report_int8(res)
-        _report_val(args, str(model), output, precision)
         return 0
 
     # engine
@@ -148,9 +173,7 @@ def run(args: argparse.Namespace) -> int:
                   "install TensorRT ('enet-rt[tensorrt]' or JetPack) to build an engine")
             return 1
         onnx_out = _converted_path(output, precision)
-        res = convert_onnx(model, onnx_out, precision=precision, calib=calib, keep_fp32=args.keep_fp32)
-        _report_int8(res)
-        _report_val(args, str(model), onnx_out, precision)
+        _convert(args, model, onnx_out, precision, calib)
         print(f"no TensorRT found; wrote {onnx_out}, which runs with ONNX Runtime here (enet-eval {onnx_out}); "
               "build the engine on a machine with TensorRT")
         return 1
@@ -160,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace, model: Path, output: Path, precision: str, calib: Any) -> int:
     from enet._lazy import require
     from enet.defaults import default_camvid_root
-    from enet.engine.build import build_engine_bytes, convert_onnx, engine_frames, verify_engine
+    from enet.engine.build import build_engine_bytes, engine_frames, verify_engine
     from enet.engine.calibration import iter_batches, select_calibration_images
     from enet.engine.onnx_info import input_dims, load_onnx, precision_of, read_meta, static_input_shape
     from enet.engine.sidecar import make_sidecar, write_sidecar
@@ -181,9 +204,7 @@ def _build(args: argparse.Namespace, model: Path, output: Path, precision: str, 
     compiled = model
     if plan.onnx_precision != precision_of(src):
         compiled = _converted_path(output, plan.onnx_precision)
-        res = convert_onnx(model, compiled, precision=plan.onnx_precision, calib=calib, keep_fp32=args.keep_fp32)
-        _report_int8(res)
-        _report_val(args, str(model), compiled, plan.onnx_precision)
+        _convert(args, model, compiled, plan.onnx_precision, calib)
     calib_batches = None
     if plan.calibrator:
         paths = select_calibration_images(calib.data, calib.images)

@@ -93,3 +93,17 @@ def test_help_without_heavy_imports() -> None:
             "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
             "assert not {'tensorrt', 'onnxruntime', 'cv2', 'polygraphy'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_int8_over_max_drop_keeps_edge_layers_and_says_why(tiny_onnx: Path, tiny_camvid: Path, tmp_path: Path,
+                                                           capsys) -> None:
+    out = tmp_path / "t.onnx"
+    rc, stdout, _ = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(tiny_camvid), "--calib-images", "2",
+                         "--calib-method", "max", "--data-root", str(tiny_camvid), "--val-images", "2",
+                         "--max-drop", "-100", "-o", str(out))
+    assert rc == 0, stdout
+    assert stdout.count("val mIoU (ONNX Runtime, 2 frames)") == 2
+    kept = [line for line in stdout.splitlines() if "kept in FP32" in line]
+    assert len(kept) == 2 and all("--max-drop" in line and "sensitive" in line for line in kept)
+    assert "enet.int8" in {p.key for p in onnx.load(str(out)).metadata_props}
+    assert check_qdq(onnx.load(str(out))) == []
