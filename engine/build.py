@@ -22,12 +22,12 @@ import numpy as np
 import onnx
 
 from enet._lazy import require
-from enet.engine.calibration import DEFAULT_CALIB_IMAGES, iter_batches, load_frame, select_calibration_images
+from enet.engine.calibration import DEFAULT_CALIB_IMAGES, iter_batches, select_calibration_images
 from enet.engine.onnx_info import PRECISION_KEY, load_onnx, precision_of, read_meta, set_prop, static_input_shape
 from enet.engine.quantize import DEFAULT_PERCENTILE, QuantizeReport, convert_fp16, quantize_int8
 from enet.engine.trt_compat import BuildPlan
 from enet.errors import EnetError
-from enet.fileio import atomic_path, sha256_file, write_text
+from enet.fileio import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,6 @@ def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathL
 
     agree = total = 0
     with TrtBackend(engine_path) as eng, OrtBackend(onnx_path, providers="cpu") as ref:
-        n, _, h, w = eng.input_shape
         for x in iter_batches(list(frames), eng.meta, eng.input_shape):
             a, b = eng.infer_labels(x), ref.infer_labels(x)
             agree += int((a == b).sum())
@@ -261,4 +260,4 @@ def engine_frames(meta: dict[str, Any], count: int, camvid_root: str | os.PathLi
 
 
 __all__ = ["CalibrationSpec", "ConvertResult", "convert_onnx", "compare_val", "edge_layers", "build_engine_bytes",
-           "verify_engine", "engine_frames", "load_frame", "sha256_file"]
+           "verify_engine", "engine_frames"]
