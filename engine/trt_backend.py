@@ -69,10 +69,17 @@ class TrtBackend:
         path: ``.engine`` file; ``<path>.json`` must sit beside it.
         device: CUDA device ordinal.
         check_build: refuse an engine whose sidecar names another TensorRT or GPU.
+        runner: ``"lean"`` (this module's runner, default) or ``"polygraphy"``
+            (Polygraphy's ``TrtRunner``, NVIDIA-maintained), so ``enet-bench``
+            can measure what the hand-written runner saves per frame.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, device: int = 0, check_build: bool = True,
-                 input_shape: tuple[int, int, int, int] | None = None, **_: Any) -> None:
+                 input_shape: tuple[int, int, int, int] | None = None, runner: str = "lean", **_: Any) -> None:
+        if runner not in ("lean", "polygraphy"):
+            raise EnetError(f"unknown TensorRT runner {runner!r}; choose lean or polygraphy")
+        self._runner_kind = runner
+        self._pg: Any = None
         self.path = Path(path)
         self.sidecar = read_sidecar(self.path)
         self.meta: dict[str, Any] = dict(self.sidecar["meta"])
@@ -83,7 +90,7 @@ class TrtBackend:
                 "rebuild from an ONNX exported at that size"
             )
         self.precision = str(self.sidecar.get("precision", "fp32"))
-        self.name = f"trt-{self.precision}"
+        self.name = f"trt-{self.precision}" + ("-polygraphy" if runner == "polygraphy" else "")
         self._device = int(device)
         self._check_build = check_build
         self._rt: Any = None
@@ -104,6 +111,13 @@ class TrtBackend:
             check_sidecar(self.sidecar, tensorrt_version=trt.__version__, gpu_name=name,
                           compute_capability=cc, engine_path=self.path)
         cuda_check(rt.cudaSetDevice(self._device))
+        if self._runner_kind == "polygraphy":
+            require("polygraphy")
+            from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+            self._pg = TrtRunner(EngineFromBytes(self.path.read_bytes()))
+            self._pg.activate()
+            return self
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
@@ -112,21 +126,21 @@ class TrtBackend:
         self._context = self._engine.create_execution_context()
         self._stream = cuda_check(rt.cudaStreamCreate())
         try:
-            for i in range(self._engine.num_io_tensors):
-                tname = self._engine.get_tensor_name(i)
-                is_input = self._engine.get_tensor_mode(tname) == trt.TensorIOMode.INPUT
-                if is_input:
-                    shape = tuple(self._engine.get_tensor_shape(tname))
-                    if any(d < 0 for d in shape):  # dynamic batch: fix it to the sidecar's
-                        self._context.set_input_shape(tname, self.input_shape)
-                    self._input = tname
+            names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+            inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+            if len(inputs) != 1:
+                raise EnetError(f"{self.path.name} has {len(inputs)} inputs; an ENet engine has one")
+            self._input = inputs[0]
+            if any(d < 0 for d in self._engine.get_tensor_shape(self._input)):  # dynamic batch: the sidecar's
+                self._context.set_input_shape(self._input, self.input_shape)
+            for tname in names:  # output shapes are known once the input shape is set
                 shape = tuple(self._context.get_tensor_shape(tname))
                 dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(tname)))
                 host = np.empty(shape, dtype=dtype)
                 ptr = cuda_check(rt.cudaMalloc(max(host.nbytes, 1)))
                 self._buffers[tname] = (int(ptr), host)
                 self._context.set_tensor_address(tname, int(ptr))
-                if not is_input:
+                if tname != self._input:
                     if np.issubdtype(dtype, np.integer):
                         self._labels = self._labels or tname
                     else:
@@ -137,6 +151,9 @@ class TrtBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._pg is not None:
+            self._pg.deactivate()
+            self._pg = None
         rt = self._rt
         if rt is not None:
             for ptr, _ in self._buffers.values():
@@ -149,11 +166,15 @@ class TrtBackend:
         self._engine = None
         self._rt = None
 
+    def _run_polygraphy(self, x: np.ndarray, labels: bool) -> np.ndarray | None:
+        outs = self._pg.infer({self.sidecar.get("input_name", "input"): np.ascontiguousarray(x, np.float32)})
+        for arr in outs.values():
+            if np.issubdtype(np.asarray(arr).dtype, np.integer) == labels:
+                return np.asarray(arr)
+        return None
+
     def _run(self, x: np.ndarray, output: str) -> np.ndarray:
-        if self._context is None:
-            raise RuntimeError("TrtBackend used outside 'with'")
-        if x.shape != self.input_shape:
-            raise ShapeError(f"input {x.shape} does not match the engine's input {self.input_shape}")
+        self._check_input(x)
         rt = self._rt
         in_ptr, in_host = self._buffers[self._input]
         np.copyto(in_host, x, casting="same_kind")
@@ -166,14 +187,32 @@ class TrtBackend:
         cuda_check(rt.cudaStreamSynchronize(self._stream))
         return out_host.copy()
 
+    def _check_input(self, x: np.ndarray) -> None:
+        if self._pg is None and self._context is None:
+            raise RuntimeError("TrtBackend used outside 'with'")
+        if x.shape != self.input_shape:
+            raise ShapeError(f"input {x.shape} does not match the engine's input {self.input_shape}")
+
     def infer(self, x: np.ndarray) -> np.ndarray:
         """float32 ``(N, 3, H, W)`` -> float32 logits ``(N, C, H, W)`` on the host."""
+        if self._pg is not None:
+            self._check_input(x)
+            y = self._run_polygraphy(x, labels=False)
+            if y is None:
+                raise EnetError(f"{self.path.name} outputs class labels only; use infer_labels")
+            return y.astype(np.float32, copy=False)
         if self._logits is None:
             raise EnetError(f"{self.path.name} outputs class labels only; use infer_labels")
         return self._run(x, self._logits).astype(np.float32, copy=False)
 
     def infer_labels(self, x: np.ndarray) -> np.ndarray:
         """float32 ``(N, 3, H, W)`` -> int64 labels ``(N, H, W)``."""
+        if self._pg is not None:
+            self._check_input(x)
+            y = self._run_polygraphy(x, labels=True)
+            if y is not None:
+                return (y[:, 0] if y.ndim == 4 else y).astype(np.int64, copy=False)
+            return self.infer(x).argmax(1)
         if self._labels is not None:
             y = self._run(x, self._labels)
             return (y[:, 0] if y.ndim == 4 else y).astype(np.int64, copy=False)

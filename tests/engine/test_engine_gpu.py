@@ -36,6 +36,15 @@ def test_build_run_and_compare(tiny_onnx: Path, calib_root: Path, tmp_path: Path
         assert (a.argmax(1) == b.argmax(1)).mean() > 0.9
 
 
+def test_polygraphy_runner_matches_lean_runner(tiny_onnx: Path, tmp_path: Path) -> None:
+    eng = tmp_path / "tiny.engine"
+    assert main([str(tiny_onnx), "--fp16", "--verify-images", "0", "--val-images", "0", "-o", str(eng)]) == 0
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
+    with open_backend(eng) as lean, open_backend(eng, runner="polygraphy") as pg:
+        np.testing.assert_allclose(lean.infer(x), pg.infer(x), atol=1e-3)
+        np.testing.assert_array_equal(lean.infer_labels(x), pg.infer_labels(x))
+
+
 def test_engine_from_another_tensorrt_is_refused(tiny_onnx: Path, tmp_path: Path) -> None:
     eng = tmp_path / "tiny.engine"
     assert main([str(tiny_onnx), "--verify-images", "0", "-o", str(eng)]) == 0
