@@ -533,7 +533,9 @@ def device_label(info: dict[str, Any]) -> str:
     """One line naming the machine, for report titles."""
     cpu = info.get("cpu", {})
     cores = cpu.get("available_cores") or cpu.get("logical_cores")
-    cpu_txt = f"{cpu.get('model') or 'unknown CPU'} ({cores} cores available, {cpu.get('threads_used')} threads used)"
+    n = cpu.get("threads_used")
+    threads = f"{n} thread{'s' if n != 1 else ''}" if n else "threads unknown"
+    cpu_txt = f"{cpu.get('model') or 'unknown CPU'} ({cores} cores available, {threads} used)"
     if info.get("kind") == "jetson":
         j = info.get("jetson", {})
         mode = (j.get("nvpmodel") or {}).get("name", "mode unknown")
