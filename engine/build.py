@@ -234,6 +234,98 @@ def build_engine_bytes(onnx_path: str | os.PathLike[str], plan: BuildPlan, *, wo
     return bytes(data)
 
 
+@dataclass
+class EngineResult:
+    """What :func:`build_engine` wrote."""
+
+    engine: Path
+    sidecar: Path
+    onnx: Path  # the ONNX TensorRT compiled (the input, or the converted one beside the engine)
+    plan: BuildPlan
+    meta: dict[str, Any]
+    input_shape: tuple[int, int, int, int]
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+
+
+def converted_path(engine_path: str | os.PathLike[str], precision: str) -> Path:
+    """Where the converted ONNX goes beside an engine: ``enet.engine`` -> ``enet.int8.onnx``."""
+    p = Path(engine_path)
+    return p.with_name(f"{p.stem}.{precision}.onnx")
+
+
+def build_engine(onnx_path: str | os.PathLike[str], output: str | os.PathLike[str], *, precision: str = "fp32",
+                 calib: CalibrationSpec | None = None, int8_mode: str = "auto", keep_fp32: Iterable[str] = (),
+                 workspace_mb: int | None = None, dla_core: int | None = None,
+                 timing_cache: str | os.PathLike[str] | None = None, rebuild_command: str | None = None,
+                 extra: dict[str, Any] | None = None,
+                 convert: Callable[[Path, Path, str], Any] | None = None) -> EngineResult:
+    """ONNX -> engine + sidecar, as ``enet-build-engine -o X.engine`` does (needs TensorRT and a GPU).
+
+    Plans the precision path for the installed TensorRT
+    (:func:`enet.engine.trt_compat.plan_build`), converts the ONNX when the
+    plan needs an FP16 or Q/DQ file (written beside the engine, see
+    :func:`converted_path`), builds with Polygraphy, writes the engine
+    atomically and its JSON sidecar.
+
+    Args:
+        convert: ``(model, out, precision)`` replacing the plain
+            :func:`convert_onnx` call (the CLI uses it to report accuracy).
+
+    Never run on a GPU in this project's CI (see docs/engines.md).
+    """
+    import shlex
+
+    from enet.engine.onnx_info import input_dims
+    from enet.engine.sidecar import make_sidecar, write_sidecar
+    from enet.engine.trt_backend import gpu_info
+    from enet.engine.trt_compat import plan_build, trt_features
+    from enet.fileio import sha256_file, write_bytes
+
+    trt = require("tensorrt")
+    model, output = Path(onnx_path), Path(output)
+    src = load_onnx(model)
+    meta = read_meta(src, str(model))
+    shape = static_input_shape(src, None, meta)
+    input_name, _ = input_dims(src)
+    plan = plan_build(trt_features(trt), precision, int8_mode=int8_mode, onnx_precision=precision_of(src),
+                      dla=dla_core is not None)
+    for note in plan.notes:
+        log.info("%s", note)
+    compiled = model
+    if plan.onnx_precision != precision_of(src):
+        compiled = converted_path(output, plan.onnx_precision)
+        if convert is not None:
+            convert(model, compiled, plan.onnx_precision)
+        else:
+            convert_onnx(model, compiled, precision=plan.onnx_precision, calib=calib, keep_fp32=keep_fp32)
+    calib_batches = None
+    if plan.calibrator:
+        if calib is None:
+            raise EnetError("INT8 needs calibration frames: pass --calib-data (CamVid root or a folder of frames)")
+        paths = select_calibration_images(calib.data, calib.images)
+        calib_batches = _batches_factory(paths, meta, shape)
+    data = build_engine_bytes(compiled, plan, workspace_mb=workspace_mb, dla_core=dla_core,
+                              timing_cache=timing_cache, calib_batches=calib_batches,
+                              calib_cache=calib.cache if (calib and plan.calibrator) else None,
+                              input_name=input_name, batch_size=shape[0])
+    write_bytes(output, data)
+    gpu, cc = gpu_info(0)
+    rebuild = rebuild_command or shlex.join(
+        ["enet-build-engine", str(model), *(["--" + precision] if precision != "fp32" else []), "-o", str(output)])
+    info = {"plan": {"strongly_typed": plan.strongly_typed, "flags": list(plan.flags), "calibrator": plan.calibrator},
+            "dla_core": dla_core}
+    info.update(extra or {})
+    side = write_sidecar(output, make_sidecar(
+        tensorrt_version=trt.__version__, gpu_name=gpu, compute_capability=cc, precision=precision,
+        input_shape=shape, input_name=input_name,
+        onnx_path=os.path.relpath(compiled.resolve(), output.resolve().parent),
+        onnx_sha256=sha256_file(compiled), meta=meta, rebuild_command=rebuild, extra=info,
+    ))
+    return EngineResult(output, side, compiled, plan, meta, shape, trt.__version__, gpu, cc)
+
+
 def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathLike[str],
                   frames: Sequence[Path]) -> float:
     """Fraction of pixels whose argmax agrees between the engine and ONNX Runtime (CPU)."""
@@ -260,4 +352,4 @@ def engine_frames(meta: dict[str, Any], count: int, camvid_root: str | os.PathLi
 
 
 __all__ = ["CalibrationSpec", "ConvertResult", "convert_onnx", "compare_val", "edge_layers", "build_engine_bytes",
-           "verify_engine", "engine_frames"]
+           "verify_engine", "engine_frames", "build_engine", "EngineResult", "converted_path"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -142,10 +141,6 @@ def _convert(args: argparse.Namespace, model: Path, out: Path, precision: str, c
     return res
 
 
-def _converted_path(output: Path, precision: str) -> Path:
-    return output.with_name(f"{output.stem}.{precision}.onnx")
-
-
 def run(args: argparse.Namespace) -> int:
     from enet._lazy import available
 
@@ -172,7 +167,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"no TensorRT found; {model} runs with ONNX Runtime here (enet-eval {model}); "
                   "install TensorRT ('enet-rt[tensorrt]' or JetPack) to build an engine")
             return 1
-        onnx_out = _converted_path(output, precision)
+        from enet.engine.build import converted_path
+
+        onnx_out = converted_path(output, precision)
         _convert(args, model, onnx_out, precision, calib)
         print(f"no TensorRT found; wrote {onnx_out}, which runs with ONNX Runtime here (enet-eval {onnx_out}); "
               "build the engine on a machine with TensorRT")
@@ -181,56 +178,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace, model: Path, output: Path, precision: str, calib: Any) -> int:
-    from enet._lazy import require
     from enet.defaults import default_camvid_root
-    from enet.engine.build import build_engine_bytes, engine_frames, verify_engine
-    from enet.engine.calibration import iter_batches, select_calibration_images
-    from enet.engine.onnx_info import input_dims, load_onnx, precision_of, read_meta, static_input_shape
-    from enet.engine.sidecar import make_sidecar, write_sidecar
-    from enet.engine.trt_backend import gpu_info
-    from enet.engine.trt_compat import plan_build, trt_features
-    from enet.fileio import sha256_file, write_bytes
+    from enet.engine.build import build_engine, engine_frames, verify_engine
 
-    trt = require("tensorrt")
-    src = load_onnx(model)
-    meta = read_meta(src, str(model))
-    shape = static_input_shape(src, None, meta)
-    input_name, _ = input_dims(src)
-    feats = trt_features(trt)
-    plan = plan_build(feats, precision, int8_mode=args.int8_mode, onnx_precision=precision_of(src),
-                      dla=args.dla_core is not None)
-    for note in plan.notes:
-        log.info("%s", note)
-    compiled = model
-    if plan.onnx_precision != precision_of(src):
-        compiled = _converted_path(output, plan.onnx_precision)
-        _convert(args, model, compiled, plan.onnx_precision, calib)
-    calib_batches = None
-    if plan.calibrator:
-        paths = select_calibration_images(calib.data, calib.images)
-        calib_batches = lambda: iter_batches(paths, meta, shape)  # noqa: E731
-    data = build_engine_bytes(compiled, plan, workspace_mb=args.workspace, dla_core=args.dla_core,
-                              timing_cache=args.timing_cache, calib_batches=calib_batches,
-                              calib_cache=calib.cache if (calib and plan.calibrator) else None,
-                              input_name=input_name, batch_size=shape[0])
-    write_bytes(output, data)
-    gpu, cc = gpu_info(0)
-    argv = ["enet-build-engine", *(args.argv or [str(model), "-o", str(output)])]
-    write_sidecar(output, make_sidecar(
-        tensorrt_version=trt.__version__, gpu_name=gpu, compute_capability=cc, precision=precision,
-        input_shape=shape, input_name=input_name, onnx_path=os.path.relpath(compiled.resolve(), output.resolve().parent),
-        onnx_sha256=sha256_file(compiled),
-        meta=meta, rebuild_command=shlex.join(argv),
-        extra={"plan": {"strongly_typed": plan.strongly_typed, "flags": list(plan.flags),
-                        "calibrator": plan.calibrator}, "dla_core": args.dla_core},
-    ))
-    print(f"wrote {output} (TensorRT {trt.__version__}, {gpu} sm {cc}, {precision}) and {output.name}.json")
+    res = build_engine(model, output, precision=precision, calib=calib, int8_mode=args.int8_mode,
+                       keep_fp32=args.keep_fp32, workspace_mb=args.workspace, dla_core=args.dla_core,
+                       timing_cache=args.timing_cache,
+                       rebuild_command=shlex.join(["enet-build-engine", *args.argv]),
+                       convert=lambda m, out, prec: _convert(args, m, out, prec, calib))
+    print(f"wrote {output} (TensorRT {res.tensorrt_version}, {res.gpu_name} sm {res.compute_capability}, "
+          f"{precision}) and {res.sidecar.name}")
     if args.verify_images:
         root = Path(args.data_root) if args.data_root else default_camvid_root()
-        frames = engine_frames(meta, args.verify_images, root)
+        frames = engine_frames(res.meta, args.verify_images, root)
         if frames:
-            agree = verify_engine(output, compiled, frames)
-            print(f"engine vs ONNX Runtime ({compiled.name}) on {len(frames)} CamVid val frames: "
+            agree = verify_engine(output, res.onnx, frames)
+            print(f"engine vs ONNX Runtime ({res.onnx.name}) on {len(frames)} CamVid val frames: "
                   f"{agree * 100:.2f}% argmax agreement")
         else:
             log.warning("CamVid val not found at %s; engine not verified against ONNX Runtime", root)
