@@ -60,7 +60,14 @@ def _batches_factory(paths: Sequence[Path], meta: dict[str, Any],
     return lambda: iter_batches(paths, meta, input_shape)
 
 
-def _read_range_cache(path: Path, method: str) -> dict[str, float] | None:
+def _range_key(calib: CalibrationSpec, meta: dict[str, Any]) -> dict[str, Any]:
+    # the checkpoint's sha256 (from the export metadata), not the ONNX's: ranges
+    # carry over between exports of one checkpoint at other input sizes
+    return {"method": calib.method, "percentile": calib.percentile if calib.method == "percentile" else None,
+            "source_sha256": meta.get("source_sha256")}
+
+
+def _read_range_cache(path: Path, key: dict[str, Any]) -> dict[str, float] | None:
     if not path.is_file():
         return None
     try:
@@ -72,8 +79,9 @@ def _read_range_cache(path: Path, method: str) -> dict[str, float] | None:
         ) from None
     if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
         raise EnetError(f"{path} is not an enet-rt calibration cache; pass another --calib-cache or delete it")
-    if data.get("method") != method:
-        log.warning("calibration cache %s was made with %s, not %s; recalibrating", path, data.get("method"), method)
+    stale = [k for k, v in key.items() if data.get(k) != v]
+    if stale:
+        log.warning("calibration cache %s differs in %s; recalibrating", path, ", ".join(stale))
         return None
     return {k: float(v) for k, v in data["amax"].items()}
 
@@ -112,7 +120,7 @@ def convert_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[st
         if calib is None:
             raise EnetError("INT8 needs calibration frames: pass --calib-data (CamVid root or a folder of frames)")
         cache = Path(calib.cache) if calib.cache else None
-        amax = dict(ranges) if ranges else (_read_range_cache(cache, calib.method) if cache else None)
+        amax = dict(ranges) if ranges else (_read_range_cache(cache, _range_key(calib, meta)) if cache else None)
         if amax is None:
             paths = select_calibration_images(calib.data, calib.images)
             log.info("calibrating on %d frames from %s (%s)", len(paths), paths[0].parent, calib.method)
@@ -120,7 +128,7 @@ def convert_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[st
                                     percentile=calib.percentile, keep_float=keep_fp32, amax=amax)
         report.kept.update({k: v for k, v in (reasons or {}).items() if k in report.kept})
         if cache and amax is None:
-            write_text(cache, json.dumps({"format": CACHE_FORMAT, "method": calib.method,
+            write_text(cache, json.dumps({"format": CACHE_FORMAT, **_range_key(calib, meta),
                                           "images": [p.name for p in paths], "amax": report.amax},
                                          indent=1, sort_keys=True) + "\n")
         set_prop(out, "enet.int8", {

@@ -43,6 +43,10 @@ def test_int8_onnx_with_calibration_and_cache(tiny_onnx: Path, calib_root: Path,
     a = {i.name: i.raw_data for i in m.graph.initializer if i.name.endswith("_act_scale")}
     b = {i.name: i.raw_data for i in onnx.load(str(out2)).graph.initializer if i.name.endswith("_act_scale")}
     assert a == b
+    # another method does not reuse it
+    rc, _, err = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(tmp_path / "none"), "--calib-method", "max",
+                      "--calib-cache", str(cache), "--val-images", "0", "-o", str(out2))
+    assert rc != 0 and "does not exist" in err
 
 
 def test_fp16_onnx(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
