@@ -89,7 +89,7 @@ def unavailable_reason(spec: BenchBackend, device_kind: str, *,
     if spec.kind == "trt":
         if device_kind == "cpu":
             return "TensorRT needs an NVIDIA GPU; --device cpu was chosen (or no GPU was found)"
-        if not has_gpu():
+        if device_kind != "jetson" and not has_gpu():  # every Jetson has its integrated GPU
             return "no NVIDIA GPU found (TensorRT needs one)"
     return None
 

@@ -105,3 +105,8 @@ def test_write_reports(tmp_path):
 def test_write_reports_without_plot(tmp_path):
     paths = report.write_reports(_doc([]), tmp_path, plot=False)
     assert "png" not in paths and not (tmp_path / "bench.png").exists()
+
+
+def test_ratio_is_per_frame_for_batches():
+    r = report.make_record("ort", "ort", "fp32", 640, 360, 4, status="ok", timing=_timing(276.0))
+    assert r["paper"]["tx1"]["ratio"] == pytest.approx(276.0 / 4 / 69.0)
