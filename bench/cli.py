@@ -174,7 +174,11 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     config = harness.MeasureConfig(warmup_s=args.warmup_s, duration_s=duration, min_iterations=min_iter,
                                    max_iterations=args.iterations)
     out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "artifacts").mkdir(exist_ok=True)
+    except OSError as exc:
+        raise EnetError(f"cannot create the output folder {out_dir} ({exc.strerror}); pass another -o") from None
     artifacts = bk.Artifacts(Path(model_path), out_dir / "artifacts", camvid=Path(camvid),
                              calib_images=args.calib_images)
 

@@ -120,3 +120,12 @@ def test_cli_jetson_mode_records_why_power_is_missing(tmp_path, tiny_checkpoint)
     assert any("nvpmodel" in w for w in doc["warnings"])
     (rec,) = doc["records"]
     assert rec["power"]["power_w"] is None and "tegrastats" in rec["power"]["reason"]
+
+
+def test_cli_unwritable_output_is_one_line(tmp_path, tiny_checkpoint, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    rc = main(["--device", "cpu", "--model", str(tiny_checkpoint), "--backends", "torch", "--resolutions", "96x64",
+               "--iterations", "1", "-o", str(blocker / "sub")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err[-1].startswith("enet-bench: error: cannot create the output folder")
