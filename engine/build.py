@@ -40,7 +40,7 @@ class CalibrationSpec:
 
     data: str | os.PathLike[str]
     images: int = DEFAULT_CALIB_IMAGES
-    method: str = "entropy"
+    method: str = "max"
     percentile: float = DEFAULT_PERCENTILE
     cache: str | os.PathLike[str] | None = None
 
@@ -98,7 +98,8 @@ def convert_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[st
         onnx_path: float32 ONNX from ``enet-export``.
         output: ``.onnx`` path to write.
         precision: ``fp16`` or ``int8``.
-        calib: calibration spec, required for ``int8``.
+        calib: calibration spec, required for ``int8`` (default method ``max``:
+            on CamVid, entropy's clipping cost 1.6 pt mIoU, max 0.6 pt).
         keep_fp32: INT8 only: node names left in float32.
         reasons: why each of ``keep_fp32`` is kept (reported); default "on request".
         ranges: activation ranges from an earlier calibration of this model (skips calibrating).

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CamVid root (its train/ is used) or a folder of frames; default: the shared CamVid")
     g.add_argument("--calib-images", type=int, default=None, metavar="N",
                    help="frames, evenly spaced over the name-sorted folder (default 300)")
-    g.add_argument("--calib-method", choices=("entropy", "percentile", "max"), default="entropy")
+    g.add_argument("--calib-method", choices=("entropy", "percentile", "max"), default="max",
+                   help="default max: measured best on CamVid (entropy clips ENet activations, -1.6 pt)")
     g.add_argument("--percentile", type=float, default=None, help="for --calib-method percentile (default 99.99)")
     g.add_argument("--calib-cache", metavar="FILE",
                    help="reuse/save calibration ranges (JSON on the Q/DQ path; TensorRT's cache on the calibrator path)")

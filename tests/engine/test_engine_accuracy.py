@@ -34,10 +34,10 @@ def trained_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_int8_entropy_drop_within_one_point(trained_onnx: Path, camvid_root: Path, tmp_path: Path) -> None:
+def test_int8_default_drop_within_one_point(trained_onnx: Path, camvid_root: Path, tmp_path: Path) -> None:
     q = tmp_path / "enet.int8.onnx"
     res = convert_onnx(trained_onnx, q, precision="int8",
-                       calib=CalibrationSpec(data=camvid_root, images=32, method="entropy"))
+                       calib=CalibrationSpec(data=camvid_root, images=32))
     assert res.report is not None and res.report.kept == {}
     cmp = compare_val(trained_onnx, q, camvid_root, limit=VAL_FRAMES)
     assert cmp["frames"] == VAL_FRAMES
