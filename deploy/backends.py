@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,8 +84,28 @@ def cached_onnx(model: Path, size: tuple[int, int], cache_dir: Path) -> Path:
         return out
     cache_dir.mkdir(parents=True, exist_ok=True)
     log.info("exporting %s to %s for ONNX Runtime (once; cached)", model, out)
-    export_onnx(model, out, height=h, width=w, labels=True)
+    if "gi" in sys.modules:
+        _export_in_subprocess(model, out, h, w)
+    else:
+        export_onnx(model, out, height=h, width=w, labels=True)
     return out
+
+
+def _export_in_subprocess(model: Path, out: Path, h: int, w: int) -> None:
+    """Export in a fresh interpreter.
+
+    torch 2.13 + PyGObject 3.42 (Debian 12): once GStreamer is initialised
+    through gi in this process, torch.onnx.export (TorchScript) can abort it
+    with "terminate called after throwing pybind11::stop_iteration"; a child
+    process without gi exports cleanly.
+    """
+    code = ("import sys; from enet.export.onnx import export_onnx; "
+            "export_onnx(sys.argv[1], sys.argv[2], height=int(sys.argv[3]), width=int(sys.argv[4]), labels=True)")
+    proc = subprocess.run([sys.executable, "-c", code, str(model), str(out), str(h), str(w)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        raise EnetError(f"ONNX export of {model} failed ({(lines[-1] if lines else 'no message')[:200]})")
 
 
 def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path) -> Choice:

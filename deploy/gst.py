@@ -25,6 +25,11 @@ _PULL_TIMEOUT_S = 0.25
 @functools.lru_cache(maxsize=1)
 def gst() -> Any:
     """The initialised ``Gst`` module. Raises MissingDependencyError."""
+    # torch 2.13 + PyGObject 3.42: when gi initialises GStreamer after numpy but
+    # before torch is imported, torch.onnx.export (TorchScript) later aborts the
+    # process with "terminate called after throwing pybind11::stop_iteration".
+    # Importing torch first avoids it (the auto backend exports ONNX on the fly).
+    import torch  # noqa: F401
     gi = require("gi")
     try:
         gi.require_version("Gst", "1.0")
