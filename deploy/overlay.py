@@ -89,7 +89,7 @@ def legend_panel(height: int, classes: Sequence[str], palette: np.ndarray,
 
 
 def legend_width(height: int) -> int:
-    return int(max(64, round(height * 0.45)))
+    return int(max(64, round(height * 0.5)))
 
 
 class Renderer:

@@ -1,0 +1,129 @@
+"""End-to-end runs of enet-run / enet-demo with the tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch  # noqa: F401 - before gi (see enet.deploy.gst.gst)
+
+from enet.deploy.cli import RunConfig, main, run
+
+
+def _count(path):
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    return n, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+
+
+@pytest.mark.parametrize("writer", ["opencv", "auto"])
+def test_end_to_end_video_and_stats(tmp_path, tiny_checkpoint, writer):
+    out, stats = tmp_path / "o.mp4", tmp_path / "s.jsonl"
+    rc = main(["test://?size=96x64&frames=12", str(out), "--model", str(tiny_checkpoint), "--backend", "torch",
+               "--stats", str(stats), "--visualize", "overlay,mask", "--writer", writer, "--no-display", "-q"])
+    assert rc == 0
+    n, w = _count(out)
+    assert n == 12 and w > 2 * 96
+    recs = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert len(recs) == 12 and abs(sum(recs[0]["area"].values()) - 1) < 1e-3
+    assert {"capture", "preprocess", "infer", "postprocess", "render", "total"} <= set(recs[0]["latency_ms"])
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_max_frames_and_errors(tmp_path, tiny_checkpoint, capsys):
+    out = tmp_path / "o.mp4"
+    assert main(["test://?frames=50", str(out), "--model", str(tiny_checkpoint), "--backend", "torch",
+                 "--max-frames", "5", "--writer", "opencv", "--no-display", "-q"]) == 0
+    assert _count(out)[0] == 5
+    assert main([str(tmp_path / "none.mp4"), "--model", str(tiny_checkpoint), "-q"]) == 1
+    assert main(["test://?frames=3", "--model", str(tiny_checkpoint), "--backend", "torch",
+                 "--size", "100x60", "-q"]) == 1  # not a multiple of 8
+    err = capsys.readouterr().err.strip().splitlines()
+    assert all(line.startswith("enet-run: error:") for line in err) and "Traceback" not in "".join(err)
+
+
+def test_ort_backend_auto(tmp_path, tiny_checkpoint):
+    pytest.importorskip("onnxruntime")
+    s = run(RunConfig(input="test://?frames=4", model=str(tiny_checkpoint), backend="auto",
+                      cache_dir=str(tmp_path)))
+    assert s.frames == 4 and s.backend.startswith("ort")
+    assert list(tmp_path.glob("*.onnx"))
+
+
+def test_sigterm_finalises_video(tmp_path, tiny_checkpoint):
+    out = tmp_path / "live.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "enet.deploy.cli", "test://?size=96x64&fps=20&live=1", str(out),
+                             "--model", str(tiny_checkpoint), "--backend", "torch", "--writer", "opencv",
+                             "--no-display"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob(".*partial*")):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert _count(out)[0] > 0
+
+
+@pytest.mark.slow
+def test_soak_memory_flat(tmp_path, tiny_checkpoint):
+    class Fast:
+        """A stand-in model: labels from the input, no weights (the soak tests the pipeline)."""
+
+        size, name = (64, 96), "fake"
+        meta = {"classes": [f"c{i}" for i in range(11)], "palette": [[i * 20, 0, 0] for i in range(11)],
+                "mean": [0.5] * 3, "std": [0.25] * 3}
+        num_classes = 11
+
+        def __call__(self, x):
+            return (np.abs(x[:, 0]) * 4).astype(np.int64) % 11
+
+    from enet.deploy.overlay import Renderer
+    from enet.deploy.pipeline import Pipeline
+    from enet.deploy.sinks import StatsWriter, VideoFileSink
+    from enet.deploy.sources import PatternSource
+
+    rss = []
+
+    def on_frame(n, _rec):
+        if n % 250 == 0:
+            with open("/proc/self/statm") as f:
+                rss.append(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+
+    p = Pipeline(PatternSource(size=(64, 96), frames=3000).open(), Fast(),
+                 sinks=[VideoFileSink(tmp_path / "soak.mp4", writer="opencv")],
+                 renderer=Renderer(Fast.meta["classes"], Fast.meta["palette"], modes=("overlay", "mask")),
+                 stats=StatsWriter(tmp_path / "soak.jsonl"), on_frame=on_frame)
+    s = p.run()
+    assert s.frames == 3000
+    growth = rss[-1] - rss[1]
+    assert growth < 20e6, f"RSS grew {growth / 1e6:.1f} MB over {s.frames} frames"
+
+
+@pytest.mark.camvid
+def test_demo_on_camvid(tmp_path, tiny_checkpoint, capsys):
+    from enet.deploy.demo import main as demo
+
+    rc = demo(["--model", str(tiny_checkpoint), "--frames", "6", "-o", str(tmp_path), "--backend", "torch", "-q"])
+    assert rc == 0
+    assert _count(tmp_path / "enet_demo.mp4")[0] == 6
+    assert (tmp_path / "contact_sheet.png").stat().st_size > 1000
+    assert "fps" in capsys.readouterr().out
+
+
+def test_demo_without_model_one_line(tmp_path, capsys, monkeypatch):
+    from enet.deploy.demo import main as demo
+
+    monkeypatch.setenv("ENET_MODEL", str(tmp_path / "nope.pth"))
+    assert demo(["-o", str(tmp_path)]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -1,0 +1,108 @@
+"""Overlay, sources (folder, pattern, OpenCV, reconnect), queues."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from enet.deploy.errors import SourceDisconnected, SourceError
+from enet.deploy.overlay import Renderer, class_fractions, colorize, palette_array
+from enet.deploy.pipeline import LatestSlot
+from enet.deploy.sources import FolderSource, OpenCVSource, ReconnectingSource, open_source
+
+
+def test_overlay_render_even_and_colours():
+    pal = palette_array([[255, 0, 0], [0, 255, 0]], 3)
+    labels = np.array([[0, 1], [1, 2]], dtype=np.uint8)
+    assert colorize(labels, pal)[0, 1].tolist() == [0, 255, 0]
+    assert class_fractions(labels, 3).tolist() == [0.25, 0.5, 0.25]
+    r = Renderer(["a", "b", "c"], [[255, 0, 0], [0, 255, 0], [0, 0, 255]], modes=("overlay", "mask"))
+    out = r.render(np.zeros((63, 95, 3), np.uint8), np.ones((8, 12), np.uint8), hud_lines=["x"])
+    assert out.shape[0] % 2 == 0 and out.shape[1] % 2 == 0 and out.shape[1] > 2 * 95
+    assert out[40, 95 + 50].tolist() == [0, 255, 0]  # mask panel coloured from the palette
+
+
+def test_latest_slot_drops_stale():
+    s = LatestSlot()
+    for i in range(5):
+        s.put(i)
+    assert s.get(timeout=0.1) == 4 and s.dropped == 4
+
+
+def _video(path, n=7, size=(64, 96), fourcc="MJPG"):
+    import cv2
+
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10.0, (size[1], size[0]))
+    for i in range(n):
+        w.write(np.full((size[0], size[1], 3), i * 30, np.uint8))
+    w.release()
+    return path
+
+
+def test_opencv_source_counts_frames(tmp_path):
+    src = open_source(str(_video(tmp_path / "c.avi")), capture="opencv")
+    n = 0
+    while src.read() is not None:
+        n += 1
+    src.close()
+    assert n == 7
+
+
+def test_bad_inputs_fail_in_one_line(tmp_path):
+    with pytest.raises(SourceError, match="does not exist"):
+        open_source(str(tmp_path / "missing.mp4"))
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    with pytest.raises(SourceError) as e:
+        open_source(str(junk))
+    assert "\n" not in str(e.value)
+    with pytest.raises(SourceError, match="no images"):
+        FolderSource(tmp_path).open()
+
+
+@pytest.mark.camvid
+def test_folder_source_camvid(camvid_root):
+    src = FolderSource(camvid_root / "val").open()
+    rgb, pts = src.read()
+    assert rgb.shape == (360, 480, 3) and rgb.dtype == np.uint8 and src.frame_count == 101
+
+
+class _Flaky:
+    """Delivers 2 frames then disconnects."""
+
+    live, fps, frame_count, name = True, 30.0, None, "flaky"
+
+    def __init__(self):
+        self.n = 0
+
+    def read(self):
+        self.n += 1
+        if self.n > 2:
+            raise SourceDisconnected("gone")
+        return np.zeros((4, 4, 3), np.uint8), None
+
+    def close(self):
+        pass
+
+
+def test_reconnect_with_backoff():
+    attempts = []
+
+    def opener():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise SourceError("camera not there")
+        return _Flaky()
+
+    src = ReconnectingSource(opener, _Flaky(), stop=threading.Event(), delays=lambda: iter([0.0] * 100))
+    got = [src.read() is not None for _ in range(4)]
+    assert all(got) and len(attempts) == 3 and src.reconnects == 1
+
+
+def test_reconnect_gives_up_on_stop():
+    stop = threading.Event()
+    stop.set()
+    src = ReconnectingSource(lambda: _Flaky(), _Flaky(), stop=stop)
+    assert src.read() is None
