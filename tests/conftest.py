@@ -14,6 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# torch before anything that may load PyGObject: torch.onnx.export aborts when
+# gi was imported first.
+import torch  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 CAMVID = Path(os.environ.get("ENET_CAMVID", ROOT.parent / "shared" / "data" / "camvid"))
 
