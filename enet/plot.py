@@ -22,6 +22,25 @@ def read_log(path: str | os.PathLike[str]) -> list[dict]:
         raise EnetError(f"{p} is not a JSON-lines training log ({exc.msg} at line {exc.lineno})") from None
 
 
+def _val_size(path: Path, recs: list[dict]) -> str | None:
+    """Evaluation size of a stage: from the log, else from the checkpoints beside it."""
+    for r in recs:
+        if r.get("val_size"):
+            h, w = r["val_size"]
+            return f"{w}x{h}"
+    for name in ("best.pth", "last.pth"):
+        ckpt = path.parent / name
+        if ckpt.is_file():
+            try:
+                torch = require("torch")
+                cfg = torch.load(ckpt, map_location="cpu", weights_only=True)["meta"]["train_config"]
+                h, w = cfg["val_size"]
+                return f"{w}x{h}"
+            except Exception:  # noqa: BLE001 - the label is a nicety
+                return None
+    return None
+
+
 def plot_training(logs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str]) -> None:
     """Draw the logs one after another (e.g. half-res stage, then full-res) into a PNG."""
     matplotlib = require("matplotlib")
@@ -34,6 +53,9 @@ def plot_training(logs: Sequence[str | os.PathLike[str]], output: str | os.PathL
         if not recs:
             continue
         label = Path(path).parent.name or str(path)
+        size = _val_size(Path(path), recs)
+        if size:
+            label += f" (val at {size})"
         ep = [offset + r["epoch"] for r in recs]
         ax1.plot(ep, [r["train_loss"] for r in recs], label=label)
         val = [(offset + r["epoch"], 100 * r["val_miou"]) for r in recs if r.get("val_miou") is not None]
@@ -41,7 +63,7 @@ def plot_training(logs: Sequence[str | os.PathLike[str]], output: str | os.PathL
             ax2.plot(*zip(*val), marker=".", label=label)
         offset = ep[-1]
     ax1.set(xlabel="epoch", ylabel="weighted cross-entropy", title="training loss")
-    ax2.set(xlabel="epoch", ylabel="mIoU %", title="CamVid val mIoU (360x480)")
+    ax2.set(xlabel="epoch", ylabel="mIoU %", title="CamVid val mIoU")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend()

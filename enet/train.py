@@ -297,7 +297,7 @@ class Trainer:
                                      class_names=self.meta["classes"])
             metrics["epoch"] = self.epoch
             self._last_metrics = metrics
-            record.update(val_miou=metrics["miou"], val_class_avg_acc=metrics["class_avg_acc"],
+            record.update(val_size=list(cfg.val_size), val_miou=metrics["miou"], val_class_avg_acc=metrics["class_avg_acc"],
                           val_global_acc=metrics["global_acc"], val_time_s=round(time.time() - t1, 1),
                           val_iou={k: v["iou"] for k, v in metrics["per_class"].items()})
             if metrics["miou"] > self.best:

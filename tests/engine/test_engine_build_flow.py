@@ -20,7 +20,7 @@ from enet.engine.cli import main
 from enet.engine.onnx_info import precision_of
 from enet.engine.sidecar import read_sidecar, sidecar_onnx
 
-from test_engine_trt_compat import TRT11, TRT85, TRT103  # noqa: E402 - sibling test module
+from tests.engine.test_engine_trt_compat import TRT11, TRT85, TRT103  # noqa: E402 - sibling test module
 
 pytest.importorskip("onnxruntime")
 
