@@ -1,7 +1,9 @@
 """``enet-demo`` (``make demo``): the car-camera pipeline on a short CamVid road clip.
 
 1. builds ``demo_out/camvid_<sequence>.mp4`` from CamVid val frames (sequence
-   0016E5, 15 fps: the SegNet release keeps every other frame of the 30 Hz video);
+   0016E5, 15 fps: the SegNet release keeps every other frame of the 30 Hz video),
+   or, when CamVid is not on this machine, takes the same clip bundled with the
+   package (``enet/deploy/data/camvid_0016E5.mp4``);
 2. runs it through :func:`enet.deploy.cli.run` with the reference model and the
    best available backend;
 3. writes ``demo_out/enet_demo.mp4`` (overlay | mask | legend),
@@ -20,6 +22,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 CLIP_FPS = 15.0
+
+#: Shipped copy of the clip (CamVid val sequence 0016E5, H.264), used when
+#: CamVid itself is not on this machine.
+BUNDLED_CLIP = Path(__file__).resolve().parent / "data" / "camvid_0016E5.mp4"
 
 
 def camvid_frames(root: Path, split: str = "val", limit: int | None = None) -> list[Path]:
@@ -72,6 +78,16 @@ def sheet_indices(n: int, k: int) -> list[int]:
     return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
 
 
+def _frame_count(clip: Path) -> int:
+    import cv2
+
+    cap = cv2.VideoCapture(str(clip))
+    try:
+        return max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 1)
+    finally:
+        cap.release()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="enet-demo",
                                 description="Run the car-camera pipeline on a short CamVid road clip.")
@@ -96,24 +112,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         from enet.defaults import default_camvid_root, default_model_path
+        from enet.errors import DataError
         from enet.deploy.sinks import ContactSheet
 
         model = Path(args.model) if args.model else default_model_path()
         if not model.is_file():
             raise EnetError(f"model {model} does not exist; pass --model or train one with enet-train")
         root = Path(args.camvid) if args.camvid else default_camvid_root()
-        frames = camvid_frames(root, limit=args.frames)
         out = Path(args.output_dir)
+        try:
+            frames = camvid_frames(root, limit=args.frames)
+        except DataError:
+            if args.camvid or not BUNDLED_CLIP.is_file():
+                raise
+            frames = None
         out.mkdir(parents=True, exist_ok=True)
-        seq = frames[0].name.split("_")[0]
-        clip = build_clip(frames, out / f"camvid_{seq}.mp4")
-        print(f"enet-demo: clip {clip} ({len(frames)} CamVid val frames of sequence {seq} at {CLIP_FPS:g} fps)")
+        if frames:
+            seq = frames[0].name.split("_")[0]
+            clip = build_clip(frames, out / f"camvid_{seq}.mp4")
+            n_frames = len(frames)
+            print(f"enet-demo: clip {clip} ({n_frames} CamVid val frames of sequence {seq} at {CLIP_FPS:g} fps)")
+        else:
+            clip = BUNDLED_CLIP
+            n_frames = args.frames or _frame_count(clip)
+            print(f"enet-demo: CamVid not found at {root}; using the bundled clip {clip.name} "
+                  f"(CamVid val sequence 0016E5 at {CLIP_FPS:g} fps)")
         video, stats, sheet_path = out / "enet_demo.mp4", out / "stats.jsonl", out / "contact_sheet.png"
-        sheet = ContactSheet(sheet_path, sheet_indices(len(frames), args.sheet), columns=2, thumb_width=560)
+        sheet = ContactSheet(sheet_path, sheet_indices(n_frames, args.sheet), columns=2, thumb_width=560)
         summary = run(RunConfig(
             input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend, size=args.size,
             visualize="overlay,mask", stats=str(stats), cache_dir=str(out), extra_sinks=[sheet],
-            output_rate=CLIP_FPS,
+            output_rate=CLIP_FPS, max_frames=None if frames else args.frames,
         ))
     except EnetError as exc:
         print(f"enet-demo: error: {one_line(exc)}", file=sys.stderr)

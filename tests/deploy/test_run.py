@@ -127,3 +127,25 @@ def test_demo_without_model_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("ENET_MODEL", str(tmp_path / "nope.pth"))
     assert demo(["-o", str(tmp_path)]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_demo_falls_back_to_bundled_clip(tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    from enet.deploy.demo import BUNDLED_CLIP
+    from enet.deploy.demo import main as demo
+
+    assert BUNDLED_CLIP.is_file(), "the bundled demo clip is missing from the package"
+    monkeypatch.setenv("ENET_CAMVID", str(tmp_path / "no-camvid"))
+    out = tmp_path / "out"
+    rc = demo(["--model", str(tiny_checkpoint), "--frames", "4", "-o", str(out), "--backend", "torch", "-q"])
+    assert rc == 0
+    assert "bundled clip" in capsys.readouterr().out
+    assert _count(out / "enet_demo.mp4")[0] == 4
+
+
+def test_demo_with_explicit_missing_camvid_one_line(tmp_path, tiny_checkpoint, capsys):
+    from enet.deploy.demo import main as demo
+
+    rc = demo(["--model", str(tiny_checkpoint), "--camvid", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
+    assert rc == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "CamVid not found" in err[0]
