@@ -45,14 +45,18 @@ def setup_logging(args: argparse.Namespace) -> None:
 
 def run_cli(body: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
             argv: Sequence[str] | None) -> int:
-    """Parse, set up logging, run; EnetError -> one line + exit 2, Ctrl-C -> exit 130."""
+    """Parse, set up logging, run; EnetError -> one line + exit 1, Ctrl-C -> exit 130.
+
+    Exit codes, as in every enet-* command: 0 ok, 1 error (one line on
+    stderr), 2 bad command line (argparse), 130 interrupted.
+    """
     args = parser.parse_args(argv)
     setup_logging(args)
     try:
         return body(args)
     except EnetError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except KeyboardInterrupt as exc:
         msg = str(exc) or "interrupted"
         print(f"{parser.prog}: {msg}", file=sys.stderr)

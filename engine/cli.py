@@ -209,8 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except EnetError as exc:
-        print(f"enet-build-engine: {exc}", file=sys.stderr)
-        return 2
+        print(f"enet-build-engine: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("enet-build-engine: interrupted; nothing written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

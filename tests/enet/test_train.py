@@ -111,7 +111,7 @@ def test_bad_checkpoints_are_refused_in_one_line(tmp_path: Path, content, match,
         load_checkpoint(p)
     rc = eval_main([str(p), "--data-root", str(tmp_path)])
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_mismatched_classes_refused(tmp_path: Path, tiny_checkpoint: Path):
@@ -127,7 +127,7 @@ def test_mismatched_classes_refused(tmp_path: Path, tiny_checkpoint: Path):
 def test_train_cli_bad_size_is_one_line(tiny_camvid: Path, tmp_path: Path):
     r = subprocess.run([sys.executable, "-m", "enet.cli_entry", "enet-train", "--data-root", str(tiny_camvid),
                         "--size", "50x30", "-o", str(tmp_path / "r")], capture_output=True, text=True)
-    assert r.returncode == 2
+    assert r.returncode == 1
     assert "multiple of 8" in r.stderr and "Traceback" not in r.stderr
 
 

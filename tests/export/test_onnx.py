@@ -179,3 +179,75 @@ def test_runs_at_360x480_on_camvid(tiny_checkpoint: Path, camvid_root: Path):
     parity = verify_parity(proto, model, mean=meta["mean"], std=meta["std"], frames=2, camvid_root=camvid_root)
     assert parity.input_shape == (1, 3, 360, 480) and parity.source == "CamVid val"
     _check_parity(parity)
+
+
+# ---------------------------------------------------------------- tied max-pool windows
+
+def _windows(x: np.ndarray) -> np.ndarray:
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 3, 5, 2, 4).reshape(n, c, 4, h // 2, w // 2)
+
+
+def test_compare_pool_choices_mask_and_native():
+    from enet.export.onnx import compare_pool_choices
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4, 6)).astype(np.float32)
+    x[1, 2, 0:2, 0:2] = 5.0                     # an exact tie: PyTorch keeps the first (top-left)
+    got = _windows(x).copy()
+    got[1, 2, 3, 0, 0] += 1e-6                  # ORT's rounding makes the last element win
+    flips, gaps, diff = compare_pool_choices(x, got, "mask")
+    assert flips.tolist() == [0, 1] and gaps.tolist() == [0.0, 0.0] and diff == pytest.approx(1e-6, rel=0.1)
+
+    # native: ONNX MaxPool indices index the whole flattened N*C*H*W tensor
+    _, idx = torch.nn.functional.max_pool2d(torch.from_numpy(x), 2, return_indices=True)
+    n, c, h, w = x.shape
+    onnx_idx = idx.numpy() + (np.arange(n * c).reshape(n, c, 1, 1) * h * w)
+    assert compare_pool_choices(x, onnx_idx, "native")[0].tolist() == [0, 0]
+    onnx_idx[1, 2, 0, 0] += w + 1                # bottom-right of the tied window
+    flips, gaps, _ = compare_pool_choices(x, onnx_idx, "native")
+    assert flips.tolist() == [0, 1] and gaps.tolist() == [0.0, 0.0]
+
+    # a clear winner overruled is reported with its gap
+    y = x.copy()
+    y[0, 0, 0:2, 0:2] = [[3.0, 1.0], [0.0, 0.0]]
+    got = _windows(y).copy()
+    got[0, 0, 1, 0, 0] = 4.0
+    flips, gaps, _ = compare_pool_choices(y, got, "mask")
+    assert flips.tolist() == [1, 0] and gaps[0] == pytest.approx(2.0 / 3.0)
+
+    # a layout it does not understand gives no explanation at all
+    assert compare_pool_choices(x, rng.standard_normal(_windows(x).shape).astype(np.float32), "mask")[0] is None
+
+
+def test_parity_judgement_needs_tied_flips():
+    from enet.export.onnx import ParityResult
+
+    base = dict(frames=2, source="CamVid val", max_abs_diff=0.4, argmax_agreement=1.0, labels_agreement=None,
+                input_shape=(1, 3, 64, 96), frame_diffs=[0.4, 1e-5], frame_agreement=[1.0, 1.0], near_ties=[9, 9])
+    assert ParityResult(**base, flips=[1, 0], flip_gaps=[0.0, 0.0], pool_input_diff=1e-5).ok
+    assert not ParityResult(**base, flips=[0, 0], flip_gaps=[0.0, 0.0]).ok          # no flip: a real error
+    assert not ParityResult(**base, flips=[1, 0], flip_gaps=[0.3, 0.0]).ok          # a clear winner overruled
+    assert not ParityResult(**base).ok                                              # choices unreadable
+    assert "FAILED" in ParityResult(**base, flips=[0, 0], flip_gaps=[0.0, 0.0]).to_text()
+
+
+@pytest.mark.camvid
+@pytest.mark.parametrize("unpool", ["mask", "native"])
+def test_reference_model_parity_on_camvid(camvid_root: Path, unpool: str):
+    """The shipped model: every frame meets 1e-4 / 100%, or misses only through tied windows."""
+    from enet.defaults import default_model_path
+    from enet.export.onnx import TIE_REL
+
+    model, meta = load_model(default_model_path())
+    proto = build_onnx(model, height=360, width=480, unpool=unpool)
+    p = verify_parity(proto, model, mean=meta["mean"], std=meta["std"], frames=6, camvid_root=camvid_root)
+    assert p.ok, p.to_text()
+    assert p.flips is not None and p.argmax_agreement >= 0.9999
+    for i in range(p.frames):
+        if p.flips[i] == 0:
+            assert p.frame_diffs[i] <= PARITY_ATOL and p.frame_agreement[i] == 1.0, p.to_text()
+        else:
+            assert p.flip_gaps[i] <= TIE_REL
+    if unpool == "mask":
+        assert p.pool_input_diff is not None and p.pool_input_diff < 1e-4
