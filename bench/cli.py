@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from enet.cli import configure_logging, guard
 from enet.errors import EnetError
 
 log = logging.getLogger("enet.bench")
@@ -277,17 +278,14 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
-    try:
+    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+                      "%(levelname)s %(name)s: %(message)s")
+
+    def body() -> int:
         _validate(args)
         return run(args, argv)
-    except EnetError as exc:
-        print(f"enet-bench: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("enet-bench: interrupted", file=sys.stderr)
-        return 130
+
+    return guard("enet-bench", body)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from enet.cli import configure_logging, guard
+
 log = logging.getLogger(__name__)
 
 
@@ -221,21 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(verbose: int, quiet: int) -> None:
-    level = logging.INFO - 10 * verbose + 10 * quiet
-    logging.basicConfig(level=max(logging.DEBUG, level), format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr, force=True)
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
+    configure_logging(max(logging.DEBUG, logging.INFO - 10 * verbose + 10 * quiet),
+                      "%(levelname)s %(name)s: %(message)s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet)
-    from enet.errors import EnetError
-
     display = not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     cfg = RunConfig(
         input=args.input, outputs=args.outputs, model=args.model, backend=args.backend, size=args.size,
@@ -245,19 +239,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         output_rate=args.output_rate, cache_dir=args.cache_dir, hud=not args.no_hud, legend=not args.no_legend,
         threads=args.threads,
     )
-    try:
-        summary = run(cfg)
-    except EnetError as exc:
-        print(f"enet-run: error: {one_line(exc)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("enet-run: interrupted", file=sys.stderr)
-        return 130
+    return guard("enet-run", lambda: _run_and_report(cfg))
+
+
+def _run_and_report(cfg: RunConfig) -> int:
+    summary = run(cfg)
     print(f"enet-run: {summary.line()}; stopped by {summary.stopped_by}")
     for path in summary.outputs:
         print(f"enet-run: wrote {path}")
-    if args.stats:
-        print(f"enet-run: wrote {args.stats}")
+    if cfg.stats:
+        print(f"enet-run: wrote {cfg.stats}")
     return 0
 
 

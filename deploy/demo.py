@@ -105,51 +105,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from enet.deploy.cli import RunConfig, one_line, run, setup_logging
+    from enet.cli import guard
+    from enet.deploy.cli import setup_logging
 
     setup_logging(args.verbose, args.quiet)
-    from enet.errors import EnetError
+    return guard("enet-demo", lambda: _demo(args))
 
+
+def _demo(args: argparse.Namespace) -> int:
+    from enet.defaults import default_camvid_root, default_model_path
+    from enet.deploy.cli import RunConfig, run
+    from enet.deploy.sinks import ContactSheet
+    from enet.errors import DataError, EnetError
+
+    model = Path(args.model) if args.model else default_model_path()
+    if not model.is_file():
+        raise EnetError(f"model {model} does not exist; pass --model or train one with enet-train")
+    root = Path(args.camvid) if args.camvid else default_camvid_root()
+    out = Path(args.output_dir)
     try:
-        from enet.defaults import default_camvid_root, default_model_path
-        from enet.errors import DataError
-        from enet.deploy.sinks import ContactSheet
-
-        model = Path(args.model) if args.model else default_model_path()
-        if not model.is_file():
-            raise EnetError(f"model {model} does not exist; pass --model or train one with enet-train")
-        root = Path(args.camvid) if args.camvid else default_camvid_root()
-        out = Path(args.output_dir)
-        try:
-            frames = camvid_frames(root, limit=args.frames)
-        except DataError:
-            if args.camvid or not BUNDLED_CLIP.is_file():
-                raise
-            frames = None
-        out.mkdir(parents=True, exist_ok=True)
-        if frames:
-            seq = frames[0].name.split("_")[0]
-            clip = build_clip(frames, out / f"camvid_{seq}.mp4")
-            n_frames = len(frames)
-            print(f"enet-demo: clip {clip} ({n_frames} CamVid val frames of sequence {seq} at {CLIP_FPS:g} fps)")
-        else:
-            clip = BUNDLED_CLIP
-            n_frames = args.frames or _frame_count(clip)
-            print(f"enet-demo: CamVid not found at {root}; using the bundled clip {clip.name} "
-                  f"(CamVid val sequence 0016E5 at {CLIP_FPS:g} fps)")
-        video, stats, sheet_path = out / "enet_demo.mp4", out / "stats.jsonl", out / "contact_sheet.png"
-        sheet = ContactSheet(sheet_path, sheet_indices(n_frames, args.sheet), columns=2, thumb_width=560)
-        summary = run(RunConfig(
-            input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend, size=args.size,
-            visualize="overlay,mask", stats=str(stats), cache_dir=str(out), extra_sinks=[sheet],
-            output_rate=CLIP_FPS, max_frames=None if frames else args.frames,
-        ))
-    except EnetError as exc:
-        print(f"enet-demo: error: {one_line(exc)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("enet-demo: interrupted", file=sys.stderr)
-        return 130
+        frames = camvid_frames(root, limit=args.frames)
+    except DataError:
+        if args.camvid or not BUNDLED_CLIP.is_file():
+            raise
+        frames = None
+    out.mkdir(parents=True, exist_ok=True)
+    if frames:
+        seq = frames[0].name.split("_")[0]
+        clip = build_clip(frames, out / f"camvid_{seq}.mp4")
+        n_frames = len(frames)
+        print(f"enet-demo: clip {clip} ({n_frames} CamVid val frames of sequence {seq} at {CLIP_FPS:g} fps)")
+    else:
+        clip = BUNDLED_CLIP
+        n_frames = args.frames or _frame_count(clip)
+        print(f"enet-demo: CamVid not found at {root}; using the bundled clip {clip.name} "
+              f"(CamVid val sequence 0016E5 at {CLIP_FPS:g} fps)")
+    video, stats, sheet_path = out / "enet_demo.mp4", out / "stats.jsonl", out / "contact_sheet.png"
+    sheet = ContactSheet(sheet_path, sheet_indices(n_frames, args.sheet), columns=2, thumb_width=560)
+    summary = run(RunConfig(
+        input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend, size=args.size,
+        visualize="overlay,mask", stats=str(stats), cache_dir=str(out), extra_sinks=[sheet],
+        output_rate=CLIP_FPS, max_frames=None if frames else args.frames,
+    ))
     print(f"enet-demo: {summary.line()}")
     print(f"enet-demo: wrote {video}, {stats}, {sheet_path}")
     print(f"enet-demo: achieved {summary.fps:.1f} fps with {summary.backend} ({model.name})")

@@ -1,7 +1,9 @@
 """Command lines of the core package: enet-train, enet-eval, enet-summary, enet-plot.
 
 Building a parser imports nothing heavy; user errors print one line and exit
-with status 2 (1 for Ctrl-C), bugs keep their traceback.
+with status 1 (2 for a bad command line, 130 for Ctrl-C), bugs keep their
+traceback. :func:`configure_logging` and :func:`guard` are the same for every
+enet-* command.
 """
 
 from __future__ import annotations
@@ -37,30 +39,51 @@ def add_verbosity(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
 
 
+def configure_logging(level: int, fmt: str = "%(message)s") -> None:
+    """A command's logging: to the *current* stderr, replacing earlier handlers.
+
+    ``force=True``: a second ``main()`` in one process (tests) must not log
+    to the stream the first one captured, which may be closed by then.
+    """
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+
+
 def setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if getattr(args, "verbose", False) else (
         logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    configure_logging(level)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (whitespace runs collapsed)."""
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+def guard(prog: str, body: Callable[[], int], *, interrupted: str = "interrupted") -> int:
+    """Run a command's body with the exit codes every enet-* command shares.
+
+    0 ok (or whatever ``body`` returns), 1 for an :class:`EnetError` (one
+    line on stderr, no traceback), 130 for Ctrl-C (the interrupt's own
+    message, else ``interrupted``). argparse exits 2 on a bad command line
+    before this runs. Any other exception is a bug and keeps its traceback.
+    """
+    try:
+        return body()
+    except EnetError as exc:
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        print(f"{prog}: {str(exc) or interrupted}", file=sys.stderr)
+        return 130
 
 
 def run_cli(body: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
             argv: Sequence[str] | None) -> int:
-    """Parse, set up logging, run; EnetError -> one line + exit 1, Ctrl-C -> exit 130.
-
-    Exit codes, as in every enet-* command: 0 ok, 1 error (one line on
-    stderr), 2 bad command line (argparse), 130 interrupted.
-    """
+    """Parse, set up logging, run ``body(args)`` under :func:`guard`."""
     args = parser.parse_args(argv)
     setup_logging(args)
-    try:
-        return body(args)
-    except EnetError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as exc:
-        msg = str(exc) or "interrupted"
-        print(f"{parser.prog}: {msg}", file=sys.stderr)
-        return 130
+    return guard(parser.prog, lambda: body(args))
 
 
 def cli(make_parser: Callable[[], argparse.ArgumentParser]) -> Callable[[Callable[[argparse.Namespace], int]],

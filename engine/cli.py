@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from enet.cli import configure_logging, guard
 from enet.errors import EnetError
 
 log = logging.getLogger("enet.engine.cli")
@@ -65,8 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
 
 
 def _precision(args: argparse.Namespace) -> str:
@@ -206,14 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     _setup_logging(args)
-    try:
-        return run(args)
-    except EnetError as exc:
-        print(f"enet-build-engine: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("enet-build-engine: interrupted; nothing written", file=sys.stderr)
-        return 130
+    return guard("enet-build-engine", lambda: run(args), interrupted="interrupted; nothing written")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from enet.errors import EnetError
+from enet.cli import configure_logging, guard
 
 DEFAULT_VERIFY = 3
 
@@ -55,22 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
-    try:
-        from enet.export.onnx import export_onnx, format_report
+    configure_logging(level, "%(levelname)s %(name)s: %(message)s")
+    return guard("enet-export", lambda: _export(args), interrupted="interrupted; nothing written")
 
-        result = export_onnx(
-            args.model, args.output, height=args.height, width=args.width, batch=args.batch,
-            dynamic_batch=args.dynamic_batch, opset=args.opset, unpool=args.unpool,
-            simplify=not args.no_simplify, labels=args.labels, verify=max(0, args.verify),
-            camvid_root=args.camvid,
-        )
-    except EnetError as exc:
-        print(f"enet-export: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("enet-export: interrupted; nothing written", file=sys.stderr)
-        return 130
+
+def _export(args: argparse.Namespace) -> int:
+    from enet.export.onnx import export_onnx, format_report
+
+    result = export_onnx(
+        args.model, args.output, height=args.height, width=args.width, batch=args.batch,
+        dynamic_batch=args.dynamic_batch, opset=args.opset, unpool=args.unpool,
+        simplify=not args.no_simplify, labels=args.labels, verify=max(0, args.verify),
+        camvid_root=args.camvid,
+    )
     if not args.quiet:
         print(format_report(result))
     return 0
