@@ -112,8 +112,6 @@ class ParityResult:
         frame_diffs: max |diff| per frame.
         frame_agreement: argmax agreement per frame (the lower of logits
             argmax and ``labels`` when present).
-        near_ties: windows per frame whose top-2 gap in PyTorch is in
-            ``(0, 1e-6 * max(1, |max|)]`` (informational).
         flips: per frame, pooling windows where ONNX Runtime chose another
             element than PyTorch; None when the graph's pooling could not be
             read (then a frame over the bounds fails).
@@ -131,7 +129,6 @@ class ParityResult:
     input_shape: tuple[int, int, int, int]
     frame_diffs: list[float] = dataclasses.field(default_factory=list)
     frame_agreement: list[float] = dataclasses.field(default_factory=list)
-    near_ties: list[int] = dataclasses.field(default_factory=list)
     flips: list[int] | None = None
     flip_gaps: list[float] | None = None
     pool_input_diff: float | None = None
@@ -490,9 +487,9 @@ def verify_parity(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], 
     hooks = [m.register_forward_pre_hook(lambda _m, args: pool_inputs.append(args[0]))
              for m in (ref_model.down1, ref_model.down2)]
     n_img = len(images)
-    diffs, agreement, ties = [0.0] * n_img, [1.0] * n_img, [0] * n_img
-    flips: list[int] | None = [0] * n_img if probes else None
-    flip_gaps: list[float] | None = [0.0] * n_img if probes else None
+    diffs, agreement = [0.0] * n_img, [1.0] * n_img
+    flips, flip_gaps = [0] * n_img, [0.0] * n_img
+    readable = probes is not None  # ORT's pooling choices can be compared with PyTorch's
     pool_diff: float | None = None
     agree = total = lab_agree = 0
     try:
@@ -504,14 +501,14 @@ def verify_parity(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], 
             pool_inputs.clear()
             with torch.inference_mode():
                 ref = ref_model(torch.from_numpy(x)).numpy()
-            frame_ties = sum(near_tie_windows(t) for t in pool_inputs)
             frame_flips = np.zeros(len(idx), np.int64)
             frame_gaps = np.zeros(len(idx))
-            if probes is not None and flips is not None and len(pool_inputs) == len(probes):
+            readable = readable and len(pool_inputs) == len(probes)
+            if readable:
                 for (kind, _name), t, got in zip(probes, pool_inputs, run[len(out_names):]):
                     fl, gap, diff = compare_pool_choices(t.numpy(), got, kind)
                     if fl is None:  # layout not understood: no explanation possible
-                        flips = flip_gaps = None
+                        readable = False
                         break
                     frame_flips += fl
                     frame_gaps = np.maximum(frame_gaps, gap)
@@ -531,18 +528,16 @@ def verify_parity(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], 
                     lab_same = outs["labels"][k] == ref_cls[k]
                     lab_agree += int(lab_same.sum())
                     agreement[i] = min(agreement[i], float(lab_same.mean()))
-                ties[i] = int(frame_ties[k])
-                if flips is not None and flip_gaps is not None:
-                    flips[i] = int(frame_flips[k])
-                    flip_gaps[i] = float(frame_gaps[k])
+                flips[i] = int(frame_flips[k])
+                flip_gaps[i] = float(frame_gaps[k])
     finally:
         for hk in hooks:
             hk.remove()
     return ParityResult(frames=n_img, source=source, max_abs_diff=max(diffs), argmax_agreement=agree / total,
                         labels_agreement=(lab_agree / total) if "labels" in out_names else None,
                         input_shape=(bsz, 3, h, w), frame_diffs=diffs, frame_agreement=agreement,
-                        near_ties=ties, flips=flips, flip_gaps=flip_gaps,
-                        pool_input_diff=pool_diff if flips is not None else None)
+                        flips=flips if readable else None, flip_gaps=flip_gaps if readable else None,
+                        pool_input_diff=pool_diff if readable else None)
 
 
 def pool_probes(model: onnx.ModelProto) -> list[tuple[str, str]] | None:
@@ -598,26 +593,6 @@ def compare_pool_choices(x: np.ndarray, got: np.ndarray, kind: str) -> tuple[np.
     rel = (srt[:, :, -1] - srt[:, :, -2]) / np.maximum(1.0, np.abs(srt[:, :, -1]))
     gaps = np.where(flipped, rel, 0.0).reshape(n, -1).max(1)
     return flipped.reshape(n, -1).sum(1), gaps, diff
-
-
-def near_tie_windows(x: Tensor, rel: float = 1e-6) -> np.ndarray:
-    """Per image, 2x2 max-pool windows of ``x`` whose top two values nearly tie.
-
-    Args:
-        x: float ``(N, C, H, W)``, a max-pool input (even H, W).
-        rel: a window counts when ``0 < top1 - top2 <= rel * max(1, |top1|)``;
-            exact ties are left out (every runtime computes them identically
-            and picks the first).
-
-    Returns:
-        int64 ``(N,)`` counts.
-    """
-    n, c, h, w = x.shape
-    s = x.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(n, c, 4, -1)
-    top2 = s.topk(2, dim=2).values
-    gap = top2[:, :, 0] - top2[:, :, 1]
-    near = (gap > 0) & (gap <= rel * top2[:, :, 0].abs().clamp(min=1.0))
-    return near.reshape(n, -1).sum(1).numpy()
 
 
 # --------------------------------------------------------------------------- export

@@ -97,7 +97,7 @@ def test_parity_failure_writes_nothing(tiny_checkpoint: Path, tmp_path: Path, ca
     def bad(*a, **k):
         return eo.ParityResult(frames=1, source="random", max_abs_diff=1.0, argmax_agreement=0.5,
                                labels_agreement=None, input_shape=(1, 3, 64, 96), frame_diffs=[1.0],
-                               frame_agreement=[0.5], near_ties=[0])
+                               frame_agreement=[0.5])
 
     monkeypatch.setattr(eo, "verify_parity", bad)
     rc = main([str(tiny_checkpoint), "-o", str(tmp_path / "enet.onnx"), "--verify", "1"])

@@ -224,7 +224,7 @@ def test_parity_judgement_needs_tied_flips():
     from enet.export.onnx import ParityResult
 
     base = dict(frames=2, source="CamVid val", max_abs_diff=0.4, argmax_agreement=1.0, labels_agreement=None,
-                input_shape=(1, 3, 64, 96), frame_diffs=[0.4, 1e-5], frame_agreement=[1.0, 1.0], near_ties=[9, 9])
+                input_shape=(1, 3, 64, 96), frame_diffs=[0.4, 1e-5], frame_agreement=[1.0, 1.0])
     assert ParityResult(**base, flips=[1, 0], flip_gaps=[0.0, 0.0], pool_input_diff=1e-5).ok
     assert not ParityResult(**base, flips=[0, 0], flip_gaps=[0.0, 0.0]).ok          # no flip: a real error
     assert not ParityResult(**base, flips=[1, 0], flip_gaps=[0.3, 0.0]).ok          # a clear winner overruled
