@@ -17,6 +17,25 @@ from typing import IO
 from enet.errors import EnetError
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows.
+
+    ``os.umask`` can only be read by setting it, which races with threads
+    creating files (the camera pipeline writes from several); Linux >= 4.7
+    shows it in /proc/self/status instead.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success.
@@ -52,12 +71,6 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
