@@ -1,4 +1,4 @@
-"""Evaluate any backend (checkpoint, ONNX, engine) on a CamVid split.
+"""Evaluate any backend (checkpoint, ONNX, engine) on a dataset split (CamVid, Cityscapes, custom).
 
 Frames are normalised with the mean/std from the model's own metadata and
 resized to the backend's static input size when they differ (labels never
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from enet._lazy import require
-from enet.data import list_split, load_pair
+from enet.datasets import open_dataset
 from enet.errors import EnetError
 from enet.fileio import write_bytes
 from enet.metrics import ConfusionMatrix
@@ -54,7 +54,7 @@ def predict_labels(backend: Any, images: list[np.ndarray]) -> list[np.ndarray]:
 
 def evaluate(backend: Any, data_root: str | os.PathLike[str], split: str = "val", *,
              save_predictions: str | os.PathLike[str] | None = None, limit: int | None = None,
-             progress: bool = False) -> dict[str, Any]:
+             progress: bool = False, dataset: str = "auto") -> dict[str, Any]:
     """Confusion-matrix metrics of an entered backend on ``split``.
 
     Args:
@@ -62,6 +62,7 @@ def evaluate(backend: Any, data_root: str | os.PathLike[str], split: str = "val"
         save_predictions: folder for one 8-bit class-index PNG per image, same
             name and size as its label.
         limit: evaluate the first ``limit`` frames only (name order).
+        dataset: dataset kind at ``data_root`` (:func:`enet.datasets.open_dataset`).
 
     Returns:
         :meth:`ConfusionMatrix.summary` plus ``frames``, ``split``, ``backend``.
@@ -70,7 +71,9 @@ def evaluate(backend: Any, data_root: str | os.PathLike[str], split: str = "val"
     meta = backend.meta
     classes = list(meta["classes"])
     num_classes = len(classes)
-    samples = list_split(data_root, split)[:limit]
+    info = open_dataset(data_root, dataset)
+    info.check_model(meta, getattr(backend, "path", None) or backend.name)
+    samples = info.samples(split)[:limit]
     out_dir = Path(save_predictions) if save_predictions else None
     if out_dir is not None:
         try:
@@ -87,7 +90,7 @@ def evaluate(backend: Any, data_root: str | os.PathLike[str], split: str = "val"
                   dynamic_ncols=True, leave=False)
     for i in it:
         chunk = samples[i:i + batch]
-        pairs = [load_pair(s, num_classes) for s in chunk]
+        pairs = [info.load_pair(s) for s in chunk]
         preds = predict_labels(backend, [img for img, _ in pairs])
         for s, (_, lab), pred in zip(chunk, pairs, preds):
             cm.update(pred, lab)
