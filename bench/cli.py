@@ -68,12 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --duration-s: at least this many iterations (default 5)")
     p.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: runtime's)")
     p.add_argument("--accuracy-frames", type=int, default=0,
-                   help="also report CamVid val mIoU of each backend on N frames (default 0: off)")
+                   help="also report val mIoU of each backend on N frames of --data-root (default 0: off)")
     p.add_argument("--calib-images", type=int, default=64,
-                   help="CamVid train frames for INT8 calibration when an INT8 ONNX is built (default 64)")
-    p.add_argument("--camvid", type=Path, default=None,
-                   help="CamVid root (val/ for frames and accuracy, train/ for calibration); default ENET_CAMVID "
-                        "or ../shared/data/camvid")
+                   help="train frames of --data-root for INT8 calibration when an INT8 ONNX is built (default 64)")
+    p.add_argument("--data-root", "--camvid", dest="data_root", type=Path, default=None,
+                   help="dataset the model was trained on (val for frames and accuracy, train for calibration); "
+                        "default ENET_CAMVID or ../shared/data/camvid")
     p.add_argument("--cv-threshold", type=float, default=0.10,
                    help="warn when std/mean latency exceeds this (default 0.10)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
@@ -140,7 +140,7 @@ def _pick_timer(spec: Any, backend: Any) -> Any:
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from enet.bench import backends as bk
     from enet.bench import harness, paper, probes, report
-    from enet.bench.frames import backend_miou, timing_batches
+    from enet.bench.frames import backend_miou, has_val, timing_batches
     from enet.defaults import default_camvid_root, default_model_path
     from enet.engine.backend import open_backend
 
@@ -149,13 +149,18 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     model_path = args.model or default_model_path()
     if not Path(model_path).is_file():
         raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth)")
-    camvid = args.camvid or default_camvid_root()
-    if not (Path(camvid) / "val").is_dir():
+    camvid = args.data_root or default_camvid_root()
+    if not has_val(Path(camvid)):
         if args.accuracy_frames:
-            raise EnetError(f"--accuracy-frames needs CamVid val, not found under {camvid}; pass --camvid")
+            raise EnetError(f"--accuracy-frames needs a val split, not found under {camvid}; pass --data-root")
         camvid_for_frames = None
     else:
         camvid_for_frames = Path(camvid)
+        if args.accuracy_frames:
+            from enet.checkpoint import load_checkpoint
+            from enet.datasets import open_dataset
+
+            open_dataset(camvid).check_model(load_checkpoint(model_path)["meta"], str(model_path))
 
     kind = probes.detect_device_kind() if args.device == "auto" else args.device
     device = probes.device_info(kind, threads=args.threads)

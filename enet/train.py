@@ -227,7 +227,7 @@ class Trainer:
         self.meta = info.metadata(mean=mean, std=std, input_size=cfg.val_size)
         weights = weights_from_frequencies(*self.train_set.frequencies(), method=cfg.weighting)
         log.info("%s dataset, %d classes; class weights (%s): %s", info.kind, info.num_classes, cfg.weighting,
-                 np.round(weights, 2).tolist())
+                 [round(float(w), 2) for w in weights])
         self.criterion = nn.CrossEntropyLoss(weight=torch.from_numpy(weights).to(self.device),
                                              ignore_index=info.void_index)
 
