@@ -128,3 +128,9 @@ def gather(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op without a group)."""
+    if _active():
+        dist.barrier()

@@ -340,6 +340,7 @@ class Trainer:
         state = self._train_state()
         if self.main:
             save_checkpoint(path, make_checkpoint(self.model, self._meta(self._last_metrics), state))
+        distributed.barrier()  # nobody reads last.pth (a resume) before rank 0 has written it
         return path
 
     # -- loop -------------------------------------------------------------
