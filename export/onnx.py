@@ -408,19 +408,22 @@ def parity_frames(n: int, height: int, width: int, *, camvid_root: str | os.Path
                   seed: int = 0) -> tuple[list[np.ndarray], str]:
     """``n`` RGB uint8 ``(height, width, 3)`` images for parity checks.
 
-    Real CamVid val frames (evenly spaced over the split, resized when the
-    export size differs from 360x480) when ``camvid_root/val`` exists, else
-    seeded random images.
+    Real val frames of the dataset at ``camvid_root`` (evenly spaced over the
+    split, resized to the export size) when it has a val split, else seeded
+    random images.
 
     Returns:
         ``(images, source)`` with source ``"CamVid val"`` or ``"random"``.
     """
     from enet.defaults import default_camvid_root
 
+    from enet.datasets import open_dataset
+
     root = Path(camvid_root) if camvid_root is not None else default_camvid_root()
-    files = sorted((root / "val").glob("*.png")) if (root / "val").is_dir() else []
+    info = open_dataset(root) if root.is_dir() else None
+    files = info.image_paths("val") if info is not None and info.has_split("val") else []
     if not files:
-        log.warning("CamVid val not found at %s; checking parity on random images", root)
+        log.warning("val frames not found at %s; checking parity on random images", root)
         rng = np.random.default_rng(seed)
         return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(n)], "random"
     cv2 = require("cv2")
@@ -433,7 +436,7 @@ def parity_frames(n: int, height: int, width: int, *, camvid_root: str | os.Path
         if bgr.shape[:2] != (height, width):
             bgr = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA)
         images.append(np.ascontiguousarray(bgr[:, :, ::-1]))
-    return images, "CamVid val"
+    return images, "CamVid val" if info.kind == "camvid" else f"{root.name} val"
 
 
 def verify_parity(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], model: ENet, *,
