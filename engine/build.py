@@ -23,10 +23,11 @@ import onnx
 
 from enet._lazy import require
 from enet.engine.calibration import DEFAULT_CALIB_IMAGES, iter_batches, select_calibration_images
-from enet.engine.onnx_info import PRECISION_KEY, load_onnx, precision_of, read_meta, set_prop, static_input_shape
+from enet.engine.onnx_info import PRECISION_KEY, load_onnx, precision_of, read_meta, static_input_shape
 from enet.engine.quantize import DEFAULT_PERCENTILE, QuantizeReport, convert_fp16, quantize_int8
 from enet.engine.trt_compat import BuildPlan
 from enet.errors import EnetError
+from enet.export.metadata import set_prop
 from enet.fileio import atomic_path, write_text
 
 log = logging.getLogger(__name__)
