@@ -140,6 +140,7 @@ def _pick_timer(spec: Any, backend: Any) -> Any:
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from enet.bench import backends as bk
     from enet.bench import harness, paper, probes, report
+    from enet.bench.tegrastats import TegrastatsSampler
     from enet.bench.frames import backend_miou, timing_batches
     from enet.defaults import default_camvid_root, default_model_path
     from enet.engine.backend import open_backend
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     sampler = None
     if kind == "jetson":
-        sampler = probes.TegrastatsSampler().start()
+        sampler = TegrastatsSampler().start()
         if sampler.error:
             warnings.append(sampler.error)
             log.warning("%s", sampler.error)
