@@ -17,12 +17,12 @@ lists such backends as skipped with that reason.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from enet.engine.cuda import gpu_available
 from enet.errors import EnetError
 
 log = logging.getLogger(__name__)
@@ -64,17 +64,6 @@ def _module_available(name: str) -> bool:
     from enet._lazy import available
 
     return available(name)
-
-
-def gpu_available() -> bool:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return True
-    except Exception:  # noqa: BLE001
-        pass
-    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvhost-gpu") or os.path.exists("/dev/nvgpu/igpu0/ctrl")
 
 
 def unavailable_reason(spec: BenchBackend, device_kind: str, *,
@@ -215,7 +204,7 @@ class Artifacts:
         from enet.engine.calibration import iter_batches, select_calibration_images
         from enet.engine.onnx_info import input_dims, load_onnx, read_meta, static_input_shape
         from enet.engine.sidecar import make_sidecar, write_sidecar
-        from enet.engine.trt_backend import gpu_info
+        from enet.engine.cuda import gpu_info
         from enet.engine.trt_compat import plan_build, trt_features
         from enet.fileio import sha256_file, write_bytes
 

@@ -121,29 +121,27 @@ class CudartEventTimer:
     name = "cuda_events(cudart)"
 
     def __init__(self, pool: int = 8) -> None:
-        from enet.engine.trt_backend import cuda_check, cudart
+        from enet.engine import cuda
 
-        self._rt = cudart()
-        self._check = cuda_check
-        self._events = [cuda_check(self._rt.cudaEventCreate()) for _ in range(pool)]
+        self._cuda = cuda
+        self._events = [cuda.create_event() for _ in range(pool)]
         self._next = 0
 
     def mark(self) -> Any:
         ev = self._events[self._next % len(self._events)]
         self._next += 1
-        self._check(self._rt.cudaEventRecord(ev, 0))
+        self._cuda.record_event(ev, 0)
         return ev
 
     def elapsed_ms(self, start: Any, end: Any) -> float:
-        self._check(self._rt.cudaEventSynchronize(end))
-        return float(self._check(self._rt.cudaEventElapsedTime(start, end)))
+        return self._cuda.event_elapsed_ms(start, end)
 
     def wall_s(self) -> float:
         return time.perf_counter()
 
     def close(self) -> None:
         for ev in self._events:
-            self._rt.cudaEventDestroy(ev)
+            self._cuda.destroy_event(ev)
         self._events = []
 
 

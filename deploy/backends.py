@@ -49,17 +49,9 @@ def _model_kind(path: Path) -> str:
 def trt_usable() -> bool:
     """TensorRT imports and a CUDA GPU is visible (never raises)."""
     from enet._lazy import available
+    from enet.engine.cuda import gpu_available
 
-    if not available("tensorrt"):
-        return False
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return True
-    except Exception:  # noqa: BLE001 - a broken torch install counts as no GPU
-        pass
-    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvhost-ctrl")  # Jetson: no nvidia0
+    return available("tensorrt") and gpu_available()
 
 
 def ort_usable() -> bool:

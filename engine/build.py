@@ -289,7 +289,7 @@ def build_engine(onnx_path: str | os.PathLike[str], output: str | os.PathLike[st
 
     from enet.engine.onnx_info import input_dims
     from enet.engine.sidecar import make_sidecar, write_sidecar
-    from enet.engine.trt_backend import gpu_info
+    from enet.engine.cuda import gpu_info
     from enet.engine.trt_compat import plan_build, trt_features
     from enet.fileio import sha256_file, write_bytes
 

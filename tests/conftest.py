@@ -8,7 +8,6 @@ is missing, so a plain ``pytest`` passes on a CPU-only machine.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +22,9 @@ CAMVID = Path(os.environ.get("ENET_CAMVID", ROOT.parent / "shared" / "data" / "c
 
 
 def _has_gpu() -> bool:
-    try:
-        import torch
+    from enet.engine.cuda import gpu_available
 
-        if torch.cuda.is_available():
-            return True
-    except Exception:  # noqa: BLE001
-        pass
-    return shutil.which("nvidia-smi") is not None and os.path.exists("/dev/nvidia0")
+    return gpu_available()
 
 
 def _importable(name: str) -> bool:
