@@ -24,7 +24,9 @@ import onnx
 from enet._lazy import require
 from enet.engine.calibration import DEFAULT_CALIB_IMAGES, iter_batches, select_calibration_images
 from enet.engine.onnx_info import PRECISION_KEY, load_onnx, precision_of, read_meta, static_input_shape
-from enet.engine.quantize import DEFAULT_PERCENTILE, QuantizeReport, convert_fp16, quantize_int8
+from enet.engine.calib_stats import DEFAULT_PERCENTILE
+from enet.engine.fp16 import convert_fp16
+from enet.engine.quantize import QuantizeReport, quantize_int8
 from enet.engine.trt_compat import BuildPlan
 from enet.errors import EnetError
 from enet.export.metadata import set_prop
@@ -147,7 +149,7 @@ def convert_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[st
 
 def edge_layers(onnx_path: str | os.PathLike[str]) -> list[str]:
     """Names of the first and the last weighted layer (input conv, output deconvolution)."""
-    from enet.engine.quantize import ensure_node_names, quantizable_nodes
+    from enet.engine.qdq import ensure_node_names, quantizable_nodes
 
     model = load_onnx(onnx_path)
     ensure_node_names(model)

@@ -77,7 +77,7 @@ def _calib_spec(args: argparse.Namespace) -> Any:
     from enet.defaults import default_camvid_root
     from enet.engine.build import CalibrationSpec
     from enet.engine.calibration import DEFAULT_CALIB_IMAGES
-    from enet.engine.quantize import DEFAULT_PERCENTILE
+    from enet.engine.calib_stats import DEFAULT_PERCENTILE
 
     return CalibrationSpec(
         data=args.calib_data or default_camvid_root(),
