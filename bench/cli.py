@@ -141,9 +141,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from enet.bench import backends as bk
     from enet.bench import harness, paper, probes, report
     from enet.bench.tegrastats import TegrastatsSampler
-    from enet.bench.frames import backend_miou, timing_batches
+    from enet.bench.frames import timing_batches
     from enet.defaults import default_camvid_root, default_model_path
-    from enet.engine.backend import open_backend
+    from enet.engine.backend import evaluate_backend, open_backend
+    from enet.transforms import Preprocess
 
     resolutions = parse_resolutions(args.resolutions)
     specs = bk.parse_backends(args.backends)
@@ -211,10 +212,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     artifact = artifacts.get(spec, h, w, args.batch)
                     backend = open_backend(artifact, spec.kind, **_backend_options(spec, kind, shape, args.threads))
                     with backend:
-                        mean, std = backend.meta["mean"], backend.meta["std"]
-                        pipe = harness.Pipeline(harness.make_preprocess(mean, std), backend.infer,
-                                                harness.argmax_postprocess)
-                        inputs, source = timing_batches(w, h, args.batch, camvid=camvid_for_frames)
+                        pre = Preprocess.from_meta(backend.meta, (h, w))
+                        pipe = harness.Pipeline(pre.batch, backend.infer, harness.argmax_postprocess)
+                        inputs, source = timing_batches(pre, args.batch, camvid=camvid_for_frames)
                         timer = _pick_timer(spec, backend)
                         m = harness.measure(
                             pipe, inputs, config, timer,
@@ -226,8 +226,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                         power = sampler.summary(frames=m.frames, seconds=m.measure_s) if sampler else None
                         accuracy = None
                         if args.accuracy_frames:
-                            accuracy = backend_miou(backend.infer, pipe.preprocess, shape, backend.meta,
-                                                    Path(camvid), args.accuracy_frames)
+                            s = evaluate_backend(backend, camvid, "val", limit=args.accuracy_frames, spaced=True)
+                            accuracy = {k: s[k] for k in ("miou", "global_acc", "frames", "split", "eval_size")}
                 except (EnetError, ImportError) as exc:
                     # ImportError: a backend or builder module this toolkit does not have (yet)
                     records.append(report.make_record(*rec_args, status="skipped", reason=str(exc)))

@@ -203,7 +203,7 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     model = Path(model)
     if size is None:
         size = _native_size(model)
-    from enet.model import check_input_size
+    from enet.transforms import check_input_size
 
     check_input_size(*size)
     choice = choose(model, backend, size, Path(cache_dir))

@@ -16,12 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from enet._lazy import require
 from enet.errors import DataError
+from enet.transforms import DEFAULT_RESIZE, normalize, resize_rgb
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -178,19 +182,22 @@ def augment_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int], aug: A
     return np.ascontiguousarray(img), np.ascontiguousarray(lab)
 
 
-def resize_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Resize to ``size`` (H, W): image area/bilinear, label nearest."""
+def resize_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int],
+                resize: str = DEFAULT_RESIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Resize to ``size`` (H, W): the image as :class:`enet.transforms.Preprocess` does, the label nearest."""
     if img.shape[:2] == tuple(size):
         return img, lab
     cv2 = require("cv2")
     h, w = size
-    interp = cv2.INTER_AREA if h < img.shape[0] else cv2.INTER_LINEAR
-    return (cv2.resize(img, (w, h), interpolation=interp),
-            cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST))
+    return resize_rgb(img, size, resize), cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-class CamVid(Dataset):
+class CamVid:
     """One split, decoded once into memory (CamVid train is ~190 MB as uint8).
+
+    A map-style dataset for ``torch.utils.data.DataLoader`` (``__len__`` and
+    ``__getitem__`` are all it needs); not a ``Dataset`` subclass, so this
+    module imports no torch and evaluation runs without PyTorch.
 
     Items are ``(float32 (3, H, W) normalised image, int64 (H, W) label)``.
 
@@ -223,7 +230,7 @@ class CamVid(Dataset):
         return [lab for _, lab in self._cache]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from enet.transforms import normalize
+        import torch
 
         img, lab = self._cache[i]
         if self.augment is not None:

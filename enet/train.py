@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Sampler
 from enet.camvid import default_metadata
 from enet.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from enet.data import Augment, CamVid, class_weights
+from enet.device import resolve_device
 from enet.errors import EnetError
 from enet.fileio import atomic_open
 from enet.metrics import ConfusionMatrix
@@ -131,8 +132,6 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig | None = None, *, resume: str | None = None,
                  overrides: dict[str, Any] | None = None, progress: bool = True) -> None:
-        from enet.engine.torch_backend import resolve_device
-
         self.progress = progress
         if resume:
             ckpt = load_checkpoint(resume)

@@ -51,7 +51,8 @@ from torch import Tensor, nn
 
 from enet._lazy import require
 from enet.errors import EnetError, ShapeError
-from enet.model import ENet, check_input_size, count_parameters
+from enet.model import ENet, count_parameters
+from enet.transforms import DEFAULT_RESIZE, check_input_size
 
 from .metadata import onnx_metadata, read_onnx_metadata, toolkit_version
 from .parity import ParityError, ParityResult, verify_parity
@@ -285,8 +286,8 @@ def export_onnx(model_path: str | os.PathLike[str] | None, output: str | os.Path
     data = proto.SerializeToString()
     parity = None
     if verify > 0:
-        parity = verify_parity(data, model, mean=meta["mean"], std=meta["std"], frames=verify,
-                               camvid_root=camvid_root)
+        parity = verify_parity(data, model, mean=meta["mean"], std=meta["std"],
+                               resize=meta.get("resize", DEFAULT_RESIZE), frames=verify, camvid_root=camvid_root)
         log.info("%s", parity.to_text())
         if parity.ok and not parity.strict_ok:
             log.warning("parity misses the bounds only where max-pool windows tie; see ParityResult")

@@ -1,0 +1,57 @@
+"""``enet-eval``: metrics of a checkpoint, ONNX model or TensorRT engine on a CamVid split.
+
+It opens a backend, so it lives in the engine layer; the metrics loop itself
+is the core's :func:`enet.evaluate.evaluate`, given the backend's predictor.
+Building the parser imports nothing heavy; an ``.onnx`` or ``.engine``
+imports no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from enet.cli import add_verbosity, cli
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="enet-eval",
+        description="Per-class IoU, mIoU, class-average and global accuracy (void excluded) of a "
+                    "checkpoint (.pth), ONNX model (.onnx) or TensorRT engine (.engine) on a CamVid split.",
+        epilog="example: enet-eval models/enet_camvid.pth --split val --json val.json")
+    p.add_argument("model", nargs="?", default=None, help="model file (default: models/enet_camvid.pth)")
+    p.add_argument("--data-root", default=None, help="CamVid root (default: ../shared/data/camvid)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="val")
+    p.add_argument("--backend", choices=("auto", "torch", "ort", "trt"), default="auto",
+                   help="default: from the file type")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for .pth models")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as JSON")
+    p.add_argument("--save-predictions", default=None, metavar="DIR",
+                   help="write one 8-bit class-index PNG per image (same name and size as its label)")
+    p.add_argument("--limit", type=int, default=None, help="first N frames only")
+    add_verbosity(p)
+    return p
+
+
+@cli(eval_parser)
+def main(args: argparse.Namespace) -> int:
+    """enet-eval."""
+    from enet.defaults import default_camvid_root, default_model_path
+    from enet.engine.backend import evaluate_backend, open_backend
+    from enet.fileio import write_text
+    from enet.metrics import format_table
+
+    model = args.model or str(default_model_path())
+    data_root = args.data_root or default_camvid_root()
+    kind = None if args.backend == "auto" else args.backend
+    opts: dict[str, Any] = {"device": args.device} if model.endswith((".pth", ".pt")) else {}
+    with open_backend(model, kind, **opts) as backend:
+        summary = evaluate_backend(backend, data_root, args.split, save_predictions=args.save_predictions,
+                                   limit=args.limit, progress=not args.quiet)
+    summary["model"] = model
+    print(format_table(summary, f"{model} on {args.split} ({summary['frames']} frames, {summary['backend']}):"))
+    if args.json:
+        write_text(args.json, json.dumps(summary, indent=2) + "\n")
+    return 0
