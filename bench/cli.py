@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from enet.cli import configure_logging, guard
+from enet.cli import guard, setup_logging
 from enet.errors import EnetError
 
 log = logging.getLogger("enet.bench")
@@ -279,8 +279,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
-                      "%(levelname)s %(name)s: %(message)s")
+    setup_logging(args, fmt="%(levelname)s %(name)s: %(message)s")
 
     def body() -> int:
         _validate(args)

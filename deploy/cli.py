@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from enet.cli import configure_logging, guard
+from enet.cli import guard, setup_logging
 
 log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
 @dataclass
@@ -222,14 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def setup_logging(verbose: int, quiet: int) -> None:
-    configure_logging(max(logging.DEBUG, logging.INFO - 10 * verbose + 10 * quiet),
-                      "%(levelname)s %(name)s: %(message)s")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args, fmt=LOG_FORMAT)
     display = not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     cfg = RunConfig(
         input=args.input, outputs=args.outputs, model=args.model, backend=args.backend, size=args.size,

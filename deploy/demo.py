@@ -105,10 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from enet.cli import guard
-    from enet.deploy.cli import setup_logging
+    from enet.cli import guard, setup_logging
+    from enet.deploy.cli import LOG_FORMAT
 
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args, fmt=LOG_FORMAT)
     return guard("enet-demo", lambda: _demo(args))
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from enet.cli import configure_logging, guard
+from enet.cli import guard, setup_logging
 from enet.errors import EnetError
 
 log = logging.getLogger("enet.engine.cli")
@@ -63,10 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-v", "--verbose", action="store_true")
     v.add_argument("-q", "--quiet", action="store_true")
     return p
-
-
-def _setup_logging(args: argparse.Namespace) -> None:
-    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
 
 
 def _precision(args: argparse.Namespace) -> str:
@@ -205,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    _setup_logging(args)
+    setup_logging(args)
     return guard("enet-build-engine", lambda: run(args), interrupted="interrupted; nothing written")
 
 

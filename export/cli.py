@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from enet.cli import configure_logging, guard
+from enet.cli import guard, setup_logging
 
 DEFAULT_VERIFY = 3
 
@@ -54,8 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
-    configure_logging(level, "%(levelname)s %(name)s: %(message)s")
+    setup_logging(args, default=logging.WARNING, fmt="%(levelname)s %(name)s: %(message)s")
     return guard("enet-export", lambda: _export(args), interrupted="interrupted; nothing written")
 
 
