@@ -60,15 +60,6 @@ class RunConfig:
     on_frame: Callable[[int, dict[str, Any]], None] | None = None
 
 
-def default_cache_dir(outputs: Sequence[Any]) -> Path:
-    """Where an ONNX exported on the fly is kept: beside the first output file, else ~/.cache/enet-rt."""
-    for uri in outputs:
-        if uri.kind == "file":
-            parent = Path(uri.location).parent
-            return parent if str(parent) else Path(".")
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "enet-rt"
-
-
 @contextlib.contextmanager
 def _stop_on_signals(stop: Callable[[str], None]) -> Iterator[None]:
     """SIGINT/SIGTERM request a clean stop; a second SIGINT interrupts at once."""
@@ -143,7 +134,7 @@ def run(cfg: RunConfig) -> Any:
     stats = None
     try:
         ctx, choice = open_predictor(model, backend=cfg.backend, size=size,
-                                     cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(outputs),
+                                     cache_dir=cfg.cache_dir,
                                      threads=cfg.threads)
         log.info("model %s on %s (%s)", choice.path, choice.kind, choice.why)
         with ctx as predictor:
@@ -217,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video file writer: GStreamer H.264 or OpenCV MPEG-4 (default: H.264 when available)")
     g.add_argument("--output-rate", type=float, metavar="FPS", help="frame rate of written video (default: input's)")
     g.add_argument("--cache-dir", metavar="DIR",
-                   help="where an ONNX exported on the fly is cached (default: the output file's folder)")
+                   help="where an ONNX exported on the fly is cached (default: the user's cache folder, "
+                        "$ENET_CACHE_DIR or ~/.cache/enet-rt)")
     g.add_argument("--threads", type=int, metavar="N", help="CPU inference threads")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")

@@ -144,7 +144,7 @@ def _demo(args: argparse.Namespace) -> int:
     sheet = ContactSheet(sheet_path, sheet_indices(n_frames, args.sheet), columns=2, thumb_width=560)
     summary = run(RunConfig(
         input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend, size=args.size,
-        visualize="overlay,mask", stats=str(stats), cache_dir=str(out), extra_sinks=[sheet],
+        visualize="overlay,mask", stats=str(stats), extra_sinks=[sheet],
         output_rate=CLIP_FPS, max_frames=None if frames else args.frames,
     ))
     print(f"enet-demo: {summary.line()}")

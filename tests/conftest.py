@@ -68,6 +68,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(autouse=True)
+def _own_cache_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets an empty enet-rt cache folder (``$ENET_CACHE_DIR``): nothing is read from or
+    left in the user's ~/.cache, and a test never reuses another test's exports."""
+    folder = tmp_path_factory.mktemp("enet-cache")
+    monkeypatch.setenv("ENET_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def camvid_root() -> Path:
     """Real CamVid (train, val); tests using it carry the ``camvid`` marker."""
