@@ -52,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", choices=("auto", "cpu", "desktop", "jetson"), default="auto",
                    help="what to probe and where to run: cpu, desktop (NVIDIA GPU), jetson; auto detects")
-    p.add_argument("--model", type=Path, default=None,
-                   help="enet-rt checkpoint (.pth), or an ONNX model (.onnx: ort/trt backends at its own size, "
-                        "no PyTorch needed); default: the shipped models/enet_camvid.pth (ENET_MODEL)")
+    p.add_argument("--model", default=None,
+                   help="enet-rt checkpoint (.pth) or shipped weights name, or an ONNX model (.onnx: ort/trt "
+                        "backends at its own size, no PyTorch needed); default: camvid (or $ENET_MODEL)")
     p.add_argument("--backends", default=DEFAULT_BACKENDS,
                    help=f"comma-separated, from: {DEFAULT_BACKENDS} (default: all; unavailable ones are skipped)")
     p.add_argument("--resolutions", default=None,
@@ -157,12 +157,13 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from enet.bench import harness, paper, probes, report
     from enet.bench.tegrastats import TegrastatsSampler
     from enet.bench.frames import timing_batches
-    from enet.defaults import default_camvid_root, default_model_path
+    from enet.defaults import default_camvid_root
+    from enet.weights import resolve_model
     from enet.engine.backend import evaluate_backend, open_backend
     from enet.transforms import Preprocess
 
     specs = bk.parse_backends(args.backends)
-    model_path = Path(args.model) if args.model else default_model_path()
+    model_path = resolve_model(args.model)
     if not model_path.is_file():
         raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth) "
                         "or ONNX model (.onnx)")

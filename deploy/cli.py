@@ -21,7 +21,6 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from enet.cli import guard, setup_logging
@@ -119,12 +118,9 @@ def run(cfg: RunConfig) -> Any:
         raise EnetError(f"--max-frames must be positive, not {cfg.max_frames}")
     if cfg.stats and not cfg.stats.endswith(".jsonl"):
         raise EnetError(f"--stats {cfg.stats}: expected a .jsonl file name")
-    if cfg.model:
-        model = Path(cfg.model)
-    else:
-        from enet.defaults import default_model_path
+    from enet.weights import resolve_model
 
-        model = default_model_path()
+    model = resolve_model(cfg.model)
 
     stop = threading.Event()
     opts = CaptureOptions(size=parse_size(cfg.input_size) if cfg.input_size else None, rate=cfg.input_rate,
@@ -183,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", metavar="INPUT", help="input URI or path")
     p.add_argument("outputs", metavar="OUTPUT", nargs="*", help="output URIs or video files")
-    p.add_argument("--model", help="checkpoint (.pth), ONNX or engine (default: models/enet_camvid.pth)")
+    p.add_argument("--model", help="checkpoint (.pth), ONNX, engine, or shipped weights name "
+                                   "(default: camvid, or $ENET_MODEL)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"],
                    help="inference backend (default: auto, the fastest available)")
     p.add_argument("--size", metavar="WxH", help="inference size, e.g. 480x360 (default: the model's)")

@@ -91,7 +91,7 @@ def _frame_count(clip: Path) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="enet-demo",
                                 description="Run the car-camera pipeline on a short CamVid road clip.")
-    p.add_argument("--model", help="checkpoint/ONNX/engine (default: the reference models/enet_camvid.pth)")
+    p.add_argument("--model", help="checkpoint/ONNX/engine or shipped weights name (default: the reference camvid)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"])
     p.add_argument("--camvid", metavar="ROOT", help="CamVid root (default: ../shared/data/camvid or ENET_CAMVID)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="clip length (default: the whole sequence)")
@@ -113,12 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from enet.defaults import default_camvid_root, default_model_path
+    from enet.defaults import default_camvid_root
     from enet.deploy.cli import RunConfig, run
     from enet.deploy.sinks import ContactSheet
     from enet.errors import DataError, EnetError
+    from enet.weights import resolve_model
 
-    model = Path(args.model) if args.model else default_model_path()
+    model = resolve_model(args.model)
     if not model.is_file():
         raise EnetError(f"model {model} does not exist; pass --model or train one with enet-train")
     root = Path(args.camvid) if args.camvid else default_camvid_root()

@@ -151,7 +151,10 @@ def train_parser() -> argparse.ArgumentParser:
 @cli(train_parser)
 def train_main(args: argparse.Namespace) -> int:
     """enet-train."""
+    from enet._lazy import require
     from enet.defaults import default_camvid_root
+
+    require("torch")
     from enet.train import Trainer, TrainConfig
 
     data_root = str(args.data_root or default_camvid_root())
@@ -200,6 +203,9 @@ def model_summary(height: int, width: int, num_classes: int = 11) -> dict[str, A
 @cli(summary_parser)
 def summary_main(args: argparse.Namespace) -> int:
     """enet-summary."""
+    from enet._lazy import require
+
+    require("torch")
     h, w = args.size
     s = model_summary(h, w, args.classes)
     print(f"ENet, {args.classes} classes, input {w}x{h}")

@@ -113,6 +113,9 @@ def open_backend(path: str | os.PathLike[str], kind: str | None = None, **option
     if kind != file_kind:
         raise EnetError(f"backend {kind!r} cannot run {p.name} (a {file_kind} file)")
     if kind == "torch":
+        from enet._lazy import require
+
+        require("torch")
         from enet.engine.torch_backend import TorchBackend
 
         return TorchBackend(p, **options)

@@ -20,8 +20,13 @@ def eval_parser() -> argparse.ArgumentParser:
         prog="enet-eval",
         description="Per-class IoU, mIoU, class-average and global accuracy (void excluded) of a "
                     "checkpoint (.pth), ONNX model (.onnx) or TensorRT engine (.engine) on a CamVid split.",
-        epilog="example: enet-eval models/enet_camvid.pth --split val --json val.json")
-    p.add_argument("model", nargs="?", default=None, help="model file (default: models/enet_camvid.pth)")
+        epilog="examples:\n"
+               "  enet-eval --split val --json val.json      # the shipped camvid weights\n"
+               "  enet-eval enet.int8.onnx --limit 20\n"
+               "  enet-eval runs/full/best.pth --save-predictions preds/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", default=None,
+                   help="model file or shipped weights name (default: camvid, or $ENET_MODEL)")
     p.add_argument("--data-root", default=None, help="CamVid root (default: ../shared/data/camvid)")
     p.add_argument("--split", choices=("train", "val", "test"), default="val")
     p.add_argument("--backend", choices=("auto", "torch", "ort", "trt"), default="auto",
@@ -38,12 +43,13 @@ def eval_parser() -> argparse.ArgumentParser:
 @cli(eval_parser)
 def main(args: argparse.Namespace) -> int:
     """enet-eval."""
-    from enet.defaults import default_camvid_root, default_model_path
+    from enet.defaults import default_camvid_root
     from enet.engine.backend import evaluate_backend, open_backend
     from enet.fileio import write_text
     from enet.metrics import format_table
+    from enet.weights import resolve_model
 
-    model = args.model or str(default_model_path())
+    model = str(resolve_model(args.model))
     data_root = args.data_root or default_camvid_root()
     kind = None if args.backend == "auto" else args.backend
     opts: dict[str, Any] = {"device": args.device} if model.endswith((".pth", ".pt")) else {}

@@ -25,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "PyTorch on real CamVid val frames before the file is written.",
     )
     p.add_argument("model", nargs="?", default=None,
-                   help="enet-rt checkpoint (.pth); default: the reference model models/enet_camvid.pth "
-                        "(or $ENET_MODEL)")
+                   help="enet-rt checkpoint (.pth) or shipped weights name; default: the reference model "
+                        "camvid (or $ENET_MODEL)")
     p.add_argument("-o", "--output", required=True, help="ONNX file to write (atomically), e.g. enet.onnx")
     p.add_argument("--height", type=int, default=None, help="input height, multiple of 8 (default: checkpoint's)")
     p.add_argument("--width", type=int, default=None, help="input width, multiple of 8 (default: checkpoint's)")
@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from enet._lazy import require
+
+    require("torch")
     from enet.export.onnx import export_onnx, format_report
 
     result = export_onnx(
