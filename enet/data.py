@@ -289,13 +289,14 @@ class SegmentationDataset:
         s2 = np.zeros(3)
         n = 0
         for i in idx:
-            img = self._pair(int(i))[0].reshape(-1, 3).astype(np.float64) / 255.0
+            img = self._pair(int(i))[0].reshape(-1, 3).astype(np.float64)  # 0..255
             s += img.sum(0)
             s2 += (img * img).sum(0)
             n += img.shape[0]
         mean = s / n
         std = np.sqrt(np.maximum(s2 / n - mean * mean, 1e-12))
-        return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+        full = np.iinfo(np.uint8).max  # statistics in [0, 1], the unit of Preprocess's mean/std
+        return tuple(round(float(v / full), 4) for v in mean), tuple(round(float(v / full), 4) for v in std)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
