@@ -121,29 +121,27 @@ class CudartEventTimer:
     name = "cuda_events(cudart)"
 
     def __init__(self, pool: int = 8) -> None:
-        from enet.engine.trt_backend import cuda_check, cudart
+        from enet.engine import cuda
 
-        self._rt = cudart()
-        self._check = cuda_check
-        self._events = [cuda_check(self._rt.cudaEventCreate()) for _ in range(pool)]
+        self._cuda = cuda
+        self._events = [cuda.create_event() for _ in range(pool)]
         self._next = 0
 
     def mark(self) -> Any:
         ev = self._events[self._next % len(self._events)]
         self._next += 1
-        self._check(self._rt.cudaEventRecord(ev, 0))
+        self._cuda.record_event(ev, 0)
         return ev
 
     def elapsed_ms(self, start: Any, end: Any) -> float:
-        self._check(self._rt.cudaEventSynchronize(end))
-        return float(self._check(self._rt.cudaEventElapsedTime(start, end)))
+        return self._cuda.event_elapsed_ms(start, end)
 
     def wall_s(self) -> float:
         return time.perf_counter()
 
     def close(self) -> None:
         for ev in self._events:
-            self._rt.cudaEventDestroy(ev)
+            self._cuda.destroy_event(ev)
         self._events = []
 
 
@@ -258,7 +256,8 @@ class Pipeline:
     """The three stages of one end-to-end iteration.
 
     Attributes:
-        preprocess: uint8 RGB frames ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)``.
+        preprocess: uint8 RGB frames ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)``
+            (the model's :meth:`enet.transforms.Preprocess.batch`).
         infer: float32 ``(N, 3, H, W)`` -> logits ``(N, C, H, W)`` (the backend).
         postprocess: logits -> uint8 labels ``(N, H, W)``.
     """
@@ -266,20 +265,6 @@ class Pipeline:
     preprocess: Callable[[np.ndarray], np.ndarray]
     infer: Callable[[np.ndarray], np.ndarray]
     postprocess: Callable[[np.ndarray], np.ndarray]
-
-
-def make_preprocess(mean: Sequence[float], std: Sequence[float]) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 ``(N, H, W, 3)`` RGB -> float32 ``(N, 3, H, W)`` ``(x/255 - mean)/std`` (enet.transforms contract)."""
-    scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).reshape(1, 3, 1, 1)
-    shift = (np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).reshape(1, 3, 1, 1)
-
-    def preprocess(frames: np.ndarray) -> np.ndarray:
-        x = frames.transpose(0, 3, 1, 2).astype(np.float32)
-        x *= scale
-        x -= shift
-        return np.ascontiguousarray(x)
-
-    return preprocess
 
 
 def argmax_postprocess(logits: np.ndarray) -> np.ndarray:

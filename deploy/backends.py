@@ -5,7 +5,8 @@
 1. ``trt``: the model is an ``.engine``, or a ``.pth``/``.onnx`` with an
    ``.engine`` of the same stem beside it, and TensorRT plus a GPU are present;
 2. ``ort``: the model is an ``.onnx``, or a ``.pth`` exported on the fly to an
-   ONNX cached in the output folder (keyed by the checkpoint's sha256 and size);
+   ONNX in the user's cache folder (:func:`enet.export.cache.cached_onnx`,
+   keyed by the checkpoint's sha256 and size);
 3. ``torch``: the checkpoint in PyTorch.
 
 A step whose pieces are missing or fail is skipped with a log line; an
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,17 +48,9 @@ def _model_kind(path: Path) -> str:
 def trt_usable() -> bool:
     """TensorRT imports and a CUDA GPU is visible (never raises)."""
     from enet._lazy import available
+    from enet.engine.cuda import gpu_available
 
-    if not available("tensorrt"):
-        return False
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return True
-    except Exception:  # noqa: BLE001 - a broken torch install counts as no GPU
-        pass
-    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvhost-ctrl")  # Jetson: no nvidia0
+    return available("tensorrt") and gpu_available()
 
 
 def ort_usable() -> bool:
@@ -68,47 +59,13 @@ def ort_usable() -> bool:
     return available("onnxruntime")
 
 
-def cached_onnx(model: Path, size: tuple[int, int], cache_dir: Path) -> Path:
-    """Export ``model`` (a checkpoint) to ONNX at ``size`` (H, W) once; reuse it after.
+def _exported(model: Path, size: tuple[int, int], cache_dir: Path | None) -> Path:
+    from enet.export.cache import cached_onnx
 
-    The name carries the checkpoint's sha256 prefix and the size, so a new
-    checkpoint or size never picks up a stale file.
-    """
-    from enet.export.onnx import export_onnx
-    from enet.fileio import sha256_file
-
-    h, w = size
-    out = cache_dir / f"{model.stem}-{sha256_file(model)[:12]}-{w}x{h}.onnx"
-    if out.is_file():
-        log.info("using cached ONNX %s", out)
-        return out
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    log.info("exporting %s to %s for ONNX Runtime (once; cached)", model, out)
-    if "gi" in sys.modules:
-        _export_in_subprocess(model, out, h, w)
-    else:
-        export_onnx(model, out, height=h, width=w, labels=True)
-    return out
+    return cached_onnx(model, height=size[0], width=size[1], labels=True, folder=cache_dir)
 
 
-def _export_in_subprocess(model: Path, out: Path, h: int, w: int) -> None:
-    """Export in a fresh interpreter.
-
-    torch 2.13 + PyGObject 3.42 (Debian 12): once GStreamer is initialised
-    through gi in this process, torch.onnx.export (TorchScript) can abort it
-    with "terminate called after throwing pybind11::stop_iteration"; a child
-    process without gi exports cleanly.
-    """
-    code = ("import sys; from enet.export.onnx import export_onnx; "
-            "export_onnx(sys.argv[1], sys.argv[2], height=int(sys.argv[3]), width=int(sys.argv[4]), labels=True)")
-    proc = subprocess.run([sys.executable, "-c", code, str(model), str(out), str(h), str(w)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        raise EnetError(f"ONNX export of {model} failed ({(lines[-1] if lines else 'no message')[:200]})")
-
-
-def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path) -> Choice:
+def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path | None = None) -> Choice:
     """Decide which file and backend kind run ``model``.
 
     Raises:
@@ -131,7 +88,7 @@ def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path) ->
     if backend == "ort":
         if kind != "torch":
             raise EnetError(f"backend ort cannot run {model.name}; use --backend {kind}")
-        return Choice(cached_onnx(model, size, cache_dir), "ort", "exported from the checkpoint")
+        return Choice(_exported(model, size, cache_dir), "ort", "exported from the checkpoint")
     # auto, model is .pth or .onnx
     if engine.is_file() and engine != model:
         if trt_usable():
@@ -141,7 +98,7 @@ def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path) ->
         return Choice(model, "ort", ".onnx file")
     if ort_usable():
         try:
-            return Choice(cached_onnx(model, size, cache_dir), "ort", "exported from the checkpoint")
+            return Choice(_exported(model, size, cache_dir), "ort", "exported from the checkpoint")
         except ImportError as exc:
             log.warning("ONNX export is not available (%s); using PyTorch", exc)
         except EnetError as exc:
@@ -194,7 +151,7 @@ class Predictor:
 
 
 def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size: tuple[int, int] | None = None,
-                   cache_dir: str | os.PathLike[str] = ".", threads: int | None = None) -> tuple[Any, Choice]:
+                   cache_dir: str | os.PathLike[str] | None = None, threads: int | None = None) -> tuple[Any, Choice]:
     """Choose, construct and check a backend; returns ``(backend context manager, choice)``.
 
     Use as::
@@ -211,10 +168,10 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     model = Path(model)
     if size is None:
         size = _native_size(model)
-    from enet.model import check_input_size
+    from enet.transforms import check_input_size
 
     check_input_size(*size)
-    choice = choose(model, backend, size, Path(cache_dir))
+    choice = choose(model, backend, size, Path(cache_dir) if cache_dir else None)
     options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1])}
     if threads:
         options["threads"] = threads

@@ -91,7 +91,7 @@ def _frame_count(clip: Path) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="enet-demo",
                                 description="Run the car-camera pipeline on a short CamVid road clip.")
-    p.add_argument("--model", help="checkpoint/ONNX/engine (default: the reference models/enet_camvid.pth)")
+    p.add_argument("--model", help="checkpoint/ONNX/engine or shipped weights name (default: the reference camvid)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"])
     p.add_argument("--data-root", "--camvid", dest="camvid", metavar="ROOT",
                    help="CamVid root (default: ../shared/data/camvid or ENET_CAMVID)")
@@ -106,20 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from enet.cli import guard
-    from enet.deploy.cli import setup_logging
+    from enet.cli import guard, setup_logging
+    from enet.deploy.cli import LOG_FORMAT
 
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args, fmt=LOG_FORMAT)
     return guard("enet-demo", lambda: _demo(args))
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from enet.defaults import default_camvid_root, default_model_path
+    from enet.defaults import default_camvid_root
     from enet.deploy.cli import RunConfig, run
     from enet.deploy.sinks import ContactSheet
     from enet.errors import DataError, EnetError
+    from enet.weights import resolve_model
 
-    model = Path(args.model) if args.model else default_model_path()
+    model = resolve_model(args.model)
     if not model.is_file():
         raise EnetError(f"model {model} does not exist; pass --model or train one with enet-train")
     root = Path(args.camvid) if args.camvid else default_camvid_root()
@@ -145,7 +146,7 @@ def _demo(args: argparse.Namespace) -> int:
     sheet = ContactSheet(sheet_path, sheet_indices(n_frames, args.sheet), columns=2, thumb_width=560)
     summary = run(RunConfig(
         input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend, size=args.size,
-        visualize="overlay,mask", stats=str(stats), cache_dir=str(out), extra_sinks=[sheet],
+        visualize="overlay,mask", stats=str(stats), extra_sinks=[sheet],
         output_rate=CLIP_FPS, max_frames=None if frames else args.frames,
     ))
     print(f"enet-demo: {summary.line()}")

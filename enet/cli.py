@@ -1,16 +1,16 @@
-"""Command lines of the core package: enet-train, enet-eval, enet-summary, enet-plot.
+"""Command lines of the core package (enet-train, enet-summary, enet-plot) and the helpers of every enet-* CLI.
 
 Building a parser imports nothing heavy; user errors print one line and exit
 with status 1 (2 for a bad command line, 130 for Ctrl-C), bugs keep their
-traceback. :func:`configure_logging` and :func:`guard` are the same for every
-enet-* command.
+traceback. :func:`setup_logging` (over :func:`configure_logging`) and
+:func:`guard` are the same for every enet-* command. ``enet-eval`` opens
+backends, so it lives with them: :mod:`enet.engine.eval_cli`.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import os
 import sys
@@ -55,10 +55,16 @@ def configure_logging(level: int, fmt: str = "%(message)s") -> None:
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
 
 
-def setup_logging(args: argparse.Namespace) -> None:
-    level = logging.DEBUG if getattr(args, "verbose", False) else (
-        logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
-    configure_logging(level)
+def log_level(verbose: int | bool = 0, quiet: int | bool = 0, default: int = logging.INFO) -> int:
+    """``-v`` (once or more) -> DEBUG; each ``-q`` one level above ``default``."""
+    if verbose:
+        return logging.DEBUG
+    return min(logging.CRITICAL, default + 10 * int(quiet))
+
+
+def setup_logging(args: argparse.Namespace, *, default: int = logging.INFO, fmt: str = "%(message)s") -> None:
+    """A command's logging from its ``-v/--verbose`` and ``-q/--quiet`` (flags or counts)."""
+    configure_logging(log_level(getattr(args, "verbose", 0), getattr(args, "quiet", 0), default), fmt)
 
 
 def one_line(exc: BaseException) -> str:
@@ -160,7 +166,10 @@ def train_parser() -> argparse.ArgumentParser:
 @cli(train_parser)
 def train_main(args: argparse.Namespace) -> int:
     """enet-train."""
+    from enet._lazy import require
     from enet.defaults import default_camvid_root
+
+    require("torch")
     from enet.distributed import env_world_size
     from enet.train import Trainer, TrainConfig
 
@@ -196,56 +205,6 @@ def train_main(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- enet-eval ---------------------------------------------------------------
-def eval_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="enet-eval",
-        description="Per-class IoU, mIoU, class-average and global accuracy (void excluded) of a "
-                    "checkpoint (.pth), ONNX model (.onnx) or TensorRT engine (.engine) on a dataset split. "
-                    "Classes come from the model; they must match the dataset's.",
-        epilog="examples:\n"
-               "  enet-eval models/enet_camvid.pth --split val --json val.json\n"
-               "  enet-eval runs/road/best.pth --data-root my_road_data --split val",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", nargs="?", default=None, help="model file (default: models/enet_camvid.pth)")
-    p.add_argument("--data-root", default=None, help="dataset folder, as for enet-train (default: "
-                   "../shared/data/camvid)")
-    add_dataset_kind(p)
-    p.add_argument("--split", choices=("train", "val", "test"), default="val")
-    p.add_argument("--backend", choices=("auto", "torch", "ort", "trt"), default="auto",
-                   help="default: from the file type")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for .pth models")
-    p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as JSON")
-    p.add_argument("--save-predictions", default=None, metavar="DIR",
-                   help="write one 8-bit class-index PNG per image (same name and size as its label)")
-    p.add_argument("--limit", type=int, default=None, help="first N frames only")
-    add_verbosity(p)
-    return p
-
-
-@cli(eval_parser)
-def eval_main(args: argparse.Namespace) -> int:
-    """enet-eval."""
-    from enet.defaults import default_camvid_root, default_model_path
-    from enet.engine.backend import open_backend
-    from enet.evaluate import evaluate
-    from enet.fileio import write_text
-    from enet.metrics import format_table
-
-    model = args.model or str(default_model_path())
-    data_root = args.data_root or default_camvid_root()
-    kind = None if args.backend == "auto" else args.backend
-    opts: dict[str, Any] = {"device": args.device} if model.endswith((".pth", ".pt")) else {}
-    with open_backend(model, kind, **opts) as backend:
-        summary = evaluate(backend, data_root, args.split, save_predictions=args.save_predictions,
-                           limit=args.limit, progress=not args.quiet, dataset=args.dataset)
-    summary["model"] = model
-    print(format_table(summary, f"{model} on {args.split} ({summary['frames']} frames, {summary['backend']}):"))
-    if args.json:
-        write_text(args.json, json.dumps(summary, indent=2) + "\n")
-    return 0
-
-
 # -- enet-summary -------------------------------------------------------------
 def summary_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="enet-summary",
@@ -267,6 +226,9 @@ def model_summary(height: int, width: int, num_classes: int = 11) -> dict[str, A
 @cli(summary_parser)
 def summary_main(args: argparse.Namespace) -> int:
     """enet-summary."""
+    from enet._lazy import require
+
+    require("torch")
     h, w = args.size
     s = model_summary(h, w, args.classes)
     print(f"ENet, {args.classes} classes, input {w}x{h}")

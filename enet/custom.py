@@ -60,7 +60,7 @@ def read_class_file(root: str | os.PathLike[str]) -> ClassFile:
     Raises:
         DataError: missing or unreadable file, no or duplicate class names,
             a palette whose length differs from the classes, colours outside
-            0..255, or a void index that is a class index or above 255.
+            0..255, or a void index that is a class index or does not fit a byte.
     """
     path = Path(root) / CLASSES_FILE
     try:

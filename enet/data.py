@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from enet._lazy import require
 from enet.errors import DataError
+from enet.transforms import DEFAULT_RESIZE, normalize, resize_rgb
 
 if TYPE_CHECKING:
+    import torch
+
     from enet.datasets import DatasetInfo
 
 log = logging.getLogger(__name__)
@@ -209,19 +210,22 @@ def augment_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int], aug: A
     return np.ascontiguousarray(img), np.ascontiguousarray(lab)
 
 
-def resize_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Resize to ``size`` (H, W): image area/bilinear, label nearest."""
+def resize_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int],
+                resize: str = DEFAULT_RESIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Resize to ``size`` (H, W): the image as :class:`enet.transforms.Preprocess` does, the label nearest."""
     if img.shape[:2] == tuple(size):
         return img, lab
     cv2 = require("cv2")
     h, w = size
-    interp = cv2.INTER_AREA if h < img.shape[0] else cv2.INTER_LINEAR
-    return (cv2.resize(img, (w, h), interpolation=interp),
-            cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST))
+    return resize_rgb(img, size, resize), cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-class SegmentationDataset(Dataset):
+class SegmentationDataset:
     """One split of a dataset; frames decoded once into memory when they fit.
+
+    A map-style dataset for ``torch.utils.data.DataLoader`` (``__len__`` and
+    ``__getitem__`` are all it needs); not a ``Dataset`` subclass, so this
+    module imports no torch and evaluation runs without PyTorch.
 
     Items are ``(float32 (3, H, W) normalised image, int64 (H, W) label)``
     with labels in training ids (``0..C-1`` and the dataset's void index).
@@ -285,16 +289,17 @@ class SegmentationDataset(Dataset):
         s2 = np.zeros(3)
         n = 0
         for i in idx:
-            img = self._pair(int(i))[0].reshape(-1, 3).astype(np.float64) / 255.0
+            img = self._pair(int(i))[0].reshape(-1, 3).astype(np.float64)  # 0..255
             s += img.sum(0)
             s2 += (img * img).sum(0)
             n += img.shape[0]
         mean = s / n
         std = np.sqrt(np.maximum(s2 / n - mean * mean, 1e-12))
-        return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+        full = np.iinfo(np.uint8).max  # statistics in [0, 1], the unit of Preprocess's mean/std
+        return tuple(round(float(v / full), 4) for v in mean), tuple(round(float(v / full), 4) for v in std)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from enet.transforms import normalize
+        import torch
 
         img, lab = self._pair(i)
         if self.augment is not None:

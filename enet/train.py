@@ -45,6 +45,7 @@ from enet import distributed
 from enet.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from enet.data import Augment, SegmentationDataset, weights_from_frequencies
 from enet.datasets import DatasetInfo, open_dataset
+from enet.device import resolve_device
 from enet.errors import DataError, EnetError
 from enet.fileio import atomic_open
 from enet.metrics import ConfusionMatrix
@@ -176,8 +177,6 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig | None = None, *, resume: str | None = None,
                  overrides: dict[str, Any] | None = None, progress: bool = True) -> None:
-        from enet.engine.torch_backend import resolve_device
-
         self.progress = progress
         ckpt: dict[str, Any] = {}
         if resume:

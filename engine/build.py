@@ -23,10 +23,13 @@ import onnx
 
 from enet._lazy import require
 from enet.engine.calibration import DEFAULT_CALIB_IMAGES, evenly_spaced, iter_batches, select_calibration_images
-from enet.engine.onnx_info import PRECISION_KEY, load_onnx, precision_of, read_meta, set_prop, static_input_shape
-from enet.engine.quantize import DEFAULT_PERCENTILE, QuantizeReport, convert_fp16, quantize_int8
+from enet.engine.onnx_info import PRECISION_KEY, load_onnx, precision_of, read_meta, static_input_shape
+from enet.engine.calib_stats import DEFAULT_PERCENTILE
+from enet.engine.fp16 import convert_fp16
+from enet.engine.quantize import QuantizeReport, quantize_int8
 from enet.engine.trt_compat import BuildPlan
 from enet.errors import EnetError
+from enet.export.metadata import set_prop
 from enet.fileio import atomic_path, write_text
 
 log = logging.getLogger(__name__)
@@ -146,7 +149,7 @@ def convert_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[st
 
 def edge_layers(onnx_path: str | os.PathLike[str]) -> list[str]:
     """Names of the first and the last weighted layer (input conv, output deconvolution)."""
-    from enet.engine.quantize import ensure_node_names, quantizable_nodes
+    from enet.engine.qdq import ensure_node_names, quantizable_nodes
 
     model = load_onnx(onnx_path)
     ensure_node_names(model)
@@ -163,13 +166,13 @@ def compare_val(reference: str | os.PathLike[str], candidate: str | os.PathLike[
         ``{"reference": summary, "candidate": summary, "drop": pts, "frames": n}``
         (mIoU in percent points).
     """
+    from enet.engine.backend import evaluate_backend
     from enet.engine.ort_backend import OrtBackend
-    from enet.evaluate import evaluate
 
     out: dict[str, Any] = {}
     for key, path in (("reference", reference), ("candidate", candidate)):
         with OrtBackend(path, providers="cpu", threads=threads) as b:
-            out[key] = evaluate(b, data_root, "val", limit=limit)
+            out[key] = evaluate_backend(b, data_root, "val", limit=limit)
     ref, cand = _miou(out["reference"]), _miou(out["candidate"])
     out["drop"] = (ref - cand) if ref is not None and cand is not None else None
     out["frames"] = out["reference"].get("frames")
@@ -288,7 +291,7 @@ def build_engine(onnx_path: str | os.PathLike[str], output: str | os.PathLike[st
 
     from enet.engine.onnx_info import input_dims
     from enet.engine.sidecar import make_sidecar, write_sidecar
-    from enet.engine.trt_backend import gpu_info
+    from enet.engine.cuda import gpu_info
     from enet.engine.trt_compat import plan_build, trt_features
     from enet.fileio import sha256_file, write_bytes
 

@@ -1,6 +1,6 @@
 """Calibration frames: deterministic selection of a dataset's train images.
 
-INT8 calibration (``enet.engine.quantize``) and the legacy TensorRT entropy
+INT8 calibration (``enet.engine.calib_stats``) and the legacy TensorRT entropy
 calibrator both read frames through this module, so the same images in the
 same order feed every path. Selection is name-sorted and evenly spaced over
 the folder (CamVid train holds several driving sequences back to back, so a
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from enet._lazy import require
+from enet.data import read_image
 from enet.errors import DataError
-from enet.transforms import normalize
+from enet.transforms import Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -86,27 +86,20 @@ def evenly_spaced(items: Sequence[Path], count: int) -> list[Path]:
     return [items[i] for i in idx]
 
 
-def load_frame(path: Path, meta: dict[str, Any], height: int, width: int) -> np.ndarray:
-    """Read one image as normalised float32 ``(3, height, width)`` (RGB, meta mean/std)."""
-    cv2 = require("cv2")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DataError(f"cannot read image {path}; is it a valid PNG/JPEG?")
-    if bgr.shape[:2] != (height, width):
-        bgr = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR)  # as enet.evaluate
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return normalize(rgb, meta["mean"], meta["std"])
-
-
 def iter_batches(paths: Sequence[Path], meta: dict[str, Any], input_shape: Sequence[int]) -> Iterator[np.ndarray]:
     """Yield float32 ``(N, 3, H, W)`` batches of ``input_shape[0]`` frames.
+
+    Frames go through the model's :class:`enet.transforms.Preprocess`, the
+    one the camera pipeline and evaluation use, so the INT8 ranges are
+    measured on the pixels the network will see.
 
     A last, partial batch is padded by repeating its final frame, because a
     static-shape model (and a TensorRT calibrator) takes one batch size only;
     with batch 1 (the default export) nothing is repeated.
     """
     n, _, h, w = (int(v) for v in input_shape)
+    preprocess = Preprocess.from_meta(meta, (h, w))
     for start in range(0, len(paths), n):
         chunk = list(paths[start:start + n])
         chunk += [chunk[-1]] * (n - len(chunk))
-        yield np.stack([load_frame(p, meta, h, w) for p in chunk])
+        yield preprocess.batch([read_image(p) for p in chunk])

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from enet.cli import configure_logging, guard
+from enet.cli import guard, setup_logging
 from enet.errors import EnetError
 
 log = logging.getLogger("enet.engine.cli")
@@ -74,10 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging(args: argparse.Namespace) -> None:
-    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
-
-
 def _precision(args: argparse.Namespace) -> str:
     return "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
 
@@ -86,7 +82,7 @@ def _calib_spec(args: argparse.Namespace) -> Any:
     from enet.defaults import default_camvid_root
     from enet.engine.build import CalibrationSpec
     from enet.engine.calibration import DEFAULT_CALIB_IMAGES
-    from enet.engine.quantize import DEFAULT_PERCENTILE
+    from enet.engine.calib_stats import DEFAULT_PERCENTILE
 
     return CalibrationSpec(
         data=args.calib_data or args.data_root or default_camvid_root(),
@@ -215,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    _setup_logging(args)
+    setup_logging(args)
     return guard("enet-build-engine", lambda: run(args), interrupted="interrupted; nothing written")
 
 

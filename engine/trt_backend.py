@@ -3,7 +3,7 @@
 Hand-written on purpose (Polygraphy's ``TrtRunner`` does the same job with
 more per-call bookkeeping, which the camera loop pays every frame): one
 execution context, device buffers allocated once in ``__enter__`` with
-cuda-python, the name-based tensor API (``get_tensor_name``,
+:mod:`enet.engine.cuda`, the name-based tensor API (``get_tensor_name``,
 ``set_tensor_address``, ``execute_async_v3``; TensorRT 8.5 .. 11) on one
 stream.
 
@@ -19,47 +19,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from enet._lazy import require
+from enet.engine import cuda
 from enet.engine.sidecar import check_sidecar, read_sidecar
 from enet.errors import EnetError, ShapeError
 
 log = logging.getLogger(__name__)
-
-
-def cudart() -> ModuleType:
-    """cuda-python's runtime module: ``cuda.bindings.runtime`` (12.6+) or ``cuda.cudart`` (older)."""
-    try:
-        return require("cuda.bindings.runtime")
-    except EnetError:
-        return require("cuda.cudart")
-
-
-def cuda_check(result: Any) -> Any:
-    """Unpack a cuda-python ``(err, *values)`` tuple; raise on an error code."""
-    if isinstance(result, tuple):
-        err, rest = result[0], result[1:]
-    else:
-        err, rest = result, ()
-    if int(err) != 0:
-        raise EnetError(f"CUDA call failed: {err}; is the NVIDIA driver loaded and a GPU visible?")
-    if not rest:
-        return None
-    return rest[0] if len(rest) == 1 else rest
-
-
-def gpu_info(device: int = 0) -> tuple[str, str]:
-    """``(GPU name, compute capability "major.minor")`` of ``device``."""
-    rt = cudart()
-    props = cuda_check(rt.cudaGetDeviceProperties(device))
-    name = props.name
-    if isinstance(name, bytes):
-        name = name.split(b"\0", 1)[0].decode(errors="replace")
-    return str(name).strip(), f"{props.major}.{props.minor}"
 
 
 class TrtBackend:
@@ -93,24 +62,21 @@ class TrtBackend:
         self.name = f"trt-{self.precision}" + ("-polygraphy" if runner == "polygraphy" else "")
         self._device = int(device)
         self._check_build = check_build
-        self._rt: Any = None
         self._engine: Any = None
         self._context: Any = None
-        self._stream: Any = None
-        self._buffers: dict[str, tuple[int, np.ndarray]] = {}  # name -> (device ptr, host array)
+        self._stream: cuda.Stream | None = None
+        self._buffers: dict[str, cuda.DeviceBuffer] = {}
         self._input = ""
         self._logits: str | None = None
         self._labels: str | None = None
 
     def __enter__(self) -> TrtBackend:
         trt = require("tensorrt")
-        rt = cudart()
-        self._rt = rt
         if self._check_build:
-            name, cc = gpu_info(self._device)
+            name, cc = cuda.gpu_info(self._device)
             check_sidecar(self.sidecar, tensorrt_version=trt.__version__, gpu_name=name,
                           compute_capability=cc, engine_path=self.path)
-        cuda_check(rt.cudaSetDevice(self._device))
+        cuda.set_device(self._device)
         if self._runner_kind == "polygraphy":
             require("polygraphy")
             from polygraphy.backend.trt import EngineFromBytes, TrtRunner
@@ -124,7 +90,7 @@ class TrtBackend:
             raise EnetError(f"TensorRT cannot deserialize {self.path}; rebuild it: "
                             f"{self.sidecar.get('rebuild_command', 'enet-build-engine')}")
         self._context = self._engine.create_execution_context()
-        self._stream = cuda_check(rt.cudaStreamCreate())
+        self._stream = cuda.Stream()
         try:
             names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
             inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -136,10 +102,9 @@ class TrtBackend:
             for tname in names:  # output shapes are known once the input shape is set
                 shape = tuple(self._context.get_tensor_shape(tname))
                 dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(tname)))
-                host = np.empty(shape, dtype=dtype)
-                ptr = cuda_check(rt.cudaMalloc(max(host.nbytes, 1)))
-                self._buffers[tname] = (int(ptr), host)
-                self._context.set_tensor_address(tname, int(ptr))
+                buf = cuda.DeviceBuffer(shape, dtype)
+                self._buffers[tname] = buf
+                self._context.set_tensor_address(tname, buf.ptr)
                 if tname != self._input:
                     if np.issubdtype(dtype, np.integer):
                         self._labels = self._labels or tname
@@ -154,17 +119,14 @@ class TrtBackend:
         if self._pg is not None:
             self._pg.deactivate()
             self._pg = None
-        rt = self._rt
-        if rt is not None:
-            for ptr, _ in self._buffers.values():
-                rt.cudaFree(ptr)
-            if self._stream is not None:
-                rt.cudaStreamDestroy(self._stream)
+        for buf in self._buffers.values():
+            buf.free()
+        if self._stream is not None:
+            self._stream.destroy()
         self._buffers = {}
         self._stream = None
         self._context = None
         self._engine = None
-        self._rt = None
 
     def _run_polygraphy(self, x: np.ndarray, labels: bool) -> np.ndarray | None:
         outs = self._pg.infer({self.sidecar.get("input_name", "input"): np.ascontiguousarray(x, np.float32)})
@@ -175,17 +137,16 @@ class TrtBackend:
 
     def _run(self, x: np.ndarray, output: str) -> np.ndarray:
         self._check_input(x)
-        rt = self._rt
-        in_ptr, in_host = self._buffers[self._input]
-        np.copyto(in_host, x, casting="same_kind")
-        h2d, d2h = rt.cudaMemcpyKind.cudaMemcpyHostToDevice, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        cuda_check(rt.cudaMemcpyAsync(in_ptr, in_host.ctypes.data, in_host.nbytes, h2d, self._stream))
+        assert self._stream is not None
+        inp = self._buffers[self._input]
+        np.copyto(inp.host, x, casting="same_kind")
+        inp.to_device(self._stream)
         if not self._context.execute_async_v3(int(self._stream)):
             raise EnetError(f"TensorRT failed to run {self.path.name}")
-        out_ptr, out_host = self._buffers[output]
-        cuda_check(rt.cudaMemcpyAsync(out_host.ctypes.data, out_ptr, out_host.nbytes, d2h, self._stream))
-        cuda_check(rt.cudaStreamSynchronize(self._stream))
-        return out_host.copy()
+        out = self._buffers[output]
+        out.to_host(self._stream)
+        self._stream.synchronize()
+        return out.host.copy()
 
     def _check_input(self, x: np.ndarray) -> None:
         if self._pg is None and self._context is None:

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from enet.cli import configure_logging, guard
+from enet.cli import guard, setup_logging
 
 DEFAULT_VERIFY = 3
 
@@ -25,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "PyTorch on real val frames of --data-root (CamVid by default) before the file is written.",
     )
     p.add_argument("model", nargs="?", default=None,
-                   help="enet-rt checkpoint (.pth); default: the reference model models/enet_camvid.pth "
-                        "(or $ENET_MODEL)")
+                   help="enet-rt checkpoint (.pth) or shipped weights name; default: the reference model "
+                        "camvid (or $ENET_MODEL)")
     p.add_argument("-o", "--output", required=True, help="ONNX file to write (atomically), e.g. enet.onnx")
     p.add_argument("--height", type=int, default=None, help="input height, multiple of 8 (default: checkpoint's)")
     p.add_argument("--width", type=int, default=None, help="input width, multiple of 8 (default: checkpoint's)")
@@ -55,12 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
-    configure_logging(level, "%(levelname)s %(name)s: %(message)s")
+    setup_logging(args, default=logging.WARNING, fmt="%(levelname)s %(name)s: %(message)s")
     return guard("enet-export", lambda: _export(args), interrupted="interrupted; nothing written")
 
 
 def _export(args: argparse.Namespace) -> int:
+    from enet._lazy import require
+
+    require("torch")
     from enet.export.onnx import export_onnx, format_report
 
     result = export_onnx(

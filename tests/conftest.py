@@ -8,7 +8,6 @@ is missing, so a plain ``pytest`` passes on a CPU-only machine.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +22,9 @@ CAMVID = Path(os.environ.get("ENET_CAMVID", ROOT.parent / "shared" / "data" / "c
 
 
 def _has_gpu() -> bool:
-    try:
-        import torch
+    from enet.engine.cuda import gpu_available
 
-        if torch.cuda.is_available():
-            return True
-    except Exception:  # noqa: BLE001
-        pass
-    return shutil.which("nvidia-smi") is not None and os.path.exists("/dev/nvidia0")
+    return gpu_available()
 
 
 def _importable(name: str) -> bool:
@@ -72,6 +66,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     cache[marker] = probe()
                 if not cache[marker]:
                     item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets an empty enet-rt cache folder (``$ENET_CACHE_DIR``): nothing is read from or
+    left in the user's ~/.cache, and a test never reuses another test's exports."""
+    folder = tmp_path_factory.mktemp("enet-cache")
+    monkeypatch.setenv("ENET_CACHE_DIR", str(folder))
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from enet.checkpoint import load_checkpoint, load_model
-from enet.cli import eval_main, train_main
+from enet.cli import train_main
+from enet.engine.eval_cli import main as eval_main
 from enet.train import Trainer, TrainConfig
 from tests.datagen import CLASSES, PALETTE
 
@@ -37,8 +38,8 @@ def test_custom_train_and_eval_cli(tiny_custom: Path, tmp_path: Path, capsys: py
 
 
 def test_cityscapes_training_and_evaluation(tiny_cityscapes: Path, tmp_path: Path):
+    from enet.engine.backend import evaluate_backend
     from enet.engine.torch_backend import TorchBackend
-    from enet.evaluate import evaluate
 
     cfg = TrainConfig(data_root=str(tiny_cityscapes), dataset="cityscapes", output=str(tmp_path / "cs"), epochs=1,
                       batch_size=8, size=(32, 48), val_size=(48, 64), threads=1)
@@ -48,7 +49,7 @@ def test_cityscapes_training_and_evaluation(tiny_cityscapes: Path, tmp_path: Pat
     meta = load_checkpoint(tmp_path / "cs" / "best.pth")["meta"]
     assert len(meta["classes"]) == 19 and meta["palette"][0] == [128, 64, 128]
     with TorchBackend(tmp_path / "cs" / "best.pth", device="cpu") as b:
-        s = evaluate(b, tiny_cityscapes, "val")
+        s = evaluate_backend(b, tiny_cityscapes, "val")
     assert s["frames"] == 8 and set(s["per_class"]) >= {"road", "sidewalk", "car"}
 
 

@@ -133,7 +133,7 @@ def test_cityscapes_layout_and_official_mapping(tiny_cityscapes: Path):
 
 def test_model_with_other_classes_is_refused(tiny_custom: Path, tiny_checkpoint: Path,
                                              capsys: pytest.CaptureFixture[str]):
-    from enet.cli import eval_main
+    from enet.engine.eval_cli import main as eval_main
 
     rc = eval_main([str(tiny_checkpoint), "--data-root", str(tiny_custom), "-q"])
     err = capsys.readouterr().err

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from enet.checkpoint import load_checkpoint
-from enet.cli import eval_main
+from enet.engine.eval_cli import main as eval_main
 from enet.train import EpochSampler, Trainer, TrainConfig
 
 

@@ -112,20 +112,20 @@ def test_engine_from_another_tensorrt_or_gpu_is_refused_before_deserialising(tmp
     import sys
     from types import SimpleNamespace
 
-    import enet.engine.trt_backend as tb
+    from enet.engine import cuda
 
     engine = tmp_path / "tiny.engine"
     engine.write_bytes(b"plan")
     write_sidecar(engine, _sidecar())
     fake = SimpleNamespace(__version__="10.13.0")  # anything deeper than the version would fail the test
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setattr(tb, "cudart", lambda: SimpleNamespace())
-    monkeypatch.setattr(tb, "gpu_info", lambda device=0: ("Orin", "8.7"))
+    monkeypatch.setattr(cuda, "cudart", lambda: SimpleNamespace())
+    monkeypatch.setattr(cuda, "gpu_info", lambda device=0: ("Orin", "8.7"))
     with pytest.raises(EnetError, match="built with TensorRT 10.3.0, this machine has TensorRT 10.13.0"):
         with open_backend(engine):
             pass
     fake.__version__ = "10.3.0"
-    monkeypatch.setattr(tb, "gpu_info", lambda device=0: ("NVIDIA RTX A2000", "8.6"))
+    monkeypatch.setattr(cuda, "gpu_info", lambda device=0: ("NVIDIA RTX A2000", "8.6"))
     with pytest.raises(EnetError, match="built for Orin .*enet-build-engine tiny.onnx --int8"):
         with open_backend(engine):
             pass

@@ -15,7 +15,7 @@ import onnx
 import pytest
 
 import enet.engine.build as build
-import enet.engine.trt_backend as tb
+from enet.engine import cuda
 from enet.engine.cli import main
 from enet.engine.onnx_info import precision_of
 from enet.engine.sidecar import read_sidecar, sidecar_onnx
@@ -36,7 +36,7 @@ def recorder(monkeypatch):
         return b"serialized-plan"
 
     monkeypatch.setattr(build, "build_engine_bytes", fake_build)
-    monkeypatch.setattr(tb, "gpu_info", lambda device=0: ("Stand-in GPU", "8.9"))
+    monkeypatch.setattr(cuda, "gpu_info", lambda device=0: ("Stand-in GPU", "8.9"))
     return calls
 
 

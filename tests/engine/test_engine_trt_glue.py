@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import enet.engine.trt_backend as tb
+from enet.engine import cuda
 from enet.engine.backend import open_backend
 from enet.engine.sidecar import make_sidecar, write_sidecar
 from enet.errors import ShapeError
@@ -134,7 +134,7 @@ def fake_trt(rt: FakeCudart):
 def engine(tmp_path: Path, monkeypatch) -> tuple[Path, FakeCudart]:
     rt = FakeCudart()
     monkeypatch.setitem(sys.modules, "tensorrt", fake_trt(rt))
-    monkeypatch.setattr(tb, "cudart", lambda: rt)
+    monkeypatch.setattr(cuda, "cudart", lambda: rt)
     path = tmp_path / "fake.engine"
     path.write_bytes(b"plan")
     meta = {"classes": list("abcd"), "mean": [0, 0, 0], "std": [1, 1, 1], "input_size": [8, 16],
