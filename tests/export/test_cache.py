@@ -18,12 +18,19 @@ def test_exports_once_into_the_cache_folder(tiny_checkpoint: Path, tmp_path: Pat
     import enet.export.onnx as eo
 
     orig = eo.export_onnx
+    orig_subprocess = ec._export_in_subprocess
 
     def counting(*a, **k):
         calls.append(k)
         return orig(*a, **k)
 
+    def counting_subprocess(*a):
+        calls.append(a)
+        return orig_subprocess(*a)
+
     monkeypatch.setattr(eo, "export_onnx", counting)
+    # once an earlier test has loaded GStreamer (gi), cached_onnx exports in a subprocess instead
+    monkeypatch.setattr(ec, "_export_in_subprocess", counting_subprocess)
     p = ec.cached_onnx(tiny_checkpoint)
     assert p.parent == cache_root() / ec.MODELS and p.name.endswith("-96x64-b1.onnx")
     assert ec.cached_onnx(tiny_checkpoint) == p and len(calls) == 1  # reused
