@@ -70,12 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --duration-s: at least this many iterations (default 5)")
     p.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: runtime's)")
     p.add_argument("--accuracy-frames", type=int, default=0,
-                   help="also report CamVid val mIoU of each backend on N frames (default 0: off)")
+                   help="also report val mIoU of each backend on N frames of --data-root (default 0: off)")
     p.add_argument("--calib-images", type=int, default=64,
-                   help="CamVid train frames for INT8 calibration when an INT8 ONNX is built (default 64)")
-    p.add_argument("--camvid", type=Path, default=None,
-                   help="CamVid root (val/ for frames and accuracy, train/ for calibration); default ENET_CAMVID "
-                        "or ../shared/data/camvid")
+                   help="train frames of --data-root for INT8 calibration when an INT8 ONNX is built (default 64)")
+    p.add_argument("--data-root", "--camvid", dest="data_root", type=Path, default=None,
+                   help="dataset the model was trained on (val for frames and accuracy, train for calibration); "
+                        "default ENET_CAMVID or ../shared/data/camvid")
     p.add_argument("--cv-threshold", type=float, default=0.10,
                    help="warn when std/mean latency exceeds this (default 0.10)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
@@ -155,30 +155,42 @@ def _pick_timer(spec: Any, backend: Any) -> Any:
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from enet.bench import backends as bk
     from enet.bench import harness, paper, probes, report
+    from enet.bench.frames import has_val, timing_batches
     from enet.bench.tegrastats import TegrastatsSampler
-    from enet.bench.frames import timing_batches
     from enet.defaults import default_camvid_root
-    from enet.weights import resolve_model
     from enet.engine.backend import evaluate_backend, open_backend
     from enet.transforms import Preprocess
+    from enet.weights import resolve_model
 
     specs = bk.parse_backends(args.backends)
     model_path = resolve_model(args.model)
     if not model_path.is_file():
         raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth) "
                         "or ONNX model (.onnx)")
-    camvid = Path(args.camvid or default_camvid_root())
+    camvid = Path(args.data_root or default_camvid_root())
     artifacts = bk.Artifacts(model_path, camvid=camvid, calib_images=args.calib_images)
     if args.resolutions is None and artifacts.onnx_shape is not None:
         resolutions = [(int(artifacts.onnx_shape[3]), int(artifacts.onnx_shape[2]))]
     else:
         resolutions = parse_resolutions(args.resolutions or DEFAULT_RESOLUTIONS)
-    if not (camvid / "val").is_dir():
+    if not has_val(camvid):
         if args.accuracy_frames:
-            raise EnetError(f"--accuracy-frames needs CamVid val, not found under {camvid}; pass --camvid")
+            raise EnetError(f"--accuracy-frames needs a val split, not found under {camvid}; pass --data-root")
         camvid_for_frames = None
     else:
         camvid_for_frames = camvid
+        if args.accuracy_frames:  # the model's classes must be the dataset's, before any timing
+            from enet.datasets import open_dataset
+
+            if artifacts.kind == "ort":
+                from enet.engine.onnx_info import load_onnx, read_meta
+
+                meta = read_meta(load_onnx(model_path, check=False), str(model_path))
+            else:
+                from enet.checkpoint import load_checkpoint
+
+                meta = load_checkpoint(model_path)["meta"]
+            open_dataset(camvid).check_model(meta, str(model_path))
 
     kind = probes.detect_device_kind() if args.device == "auto" else args.device
     device = probes.device_info(kind, threads=args.threads)

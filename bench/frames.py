@@ -1,9 +1,11 @@
-"""Inputs for the benchmark: real CamVid val frames at the benchmark resolution.
+"""Inputs for the benchmark: real val frames of the dataset at the benchmark resolution.
 
 Timing runs on a small pool of real frames resized to the benchmark
 resolution by the model's own :class:`enet.transforms.Preprocess` (random
-frames when CamVid is absent; the report says which). Accuracy is the core
-mIoU loop (``enet.engine.backend.evaluate_backend``), not computed here.
+frames when the dataset is absent; the report says which). Any dataset
+:func:`enet.datasets.open_dataset` knows works (CamVid by default).
+Accuracy is the core mIoU loop (``enet.engine.backend.evaluate_backend``),
+not computed here.
 """
 
 from __future__ import annotations
@@ -22,20 +24,25 @@ log = logging.getLogger(__name__)
 _SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
+def has_val(root: Path) -> bool:
+    """True when ``root`` is a dataset with a val split (nothing is read but classes.json)."""
+    from enet.datasets import open_dataset
+
+    return Path(root).is_dir() and open_dataset(root).has_split("val")
+
+
 def val_pairs(camvid: Path, count: int | None = None) -> list[tuple[Path, Path]]:
-    """``(image, label)`` paths of CamVid val, name-sorted, ``count`` evenly spaced ones.
+    """``(image, label)`` paths of the dataset's val split, name-sorted, ``count`` evenly spaced ones.
 
     Raises:
-        DataError: val/ or valannot/ is missing or empty.
+        DataError: no val split, or an image without label.
     """
-    img_dir, ann_dir = Path(camvid) / "val", Path(camvid) / "valannot"
-    if not img_dir.is_dir() or not ann_dir.is_dir():
-        raise DataError(f"CamVid val not found under {camvid} (expected val/ and valannot/); "
-                        "set ENET_CAMVID or pass --camvid")
-    images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in _SUFFIXES)
-    pairs = [(p, ann_dir / p.name) for p in images if (ann_dir / p.name).is_file()]
-    if not pairs:
-        raise DataError(f"no labelled images in {img_dir} (labels with the same names in {ann_dir})")
+    from enet.datasets import open_dataset
+
+    if not has_val(camvid):
+        raise DataError(f"no val split found under {camvid} (expected val/ and valannot/, or Cityscapes); "
+                        "set ENET_CAMVID or pass --data-root")
+    pairs = [(s.image, s.label) for s in open_dataset(camvid).samples("val")]
     if count is not None and count < len(pairs):
         idx = np.round(np.linspace(0, len(pairs) - 1, count)).astype(int)
         pairs = [pairs[i] for i in idx]
@@ -52,11 +59,14 @@ def timing_batches(preprocess: Preprocess, batch: int, *, camvid: Path | None, p
         try:
             pairs = val_pairs(camvid, pool * batch)
             frames = [preprocess.image(read_image(p)) for p, _ in pairs]
-            source = f"CamVid val ({len(frames)} frames, resized to each resolution)"
+            from enet.datasets import detect_kind
+
+            name = {"camvid": "CamVid", "cityscapes": "Cityscapes"}.get(detect_kind(camvid), Path(camvid).name)
+            source = f"{name} val ({len(frames)} frames, resized to each resolution)"
         except DataError as exc:
             log.warning("%s; timing on random frames", exc)
         except Exception as exc:  # noqa: BLE001 - cv2 missing etc.: timing still works on random frames
-            log.warning("cannot read CamVid frames (%s); timing on random frames", exc)
+            log.warning("cannot read val frames (%s); timing on random frames", exc)
     if not frames:
         rng = np.random.default_rng(seed)
         frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(pool * batch)]

@@ -39,7 +39,7 @@ def camvid_frames(root: Path, split: str = "val", limit: int | None = None) -> l
     folder = root / split
     frames = sorted(folder.glob("*.png")) if folder.is_dir() else []
     if not frames:
-        raise DataError(f"CamVid not found at {root} (no {split}/*.png); set ENET_CAMVID or pass --camvid ROOT")
+        raise DataError(f"CamVid not found at {root} (no {split}/*.png); set ENET_CAMVID or pass --data-root ROOT")
     seq = frames[0].name.split("_")[0]
     frames = [f for f in frames if f.name.startswith(seq + "_")]
     return frames[:limit] if limit else frames
@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Run the car-camera pipeline on a short CamVid road clip.")
     p.add_argument("--model", help="checkpoint/ONNX/engine or shipped weights name (default: the reference camvid)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"])
-    p.add_argument("--camvid", metavar="ROOT", help="CamVid root (default: ../shared/data/camvid or ENET_CAMVID)")
+    p.add_argument("--data-root", "--camvid", dest="camvid", metavar="ROOT",
+                   help="CamVid root (default: ../shared/data/camvid or ENET_CAMVID)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="clip length (default: the whole sequence)")
     p.add_argument("-o", "--output-dir", default="demo_out", metavar="DIR", help="where to write (default demo_out)")
     p.add_argument("--sheet", type=int, default=6, metavar="K", help="frames on the contact sheet (default 6)")

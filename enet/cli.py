@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,6 +32,12 @@ def parse_size(text: str) -> tuple[int, int]:
     if w <= 0 or h <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: width and height must be positive")
     return h, w
+
+
+def add_dataset_kind(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=("auto", "camvid", "custom", "cityscapes"), default="auto",
+                   help="dataset kind; auto: custom when DATA_ROOT/classes.json exists, cityscapes when "
+                        "leftImg8bit/ and gtFine/ do, else CamVid")
 
 
 def add_verbosity(p: argparse.ArgumentParser) -> None:
@@ -106,19 +113,27 @@ def cli(make_parser: Callable[[], argparse.ArgumentParser]) -> Callable[[Callabl
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="enet-train",
-        description="Train ENet on CamVid (SegNet layout). Writes last.pth (resumable), best.pth "
-                    "(best val mIoU) and log.jsonl to --output. Ctrl-C saves a resumable checkpoint.",
+        description="Train ENet on CamVid, Cityscapes or your own classes (SegNet layout plus classes.json). "
+                    "Writes last.pth (resumable), best.pth (best val mIoU) and log.jsonl to --output; the "
+                    "checkpoints carry the dataset's classes and palette. Ctrl-C saves a resumable checkpoint. "
+                    "Under torchrun, trains on every process with DistributedDataParallel.",
         epilog="examples:\n"
                "  enet-train --data-root ../shared/data/camvid --epochs 1\n"
                "  enet-train --data-root DIR --size 240x176 --batch-size 8 --epochs 150 -o runs/half\n"
                "  enet-train --data-root DIR --init-from runs/half/best.pth --lr 2e-4 -o runs/full\n"
-               "  enet-train --data-root DIR --resume runs/full/last.pth",
+               "  enet-train --data-root DIR --resume runs/full/last.pth\n"
+               "  enet-train --data-root my_road_data -o runs/road --size 480x352   # has classes.json\n"
+               "  enet-train --data-root CITYSCAPES --dataset cityscapes --size 1024x512 --val-size 1024x512\n"
+               "  torchrun --nproc-per-node 4 --no-python enet-train --data-root DIR -o runs/ddp\n"
+               "see docs/custom_data.md",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-root", default=None, help="CamVid root with train/ trainannot/ val/ valannot/ "
-                   "(default: ../shared/data/camvid)")
+    p.add_argument("--data-root", default=None, help="dataset folder: SegNet layout (train/ trainannot/ val/ "
+                   "valannot/, plus classes.json for your own classes) or Cityscapes (default: "
+                   "../shared/data/camvid)")
+    add_dataset_kind(p)
     p.add_argument("-o", "--output", default=None, help="run folder (default runs/enet)")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (default 100)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="per process (default 8)")
     p.add_argument("--size", type=parse_size, default=(360, 480), metavar="WxH",
                    help="training crop size, multiples of 8 (default 480x360)")
     p.add_argument("--val-size", type=parse_size, default=(360, 480), metavar="WxH",
@@ -155,26 +170,34 @@ def train_main(args: argparse.Namespace) -> int:
     from enet.defaults import default_camvid_root
 
     require("torch")
+    from enet.distributed import env_world_size
     from enet.train import Trainer, TrainConfig
 
+    if env_world_size() > 1 and int(os.environ.get("RANK", "0")) != 0:
+        logging.getLogger().setLevel(logging.WARNING)  # rank 0 reports for everyone
     data_root = str(args.data_root or default_camvid_root())
     output = args.output or "runs/enet"
     if args.resume:
         trainer = Trainer(resume=args.resume, progress=not args.quiet, overrides={
-            "data_root": data_root, "output": args.output, "epochs": args.epochs, "device": args.device,
+            "data_root": args.data_root, "output": args.output, "epochs": args.epochs, "device": args.device,
             "workers": args.workers, "threads": args.threads})
     else:
         cfg = TrainConfig(
-            data_root=data_root, output=output, epochs=args.epochs or 100, batch_size=args.batch_size,
+            data_root=data_root, dataset=args.dataset, output=output, epochs=args.epochs or 100, batch_size=args.batch_size,
             size=args.size, val_size=args.val_size, lr=args.lr, weight_decay=args.weight_decay,
             schedule=args.schedule, step_size=args.step_size, warmup_epochs=args.warmup_epochs, encoder_epochs=args.encoder_epochs,
             weighting=args.weighting, scale=tuple(args.scale), jitter=args.jitter, seed=args.seed,
             device=args.device, workers=args.workers, threads=args.threads, val_every=args.val_every,
             init_from=args.init_from, train_limit=args.train_limit, val_limit=args.val_limit)
         trainer = Trainer(cfg, progress=not args.quiet)
-    metrics = trainer.fit()
+    try:
+        metrics = trainer.fit()
+    finally:
+        trainer.close()
     from enet.metrics import format_table
 
+    if not trainer.main:
+        return 0
     if metrics:
         print(format_table(metrics, f"val metrics after epoch {trainer.epoch}:"))
     print(f"best val mIoU {100 * trainer.best:.1f}% (epoch {trainer.history_best_epoch}); "

@@ -1,4 +1,4 @@
-"""The one mIoU loop: any predictor on a CamVid split, counted at label resolution.
+"""The one mIoU loop: any predictor on a dataset split (CamVid, Cityscapes, custom), counted at label resolution.
 
 The loop takes a *predictor*, a callable from the network input to class
 labels, so the core runs a checkpoint, an ONNX model or a TensorRT engine
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from enet._lazy import require
-from enet.data import list_split, load_pair
+from enet.datasets import open_dataset
 from enet.errors import EnetError
 from enet.fileio import write_bytes
 from enet.metrics import ConfusionMatrix
@@ -60,7 +60,8 @@ def predict_labels(predict: Predictor, preprocess: Preprocess, batch: int,
 def evaluate(predict: Predictor, data_root: str | os.PathLike[str], split: str = "val", *,
              meta: dict[str, Any], input_shape: Sequence[int],
              save_predictions: str | os.PathLike[str] | None = None, limit: int | None = None,
-             spaced: bool = False, progress: bool = False) -> dict[str, Any]:
+             spaced: bool = False, progress: bool = False, dataset: str = "auto",
+             model_name: str = "the model") -> dict[str, Any]:
     """Confusion-matrix metrics of ``predict`` on ``split``.
 
     Args:
@@ -72,6 +73,8 @@ def evaluate(predict: Predictor, data_root: str | os.PathLike[str], split: str =
             name and size as its label.
         limit: evaluate ``limit`` frames only: the first ones in name order,
             or with ``spaced`` ones evenly spread over the split.
+        dataset: dataset kind at ``data_root`` (:func:`enet.datasets.open_dataset`).
+        model_name: how a class mismatch names the model (its path).
 
     Returns:
         :meth:`ConfusionMatrix.summary` plus ``frames``, ``split`` and
@@ -82,7 +85,9 @@ def evaluate(predict: Predictor, data_root: str | os.PathLike[str], split: str =
     num_classes = len(classes)
     batch, _, h, w = (int(v) for v in input_shape)
     preprocess = Preprocess.from_meta(meta, (h, w))
-    samples = list_split(data_root, split)
+    info = open_dataset(data_root, dataset)
+    info.check_model(meta, model_name)
+    samples = info.samples(split)
     if limit is not None and spaced and limit < len(samples):
         samples = [samples[i] for i in np.round(np.linspace(0, len(samples) - 1, limit)).astype(int)]
     else:
@@ -102,7 +107,7 @@ def evaluate(predict: Predictor, data_root: str | os.PathLike[str], split: str =
                   dynamic_ncols=True, leave=False)
     for i in it:
         chunk = samples[i:i + batch]
-        pairs = [load_pair(s, num_classes) for s in chunk]
+        pairs = [info.load_pair(s) for s in chunk]
         preds = predict_labels(predict, preprocess, batch, [img for img, _ in pairs])
         for s, (_, lab), pred in zip(chunk, pairs, preds):
             cm.update(pred, lab)

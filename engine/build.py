@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 
 from enet._lazy import require
-from enet.engine.calibration import DEFAULT_CALIB_IMAGES, iter_batches, select_calibration_images
+from enet.engine.calibration import DEFAULT_CALIB_IMAGES, evenly_spaced, iter_batches, select_calibration_images
 from enet.engine.onnx_info import PRECISION_KEY, load_onnx, precision_of, read_meta, static_input_shape
 from enet.engine.calib_stats import DEFAULT_PERCENTILE
 from enet.engine.fp16 import convert_fp16
@@ -354,13 +354,15 @@ def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathL
 
 
 def engine_frames(meta: dict[str, Any], count: int, camvid_root: str | os.PathLike[str] | None) -> list[Path]:
-    """A few frames to verify with: CamVid val if present, else none."""
-    if camvid_root is None:
+    """A few frames to verify with: the dataset's val images if present, else none."""
+    from enet.datasets import open_dataset
+
+    if camvid_root is None or not Path(camvid_root).is_dir():
         return []
-    val = Path(camvid_root) / "val"
-    if not val.is_dir():
+    info = open_dataset(camvid_root)
+    if not info.has_split("val"):
         return []
-    return select_calibration_images(val, count)
+    return evenly_spaced(info.image_paths("val"), count)
 
 
 __all__ = ["CalibrationSpec", "ConvertResult", "convert_onnx", "compare_val", "edge_layers", "build_engine_bytes",

@@ -1,4 +1,4 @@
-"""Calibration frames: deterministic selection of CamVid train images.
+"""Calibration frames: deterministic selection of a dataset's train images.
 
 INT8 calibration (``enet.engine.calib_stats``) and the legacy TensorRT entropy
 calibrator both read frames through this module, so the same images in the
@@ -29,7 +29,7 @@ DEFAULT_CALIB_IMAGES = 300
 
 
 def calibration_folder(path: str | os.PathLike[str]) -> Path:
-    """A folder of images: ``path`` itself, or ``path/train`` for a CamVid root."""
+    """A folder of images: ``path`` itself, or ``path/train`` for a SegNet-layout root."""
     p = Path(path)
     if (p / "train").is_dir() and not _images_in(p):
         return p / "train"
@@ -40,8 +40,19 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _candidates(path: Path) -> list[Path]:
+    """All images calibration may pick from: a dataset root's train images, or a folder's."""
+    from enet.cityscapes import is_cityscapes
+    from enet.datasets import open_dataset
+
+    if is_cityscapes(path) and not _images_in(path):
+        return open_dataset(path, "cityscapes").image_paths("train")  # nested <city>/ folders
+    return _images_in(calibration_folder(path))
+
+
 def select_calibration_images(path: str | os.PathLike[str], count: int = DEFAULT_CALIB_IMAGES) -> list[Path]:
-    """Pick ``count`` images from a folder (or a CamVid root's ``train/``).
+    """Pick ``count`` images from a folder, or a dataset root's train images (SegNet ``train/``,
+    Cityscapes ``leftImg8bit/train/*/``).
 
     Files are name-sorted and ``count`` of them are taken at evenly spaced
     positions (first and last included); ``count`` larger than the folder takes
@@ -55,19 +66,24 @@ def select_calibration_images(path: str | os.PathLike[str], count: int = DEFAULT
     folder = calibration_folder(path)
     if not folder.is_dir():
         raise DataError(
-            f"calibration data folder {folder} does not exist; pass --calib-data with CamVid "
-            "(its train/ is used) or a folder of RGB frames"
+            f"calibration data folder {folder} does not exist; pass --data-root with a dataset "
+            "(its train/ is used) or --calib-data with a folder of RGB frames"
         )
-    images = _images_in(folder)
+    images = _candidates(Path(path))
     if not images:
         raise DataError(
             f"calibration data folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
-            "pass --calib-data with CamVid or a folder of RGB frames"
+            "pass --data-root with a dataset or --calib-data with a folder of RGB frames"
         )
-    if count >= len(images):
-        return images
-    idx = np.round(np.linspace(0, len(images) - 1, count)).astype(int)
-    return [images[i] for i in idx]
+    return evenly_spaced(images, count)
+
+
+def evenly_spaced(items: Sequence[Path], count: int) -> list[Path]:
+    """``count`` of ``items`` at evenly spaced positions, first and last included (all when fewer)."""
+    if count >= len(items):
+        return list(items)
+    idx = np.round(np.linspace(0, len(items) - 1, count)).astype(int)
+    return [items[i] for i in idx]
 
 
 def iter_batches(paths: Sequence[Path], meta: dict[str, Any], input_shape: Sequence[int]) -> Iterator[np.ndarray]:

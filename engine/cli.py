@@ -26,16 +26,25 @@ log = logging.getLogger("enet.engine.cli")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="enet-build-engine",
-        description="Convert an ENet ONNX to FP16 or INT8 (Q/DQ, calibrated on CamVid) and build a TensorRT engine. "
-                    "-o X.onnx writes only the converted ONNX (any machine); -o X.engine builds with TensorRT.")
+        description="Convert an ENet ONNX to FP16 or INT8 (Q/DQ, calibrated on the train images of --data-root) and "
+                    "build a TensorRT engine. -o X.onnx writes only the converted ONNX (any machine); -o X.engine "
+                    "builds with TensorRT.",
+        epilog="examples:\n"
+               "  enet-build-engine enet.onnx --int8 -o enet.int8.onnx                 # CamVid-calibrated Q/DQ ONNX\n"
+               "  enet-build-engine road.onnx --int8 -o road.int8.onnx --data-root my_road_data\n"
+               "  enet-build-engine enet.onnx --fp16 -o enet.fp16.engine               # on a machine with TensorRT",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL.onnx", help="float32 ONNX from enet-export")
     prec = p.add_mutually_exclusive_group()
     prec.add_argument("--fp16", action="store_true", help="FP16 (float32 inputs/outputs)")
-    prec.add_argument("--int8", action="store_true", help="INT8 with calibration on CamVid train frames")
+    prec.add_argument("--int8", action="store_true", help="INT8 with calibration on the dataset's train frames")
     p.add_argument("-o", "--output", required=True, metavar="PATH", help=".onnx (converted ONNX only) or .engine")
+    p.add_argument("--data-root", "--camvid", dest="data_root", metavar="DIR",
+                   help="dataset the model was trained on: its train images calibrate INT8, its val split "
+                        "gives --val-images/--verify-images (default: ../shared/data/camvid or $ENET_CAMVID)")
     g = p.add_argument_group("INT8 calibration")
     g.add_argument("--calib-data", metavar="DIR",
-                   help="CamVid root (its train/ is used) or a folder of frames; default: the shared CamVid")
+                   help="a folder of frames, or a dataset root (its train images are used); default: --data-root")
     g.add_argument("--calib-images", type=int, default=None, metavar="N",
                    help="frames, evenly spaced over the name-sorted folder (default 300)")
     g.add_argument("--calib-method", choices=("entropy", "percentile", "max"), default="max",
@@ -51,14 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--int8-mode", choices=("auto", "qdq", "calibrator"), default="auto",
                    help="engine INT8 path: auto = legacy calibrator on TensorRT <= 10 for a float32 ONNX, else Q/DQ")
     g.add_argument("--val-images", type=int, default=None, metavar="N",
-                   help="report FP32 vs converted val mIoU on the first N CamVid val frames (default all; 0 skips)")
+                   help="report FP32 vs converted val mIoU on the first N val frames of --data-root (default all; "
+                        "0 skips)")
     t = p.add_argument_group("TensorRT")
     t.add_argument("--workspace", type=int, default=None, metavar="MB", help="builder workspace limit")
     t.add_argument("--dla-core", type=int, default=None, metavar="N", help="build for DLA core N (Jetson), GPU fallback on")
     t.add_argument("--timing-cache", metavar="FILE", help="load and update a tactic timing cache")
     t.add_argument("--verify-images", type=int, default=5, metavar="N",
-                   help="CamVid val frames to compare engine vs ONNX Runtime on (0 skips)")
-    t.add_argument("--data-root", metavar="DIR", help="CamVid root for --val-images/--verify-images")
+                   help="val frames of --data-root to compare engine vs ONNX Runtime on (0 skips)")
     v = p.add_mutually_exclusive_group()
     v.add_argument("-v", "--verbose", action="store_true")
     v.add_argument("-q", "--quiet", action="store_true")
@@ -76,7 +85,7 @@ def _calib_spec(args: argparse.Namespace) -> Any:
     from enet.engine.calib_stats import DEFAULT_PERCENTILE
 
     return CalibrationSpec(
-        data=args.calib_data or default_camvid_root(),
+        data=args.calib_data or args.data_root or default_camvid_root(),
         images=args.calib_images if args.calib_images is not None else DEFAULT_CALIB_IMAGES,
         method=args.calib_method,
         percentile=args.percentile if args.percentile is not None else DEFAULT_PERCENTILE,
@@ -99,14 +108,15 @@ def _report_int8(result: Any) -> None:
 
 def _report_val(args: argparse.Namespace, reference: str, candidate: Path, precision: str) -> float | None:
     """Print FP32 vs converted val mIoU (ONNX Runtime); returns the drop in points, None if not measured."""
+    from enet.datasets import open_dataset
     from enet.defaults import default_camvid_root
     from enet.engine.build import compare_val
 
     if args.val_images == 0:
         return None
     root = Path(args.data_root) if args.data_root else default_camvid_root()
-    if not (root / "val").is_dir():
-        log.warning("CamVid val not found at %s; skipping the FP32 vs %s mIoU report", root, precision)
+    if not root.is_dir() or not open_dataset(root).has_split("val"):
+        log.warning("no val split found at %s; skipping the FP32 vs %s mIoU report", root, precision)
         return None
     res = compare_val(reference, candidate, root, limit=args.val_images)
     r, c = res["reference"]["miou"] * 100, res["candidate"]["miou"] * 100
@@ -190,10 +200,10 @@ def _build(args: argparse.Namespace, model: Path, output: Path, precision: str, 
         frames = engine_frames(res.meta, args.verify_images, root)
         if frames:
             agree = verify_engine(output, res.onnx, frames)
-            print(f"engine vs ONNX Runtime ({res.onnx.name}) on {len(frames)} CamVid val frames: "
+            print(f"engine vs ONNX Runtime ({res.onnx.name}) on {len(frames)} val frames: "
                   f"{agree * 100:.2f}% argmax agreement")
         else:
-            log.warning("CamVid val not found at %s; engine not verified against ONNX Runtime", root)
+            log.warning("no val split found at %s; engine not verified against ONNX Runtime", root)
     return 0
 
 

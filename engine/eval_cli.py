@@ -1,4 +1,4 @@
-"""``enet-eval``: metrics of a checkpoint, ONNX model or TensorRT engine on a CamVid split.
+"""``enet-eval``: metrics of a checkpoint, ONNX model or TensorRT engine on a dataset split.
 
 It opens a backend, so it lives in the engine layer; the metrics loop itself
 is the core's :func:`enet.evaluate.evaluate`, given the backend's predictor.
@@ -12,22 +12,26 @@ import argparse
 import json
 from typing import Any
 
-from enet.cli import add_verbosity, cli
+from enet.cli import add_dataset_kind, add_verbosity, cli
 
 
 def eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="enet-eval",
         description="Per-class IoU, mIoU, class-average and global accuracy (void excluded) of a "
-                    "checkpoint (.pth), ONNX model (.onnx) or TensorRT engine (.engine) on a CamVid split.",
+                    "checkpoint (.pth), ONNX model (.onnx) or TensorRT engine (.engine) on a dataset split. "
+                    "Classes come from the model; they must match the dataset's.",
         epilog="examples:\n"
                "  enet-eval --split val --json val.json      # the shipped camvid weights\n"
                "  enet-eval enet.int8.onnx --limit 20\n"
-               "  enet-eval runs/full/best.pth --save-predictions preds/",
+               "  enet-eval runs/full/best.pth --save-predictions preds/\n"
+               "  enet-eval runs/road/best.pth --data-root my_road_data --split val",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", default=None,
                    help="model file or shipped weights name (default: camvid, or $ENET_MODEL)")
-    p.add_argument("--data-root", default=None, help="CamVid root (default: ../shared/data/camvid)")
+    p.add_argument("--data-root", default=None, help="dataset folder, as for enet-train (default: "
+                   "../shared/data/camvid)")
+    add_dataset_kind(p)
     p.add_argument("--split", choices=("train", "val", "test"), default="val")
     p.add_argument("--backend", choices=("auto", "torch", "ort", "trt"), default="auto",
                    help="default: from the file type")
@@ -55,7 +59,8 @@ def main(args: argparse.Namespace) -> int:
     opts: dict[str, Any] = {"device": args.device} if model.endswith((".pth", ".pt")) else {}
     with open_backend(model, kind, **opts) as backend:
         summary = evaluate_backend(backend, data_root, args.split, save_predictions=args.save_predictions,
-                                   limit=args.limit, progress=not args.quiet)
+                                   limit=args.limit, progress=not args.quiet, dataset=args.dataset,
+                                   model_name=model)
     summary["model"] = model
     print(format_table(summary, f"{model} on {args.split} ({summary['frames']} frames, {summary['backend']}):"))
     if args.json:

@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="enet-export",
         description="Export an ENet checkpoint to ONNX. The default graph uses only ops TensorRT's ONNX "
                     "parser runs natively (exact indices-free unpooling); ONNX Runtime is checked against "
-                    "PyTorch on real CamVid val frames before the file is written.",
+                    "PyTorch on real val frames of --data-root (CamVid by default) before the file is written.",
     )
     p.add_argument("model", nargs="?", default=None,
                    help="enet-rt checkpoint (.pth) or shipped weights name; default: the reference model "
@@ -42,10 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add an int32 'labels' output (N, H, W): in-graph argmax over classes")
     p.add_argument("--no-simplify", action="store_true", help="skip onnx-simplifier")
     p.add_argument("--verify", type=int, default=DEFAULT_VERIFY, metavar="N",
-                   help=f"compare ONNX Runtime with PyTorch on N CamVid val frames before writing "
+                   help=f"compare ONNX Runtime with PyTorch on N val frames of --data-root before writing "
                         f"(default {DEFAULT_VERIFY}; 0 skips)")
-    p.add_argument("--camvid", default=None, help="CamVid root for --verify (default: $ENET_CAMVID or "
-                                                  "../shared/data/camvid)")
+    p.add_argument("--data-root", "--camvid", dest="data_root", default=None,
+                   help="dataset whose val/ frames --verify uses (default: $ENET_CAMVID or ../shared/data/camvid; "
+                        "random frames when absent)")
     v = p.add_mutually_exclusive_group()
     v.add_argument("-v", "--verbose", action="store_true", help="log more")
     v.add_argument("-q", "--quiet", action="store_true", help="print errors only")
@@ -68,7 +69,7 @@ def _export(args: argparse.Namespace) -> int:
         args.model, args.output, height=args.height, width=args.width, batch=args.batch,
         dynamic_batch=args.dynamic_batch, opset=args.opset, unpool=args.unpool,
         simplify=not args.no_simplify, labels=args.labels, verify=max(0, args.verify),
-        camvid_root=args.camvid,
+        camvid_root=args.data_root,
     )
     if not args.quiet:
         print(format_report(result))

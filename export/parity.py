@@ -141,24 +141,28 @@ def parity_frames(n: int, height: int, width: int, *, camvid_root: str | os.Path
                   seed: int = 0) -> tuple[list[np.ndarray], str]:
     """``n`` RGB uint8 images for parity checks.
 
-    Real CamVid val frames (evenly spaced over the split, at their own size:
-    the model's :class:`~enet.transforms.Preprocess` resizes them) when
-    ``camvid_root/val`` exists, else seeded random ``(height, width, 3)``
-    images.
+    Real val frames of the dataset at ``camvid_root`` (evenly spaced over
+    the split, at their own size: the model's
+    :class:`~enet.transforms.Preprocess` resizes them) when it has a val
+    split, else seeded random ``(height, width, 3)`` images.
 
     Returns:
-        ``(images, source)`` with source ``"CamVid val"`` or ``"random"``.
+        ``(images, source)`` with source ``"CamVid val"``, ``"<folder> val"``
+        for another dataset, or ``"random"``.
     """
+    from enet.datasets import open_dataset
     from enet.defaults import default_camvid_root
 
     root = Path(camvid_root) if camvid_root is not None else default_camvid_root()
-    files = sorted((root / "val").glob("*.png")) if (root / "val").is_dir() else []
+    info = open_dataset(root) if root.is_dir() else None
+    files = info.image_paths("val") if info is not None and info.has_split("val") else []
     if not files:
-        log.warning("CamVid val not found at %s; checking parity on random images", root)
+        log.warning("val frames not found at %s; checking parity on random images", root)
         rng = np.random.default_rng(seed)
         return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(n)], "random"
     picks = np.linspace(0, len(files) - 1, n).round().astype(int) if n > 1 else np.array([0])
-    return [read_image(files[i]) for i in picks], "CamVid val"
+    source = "CamVid val" if info.kind == "camvid" else f"{root.name} val"
+    return [read_image(files[i]) for i in picks], source
 
 
 def verify_parity(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], model: ENet, *,

@@ -147,3 +147,41 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
     save_checkpoint(path, make_checkpoint(model, meta))
     return path
+
+
+#: Frame sizes (H, W) of the generated 3-class datasets: they vary per frame.
+TINY_SIZES = ((48, 64), (40, 56), (56, 72))
+
+
+@pytest.fixture()
+def tiny_custom(tmp_path: Path) -> Path:
+    """A generated custom dataset (tests/datagen.py): 3 classes + void 255, classes.json,
+    24 train and 8 val frames of varying size, PNG and JPEG images."""
+    from tests.datagen import write_custom
+
+    return write_custom(tmp_path / "road", sizes=TINY_SIZES)
+
+
+@pytest.fixture()
+def tiny_cityscapes(tmp_path: Path) -> Path:
+    """The same kind of frames in the Cityscapes layout (leftImg8bit/, gtFine/ label ids)."""
+    from tests.datagen import write_cityscapes
+
+    return write_cityscapes(tmp_path / "cityscapes", sizes=TINY_SIZES)
+
+
+@pytest.fixture()
+def tiny_custom_checkpoint(tmp_path: Path) -> Path:
+    """An untrained (seeded) 3-class ENet checkpoint with tests/datagen.py's classes and palette."""
+    import torch
+
+    from enet.checkpoint import make_checkpoint, save_checkpoint
+    from enet.model import ENet
+    from tests.datagen import CLASSES, PALETTE, VOID
+
+    torch.manual_seed(0)
+    meta = {"classes": list(CLASSES), "palette": [list(c) for c in PALETTE], "void_index": VOID,
+            "mean": [0.4, 0.4, 0.4], "std": [0.2, 0.2, 0.2], "input_size": [48, 64]}
+    path = tmp_path / "road3.pth"
+    save_checkpoint(path, make_checkpoint(ENet(3).eval(), meta))
+    return path

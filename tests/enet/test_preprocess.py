@@ -135,10 +135,11 @@ def test_camera_pipeline_inputs(frames: list[Path]) -> None:
 
 def test_training_val_set_inputs(tiny_camvid: Path, frames: list[Path]) -> None:
     pytest.importorskip("torch")
-    from enet.data import CamVid
+    from enet.data import SegmentationDataset
+    from enet.datasets import open_dataset
 
     meta = _meta(None)
-    ds = CamVid(tiny_camvid, "val", size=SIZE, mean=meta["mean"], std=meta["std"])
+    ds = SegmentationDataset(open_dataset(tiny_camvid), "val", size=SIZE, mean=meta["mean"], std=meta["std"])
     got = np.stack([ds[i][0].numpy() for i in range(len(ds))])
     assert np.array_equal(got, _reference(frames, meta))
 
