@@ -36,6 +36,25 @@ def _umask() -> int:
     return mask
 
 
+def new_file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file (0o666 minus the umask)."""
+    return 0o666 & ~_umask()
+
+
+def cache_dir() -> Path:
+    """The user's enet-rt cache folder (not created).
+
+    ``$ENET_CACHE_DIR``, else ``$XDG_CACHE_HOME/enet-rt``, else
+    ``~/.cache/enet-rt``. TensorRT engines built on first run live under
+    ``engines/`` there.
+    """
+    env = os.environ.get("ENET_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "enet-rt"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success.
@@ -54,7 +73,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600; give the final file the usual umask-based mode.
-    os.chmod(tmp_path, 0o666 & ~_umask())
+    os.chmod(tmp_path, new_file_mode())
     try:
         yield tmp_path
         os.replace(tmp_path, target)
