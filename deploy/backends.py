@@ -4,6 +4,9 @@
 
 1. ``trt``: the model is an ``.engine``, or a ``.pth``/``.onnx`` with an
    ``.engine`` of the same stem beside it, and TensorRT plus a GPU are present;
+   without such an engine, TensorRT plus a GPU build one on first run and
+   cache it (:func:`enet.engine.engine_cache.auto_engine`; FP16 unless
+   ``--precision`` says otherwise);
 2. ``ort``: the model is an ``.onnx``, or a ``.pth`` exported on the fly to an
    ONNX cached in the output folder (keyed by the checkpoint's sha256 and size);
 3. ``torch``: the checkpoint in PyTorch.
@@ -100,8 +103,11 @@ def _export_in_subprocess(model: Path, out: Path, h: int, w: int) -> None:
         raise EnetError(f"ONNX export of {model} failed ({(lines[-1] if lines else 'no message')[:200]})")
 
 
-def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path) -> Choice:
+def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path, precision: str = "fp16") -> Choice:
     """Decide which file and backend kind run ``model``.
+
+    Args:
+        precision: of the TensorRT engine ``auto`` builds on first run.
 
     Raises:
         EnetError: unknown backend, or an explicit one that cannot run this model.
@@ -129,6 +135,13 @@ def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path) ->
         if trt_usable():
             return Choice(engine, "trt", f"engine beside {model.name}")
         log.info("not using %s: TensorRT or a GPU is missing", engine)
+    elif trt_usable():
+        from enet.engine.engine_cache import auto_engine
+
+        onnx_path = model if kind == "ort" else cached_onnx(model, size, cache_dir)
+        built = auto_engine(onnx_path, precision=precision)
+        if built is not None:
+            return Choice(built, "trt", f"TensorRT {precision} engine built from {model.name} on first run, cached")
     if kind == "ort":
         return Choice(model, "ort", ".onnx file")
     if ort_usable():
@@ -186,7 +199,8 @@ class Predictor:
 
 
 def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size: tuple[int, int] | None = None,
-                   cache_dir: str | os.PathLike[str] = ".", threads: int | None = None) -> tuple[Any, Choice]:
+                   cache_dir: str | os.PathLike[str] = ".", threads: int | None = None,
+                   precision: str = "fp16") -> tuple[Any, Choice]:
     """Choose, construct and check a backend; returns ``(backend context manager, choice)``.
 
     Use as::
@@ -206,7 +220,7 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     from enet.model import check_input_size
 
     check_input_size(*size)
-    choice = choose(model, backend, size, Path(cache_dir))
+    choice = choose(model, backend, size, Path(cache_dir), precision)
     options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1])}
     if threads:
         options["threads"] = threads

@@ -92,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="enet-demo",
                                 description="Run the car-camera pipeline on a short CamVid road clip.")
     p.add_argument("--model", help="checkpoint/ONNX/engine (default: the reference models/enet_camvid.pth)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"])
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"],
+                   help="default auto: the fastest available (with TensorRT and a GPU: an engine built on first "
+                        "run and cached)")
+    p.add_argument("--precision", default="fp16", choices=["fp16", "int8", "fp32"],
+                   help="precision of auto's first-run TensorRT engine (default fp16)")
     p.add_argument("--camvid", metavar="ROOT", help="CamVid root (default: ../shared/data/camvid or ENET_CAMVID)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="clip length (default: the whole sequence)")
     p.add_argument("-o", "--output-dir", default="demo_out", metavar="DIR", help="where to write (default demo_out)")
@@ -143,7 +147,8 @@ def _demo(args: argparse.Namespace) -> int:
     video, stats, sheet_path = out / "enet_demo.mp4", out / "stats.jsonl", out / "contact_sheet.png"
     sheet = ContactSheet(sheet_path, sheet_indices(n_frames, args.sheet), columns=2, thumb_width=560)
     summary = run(RunConfig(
-        input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend, size=args.size,
+        input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend,
+        precision=args.precision, size=args.size,
         visualize="overlay,mask", stats=str(stats), cache_dir=str(out), extra_sinks=[sheet],
         output_rate=CLIP_FPS, max_frames=None if frames else args.frames,
     ))

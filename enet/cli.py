@@ -179,12 +179,20 @@ def eval_parser() -> argparse.ArgumentParser:
         prog="enet-eval",
         description="Per-class IoU, mIoU, class-average and global accuracy (void excluded) of a "
                     "checkpoint (.pth), ONNX model (.onnx) or TensorRT engine (.engine) on a CamVid split.",
-        epilog="example: enet-eval models/enet_camvid.pth --split val --json val.json")
+        epilog="examples:\n"
+               "  enet-eval models/enet_camvid.pth --split val --json val.json\n"
+               "  enet-eval enet.onnx --precision int8      # with TensorRT: first-run INT8 engine, cached\n"
+               "  enet-eval enet.engine",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", default=None, help="model file (default: models/enet_camvid.pth)")
     p.add_argument("--data-root", default=None, help="CamVid root (default: ../shared/data/camvid)")
     p.add_argument("--split", choices=("train", "val", "test"), default="val")
     p.add_argument("--backend", choices=("auto", "torch", "ort", "trt"), default="auto",
-                   help="default: from the file type")
+                   help="default auto: from the file type; with TensorRT and a GPU, a .pth/.onnx runs as a "
+                        "TensorRT engine built on first run and cached")
+    p.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16",
+                   help="precision of auto's first-run TensorRT engine (default fp16; int8: the calibrated Q/DQ "
+                        "model)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for .pth models")
     p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as JSON")
     p.add_argument("--save-predictions", default=None, metavar="DIR",
@@ -206,6 +214,10 @@ def eval_main(args: argparse.Namespace) -> int:
     model = args.model or str(default_model_path())
     data_root = args.data_root or default_camvid_root()
     kind = None if args.backend == "auto" else args.backend
+    if kind is None:
+        from enet.engine.engine_cache import auto_engine
+
+        model = str(auto_engine(model, precision=args.precision) or model)
     opts: dict[str, Any] = {"device": args.device} if model.endswith((".pth", ".pt")) else {}
     with open_backend(model, kind, **opts) as backend:
         summary = evaluate(backend, data_root, args.split, save_predictions=args.save_predictions,
