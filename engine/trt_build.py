@@ -172,8 +172,11 @@ def describe(job: EngineJob, *, dry_run: bool = False) -> list[str]:
         out.append(f"  ranges      calibrate INT8 ranges on {frames}; write them as the TensorRT calibration "
                    f"cache {job.calib_cache.name} (its scales are the Q/DQ scales)")
     out.append(f"  parses      {job.compiled.name} ({_ONNX_LABEL[p.onnx_precision]} ONNX)")
-    out.append("  network     " + ("strongly typed (NetworkDefinitionCreationFlag.STRONGLY_TYPED)" if p.strongly_typed
-                                  else "weakly typed"))
+    if p.strongly_typed and not job.features.fp16_flag:
+        out.append("  network     strongly typed (always, from TensorRT 11)")
+    else:
+        out.append("  network     " + ("strongly typed (NetworkDefinitionCreationFlag.STRONGLY_TYPED)"
+                                      if p.strongly_typed else "weakly typed"))
     out.append("  flags       " + (", ".join(f"BuilderFlag.{f}" for f in p.flags) or "none"))
     out.append("  calibrator  " + (f"IInt8EntropyCalibrator2 reading {job.calib_cache.name} (TensorRT calibrates "
                                    "nothing itself)" if p.calibrator and job.calib_cache else "none"))
@@ -183,7 +186,9 @@ def describe(job: EngineJob, *, dry_run: bool = False) -> list[str]:
         out.append(f"  DLA         core {job.dla_core}, GPU fallback on")
     out.append(f"  writes      {job.output} and {job.output.name}.json (a pair, with the engine's sha256)")
     if job.verify_images:
-        root = job.data_root or "the shared CamVid"
+        from enet.defaults import default_camvid_root
+
+        root = job.data_root or default_camvid_root()
         out.append(f"  then        compare the engine with ONNX Runtime ({job.compiled.name}) on {job.verify_images} "
                    f"CamVid val frames from {root}: argmax agreement and val mIoU of both")
     else:

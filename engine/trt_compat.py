@@ -185,7 +185,7 @@ def _precision_plan(features: TrtFeatures, precision: str, int8_mode: str, onnx_
         if onnx_precision != "fp32":
             raise EnetError("the calibrator path needs the float32 ONNX, not a Q/DQ one")
         why = ("asked for with --int8-mode calibrator" if int8_mode == "calibrator"
-               else f"the only INT8 path of TensorRT {v} (< 8.5)")
+               else "the only INT8 path below TensorRT 8.5")
         flags = ("INT8", "FP16") if features.fp16_flag else ("INT8",)
         return BuildPlan("fp32", strongly_typed=False, flags=flags, calibrator=True, notes=(
             f"TensorRT {v}: implicit INT8 with the legacy entropy calibrator ({why}), fed with a TensorRT "
