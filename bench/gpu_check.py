@@ -74,9 +74,9 @@ def probe() -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - a broken torch counts as none
         pass
     if available("tensorrt"):
-        import tensorrt
+        from enet.engine.trt_build import installed_features
 
-        facts["tensorrt"] = tensorrt.__version__
+        facts["tensorrt"] = str(installed_features().version)
     return facts
 
 

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default max: measured best on CamVid (entropy clips ENet activations, -1.6 pt)")
     g.add_argument("--percentile", type=float, default=None, help="for --calib-method percentile (default 99.99)")
     g.add_argument("--calib-cache", metavar="FILE",
-                   help="reuse/save calibration ranges (JSON on the Q/DQ path; TensorRT's cache on the calibrator path)")
+                   help="reuse/save the INT8 activation ranges (JSON); the Q/DQ ONNX and the calibrator path's "
+                        "TensorRT cache (written beside the engine) both take their scales from them")
     g.add_argument("--keep-fp32", action="append", default=[], metavar="NODE",
                    help="leave this Conv/ConvTranspose node in float32 (repeatable)")
     g.add_argument("--max-drop", type=float, default=1.0, metavar="PT",
