@@ -7,7 +7,7 @@
   needs the FP16 or the calibrated Q/DQ file, build with Polygraphy
   (:func:`build_engine_bytes`), write engine and sidecar as one pair, then
   compare the engine with ONNX Runtime on CamVid val frames
-  (:func:`verify_engine`).
+  (:func:`enet.engine.verify.verify_engine`).
 
 ``enet-build-engine``, ``enet-bench`` and the first-run engine cache
 (:mod:`enet.engine.engine_cache`) all build through these functions, so an
@@ -27,13 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from enet._lazy import require
 from enet.engine.build import CalibrationSpec, calibrate_ranges, convert_onnx
-from enet.engine.calibration import iter_batches, select_calibration_images
 from enet.engine.onnx_info import input_dims, load_onnx, output_roles, precision_of, read_meta, static_input_shape
 from enet.engine.trt_compat import BuildPlan, TrtFeatures, plan_build, trt_features
+from enet.engine.verify import engine_frames, verify_engine
 from enet.errors import EnetError, ShapeError
 
 log = logging.getLogger(__name__)
@@ -307,7 +305,7 @@ def build_engine(job: EngineJob, *, keep_fp32: Sequence[str] = (), rebuild_comma
     (beside the engine, :func:`converted_path`), writes the TensorRT
     calibration cache on the calibrator path, builds, writes engine and
     sidecar as one pair, then compares the engine with ONNX Runtime
-    (:func:`verify_engine`) when ``job.verify_images`` and CamVid val allow.
+    (:func:`~enet.engine.verify.verify_engine`) when ``job.verify_images`` and CamVid val allow.
 
     Args:
         convert: ``(model, out, precision)`` replacing the plain
@@ -380,77 +378,5 @@ def build_engine(job: EngineJob, *, keep_fp32: Sequence[str] = (), rebuild_comma
     return result
 
 
-# --------------------------------------------------------------------------- verify
-
-
-def engine_frames(count: int, camvid_root: str | os.PathLike[str] | None) -> list[Path]:
-    """``count`` CamVid val frames, evenly spaced over the name-sorted split; none without CamVid."""
-    if camvid_root is None or count < 1:
-        return []
-    val = Path(camvid_root) / "val"
-    if not val.is_dir():
-        return []
-    return select_calibration_images(val, count)
-
-
-def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathLike[str],
-                  frames: Sequence[Path], *, labels_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Compare an engine with ONNX Runtime (CPU) on ``frames``.
-
-    Returns:
-        ``{"frames": n, "agreement": fraction of pixels whose argmax agrees,
-        "miou_engine": ..., "miou_onnx": ..., "labelled": frames with a label}``;
-        the mIoU values (0..1, void excluded, at label resolution) are None
-        when no frame has a label in ``labels_dir``.
-    """
-    from enet.engine.ort_backend import OrtBackend
-    from enet.engine.trt_backend import TrtBackend
-
-    with TrtBackend(engine_path) as eng, OrtBackend(onnx_path, providers="cpu") as ref:
-        preds = _labels_per_frame(eng, frames), _labels_per_frame(ref, frames)
-        classes = len(eng.meta["classes"])
-    agree = sum(int((a == b).sum()) for a, b in zip(*preds))
-    total = sum(a.size for a in preds[0])
-    out: dict[str, Any] = {"frames": len(frames), "agreement": agree / max(total, 1),
-                           "miou_engine": None, "miou_onnx": None, "labelled": 0}
-    if labels_dir is not None:
-        scores = _miou(frames, preds, Path(labels_dir), classes)
-        if scores is not None:
-            out.update(miou_engine=scores[0], miou_onnx=scores[1], labelled=scores[2])
-    return out
-
-
-def _labels_per_frame(backend: Any, frames: Sequence[Path]) -> list[np.ndarray]:
-    n = backend.input_shape[0]
-    out: list[np.ndarray] = []
-    for i, x in enumerate(iter_batches(list(frames), backend.meta, backend.input_shape)):
-        out += list(backend.infer_labels(x)[:len(frames) - i * n])
-    return out
-
-
-def _miou(frames: Sequence[Path], preds: tuple[list[np.ndarray], list[np.ndarray]], labels_dir: Path,
-          classes: int) -> tuple[float, float, int] | None:
-    cv2 = require("cv2")
-    from enet.data import read_label
-    from enet.metrics import ConfusionMatrix
-
-    cms = ConfusionMatrix(classes), ConfusionMatrix(classes)
-    labelled = 0
-    for i, frame in enumerate(frames):
-        lab_path = labels_dir / frame.name
-        if not lab_path.is_file():
-            continue
-        lab = read_label(lab_path, classes)
-        labelled += 1
-        for cm, pred in zip(cms, (preds[0][i], preds[1][i])):
-            p = pred.astype(np.uint8)
-            if p.shape != lab.shape:  # metrics at label resolution, as enet-eval
-                p = cv2.resize(p, (lab.shape[1], lab.shape[0]), interpolation=cv2.INTER_NEAREST)
-            cm.update(p, lab)
-    if not labelled:
-        return None
-    return cms[0].summary()["miou"], cms[1].summary()["miou"], labelled
-
-
 __all__ = ["EngineJob", "EngineResult", "plan_engine", "describe", "build_engine_bytes", "build_engine",
-           "verify_engine", "engine_frames", "converted_path", "calibration_cache_path", "installed_features"]
+           "converted_path", "calibration_cache_path", "installed_features"]

@@ -9,7 +9,6 @@ test_engine_api_drift.py.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -254,13 +253,14 @@ def test_build_ends_with_the_comparison(tiny_onnx, tiny_camvid, tmp_path, monkey
 def test_verify_engine_agreement_and_miou(tiny_onnx, tiny_camvid, monkeypatch) -> None:
     """The comparison itself, with ONNX Runtime standing in for the engine (so agreement must be total)."""
     import enet.engine.trt_backend as trt_backend
+    from enet.engine import verify
     from enet.engine.ort_backend import OrtBackend
 
     monkeypatch.setattr(trt_backend, "TrtBackend", lambda path: OrtBackend(path, providers="cpu"))
-    frames = trt_build.engine_frames(3, tiny_camvid)
-    v = trt_build.verify_engine(tiny_onnx, tiny_onnx, frames, labels_dir=tiny_camvid / "valannot")
+    frames = verify.engine_frames(3, tiny_camvid)
+    v = verify.verify_engine(tiny_onnx, tiny_onnx, frames, labels_dir=tiny_camvid / "valannot")
     assert v["frames"] == 3 and v["agreement"] == 1.0 and v["labelled"] == 3
     assert v["miou_engine"] == v["miou_onnx"] and 0.0 <= v["miou_onnx"] <= 1.0
-    v = trt_build.verify_engine(tiny_onnx, tiny_onnx, frames, labels_dir=tiny_camvid / "nolabels")
+    v = verify.verify_engine(tiny_onnx, tiny_onnx, frames, labels_dir=tiny_camvid / "nolabels")
     assert v["miou_engine"] is None and v["labelled"] == 0
     assert np.isclose(v["agreement"], 1.0)
