@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from enet.cli import configure_logging, guard
+from enet.cli import add_engine_precision, configure_logging, guard
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"],
                    help="inference backend (default: auto, the fastest available; with TensorRT and a GPU a "
                         ".pth/.onnx becomes a TensorRT engine on first run, cached for the next)")
-    p.add_argument("--precision", default="fp16", choices=["fp16", "int8", "fp32"],
-                   help="precision of auto's first-run TensorRT engine (default fp16; int8: calibrated Q/DQ)")
+    add_engine_precision(p)
     p.add_argument("--size", metavar="WxH", help="inference size, e.g. 480x360 (default: the model's)")
     p.add_argument("--alpha", type=float, default=0.5, help="mask opacity on the overlay (default 0.5)")
     p.add_argument("--visualize", default="overlay", metavar="LIST",

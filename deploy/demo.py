@@ -89,14 +89,15 @@ def _frame_count(clip: Path) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from enet.cli import add_engine_precision
+
     p = argparse.ArgumentParser(prog="enet-demo",
                                 description="Run the car-camera pipeline on a short CamVid road clip.")
     p.add_argument("--model", help="checkpoint/ONNX/engine (default: the reference models/enet_camvid.pth)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"],
                    help="default auto: the fastest available (with TensorRT and a GPU: an engine built on first "
                         "run and cached)")
-    p.add_argument("--precision", default="fp16", choices=["fp16", "int8", "fp32"],
-                   help="precision of auto's first-run TensorRT engine (default fp16)")
+    add_engine_precision(p)
     p.add_argument("--camvid", metavar="ROOT", help="CamVid root (default: ../shared/data/camvid or ENET_CAMVID)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="clip length (default: the whole sequence)")
     p.add_argument("-o", "--output-dir", default="demo_out", metavar="DIR", help="where to write (default demo_out)")

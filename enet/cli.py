@@ -39,6 +39,13 @@ def add_verbosity(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
 
 
+def add_engine_precision(p: argparse.ArgumentParser) -> None:
+    """``--precision`` of the TensorRT engine ``--backend auto`` builds on first run (enet-eval, enet-run, enet-demo)."""
+    p.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16",
+                   help="precision of the TensorRT engine --backend auto builds on first run when TensorRT and a "
+                        "GPU are present (default fp16; int8: the calibrated Q/DQ model)")
+
+
 def configure_logging(level: int, fmt: str = "%(message)s") -> None:
     """A command's logging: to the *current* stderr, replacing earlier handlers.
 
@@ -190,9 +197,7 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("auto", "torch", "ort", "trt"), default="auto",
                    help="default auto: from the file type; with TensorRT and a GPU, a .pth/.onnx runs as a "
                         "TensorRT engine built on first run and cached")
-    p.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16",
-                   help="precision of auto's first-run TensorRT engine (default fp16; int8: the calibrated Q/DQ "
-                        "model)")
+    add_engine_precision(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for .pth models")
     p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as JSON")
     p.add_argument("--save-predictions", default=None, metavar="DIR",
