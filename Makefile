@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[torch,dev]'
 	@$(PY) deploy/gst_venv_link.py $(VENV) 2>/dev/null || true
 	touch $(STAMP)
 
@@ -31,7 +31,7 @@ demo: $(STAMP)
 gpu-check: $(STAMP)
 	$(BIN)/python -m enet.bench.gpu_check
 
-# The recipe behind models/enet_camvid.pth (README "Reference model"): half
+# The recipe behind the shipped camvid weights (README "Reference model"): half
 # resolution from scratch, then full-resolution fine-tuning. About 1 h 50 min
 # on 2 CPU cores. Re-running continues an interrupted stage (--resume).
 CAMVID ?= ../shared/data/camvid
@@ -46,7 +46,7 @@ reference-model: $(STAMP)
 	  $$(test -f $(RUNS)/full/last.pth && echo --resume $(RUNS)/full/last.pth || echo --init-from $(RUNS)/half/best.pth)
 	$(BIN)/enet-plot $(RUNS)/half/log.jsonl $(RUNS)/full/log.jsonl -o $(RUNS)/training_curve.png
 	$(BIN)/enet-eval $(RUNS)/full/best.pth --data-root $(CAMVID) --split val
-	@echo "copy $(RUNS)/full/best.pth to models/enet_camvid.pth to make it the default"
+	@echo "ENET_MODEL=$(RUNS)/full/best.pth makes it every command's default (README \"Reference model\")"
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -4,14 +4,15 @@ A benchmark backend is a runtime plus a precision: ``torch`` (the
 checkpoint), ``torch-fp16`` (the checkpoint in half precision, CUDA only),
 ``ort`` (float32 ONNX), ``ort-int8`` (Q/DQ ONNX), ``trt-fp32``,
 ``trt-fp16``, ``trt-int8`` (TensorRT engines). Missing artifacts are built
-with the toolkit's own functions (``enet.export.onnx.export_onnx``,
+with the toolkit's own functions (``enet.export.cache.cached_onnx``,
 ``enet.engine.build.convert_onnx``, and for engines
 ``enet.engine.trt_build.plan_engine``/``build_engine``, the same as
 ``enet-build-engine``: same plan, same sidecar, same check against ONNX
-Runtime; no TensorRT build code lives in ``enet.bench``) and cached in
-``<output>/artifacts`` under names that carry the model's hash, the input
+Runtime; no TensorRT build code lives in ``enet.bench``) and cached in the
+user's cache folder (:mod:`enet.cache`) under names that carry the model's hash, the input
 shape and the precision, so a second run reuses them and a different model
-never does.
+never does. The model is a checkpoint, or an ONNX file (then no PyTorch is
+needed, at the ONNX's own input shape).
 
 :func:`unavailable_reason` says, without building anything, why a backend
 cannot run here (TensorRT missing, no GPU, ONNX Runtime missing); the CLI
@@ -102,18 +103,18 @@ def unavailable_reason(spec: BenchBackend, device_kind: str, *,
 
 # ------------------------------------------------------------------ artifacts
 
-def _short_hash(path: Path) -> str:
-    from enet.fileio import sha256_file
-
-    return sha256_file(path)[:10]
-
-
 class Artifacts:
-    """Builds and caches the files each backend runs, under ``folder``.
+    """Builds and caches the files each backend runs, in the user's cache folder.
+
+    The model is a checkpoint (``.pth``: every size can be exported) or an
+    ONNX file (``.onnx``: its one static input shape, and no PyTorch needed).
+    The float32 ONNX of a checkpoint is :func:`enet.export.cache.cached_onnx`
+    (shared with the camera pipeline); the INT8 ONNX and the engines built
+    from it sit beside it, named after it.
 
     Args:
-        model: the ``.pth`` checkpoint everything is derived from.
-        folder: cache folder (created).
+        model: the ``.pth`` checkpoint or ``.onnx`` model everything is derived from.
+        folder: cache folder (default: ``enet.cache.cache_dir("models")``).
         camvid: CamVid root for INT8 calibration (its ``train/``).
         calib_images: number of calibration frames.
         builders: override the build functions (tests): keys ``onnx``
@@ -122,38 +123,84 @@ class Artifacts:
             precision)``.
     """
 
-    def __init__(self, model: Path, folder: Path, *, camvid: Path | None = None, calib_images: int = 64,
-                 builders: dict[str, Callable[..., Any]] | None = None, say: Callable[[str], None] | None = None) -> None:
+    def __init__(self, model: Path, folder: Path | None = None, *, camvid: Path | None = None,
+                 calib_images: int = 64, builders: dict[str, Callable[..., Any]] | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
+        from enet.cache import cache_dir
+        from enet.engine.backend import backend_kind
+        from enet.export.cache import MODELS, model_key
+
         self.model = Path(model)
-        self.folder = Path(folder)
+        self.kind = backend_kind(self.model)
+        if self.kind not in ("torch", "ort"):
+            raise EnetError(f"enet-bench runs a checkpoint (.pth) or an ONNX model (.onnx), not {self.model.name}")
+        self.folder = Path(folder) if folder is not None else cache_dir(MODELS)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.camvid = camvid
         self.calib_images = calib_images
         self._builders = builders or {}
         self._say = say or log.info
-        self._tag = f"enet-{_short_hash(self.model)}"
+        self._key = model_key(self.model)
+        self.onnx_shape: tuple[int, ...] | None = None
+        if self.kind == "ort":
+            from enet.engine.onnx_info import load_onnx, read_meta, static_input_shape
+
+            src = load_onnx(self.model, check=False)
+            self.onnx_shape = static_input_shape(src, None, read_meta(src, str(self.model)))
         self.built: list[str] = []
 
     @property
     def calib_cache(self) -> Path:
         """INT8 activation ranges, shared by every resolution of this model."""
-        return self.folder / f"{self._tag}.int8-ranges-{self.calib_images}.json"
+        return self.folder / f"{self._key}.int8-ranges-{self.calib_images}.json"
+
+    def unsupported(self, spec: BenchBackend, height: int, width: int, batch: int) -> str | None:
+        """Why this model cannot give ``spec``'s artifact at that shape, or None (nothing is built)."""
+        if self.kind == "torch":
+            return None
+        if spec.kind == "torch":
+            return f"the torch backend runs a checkpoint (.pth); {self.model.name} is an ONNX model"
+        assert self.onnx_shape is not None
+        if tuple(self.onnx_shape) != (batch, 3, height, width):
+            n, _, h, w = self.onnx_shape
+            return (f"{self.model.name} takes {w}x{h} batch {n}; pass a checkpoint (.pth) as --model "
+                    "to benchmark other sizes")
+        return None
+
+    def _stem(self, height: int, width: int, batch: int) -> str:
+        if self.kind == "ort":  # the ONNX has one shape: its name says enough
+            return self._key
+        return self.onnx(height, width, batch).stem
+
+    def onnx(self, height: int, width: int, batch: int) -> Path:
+        """The float32 ONNX at that shape: the model itself, or the checkpoint's cached export."""
+        if self.kind == "ort":
+            return self.model
+        from enet.export.cache import cached_onnx_path
+
+        return cached_onnx_path(self.model, height, width, batch=batch, folder=self.folder)
 
     def path(self, spec: BenchBackend, height: int, width: int, batch: int) -> Path:
         """Where ``spec``'s artifact for ``(batch, 3, height, width)`` lives (the checkpoint for torch)."""
         if spec.kind == "torch":
             return self.model
-        stem = f"{self._tag}-{width}x{height}-b{batch}"
+        if spec.kind == "ort" and spec.precision == "fp32":
+            return self.onnx(height, width, batch)
+        stem = self._stem(height, width, batch)
         if spec.kind == "ort":
-            return self.folder / (f"{stem}.onnx" if spec.precision == "fp32" else f"{stem}.{spec.precision}.onnx")
+            return self.folder / f"{stem}.{spec.precision}.onnx"
         return self.folder / f"{stem}.{spec.precision}.engine"
 
     def get(self, spec: BenchBackend, height: int, width: int, batch: int) -> Path:
         """The artifact, built first if missing.
 
         Raises:
-            EnetError: a builder failed (or is not part of this toolkit).
+            EnetError: a builder failed (or is not part of this toolkit), or
+                the model cannot give this shape (see :meth:`unsupported`).
         """
+        reason = self.unsupported(spec, height, width, batch)
+        if reason:
+            raise EnetError(reason)
         target = self.path(spec, height, width, batch)
         if target.is_file():
             return target
@@ -179,9 +226,9 @@ class Artifacts:
     # The toolkit's own builders, imported only when a build is needed.
 
     def _build_onnx(self, target: Path, height: int, width: int, batch: int) -> None:
-        from enet.export.onnx import export_onnx
+        from enet.export.cache import cached_onnx
 
-        export_onnx(self.model, target, height=height, width=width, batch=batch)
+        cached_onnx(self.model, height=height, width=width, batch=batch, folder=target.parent)
 
     def _calib_spec(self) -> Any:
         from enet.defaults import default_camvid_root
@@ -193,15 +240,16 @@ class Artifacts:
     def _build_int8(self, onnx_path: Path, target: Path, height: int, width: int, batch: int) -> None:
         """Q/DQ INT8 ONNX (``enet.engine.build.convert_onnx``).
 
-        Activation ranges hardly depend on the input size, so they are
-        calibrated once, at the checkpoint's own size (CamVid's 480x360), and
-        reused from the range cache at every other size; this keeps a
-        four-resolution run from calibrating at 1920x1080 on a CPU.
+        Activation ranges hardly depend on the input size, so for a
+        checkpoint they are calibrated once, at its own size (CamVid's
+        480x360), and reused from the range cache at every other size; this
+        keeps a four-resolution run from calibrating at 1920x1080 on a CPU.
         """
-        from enet.checkpoint import load_checkpoint
         from enet.engine.build import convert_onnx
 
-        if not self.calib_cache.is_file():
+        if self.kind == "torch" and not self.calib_cache.is_file():
+            from enet.checkpoint import load_checkpoint
+
             h0, w0 = (int(v) for v in load_checkpoint(self.model)["meta"]["input_size"])
             if (h0, w0, 1) != (height, width, batch):
                 log.info("calibrating INT8 ranges at %dx%d on %d CamVid frames", w0, h0, self.calib_images)
@@ -243,7 +291,7 @@ class Artifacts:
             self._say(note)
         v = res.verification
         if v:
-            msg = (f"{target.name}: built in {res.build_s:.0f} s; vs ONNX Runtime on {v['frames']} CamVid val frames: "
+            msg = (f"{target.name}: built in {res.build_s:.0f} s; vs ONNX Runtime on {v['frames']} val frames: "
                    f"{v['agreement'] * 100:.2f}% argmax agreement")
             if v.get("miou_engine") is not None:
                 msg += f", val mIoU engine {v['miou_engine'] * 100:.2f} / ONNX {v['miou_onnx'] * 100:.2f}"

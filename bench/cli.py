@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from enet.cli import configure_logging, guard
+from enet.cli import guard, setup_logging
 from enet.errors import EnetError
 
 log = logging.getLogger("enet.bench")
@@ -52,12 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", choices=("auto", "cpu", "desktop", "jetson"), default="auto",
                    help="what to probe and where to run: cpu, desktop (NVIDIA GPU), jetson; auto detects")
-    p.add_argument("--model", type=Path, default=None,
-                   help="enet-rt checkpoint (.pth); default: the shipped models/enet_camvid.pth (ENET_MODEL)")
+    p.add_argument("--model", default=None,
+                   help="enet-rt checkpoint (.pth) or shipped weights name, or an ONNX model (.onnx: ort/trt "
+                        "backends at its own size, no PyTorch needed); default: camvid (or $ENET_MODEL)")
     p.add_argument("--backends", default=DEFAULT_BACKENDS,
                    help=f"comma-separated, from: {DEFAULT_BACKENDS} (default: all; unavailable ones are skipped)")
-    p.add_argument("--resolutions", default=DEFAULT_RESOLUTIONS,
-                   help=f"WIDTHxHEIGHT list, multiples of 8 (default: the paper's {DEFAULT_RESOLUTIONS})")
+    p.add_argument("--resolutions", default=None,
+                   help=f"WIDTHxHEIGHT list, multiples of 8 (default: the paper's {DEFAULT_RESOLUTIONS}; "
+                        "an ONNX model's own size)")
     p.add_argument("--batch", type=int, default=1, help="frames per inference (default 1, as the paper)")
     p.add_argument("--warmup-s", type=float, default=0.5, help="warm-up seconds per run (default 0.5)")
     g = p.add_mutually_exclusive_group()
@@ -70,17 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda-graph", action="store_true",
                    help="TensorRT: capture the enqueue in a CUDA graph and time its launch (trtexec --useCudaGraph)")
     p.add_argument("--accuracy-frames", type=int, default=0,
-                   help="also report CamVid val mIoU of each backend on N frames (default 0: off)")
+                   help="also report val mIoU of each backend on N frames of --data-root (default 0: off)")
     p.add_argument("--calib-images", type=int, default=64,
-                   help="CamVid train frames for INT8 calibration when an INT8 ONNX is built (default 64)")
-    p.add_argument("--camvid", type=Path, default=None,
-                   help="CamVid root (val/ for frames and accuracy, train/ for calibration); default ENET_CAMVID "
-                        "or ../shared/data/camvid")
+                   help="train frames of --data-root for INT8 calibration when an INT8 ONNX is built (default 64)")
+    p.add_argument("--data-root", "--camvid", dest="data_root", type=Path, default=None,
+                   help="dataset the model was trained on (val for frames and accuracy, train for calibration); "
+                        "default ENET_CAMVID or ../shared/data/camvid")
     p.add_argument("--cv-threshold", type=float, default=0.10,
                    help="warn when std/mean latency exceeds this (default 0.10)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("-o", "--output", type=Path, default=Path("bench-results"),
-                   help="report folder; built ONNX/engines are cached in OUTPUT/artifacts (default bench-results)")
+                   help="report folder (default bench-results); built ONNX/engines are cached in the user's "
+                        "cache folder ($ENET_CACHE_DIR or ~/.cache/enet-rt)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return p
@@ -107,6 +110,8 @@ def _say(msg: str) -> None:
 
 
 def _model_facts(path: Path) -> dict[str, Any]:
+    if path.suffix.lower() == ".onnx":
+        return _onnx_facts(path)
     from enet.checkpoint import load_model
     from enet.fileio import sha256_file
     from enet.model import count_flops, count_parameters
@@ -118,6 +123,16 @@ def _model_facts(path: Path) -> dict[str, Any]:
     return {"path": str(path), "sha256": sha256_file(path), "params": count_parameters(model),
             "gflops": count_flops(model, h, w) / 1e9, "flops_convention": "conv/deconv multiply-adds x 2",
             "input_size": meta.get("input_size"), "metrics": meta.get("metrics")}
+
+
+def _onnx_facts(path: Path) -> dict[str, Any]:
+    """What an ONNX model tells without PyTorch: no parameter or FLOP count (BN is folded into its weights)."""
+    from enet.engine.onnx_info import load_onnx, read_meta
+    from enet.fileio import sha256_file
+
+    meta = read_meta(load_onnx(path, check=False), str(path))
+    return {"path": str(path), "sha256": sha256_file(path), "params": None, "gflops": None,
+            "flops_convention": None, "input_size": meta.get("input_size"), "metrics": meta.get("metrics")}
 
 
 def _backend_options(spec: Any, device_kind: str, shape: tuple[int, int, int, int], threads: int | None) -> dict[str, Any]:
@@ -166,23 +181,42 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from enet.bench import backends as bk
     from enet.bench import harness, paper, probes, report
     from enet.bench.device_timing import measure_device
+    from enet.bench.frames import has_val, timing_batches
     from enet.bench.tegrastats import TegrastatsSampler
-    from enet.bench.frames import backend_miou, timing_batches
-    from enet.defaults import default_camvid_root, default_model_path
-    from enet.engine.backend import open_backend
+    from enet.defaults import default_camvid_root
+    from enet.engine.backend import evaluate_backend, open_backend
+    from enet.transforms import Preprocess
+    from enet.weights import resolve_model
 
-    resolutions = parse_resolutions(args.resolutions)
     specs = bk.parse_backends(args.backends)
-    model_path = args.model or default_model_path()
-    if not Path(model_path).is_file():
-        raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth)")
-    camvid = args.camvid or default_camvid_root()
-    if not (Path(camvid) / "val").is_dir():
+    model_path = resolve_model(args.model)
+    if not model_path.is_file():
+        raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth) "
+                        "or ONNX model (.onnx)")
+    camvid = Path(args.data_root or default_camvid_root())
+    artifacts = bk.Artifacts(model_path, camvid=camvid, calib_images=args.calib_images, say=_say)
+    if args.resolutions is None and artifacts.onnx_shape is not None:
+        resolutions = [(int(artifacts.onnx_shape[3]), int(artifacts.onnx_shape[2]))]
+    else:
+        resolutions = parse_resolutions(args.resolutions or DEFAULT_RESOLUTIONS)
+    if not has_val(camvid):
         if args.accuracy_frames:
-            raise EnetError(f"--accuracy-frames needs CamVid val, not found under {camvid}; pass --camvid")
+            raise EnetError(f"--accuracy-frames needs a val split, not found under {camvid}; pass --data-root")
         camvid_for_frames = None
     else:
-        camvid_for_frames = Path(camvid)
+        camvid_for_frames = camvid
+        if args.accuracy_frames:  # the model's classes must be the dataset's, before any timing
+            from enet.datasets import open_dataset
+
+            if artifacts.kind == "ort":
+                from enet.engine.onnx_info import load_onnx, read_meta
+
+                meta = read_meta(load_onnx(model_path, check=False), str(model_path))
+            else:
+                from enet.checkpoint import load_checkpoint
+
+                meta = load_checkpoint(model_path)["meta"]
+            open_dataset(camvid).check_model(meta, str(model_path))
 
     kind = probes.detect_device_kind() if args.device == "auto" else args.device
     device = probes.device_info(kind, threads=args.threads)
@@ -194,7 +228,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     _say(f"device: {label}")
     _say("versions: " + ", ".join(f"{k} {v or '-'}" for k, v in versions.items()))
 
-    model = _model_facts(Path(model_path))
+    model = _model_facts(model_path)
     _say(report.table3_text(model))
 
     duration = 0.0 if args.iterations is not None else (2.0 if args.duration_s is None else args.duration_s)
@@ -204,11 +238,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     out_dir = Path(args.output)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "artifacts").mkdir(exist_ok=True)
     except OSError as exc:
         raise EnetError(f"cannot create the output folder {out_dir} ({exc.strerror}); pass another -o") from None
-    artifacts = bk.Artifacts(Path(model_path), out_dir / "artifacts", camvid=Path(camvid),
-                             calib_images=args.calib_images, say=_say)
 
     sampler = None
     if kind == "jetson":
@@ -223,8 +254,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     failed = False
     try:
         for spec in specs:
-            reason = bk.unavailable_reason(spec, kind)
+            missing = bk.unavailable_reason(spec, kind)
             for w, h in resolutions:
+                reason = missing or artifacts.unsupported(spec, h, w, args.batch)
                 step += 1
                 tag = f"[{step}/{total}] {spec.name} {w}x{h}"
                 rec_args = (spec.name, spec.kind, spec.precision, w, h, args.batch)
@@ -237,10 +269,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     artifact = artifacts.get(spec, h, w, args.batch)
                     backend = open_backend(artifact, spec.kind, **_backend_options(spec, kind, shape, args.threads))
                     with backend:
-                        mean, std = backend.meta["mean"], backend.meta["std"]
-                        pipe = harness.Pipeline(harness.make_preprocess(mean, std), backend.infer,
-                                                harness.argmax_postprocess)
-                        inputs, source = timing_batches(w, h, args.batch, camvid=camvid_for_frames)
+                        pre = Preprocess.from_meta(backend.meta, (h, w))
+                        pipe = harness.Pipeline(pre.batch, backend.infer, harness.argmax_postprocess)
+                        inputs, source = timing_batches(pre, args.batch, camvid=camvid_for_frames)
                         hooks = {"on_measure_start": sampler.mark if sampler else None,
                                  "on_measure_end": sampler.end if sampler else None}
                         stages = _device_stages(spec, backend, args.cuda_graph)
@@ -258,8 +289,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                         power = sampler.summary(frames=m.frames, seconds=m.measure_s) if sampler else None
                         accuracy = None
                         if args.accuracy_frames:
-                            accuracy = backend_miou(backend.infer, pipe.preprocess, shape, backend.meta,
-                                                    Path(camvid), args.accuracy_frames)
+                            s = evaluate_backend(backend, camvid, "val", limit=args.accuracy_frames, spaced=True)
+                            accuracy = {k: s[k] for k in ("miou", "global_acc", "frames", "split", "eval_size")}
                 except (EnetError, ImportError) as exc:
                     # ImportError: a backend or builder module this toolkit does not have (yet)
                     records.append(report.make_record(*rec_args, status="skipped", reason=str(exc)))
@@ -309,8 +340,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
-                      "%(levelname)s %(name)s: %(message)s")
+    setup_logging(args, fmt="%(levelname)s %(name)s: %(message)s")
 
     def body() -> int:
         _validate(args)

@@ -262,7 +262,8 @@ class Pipeline:
     """The three stages of one end-to-end iteration.
 
     Attributes:
-        preprocess: uint8 RGB frames ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)``.
+        preprocess: uint8 RGB frames ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)``
+            (the model's :meth:`enet.transforms.Preprocess.batch`).
         infer: float32 ``(N, 3, H, W)`` -> logits ``(N, C, H, W)`` (the backend).
         postprocess: logits -> uint8 labels ``(N, H, W)``.
     """
@@ -270,20 +271,6 @@ class Pipeline:
     preprocess: Callable[[np.ndarray], np.ndarray]
     infer: Callable[[np.ndarray], np.ndarray]
     postprocess: Callable[[np.ndarray], np.ndarray]
-
-
-def make_preprocess(mean: Sequence[float], std: Sequence[float]) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 ``(N, H, W, 3)`` RGB -> float32 ``(N, 3, H, W)`` ``(x/255 - mean)/std`` (enet.transforms contract)."""
-    scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).reshape(1, 3, 1, 1)
-    shift = (np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).reshape(1, 3, 1, 1)
-
-    def preprocess(frames: np.ndarray) -> np.ndarray:
-        x = frames.transpose(0, 3, 1, 2).astype(np.float32)
-        x *= scale
-        x -= shift
-        return np.ascontiguousarray(x)
-
-    return preprocess
 
 
 def argmax_postprocess(logits: np.ndarray) -> np.ndarray:

@@ -8,7 +8,8 @@
    cache it (:func:`enet.engine.engine_cache.auto_engine`; FP16 unless
    ``--precision`` says otherwise);
 2. ``ort``: the model is an ``.onnx``, or a ``.pth`` exported on the fly to an
-   ONNX cached in the output folder (keyed by the checkpoint's sha256 and size);
+   ONNX in the user's cache folder (:func:`enet.export.cache.cached_onnx`,
+   keyed by the checkpoint's sha256 and size);
 3. ``torch``: the checkpoint in PyTorch.
 
 A step whose pieces are missing or fail is skipped with a log line; an
@@ -19,8 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,47 +62,14 @@ def ort_usable() -> bool:
     return available("onnxruntime")
 
 
-def cached_onnx(model: Path, size: tuple[int, int], cache_dir: Path) -> Path:
-    """Export ``model`` (a checkpoint) to ONNX at ``size`` (H, W) once; reuse it after.
+def _exported(model: Path, size: tuple[int, int], cache_dir: Path | None) -> Path:
+    from enet.export.cache import cached_onnx
 
-    The name carries the checkpoint's sha256 prefix and the size, so a new
-    checkpoint or size never picks up a stale file.
-    """
-    from enet.export.onnx import export_onnx
-    from enet.fileio import sha256_file
-
-    h, w = size
-    out = cache_dir / f"{model.stem}-{sha256_file(model)[:12]}-{w}x{h}.onnx"
-    if out.is_file():
-        log.info("using cached ONNX %s", out)
-        return out
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    log.info("exporting %s to %s for ONNX Runtime (once; cached)", model, out)
-    if "gi" in sys.modules:
-        _export_in_subprocess(model, out, h, w)
-    else:
-        export_onnx(model, out, height=h, width=w, labels=True)
-    return out
+    return cached_onnx(model, height=size[0], width=size[1], labels=True, folder=cache_dir)
 
 
-def _export_in_subprocess(model: Path, out: Path, h: int, w: int) -> None:
-    """Export in a fresh interpreter.
-
-    torch 2.13 + PyGObject 3.42 (Debian 12): once GStreamer is initialised
-    through gi in this process, torch.onnx.export (TorchScript) can abort it
-    with "terminate called after throwing pybind11::stop_iteration"; a child
-    process without gi exports cleanly.
-    """
-    code = ("import sys; from enet.export.onnx import export_onnx; "
-            "export_onnx(sys.argv[1], sys.argv[2], height=int(sys.argv[3]), width=int(sys.argv[4]), labels=True)")
-    proc = subprocess.run([sys.executable, "-c", code, str(model), str(out), str(h), str(w)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        raise EnetError(f"ONNX export of {model} failed ({(lines[-1] if lines else 'no message')[:200]})")
-
-
-def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path, precision: str = "fp16") -> Choice:
+def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path | None = None,
+           precision: str = "fp16") -> Choice:
     """Decide which file and backend kind run ``model``.
 
     Args:
@@ -129,7 +95,7 @@ def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path, pr
     if backend == "ort":
         if kind != "torch":
             raise EnetError(f"backend ort cannot run {model.name}; use --backend {kind}")
-        return Choice(cached_onnx(model, size, cache_dir), "ort", "exported from the checkpoint")
+        return Choice(_exported(model, size, cache_dir), "ort", "exported from the checkpoint")
     # auto, model is .pth or .onnx
     if engine.is_file() and engine != model:
         if trt_usable():
@@ -138,7 +104,7 @@ def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path, pr
     elif trt_usable():
         from enet.engine.engine_cache import auto_engine
 
-        onnx_path = model if kind == "ort" else cached_onnx(model, size, cache_dir)
+        onnx_path = model if kind == "ort" else _exported(model, size, cache_dir)
         built = auto_engine(onnx_path, precision=precision)
         if built is not None:
             return Choice(built, "trt", f"TensorRT {precision} engine built from {model.name} on first run, cached")
@@ -146,7 +112,7 @@ def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path, pr
         return Choice(model, "ort", ".onnx file")
     if ort_usable():
         try:
-            return Choice(cached_onnx(model, size, cache_dir), "ort", "exported from the checkpoint")
+            return Choice(_exported(model, size, cache_dir), "ort", "exported from the checkpoint")
         except ImportError as exc:
             log.warning("ONNX export is not available (%s); using PyTorch", exc)
         except EnetError as exc:
@@ -199,7 +165,7 @@ class Predictor:
 
 
 def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size: tuple[int, int] | None = None,
-                   cache_dir: str | os.PathLike[str] = ".", threads: int | None = None,
+                   cache_dir: str | os.PathLike[str] | None = None, threads: int | None = None,
                    precision: str = "fp16") -> tuple[Any, Choice]:
     """Choose, construct and check a backend; returns ``(backend context manager, choice)``.
 
@@ -217,10 +183,10 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     model = Path(model)
     if size is None:
         size = _native_size(model)
-    from enet.model import check_input_size
+    from enet.transforms import check_input_size
 
     check_input_size(*size)
-    choice = choose(model, backend, size, Path(cache_dir), precision)
+    choice = choose(model, backend, size, Path(cache_dir) if cache_dir else None, precision)
     options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1])}
     if threads:
         options["threads"] = threads

@@ -21,12 +21,13 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from enet.cli import add_engine_precision, configure_logging, guard
+from enet.cli import add_engine_precision, guard, setup_logging
 
 log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
 @dataclass
@@ -57,15 +58,6 @@ class RunConfig:
     threads: int | None = None
     extra_sinks: list[Any] = field(default_factory=list)
     on_frame: Callable[[int, dict[str, Any]], None] | None = None
-
-
-def default_cache_dir(outputs: Sequence[Any]) -> Path:
-    """Where an ONNX exported on the fly is kept: beside the first output file, else ~/.cache/enet-rt."""
-    for uri in outputs:
-        if uri.kind == "file":
-            parent = Path(uri.location).parent
-            return parent if str(parent) else Path(".")
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "enet-rt"
 
 
 @contextlib.contextmanager
@@ -127,12 +119,9 @@ def run(cfg: RunConfig) -> Any:
         raise EnetError(f"--max-frames must be positive, not {cfg.max_frames}")
     if cfg.stats and not cfg.stats.endswith(".jsonl"):
         raise EnetError(f"--stats {cfg.stats}: expected a .jsonl file name")
-    if cfg.model:
-        model = Path(cfg.model)
-    else:
-        from enet.defaults import default_model_path
+    from enet.weights import resolve_model
 
-        model = default_model_path()
+    model = resolve_model(cfg.model)
 
     stop = threading.Event()
     opts = CaptureOptions(size=parse_size(cfg.input_size) if cfg.input_size else None, rate=cfg.input_rate,
@@ -142,7 +131,7 @@ def run(cfg: RunConfig) -> Any:
     stats = None
     try:
         ctx, choice = open_predictor(model, backend=cfg.backend, size=size,
-                                     cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(outputs),
+                                     cache_dir=cfg.cache_dir,
                                      threads=cfg.threads, precision=cfg.precision)
         log.info("model %s on %s (%s)", choice.path, choice.kind, choice.why)
         with ctx as predictor:
@@ -191,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", metavar="INPUT", help="input URI or path")
     p.add_argument("outputs", metavar="OUTPUT", nargs="*", help="output URIs or video files")
-    p.add_argument("--model", help="checkpoint (.pth), ONNX or engine (default: models/enet_camvid.pth)")
+    p.add_argument("--model", help="checkpoint (.pth), ONNX, engine, or shipped weights name "
+                                   "(default: camvid, or $ENET_MODEL)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"],
                    help="inference backend (default: auto, the fastest available; with TensorRT and a GPU a "
                         ".pth/.onnx becomes a TensorRT engine on first run, cached for the next)")
@@ -218,21 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video file writer: GStreamer H.264 or OpenCV MPEG-4 (default: H.264 when available)")
     g.add_argument("--output-rate", type=float, metavar="FPS", help="frame rate of written video (default: input's)")
     g.add_argument("--cache-dir", metavar="DIR",
-                   help="where an ONNX exported on the fly is cached (default: the output file's folder)")
+                   help="where an ONNX exported on the fly is cached (default: the user's cache folder, "
+                        "$ENET_CACHE_DIR or ~/.cache/enet-rt)")
     g.add_argument("--threads", type=int, metavar="N", help="CPU inference threads")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     return p
 
 
-def setup_logging(verbose: int, quiet: int) -> None:
-    configure_logging(max(logging.DEBUG, logging.INFO - 10 * verbose + 10 * quiet),
-                      "%(levelname)s %(name)s: %(message)s")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args, fmt=LOG_FORMAT)
     display = not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     cfg = RunConfig(
         input=args.input, outputs=args.outputs, model=args.model, backend=args.backend,

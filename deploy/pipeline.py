@@ -28,10 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from enet._lazy import require
 from enet.deploy.errors import NoFrameYet
 from enet.deploy.overlay import Renderer, class_fractions
-from enet.transforms import normalize
+from enet.transforms import Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +98,6 @@ class RunSummary:
                 f"[{lat} ms]")
 
 
-def preprocess(rgb: np.ndarray, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """RGB uint8 frame -> float32 ``(1, 3, H, W)`` at ``size`` (H, W), normalised with the model's mean/std."""
-    cv2 = require("cv2")
-    h, w = size
-    if rgb.shape[:2] != (h, w):
-        interp = cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR
-        rgb = cv2.resize(rgb, (w, h), interpolation=interp)
-    return normalize(rgb, mean, std)[None]
-
-
 def to_labels(y: np.ndarray) -> np.ndarray:
     """Backend output (logits ``(1, C, H, W)`` or labels ``(1, H, W)``) -> uint8 labels ``(H, W)``."""
     if y.ndim == 4:
@@ -163,7 +152,7 @@ class Pipeline:
             self._q_pre = queue.Queue(maxsize=queue_size)
             self._q_inf = queue.Queue(maxsize=queue_size)
         meta = predictor.meta
-        self._mean, self._std = meta["mean"], meta["std"]
+        self._preprocess_frame = Preprocess.from_meta(meta, predictor.size)
         self._classes = list(meta["classes"])
 
     # ------------------------------------------------------------------ control
@@ -228,14 +217,13 @@ class Pipeline:
             self._put(self._q_cap, _END)
 
     def _preprocess(self) -> None:
-        size = self.predictor.size
         try:
             while True:
                 pkt = self._get(self._q_cap)
                 if pkt is _END:
                     break
                 t = time.perf_counter()
-                pkt.x = preprocess(pkt.rgb, size, self._mean, self._std)
+                pkt.x = self._preprocess_frame.batch([pkt.rgb])
                 pkt.latency_ms["preprocess"] = (time.perf_counter() - t) * 1e3
                 if not self._put(self._q_pre, pkt):
                     return

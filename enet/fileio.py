@@ -41,20 +41,6 @@ def new_file_mode() -> int:
     return 0o666 & ~_umask()
 
 
-def cache_dir() -> Path:
-    """The user's enet-rt cache folder (not created).
-
-    ``$ENET_CACHE_DIR``, else ``$XDG_CACHE_HOME/enet-rt``, else
-    ``~/.cache/enet-rt``. TensorRT engines built on first run live under
-    ``engines/`` there.
-    """
-    env = os.environ.get("ENET_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "enet-rt"
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success.

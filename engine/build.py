@@ -185,13 +185,13 @@ def compare_val(reference: str | os.PathLike[str], candidate: str | os.PathLike[
         ``{"reference": summary, "candidate": summary, "drop": pts, "frames": n}``
         (mIoU in percent points).
     """
+    from enet.engine.backend import evaluate_backend
     from enet.engine.ort_backend import OrtBackend
-    from enet.evaluate import evaluate
 
     out: dict[str, Any] = {}
     for key, path in (("reference", reference), ("candidate", candidate)):
         with OrtBackend(path, providers="cpu", threads=threads) as b:
-            out[key] = evaluate(b, data_root, "val", limit=limit)
+            out[key] = evaluate_backend(b, data_root, "val", limit=limit)
     ref, cand = _miou(out["reference"]), _miou(out["candidate"])
     out["drop"] = (ref - cand) if ref is not None and cand is not None else None
     out["frames"] = out["reference"].get("frames")

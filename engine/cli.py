@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from enet.cli import configure_logging, guard
+from enet.cli import guard, setup_logging
 from enet.errors import EnetError
 
 log = logging.getLogger("enet.engine.cli")
@@ -27,11 +27,13 @@ log = logging.getLogger("enet.engine.cli")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="enet-build-engine",
-        description="Convert an ENet ONNX to FP16 or INT8 (Q/DQ, calibrated on CamVid) and build a TensorRT engine. "
-                    "-o X.onnx writes only the converted ONNX (any machine); -o X.engine builds with TensorRT, "
-                    "prints the build plan first and ends by comparing the engine with ONNX Runtime.",
+        description="Convert an ENet ONNX to FP16 or INT8 (Q/DQ, calibrated on the train images of --data-root) and "
+                    "build a TensorRT engine. -o X.onnx writes only the converted ONNX (any machine); -o X.engine "
+                    "builds with TensorRT, prints the build plan first and ends by comparing the engine with ONNX "
+                    "Runtime.",
         epilog="examples:\n"
                "  enet-build-engine enet.onnx --int8 -o enet.int8.onnx         # any machine: calibrate, Q/DQ, val mIoU\n"
+               "  enet-build-engine road.onnx --int8 -o road.int8.onnx --data-root my_road_data\n"
                "  enet-build-engine enet.onnx --int8 -o enet.engine --dry-run --trt-version 10.3\n"
                "  enet-build-engine enet.onnx --fp16 -o enet.engine            # with TensorRT and a GPU\n"
                "  enet-build-engine enet.onnx --int8 --int8-mode calibrator -o enet.engine   # legacy path",
@@ -39,11 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL.onnx", help="float32 ONNX from enet-export")
     prec = p.add_mutually_exclusive_group()
     prec.add_argument("--fp16", action="store_true", help="FP16 (float32 inputs/outputs)")
-    prec.add_argument("--int8", action="store_true", help="INT8 with calibration on CamVid train frames")
+    prec.add_argument("--int8", action="store_true", help="INT8 with calibration on the dataset's train frames")
     p.add_argument("-o", "--output", required=True, metavar="PATH", help=".onnx (converted ONNX only) or .engine")
+    p.add_argument("--data-root", "--camvid", dest="data_root", metavar="DIR",
+                   help="dataset the model was trained on: its train images calibrate INT8, its val split "
+                        "gives --val-images/--verify-images (default: ../shared/data/camvid or $ENET_CAMVID)")
     g = p.add_argument_group("INT8 calibration")
     g.add_argument("--calib-data", metavar="DIR",
-                   help="CamVid root (its train/ is used) or a folder of frames; default: the shared CamVid")
+                   help="a folder of frames, or a dataset root (its train images are used); default: --data-root")
     g.add_argument("--calib-images", type=int, default=None, metavar="N",
                    help="frames, evenly spaced over the name-sorted folder (default 300)")
     g.add_argument("--calib-method", choices=("entropy", "percentile", "max"), default="max",
@@ -62,15 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "calibrator below 8.5); calibrator = TensorRT's implicit INT8 from a calibration cache "
                         "written from the same ranges (accuracy not measured before the build)")
     g.add_argument("--val-images", type=int, default=None, metavar="N",
-                   help="report FP32 vs converted val mIoU on the first N CamVid val frames (default all; 0 skips)")
+                   help="report FP32 vs converted val mIoU on the first N val frames of --data-root (default all; "
+                        "0 skips)")
     t = p.add_argument_group("TensorRT")
     t.add_argument("--workspace", type=int, default=None, metavar="MB", help="builder workspace limit")
     t.add_argument("--dla-core", type=int, default=None, metavar="N", help="build for DLA core N (Jetson), GPU fallback on")
     t.add_argument("--timing-cache", metavar="FILE", help="load and update a tactic timing cache")
     t.add_argument("--verify-images", type=int, default=5, metavar="N",
-                   help="CamVid val frames the finished engine is compared with ONNX Runtime on: argmax agreement "
-                        "and val mIoU (default 5; 0 skips)")
-    t.add_argument("--data-root", metavar="DIR", help="CamVid root for --val-images/--verify-images")
+                   help="val frames of --data-root the finished engine is compared with ONNX Runtime on: argmax "
+                        "agreement and val mIoU (default 5; 0 skips)")
     t.add_argument("--batch", type=int, default=None, metavar="N",
                    help="batch of the optimization profile for a dynamic-batch ONNX (default 1)")
     t.add_argument("--dry-run", action="store_true",
@@ -84,10 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging(args: argparse.Namespace) -> None:
-    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
-
-
 def _precision(args: argparse.Namespace) -> str:
     return "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
 
@@ -99,7 +100,7 @@ def _calib_spec(args: argparse.Namespace) -> Any:
     from enet.engine.calib_stats import DEFAULT_PERCENTILE
 
     return CalibrationSpec(
-        data=args.calib_data or default_camvid_root(),
+        data=args.calib_data or args.data_root or default_camvid_root(),
         images=args.calib_images if args.calib_images is not None else DEFAULT_CALIB_IMAGES,
         method=args.calib_method,
         percentile=args.percentile if args.percentile is not None else DEFAULT_PERCENTILE,
@@ -122,14 +123,15 @@ def _report_int8(result: Any) -> None:
 
 def _report_val(args: argparse.Namespace, reference: str, candidate: Path, precision: str) -> float | None:
     """Print FP32 vs converted val mIoU (ONNX Runtime); returns the drop in points, None if not measured."""
+    from enet.datasets import open_dataset
     from enet.defaults import default_camvid_root
     from enet.engine.build import compare_val
 
     if args.val_images == 0:
         return None
     root = Path(args.data_root) if args.data_root else default_camvid_root()
-    if not (root / "val").is_dir():
-        log.warning("CamVid val not found at %s; skipping the FP32 vs %s mIoU report", root, precision)
+    if not root.is_dir() or not open_dataset(root).has_split("val"):
+        log.warning("no val split found at %s; skipping the FP32 vs %s mIoU report", root, precision)
         return None
     res = compare_val(reference, candidate, root, limit=args.val_images)
     r, c = res["reference"]["miou"] * 100, res["candidate"]["miou"] * 100
@@ -231,7 +233,7 @@ def _report_verification(res: Any) -> None:
     v = res.verification
     if v is None:
         return
-    line = (f"engine vs ONNX Runtime ({res.onnx.name}) on {v['frames']} CamVid val frames: "
+    line = (f"engine vs ONNX Runtime ({res.onnx.name}) on {v['frames']} val frames: "
             f"{v['agreement'] * 100:.2f}% argmax agreement")
     if v.get("miou_engine") is not None:
         line += (f"; val mIoU on these frames: engine {v['miou_engine'] * 100:.2f}, ONNX Runtime "
@@ -261,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.trt_version and not args.dry_run:
         parser.error("--trt-version plans for another TensorRT; it needs --dry-run")
     args.argv = argv
-    _setup_logging(args)
+    setup_logging(args)
     return guard("enet-build-engine", lambda: run(args), interrupted="interrupted; nothing written")
 
 

@@ -6,7 +6,7 @@
 :mod:`enet.engine.trt_build` (the same plan, sidecar and check against ONNX
 Runtime as ``enet-build-engine``; FP16 by default, ``--precision int8`` for the
 calibrated Q/DQ model) and kept in the user's cache folder
-(:func:`enet.fileio.cache_dir`, ``engines/``) under a key made of what makes
+(:func:`enet.cache.cache_dir`, ``engines/``) under a key made of what makes
 an engine valid: the ONNX's sha256, the TensorRT version, the GPU and the
 precision. A later run with the same four reuses it; anything else builds
 anew. Without TensorRT, :func:`auto_engine` returns None and ``auto``
@@ -47,9 +47,10 @@ def engine_key(onnx_sha256: str, tensorrt_version: str, gpu_name: str, precision
 
 
 def engine_cache_root(root: str | os.PathLike[str] | None = None) -> Path:
-    from enet.fileio import cache_dir
+    """``root``, else the ``engines/`` sub-folder of the user's cache folder (:mod:`enet.cache`)."""
+    from enet.cache import cache_root
 
-    return Path(root) if root else cache_dir() / "engines"
+    return Path(root) if root else cache_root() / "engines"
 
 
 def cached_engine_path(onnx_path: str | os.PathLike[str], precision: str, *,
@@ -117,7 +118,7 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
         log.debug("%s", line)
     res = build_engine(job, extra={"built_by": "first run"})
     v = res.verification
-    check = (f"; vs ONNX Runtime on {v['frames']} CamVid val frames: {v['agreement'] * 100:.2f}% argmax agreement"
+    check = (f"; vs ONNX Runtime on {v['frames']} val frames: {v['agreement'] * 100:.2f}% argmax agreement"
              if v else "")
     say(f"built the TensorRT {precision} engine in {res.build_s:.0f} s{check}")
     for note in res.notes:
@@ -127,25 +128,26 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
 
 def onnx_for_checkpoint(model: str | os.PathLike[str], *, size: tuple[int, int] | None = None,
                         root: str | os.PathLike[str] | None = None) -> Path:
-    """A checkpoint exported to ONNX once (at ``size`` (H, W), default its own), cached beside the engines."""
-    from enet.export.onnx import export_onnx
-    from enet.fileio import sha256_file
+    """A checkpoint exported to ONNX once (at ``size`` (H, W), default its own, with the ``labels`` output).
 
-    model = Path(model)
-    folder = engine_cache_root(root) / "onnx"
-    tag = f"-{size[1]}x{size[0]}" if size else ""
-    out = folder / f"{model.stem}-{sha256_file(model)[:12]}{tag}.onnx"
-    if not out.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        h, w = size if size else (None, None)
-        export_onnx(model, out, height=h, width=w, labels=True)
-    return out
+    The export is :func:`enet.export.cache.cached_onnx`, shared with
+    ``enet-run`` and ``enet-bench``; with ``root`` (tests) it is kept in
+    ``root/onnx`` instead of the user's cache folder.
+    """
+    from enet.export.cache import cached_onnx
+
+    h, w = size if size else (None, None)
+    return cached_onnx(model, height=h, width=w, labels=True, folder=Path(root) / "onnx" if root else None)
 
 
 def auto_engine(model: str | os.PathLike[str], *, precision: str = DEFAULT_PRECISION,
                 size: tuple[int, int] | None = None, root: str | os.PathLike[str] | None = None,
+                data_root: str | os.PathLike[str] | None = None,
                 say: Callable[[str], None] | None = None) -> Path | None:
     """``--backend auto``'s engine for a ``.pth``/``.onnx``: cached or built now; None without TensorRT.
+
+    ``data_root``: the dataset INT8 calibrates on and the engine is compared
+    on (default: the shared CamVid).
 
     A build that fails is reported as a warning and None is returned, so
     ``auto`` falls back to ONNX Runtime or PyTorch as it did before.
@@ -155,7 +157,7 @@ def auto_engine(model: str | os.PathLike[str], *, precision: str = DEFAULT_PRECI
         return None
     try:
         onnx_path = model if model.suffix.lower() == ".onnx" else onnx_for_checkpoint(model, size=size, root=root)
-        return first_run_engine(onnx_path, precision=precision, root=root, say=say)
+        return first_run_engine(onnx_path, precision=precision, root=root, data_root=data_root, say=say)
     except EnetError as exc:
         log.warning("no TensorRT engine for %s (%s); running it without TensorRT", model.name, exc)
         return None

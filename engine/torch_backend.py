@@ -10,18 +10,8 @@ import numpy as np
 import torch
 
 from enet.checkpoint import load_model
+from enet.device import resolve_device
 from enet.errors import ShapeError
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto|cpu|cuda`` -> a torch device; ``cuda`` without CUDA is a user error."""
-    from enet.errors import EnetError
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EnetError("device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
-    return torch.device(device)
 
 
 class TorchBackend:

@@ -6,7 +6,7 @@
 * :func:`build_engine`: carry out a plan: convert the ONNX when the plan
   needs the FP16 or the calibrated Q/DQ file, build with Polygraphy
   (:func:`build_engine_bytes`), write engine and sidecar as one pair, then
-  compare the engine with ONNX Runtime on CamVid val frames
+  compare the engine with ONNX Runtime on the dataset's val frames
   (:func:`enet.engine.verify.verify_engine`).
 
 ``enet-build-engine``, ``enet-bench`` and the first-run engine cache
@@ -37,7 +37,7 @@ from enet.errors import EnetError, ShapeError
 log = logging.getLogger(__name__)
 
 _ONNX_LABEL = {"fp32": "float32", "fp16": "FP16", "int8": "calibrated INT8 Q/DQ"}
-#: CamVid val frames an engine is compared with ONNX Runtime on, by default.
+#: Val frames an engine is compared with ONNX Runtime on, by default.
 DEFAULT_VERIFY_IMAGES = 5
 
 
@@ -74,7 +74,7 @@ class EngineJob:
             so the build adds an optimization profile with ``min = opt = max = input_shape``.
         calib: calibration frames (INT8).
         calib_cache: the TensorRT calibration cache the calibrator path writes and reads.
-        verify_images, data_root: CamVid val frames the engine is compared on (0: none).
+        verify_images, data_root: val frames (of the dataset at data_root) the engine is compared on (0: none).
     """
 
     model: Path
@@ -138,7 +138,7 @@ def plan_engine(onnx_path: str | os.PathLike[str], output: str | os.PathLike[str
     compiled = model if plan.onnx_precision == given else converted_path(output, plan.onnx_precision)
     needs_frames = plan.calibrator or (plan.onnx_precision == "int8" and given != "int8")
     if needs_frames and calib is None:
-        raise EnetError("INT8 needs calibration frames: pass --calib-data (CamVid root or a folder of frames)")
+        raise EnetError("INT8 needs calibration frames: pass --calib-data (a dataset root or a folder of frames)")
     return EngineJob(
         model=model, output=output, precision=precision, features=feats, installed=installed, plan=plan,
         given_precision=given, compiled=compiled, input_name=input_name, input_shape=tuple(shape),  # type: ignore[arg-type]
@@ -188,7 +188,7 @@ def describe(job: EngineJob, *, dry_run: bool = False) -> list[str]:
 
         root = job.data_root or default_camvid_root()
         out.append(f"  then        compare the engine with ONNX Runtime ({job.compiled.name}) on {job.verify_images} "
-                   f"CamVid val frames from {root}: argmax agreement and val mIoU of both")
+                   f"val frames from {root}: argmax agreement and val mIoU of both")
     else:
         out.append("  then        no comparison with ONNX Runtime (--verify-images 0)")
     if p.onnx_precision == "int8":
@@ -305,7 +305,7 @@ def build_engine(job: EngineJob, *, keep_fp32: Sequence[str] = (), rebuild_comma
     (beside the engine, :func:`converted_path`), writes the TensorRT
     calibration cache on the calibrator path, builds, writes engine and
     sidecar as one pair, then compares the engine with ONNX Runtime
-    (:func:`~enet.engine.verify.verify_engine`) when ``job.verify_images`` and CamVid val allow.
+    (:func:`~enet.engine.verify.verify_engine`) when ``job.verify_images`` and a val split allow.
 
     Args:
         convert: ``(model, out, precision)`` replacing the plain
@@ -374,7 +374,7 @@ def build_engine(job: EngineJob, *, keep_fp32: Sequence[str] = (), rebuild_comma
         if frames:
             result.verification = verify_engine(job.output, job.compiled, frames, labels_dir=root / "valannot")
         else:
-            notes.append(f"CamVid val not found at {root}; the engine was not compared with ONNX Runtime")
+            notes.append(f"no val split found at {root}; the engine was not compared with ONNX Runtime")
     return result
 
 

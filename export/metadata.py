@@ -19,6 +19,7 @@ from typing import Any
 import onnx
 
 from enet.errors import EnetError
+from enet.transforms import DEFAULT_RESIZE
 
 FORMAT = "enet-rt-onnx"
 FORMAT_VERSION = 1
@@ -43,6 +44,7 @@ def onnx_metadata(meta: dict[str, Any], *, height: int, width: int, unpool: str,
     """``metadata_props`` for an export: checkpoint metadata plus provenance, JSON-encoded.
 
     Keys: ``classes``, ``palette``, ``void_index``, ``mean``, ``std``,
+    ``resize`` (the checkpoint's, else :data:`enet.transforms.DEFAULT_RESIZE`),
     ``input_size`` ([H, W] of this graph), ``checkpoint_input_size``,
     ``metrics`` (when the checkpoint has them), ``source_sha256``,
     ``source_name``, ``toolkit_version``, ``unpool``, ``outputs``,
@@ -56,6 +58,7 @@ def onnx_metadata(meta: dict[str, Any], *, height: int, width: int, unpool: str,
         "void_index": meta.get("void_index"),
         "mean": list(meta["mean"]),
         "std": list(meta["std"]),
+        "resize": meta.get("resize", DEFAULT_RESIZE),
         "input_size": [height, width],
         "checkpoint_input_size": list(meta["input_size"]),
         "source_sha256": source_sha256,

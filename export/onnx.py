@@ -51,7 +51,8 @@ from torch import Tensor, nn
 
 from enet._lazy import require
 from enet.errors import EnetError, ShapeError
-from enet.model import ENet, check_input_size, count_parameters
+from enet.model import ENet, count_parameters
+from enet.transforms import DEFAULT_RESIZE, check_input_size
 
 from .metadata import onnx_metadata, read_onnx_metadata, toolkit_version
 from .parity import ParityError, ParityResult, verify_parity
@@ -240,8 +241,8 @@ def export_onnx(model_path: str | os.PathLike[str] | None, output: str | os.Path
     """Export an enet-rt checkpoint to ``output`` (written atomically).
 
     Args:
-        model_path: checkpoint; None for the reference model
-            (:func:`enet.defaults.default_model_path`).
+        model_path: checkpoint or shipped weights name (:func:`enet.weights.resolve_model`);
+            None for the reference model.
         output: ``.onnx`` path; its folder must exist.
         height, width: input size (default: the checkpoint's ``input_size``).
         batch: static batch size.
@@ -261,8 +262,8 @@ def export_onnx(model_path: str | os.PathLike[str] | None, output: str | os.Path
         ParityError: ``verify`` found a mismatch (nothing is written).
     """
     from enet.checkpoint import load_model
-    from enet.defaults import default_model_path
     from enet.fileio import atomic_path, sha256_file
+    from enet.weights import resolve_model
 
     opset = DEFAULT_OPSET if opset is None else opset
     for name, v in (("height", height), ("width", width)):
@@ -271,7 +272,7 @@ def export_onnx(model_path: str | os.PathLike[str] | None, output: str | os.Path
     if height is not None and width is not None:
         check_export_options(height=height, width=width, batch=batch, opset=opset, unpool=unpool)
     out = check_output_path(output)
-    src = Path(model_path) if model_path is not None else default_model_path()
+    src = resolve_model(model_path)
     model, meta = load_model(src)
     h = int(height if height is not None else meta["input_size"][0])
     w = int(width if width is not None else meta["input_size"][1])
@@ -285,8 +286,8 @@ def export_onnx(model_path: str | os.PathLike[str] | None, output: str | os.Path
     data = proto.SerializeToString()
     parity = None
     if verify > 0:
-        parity = verify_parity(data, model, mean=meta["mean"], std=meta["std"], frames=verify,
-                               camvid_root=camvid_root)
+        parity = verify_parity(data, model, mean=meta["mean"], std=meta["std"],
+                               resize=meta.get("resize", DEFAULT_RESIZE), frames=verify, camvid_root=camvid_root)
         log.info("%s", parity.to_text())
         if parity.ok and not parity.strict_ok:
             log.warning("parity misses the bounds only where max-pool windows tie; see ParityResult")

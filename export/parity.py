@@ -21,7 +21,9 @@ from torch import Tensor
 
 from enet._lazy import require
 from enet.errors import EnetError
+from enet.data import read_image
 from enet.model import ENet
+from enet.transforms import DEFAULT_RESIZE, Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -135,41 +137,36 @@ class ParityResult:
         return s + (" - OK" if self.ok else " - FAILED")
 
 
-
 def parity_frames(n: int, height: int, width: int, *, camvid_root: str | os.PathLike[str] | None = None,
                   seed: int = 0) -> tuple[list[np.ndarray], str]:
-    """``n`` RGB uint8 ``(height, width, 3)`` images for parity checks.
+    """``n`` RGB uint8 images for parity checks.
 
-    Real CamVid val frames (evenly spaced over the split, resized when the
-    export size differs from 360x480) when ``camvid_root/val`` exists, else
-    seeded random images.
+    Real val frames of the dataset at ``camvid_root`` (evenly spaced over
+    the split, at their own size: the model's
+    :class:`~enet.transforms.Preprocess` resizes them) when it has a val
+    split, else seeded random ``(height, width, 3)`` images.
 
     Returns:
-        ``(images, source)`` with source ``"CamVid val"`` or ``"random"``.
+        ``(images, source)`` with source ``"CamVid val"``, ``"<folder> val"``
+        for another dataset, or ``"random"``.
     """
+    from enet.datasets import open_dataset
     from enet.defaults import default_camvid_root
 
     root = Path(camvid_root) if camvid_root is not None else default_camvid_root()
-    files = sorted((root / "val").glob("*.png")) if (root / "val").is_dir() else []
+    info = open_dataset(root) if root.is_dir() else None
+    files = info.image_paths("val") if info is not None and info.has_split("val") else []
     if not files:
-        log.warning("CamVid val not found at %s; checking parity on random images", root)
+        log.warning("val frames not found at %s; checking parity on random images", root)
         rng = np.random.default_rng(seed)
         return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(n)], "random"
-    cv2 = require("cv2")
     picks = np.linspace(0, len(files) - 1, n).round().astype(int) if n > 1 else np.array([0])
-    images = []
-    for i in picks:
-        bgr = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise EnetError(f"cannot read CamVid frame {files[i]}; expected an RGB PNG")
-        if bgr.shape[:2] != (height, width):
-            bgr = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA)
-        images.append(np.ascontiguousarray(bgr[:, :, ::-1]))
-    return images, "CamVid val"
+    source = "CamVid val" if info.kind == "camvid" else f"{root.name} val"
+    return [read_image(files[i]) for i in picks], source
 
 
 def verify_parity(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], model: ENet, *,
-                  mean: Sequence[float], std: Sequence[float], frames: int = 3,
+                  mean: Sequence[float], std: Sequence[float], resize: str = DEFAULT_RESIZE, frames: int = 3,
                   camvid_root: str | os.PathLike[str] | None = None, threads: int | None = None) -> ParityResult:
     """Run ``onnx_model`` in ONNX Runtime (CPU) and ``model`` in PyTorch on the same frames.
 
@@ -179,7 +176,7 @@ def verify_parity(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], 
     Args:
         onnx_model: model proto, serialized bytes or a path.
         model: the checkpoint's ENet.
-        mean, std: normalisation from the metadata.
+        mean, std, resize: the metadata's preprocessing (:class:`enet.transforms.Preprocess`).
         frames: images to compare (>= 1).
         camvid_root: CamVid root (default: :func:`enet.defaults.default_camvid_root`).
         threads: ORT intra-op threads (default: ORT's).
@@ -207,9 +204,7 @@ def verify_parity(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], 
     dims = list(inp.shape)
     h, w = int(dims[2]), int(dims[3])
     images, source = parity_frames(max(1, frames), h, w, camvid_root=camvid_root)
-    from enet.transforms import normalize_batch
-
-    x_all = normalize_batch(images, mean, std)
+    x_all = Preprocess(size=(h, w), mean=tuple(mean), std=tuple(std), resize=resize).batch(images)  # type: ignore[arg-type]
     # a dynamic batch runs all frames at once (batch > 1 exercises the
     # cross-image index convention of --unpool native); a static one in
     # chunks of its size, cycling frames to fill the last chunk

@@ -41,17 +41,11 @@ def gpu_here(monkeypatch, tmp_path):
     return builds
 
 
-def test_cache_folder_follows_the_environment(monkeypatch, tmp_path) -> None:
-    from enet.fileio import cache_dir
-
-    monkeypatch.delenv("ENET_CACHE_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache_dir() == tmp_path / "xdg" / "enet-rt"
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    assert cache_dir() == Path.home() / ".cache" / "enet-rt"
+def test_engines_live_in_the_user_cache_folder(monkeypatch, tmp_path) -> None:
+    """One cache folder (enet.cache): engines in its engines/ sub-folder."""
     monkeypatch.setenv("ENET_CACHE_DIR", str(tmp_path / "mine"))
-    assert cache_dir() == tmp_path / "mine"
     assert engine_cache.engine_cache_root() == tmp_path / "mine" / "engines"
+    assert engine_cache.engine_cache_root(tmp_path / "elsewhere") == tmp_path / "elsewhere"
 
 
 def test_key_names_everything_that_makes_an_engine_valid() -> None:
