@@ -104,18 +104,18 @@ def test_auto_engine_falls_back_when_the_build_fails(tiny_onnx, gpu_here, monkey
 
 
 def test_enet_eval_auto_runs_the_first_run_engine(tiny_onnx, monkeypatch, tmp_path) -> None:
-    from enet import cli
+    from enet.engine.eval_cli import main as eval_main
 
     seen = {}
 
-    def fake_auto(model, precision="fp16", **kw):
-        seen.update(model=model, precision=precision)
+    def fake_auto(model, precision="fp16", data_root=None, **kw):
+        seen.update(model=model, precision=precision, data_root=data_root)
         return None  # no TensorRT here: enet-eval goes on with the ONNX
 
     monkeypatch.setattr(engine_cache, "auto_engine", fake_auto)
     camvid = Path(__file__).parents[1] / "nowhere"
-    assert cli.eval_main([str(tiny_onnx), "--precision", "int8", "--data-root", str(camvid), "-q"]) == 1
-    assert seen == {"model": str(tiny_onnx), "precision": "int8"}
+    assert eval_main([str(tiny_onnx), "--precision", "int8", "--data-root", str(camvid), "-q"]) == 1
+    assert seen == {"model": str(tiny_onnx), "precision": "int8", "data_root": str(camvid)}
 
 
 def test_camera_pipeline_auto_picks_the_first_run_engine(tiny_onnx, monkeypatch, tmp_path) -> None:
