@@ -186,7 +186,7 @@ def train_main(args: argparse.Namespace) -> int:
     output = args.output or "runs/enet"
     if args.resume:
         trainer = Trainer(resume=args.resume, progress=not args.quiet, overrides={
-            "data_root": data_root, "output": args.output, "epochs": args.epochs, "device": args.device,
+            "data_root": args.data_root, "output": args.output, "epochs": args.epochs, "device": args.device,
             "workers": args.workers, "threads": args.threads})
     else:
         cfg = TrainConfig(

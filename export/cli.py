@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="enet-export",
         description="Export an ENet checkpoint to ONNX. The default graph uses only ops TensorRT's ONNX "
                     "parser runs natively (exact indices-free unpooling); ONNX Runtime is checked against "
-                    "PyTorch on real CamVid val frames before the file is written.",
+                    "PyTorch on real val frames of --data-root (CamVid by default) before the file is written.",
     )
     p.add_argument("model", nargs="?", default=None,
                    help="enet-rt checkpoint (.pth) or shipped weights name; default: the reference model "

@@ -32,6 +32,9 @@ def test_custom_train_and_eval_cli(tiny_custom: Path, tmp_path: Path, capsys: py
     assert "obstacle" in capsys.readouterr().out
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["frames"] == 8 and list(m["per_class"]) == list(CLASSES)
+    # --resume without --data-root continues on the run's own dataset (not the default CamVid)
+    assert train_main(["--resume", str(run / "last.pth"), "--epochs", "2", "-q"]) == 0
+    assert load_checkpoint(run / "last.pth")["train_state"]["epoch"] == 2
 
 
 def test_cityscapes_training_and_evaluation(tiny_cityscapes: Path, tmp_path: Path):
