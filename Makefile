@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test venv clean reference-model
+.PHONY: demo test venv clean reference-model gpu-check
 
 venv: $(STAMP)
 
@@ -23,6 +23,13 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/enet-demo
+
+# On a CUDA machine, in under 8 minutes: the gpu tests and enet-bench on PyTorch
+# (FP32/FP16) and, when TensorRT is installed, on TensorRT engines; one summary
+# table (docs/engines.md). The venv's torch must have CUDA there: pip's default
+# torch wheel for Linux x86_64 does (this project's CPU machines pin a +cpu one).
+gpu-check: $(STAMP)
+	$(BIN)/python -m enet.bench.gpu_check
 
 # The recipe behind the shipped camvid weights (README "Reference model"): half
 # resolution from scratch, then full-resolution fine-tuning. About 1 h 50 min

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-iterations", type=int, default=5,
                    help="with --duration-s: at least this many iterations (default 5)")
     p.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: runtime's)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="TensorRT: capture the enqueue in a CUDA graph and time its launch (trtexec --useCudaGraph)")
     p.add_argument("--accuracy-frames", type=int, default=0,
                    help="also report val mIoU of each backend on N frames of --data-root (default 0: off)")
     p.add_argument("--calib-images", type=int, default=64,
@@ -139,9 +141,32 @@ def _backend_options(spec: Any, device_kind: str, shape: tuple[int, int, int, in
         opts["threads"] = threads
     if spec.kind == "torch":
         opts["device"] = "cpu" if device_kind == "cpu" else "auto"
+        opts["precision"] = spec.precision
     elif spec.kind == "ort":  # auto: the CUDA provider when this onnxruntime has it
         opts["providers"] = "cpu" if device_kind == "cpu" else "auto"
     return opts
+
+
+def _device_stages(spec: Any, backend: Any, cuda_graph: bool) -> Any:
+    """The backend's device stages when it runs on a GPU (trtexec-style timing), else None."""
+    if spec.kind == "trt":
+        return backend.device_stages(cuda_graph=cuda_graph)
+    if spec.kind == "torch" and getattr(getattr(backend, "device", None), "type", "cpu") == "cuda":
+        return backend.device_stages()
+    return None
+
+
+def _timing_line(tag: str, timing: dict[str, Any]) -> str:
+    c, e = timing["compute"], timing["e2e"]
+    if timing.get("compute_kind") == "gpu":
+        g = timing["gpu"]
+        return (f"{tag}: GPU compute {c['mean']:.2f} ms mean (median {c['median']:.2f}, p99 {c['p99']:.2f}), "
+                f"H2D {g['h2d']['mean']:.2f}, D2H {g['d2h']['mean']:.2f}, enqueue {g['enqueue']['mean']:.2f}, "
+                f"latency {g['latency']['mean']:.2f}, e2e {e['mean']:.2f} ms, {e['fps']:.1f} fps, "
+                f"{timing['iterations']} it" + (", CUDA graph" if g.get("cuda_graph") else "")
+                + (", zero-copy" if g.get("zero_copy") else ""))
+    return (f"{tag}: compute {c['mean']:.2f} ms mean (median {c['median']:.2f}, p99 {c['p99']:.2f}), "
+            f"e2e {e['mean']:.2f} ms, {e['fps']:.1f} fps, {timing['iterations']} it")
 
 
 def _pick_timer(spec: Any, backend: Any) -> Any:
@@ -155,6 +180,7 @@ def _pick_timer(spec: Any, backend: Any) -> Any:
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from enet.bench import backends as bk
     from enet.bench import harness, paper, probes, report
+    from enet.bench.device_timing import measure_device
     from enet.bench.frames import has_val, timing_batches
     from enet.bench.tegrastats import TegrastatsSampler
     from enet.defaults import default_camvid_root
@@ -168,7 +194,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth) "
                         "or ONNX model (.onnx)")
     camvid = Path(args.data_root or default_camvid_root())
-    artifacts = bk.Artifacts(model_path, camvid=camvid, calib_images=args.calib_images)
+    artifacts = bk.Artifacts(model_path, camvid=camvid, calib_images=args.calib_images, say=_say)
     if args.resolutions is None and artifacts.onnx_shape is not None:
         resolutions = [(int(artifacts.onnx_shape[3]), int(artifacts.onnx_shape[2]))]
     else:
@@ -246,11 +272,17 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                         pre = Preprocess.from_meta(backend.meta, (h, w))
                         pipe = harness.Pipeline(pre.batch, backend.infer, harness.argmax_postprocess)
                         inputs, source = timing_batches(pre, args.batch, camvid=camvid_for_frames)
-                        timer = _pick_timer(spec, backend)
-                        m = harness.measure(
-                            pipe, inputs, config, timer,
-                            on_measure_start=sampler.mark if sampler else None,
-                            on_measure_end=sampler.end if sampler else None)
+                        hooks = {"on_measure_start": sampler.mark if sampler else None,
+                                 "on_measure_end": sampler.end if sampler else None}
+                        stages = _device_stages(spec, backend, args.cuda_graph)
+                        if stages is not None:
+                            m = measure_device(stages, pipe.preprocess, pipe.postprocess, inputs, config, **hooks)
+                        else:
+                            timer = _pick_timer(spec, backend)
+                            try:
+                                m = harness.measure(pipe, inputs, config, timer, **hooks)
+                            finally:
+                                getattr(timer, "close", lambda: None)()
                         timing = harness.summarize(m, cv_threshold=args.cv_threshold)
                         timing["input"] = source
                         timing["backend_name"] = getattr(backend, "name", spec.name)
@@ -273,9 +305,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 rec = report.make_record(*rec_args, status="ok", artifact=str(artifact), timing=timing,
                                          accuracy=accuracy, power=power)
                 records.append(rec)
-                c, e = timing["compute"], timing["e2e"]
-                line = (f"{tag}: compute {c['mean']:.2f} ms mean (median {c['median']:.2f}, p99 {c['p99']:.2f}), "
-                        f"e2e {e['mean']:.2f} ms, {e['fps']:.1f} fps, {timing['iterations']} it")
+                line = _timing_line(tag, timing)
                 ref = paper.comparison_device(kind)
                 if ref and rec["paper"].get(ref):
                     line += f", {rec['paper'][ref]['ratio']:.2f}x paper {ref} latency"
@@ -296,7 +326,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 "batch": args.batch, "warmup_s": config.warmup_s, "duration_s": config.duration_s,
                 "min_iterations": config.min_iterations, "max_iterations": config.max_iterations,
                 "threads": args.threads, "accuracy_frames": args.accuracy_frames,
-                "calib_images": args.calib_images, "cv_threshold": args.cv_threshold,
+                "calib_images": args.calib_images, "cv_threshold": args.cv_threshold, "cuda_graph": args.cuda_graph,
                 "artifacts_built": artifacts.built},
         command="enet-bench " + shlex.join(list(argv)), warnings=warnings)
     paths = report.write_reports(doc, out_dir, plot=not args.no_plot)

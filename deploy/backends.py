@@ -4,6 +4,9 @@
 
 1. ``trt``: the model is an ``.engine``, or a ``.pth``/``.onnx`` with an
    ``.engine`` of the same stem beside it, and TensorRT plus a GPU are present;
+   without such an engine, TensorRT plus a GPU build one on first run and
+   cache it (:func:`enet.engine.engine_cache.auto_engine`; FP16 unless
+   ``--precision`` says otherwise);
 2. ``ort``: the model is an ``.onnx``, or a ``.pth`` exported on the fly to an
    ONNX in the user's cache folder (:func:`enet.export.cache.cached_onnx`,
    keyed by the checkpoint's sha256 and size);
@@ -65,8 +68,12 @@ def _exported(model: Path, size: tuple[int, int], cache_dir: Path | None) -> Pat
     return cached_onnx(model, height=size[0], width=size[1], labels=True, folder=cache_dir)
 
 
-def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path | None = None) -> Choice:
+def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path | None = None,
+           precision: str = "fp16") -> Choice:
     """Decide which file and backend kind run ``model``.
+
+    Args:
+        precision: of the TensorRT engine ``auto`` builds on first run.
 
     Raises:
         EnetError: unknown backend, or an explicit one that cannot run this model.
@@ -94,6 +101,13 @@ def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path | N
         if trt_usable():
             return Choice(engine, "trt", f"engine beside {model.name}")
         log.info("not using %s: TensorRT or a GPU is missing", engine)
+    elif trt_usable():
+        from enet.engine.engine_cache import auto_engine
+
+        onnx_path = model if kind == "ort" else _exported(model, size, cache_dir)
+        built = auto_engine(onnx_path, precision=precision)
+        if built is not None:
+            return Choice(built, "trt", f"TensorRT {precision} engine built from {model.name} on first run, cached")
     if kind == "ort":
         return Choice(model, "ort", ".onnx file")
     if ort_usable():
@@ -151,7 +165,8 @@ class Predictor:
 
 
 def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size: tuple[int, int] | None = None,
-                   cache_dir: str | os.PathLike[str] | None = None, threads: int | None = None) -> tuple[Any, Choice]:
+                   cache_dir: str | os.PathLike[str] | None = None, threads: int | None = None,
+                   precision: str = "fp16") -> tuple[Any, Choice]:
     """Choose, construct and check a backend; returns ``(backend context manager, choice)``.
 
     Use as::
@@ -171,7 +186,7 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     from enet.transforms import check_input_size
 
     check_input_size(*size)
-    choice = choose(model, backend, size, Path(cache_dir) if cache_dir else None)
+    choice = choose(model, backend, size, Path(cache_dir) if cache_dir else None, precision)
     options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1])}
     if threads:
         options["threads"] = threads

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from enet.cli import guard, setup_logging
+from enet.cli import add_engine_precision, guard, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class RunConfig:
     outputs: list[str] = field(default_factory=list)
     model: str | None = None
     backend: str = "auto"
+    precision: str = "fp16"
     size: str | None = None
     alpha: float = 0.5
     visualize: str = "overlay"
@@ -131,7 +132,7 @@ def run(cfg: RunConfig) -> Any:
     try:
         ctx, choice = open_predictor(model, backend=cfg.backend, size=size,
                                      cache_dir=cfg.cache_dir,
-                                     threads=cfg.threads)
+                                     threads=cfg.threads, precision=cfg.precision)
         log.info("model %s on %s (%s)", choice.path, choice.kind, choice.why)
         with ctx as predictor:
             renderer = Renderer(predictor.meta["classes"], predictor.meta["palette"], modes=modes, alpha=cfg.alpha,
@@ -182,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="checkpoint (.pth), ONNX, engine, or shipped weights name "
                                    "(default: camvid, or $ENET_MODEL)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"],
-                   help="inference backend (default: auto, the fastest available)")
+                   help="inference backend (default: auto, the fastest available; with TensorRT and a GPU a "
+                        ".pth/.onnx becomes a TensorRT engine on first run, cached for the next)")
+    add_engine_precision(p)
     p.add_argument("--size", metavar="WxH", help="inference size, e.g. 480x360 (default: the model's)")
     p.add_argument("--alpha", type=float, default=0.5, help="mask opacity on the overlay (default 0.5)")
     p.add_argument("--visualize", default="overlay", metavar="LIST",
@@ -218,7 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args, fmt=LOG_FORMAT)
     display = not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     cfg = RunConfig(
-        input=args.input, outputs=args.outputs, model=args.model, backend=args.backend, size=args.size,
+        input=args.input, outputs=args.outputs, model=args.model, backend=args.backend,
+        precision=args.precision, size=args.size,
         alpha=args.alpha, visualize=args.visualize, stats=args.stats, max_frames=args.max_frames,
         display=display, capture=args.capture, writer=args.writer, input_size=args.input_size,
         input_rate=args.input_rate, input_codec=args.input_codec, input_flip=args.input_flip,

@@ -89,10 +89,15 @@ def _frame_count(clip: Path) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from enet.cli import add_engine_precision
+
     p = argparse.ArgumentParser(prog="enet-demo",
                                 description="Run the car-camera pipeline on a short CamVid road clip.")
     p.add_argument("--model", help="checkpoint/ONNX/engine or shipped weights name (default: the reference camvid)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"])
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"],
+                   help="default auto: the fastest available (with TensorRT and a GPU: an engine built on first "
+                        "run and cached)")
+    add_engine_precision(p)
     p.add_argument("--data-root", "--camvid", dest="camvid", metavar="ROOT",
                    help="CamVid root (default: ../shared/data/camvid or ENET_CAMVID)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="clip length (default: the whole sequence)")
@@ -145,7 +150,8 @@ def _demo(args: argparse.Namespace) -> int:
     video, stats, sheet_path = out / "enet_demo.mp4", out / "stats.jsonl", out / "contact_sheet.png"
     sheet = ContactSheet(sheet_path, sheet_indices(n_frames, args.sheet), columns=2, thumb_width=560)
     summary = run(RunConfig(
-        input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend, size=args.size,
+        input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend,
+        precision=args.precision, size=args.size,
         visualize="overlay,mask", stats=str(stats), extra_sinks=[sheet],
         output_rate=CLIP_FPS, max_frames=None if frames else args.frames,
     ))

@@ -46,6 +46,13 @@ def add_verbosity(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
 
 
+def add_engine_precision(p: argparse.ArgumentParser) -> None:
+    """``--precision`` of the TensorRT engine ``--backend auto`` builds on first run (enet-eval, enet-run, enet-demo)."""
+    p.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16",
+                   help="precision of the TensorRT engine --backend auto builds on first run when TensorRT and a "
+                        "GPU are present (default fp16; int8: the calibrated Q/DQ model)")
+
+
 def configure_logging(level: int, fmt: str = "%(message)s") -> None:
     """A command's logging: to the *current* stderr, replacing earlier handlers.
 

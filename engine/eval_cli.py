@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from enet.cli import add_dataset_kind, add_verbosity, cli
+from enet.cli import add_dataset_kind, add_engine_precision, add_verbosity, cli
 
 
 def eval_parser() -> argparse.ArgumentParser:
@@ -24,6 +24,7 @@ def eval_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  enet-eval --split val --json val.json      # the shipped camvid weights\n"
                "  enet-eval enet.int8.onnx --limit 20\n"
+               "  enet-eval enet.onnx --precision int8      # with TensorRT: first-run INT8 engine, cached\n"
                "  enet-eval runs/full/best.pth --save-predictions preds/\n"
                "  enet-eval runs/road/best.pth --data-root my_road_data --split val",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,7 +35,9 @@ def eval_parser() -> argparse.ArgumentParser:
     add_dataset_kind(p)
     p.add_argument("--split", choices=("train", "val", "test"), default="val")
     p.add_argument("--backend", choices=("auto", "torch", "ort", "trt"), default="auto",
-                   help="default: from the file type")
+                   help="default auto: from the file type; with TensorRT and a GPU, a .pth/.onnx runs as a "
+                        "TensorRT engine built on first run and cached")
+    add_engine_precision(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for .pth models")
     p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as JSON")
     p.add_argument("--save-predictions", default=None, metavar="DIR",
@@ -56,6 +59,10 @@ def main(args: argparse.Namespace) -> int:
     model = str(resolve_model(args.model))
     data_root = args.data_root or default_camvid_root()
     kind = None if args.backend == "auto" else args.backend
+    if kind is None:
+        from enet.engine.engine_cache import auto_engine
+
+        model = str(auto_engine(model, precision=args.precision, data_root=data_root) or model)
     opts: dict[str, Any] = {"device": args.device} if model.endswith((".pth", ".pt")) else {}
     with open_backend(model, kind, **opts) as backend:
         summary = evaluate_backend(backend, data_root, args.split, save_predictions=args.save_predictions,
