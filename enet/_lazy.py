@@ -34,15 +34,19 @@ _FIXES = {
 }
 
 
+def install_hint(name: str) -> str:
+    """How to install the optional module ``name`` (one clause)."""
+    root = name.split(".")[0]
+    return _FIXES.get(root, f"pip install {root}")
+
+
 def require(name: str) -> ModuleType:
     """Import ``name`` or raise :class:`MissingDependencyError` naming the fix."""
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        root = name.split(".")[0]
-        fix = _FIXES.get(root, f"pip install {root}")
         raise MissingDependencyError(
-            f"{name} is not importable ({exc}); install it: {fix}"
+            f"{name} is not importable ({exc}); install it: {install_hint(name)}"
         ) from None
 
 

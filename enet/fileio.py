@@ -37,8 +37,10 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success.
+
+    ``suffix`` ends the temp name (``".tmp.onnx"`` where a reader goes by the suffix).
 
     Raises:
         EnetError: the folder does not exist or cannot be written.
@@ -48,7 +50,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     if not folder.is_dir():
         raise EnetError(f"cannot write {target}: folder {folder} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=folder)
     except OSError as exc:
         raise EnetError(f"cannot write {target}: {exc.strerror}") from None
     os.close(fd)
