@@ -65,6 +65,7 @@ class FolderSource:
         self.frame_count: int | None = None
         self._files: list[Path] = []
         self._i = 0
+        self._first: Item | None = None
 
     def open(self) -> FolderSource:
         if not self.folder.is_dir():
@@ -76,9 +77,14 @@ class FolderSource:
             )
         self.frame_count = len(self._files)
         self._i = 0
+        self._first = None
+        self._first = self.read()  # a broken first image fails here, before the model and outputs open
         return self
 
     def read(self) -> Item | None:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
         if self._i >= len(self._files):
             return None
         cv2 = require("cv2")
