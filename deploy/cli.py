@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from enet.cli import (ArgumentParser, capture_size_text, check_writable, guard, positive_float,
+from enet.cli import (ArgumentParser, capture_size_text, check_writable, guard, non_negative_float, positive_float,
                       positive_int, setup_logging, size_text, unit_float)
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class RunConfig:
     hud: bool = True
     legend: bool = True
     threads: int | None = None
+    reconnect_timeout: float = 30.0
     extra_sinks: list[Any] = field(default_factory=list)
     on_frame: Callable[[int, dict[str, Any]], None] | None = None
 
@@ -131,7 +132,8 @@ def run(cfg: RunConfig) -> Any:
     stop = threading.Event()
     opts = CaptureOptions(size=parse_size(cfg.input_size) if cfg.input_size else None, rate=cfg.input_rate,
                           codec=cfg.input_codec, flip=cfg.input_flip)
-    source = open_source(cfg.input, capture=cfg.capture, opts=opts, stop=stop)
+    source = open_source(cfg.input, capture=cfg.capture, opts=opts, stop=stop,
+                         reconnect_timeout_s=cfg.reconnect_timeout)
     sinks: list[Any] = []
     stats = None
     try:
@@ -214,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--input-rate", type=positive_float, metavar="FPS", help="camera frame rate; folder playback rate")
     g.add_argument("--input-codec", choices=["h264", "h265", "mjpeg", "mpeg4", "vp8", "vp9", "raw"],
                    help="stream codec (Jetson hardware decode of files and RTSP; mjpeg for USB cameras)")
+    g.add_argument("--reconnect-timeout", type=non_negative_float, default=30.0, metavar="S",
+                   help="live inputs (RTSP, cameras): how long to retry with backoff, at start (RTSP) and after "
+                        "a drop, before failing with exit status 1 (default 30; 0 retries forever)")
     g.add_argument("--input-flip", type=int, choices=range(8), default=0, metavar="0-7", help="csi:// nvvidconv flip-method")
     g = p.add_argument_group("output")
     g.add_argument("--writer", default="auto", choices=["auto", "gst", "opencv"],
@@ -222,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache-dir", metavar="DIR",
                    help="where an ONNX exported on the fly is cached (default: the user's cache folder, "
                         "$ENET_CACHE_DIR or ~/.cache/enet-rt)")
-    g.add_argument("--threads", type=positive_int, metavar="N", help="CPU inference threads")
+    g.add_argument("--threads", type=positive_int, metavar="N",
+                   help="CPU inference threads (default: the CPUs this process may use, less one for capture "
+                        "and rendering)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     return p
@@ -238,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         display=display, capture=args.capture, writer=args.writer, input_size=args.input_size,
         input_rate=args.input_rate, input_codec=args.input_codec, input_flip=args.input_flip,
         output_rate=args.output_rate, cache_dir=args.cache_dir, hud=not args.no_hud, legend=not args.no_legend,
-        threads=args.threads,
+        threads=args.threads, reconnect_timeout=args.reconnect_timeout,
     )
     return guard("enet-run", lambda: _run_and_report(cfg))
 

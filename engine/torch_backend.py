@@ -22,7 +22,7 @@ class TorchBackend:
         device: ``auto|cpu|cuda``.
         input_shape: static NCHW shape; default batch 1 at the checkpoint's
             ``input_size``.
-        threads: intra-op threads for CPU inference (default: torch's).
+        threads: intra-op threads for CPU inference (default: the CPUs this process may use, enet.cpus).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, device: str = "auto",
@@ -41,8 +41,10 @@ class TorchBackend:
         self.name = f"torch-{self.device.type}"
 
     def __enter__(self) -> TorchBackend:
-        if self._threads:
-            torch.set_num_threads(self._threads)
+        if self._threads or self.device.type == "cpu":
+            from enet.cpus import default_threads
+
+            torch.set_num_threads(self._threads or default_threads())
         model, _ = load_model(self.path)
         self._model = model.to(self.device).eval()
         return self

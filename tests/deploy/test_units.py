@@ -123,3 +123,15 @@ def test_stats_lines_are_written_in_place_and_only_with_a_frame(tmp_path):
     w.write({"frame": 1})
     w.close()
     assert [p.name for p in tmp_path.iterdir()] == ["s.jsonl"]
+
+
+def test_reconnect_gives_up_after_the_timeout():
+    """One policy for live inputs: retry with backoff for --reconnect-timeout seconds, then fail in one line."""
+    def opener():
+        raise SourceError("connection refused")
+
+    src = ReconnectingSource(opener, _Flaky(), stop=threading.Event(), delays=lambda: iter([0.01] * 1000),
+                             give_up_s=0.05)
+    src._drop("test")
+    with pytest.raises(SourceError, match="for 0.05 s .*connection refused.*--reconnect-timeout"):
+        src.read()
