@@ -225,6 +225,10 @@ class OpenCVSource:
         if not ok or bgr is None:
             if self.live:
                 raise SourceDisconnected(f"{self.name}: read failed")
+            if self.frame_count and self._i < self.frame_count:
+                log.warning("%s ended early: %d of the %d frames its header announces (truncated file?)",
+                            self.name, self._i, self.frame_count)
+                self.frame_count = None  # warn once
             return None
         pts = self._i / self.fps if self.fps else None
         self._i += 1
