@@ -24,6 +24,14 @@ def test_exports_once_into_the_cache_folder(tiny_checkpoint: Path, tmp_path: Pat
         return orig(*a, **k)
 
     monkeypatch.setattr(eo, "export_onnx", counting)
+    # once gi is imported (the GStreamer tests ran earlier in this process) the export runs in a child
+    orig_sub = ec._export_in_subprocess
+
+    def counting_sub(*a, **k):
+        calls.append(a)
+        return orig_sub(*a, **k)
+
+    monkeypatch.setattr(ec, "_export_in_subprocess", counting_sub)
     p = ec.cached_onnx(tiny_checkpoint)
     assert p.parent == cache_root() / ec.MODELS and p.name.endswith("-96x64-b1.onnx")
     assert ec.cached_onnx(tiny_checkpoint) == p and len(calls) == 1  # reused
