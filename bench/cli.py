@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from enet.cli import guard, setup_logging
+from enet.cli import (ArgumentParser, check_writable, guard, non_negative_float, non_negative_int, positive_float,
+                      positive_int, setup_logging)
 from enet.errors import EnetError
 
 log = logging.getLogger("enet.bench")
@@ -44,11 +45,27 @@ def parse_resolutions(text: str) -> list[tuple[int, int]]:
     return out
 
 
+def _resolutions_arg(text: str) -> str:
+    """argparse type: ``--resolutions`` checked by :func:`parse_resolutions`, kept as written."""
+    try:
+        parse_resolutions(text)
+    except EnetError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="enet-bench",
         description="Benchmark ENet per backend and resolution (trtexec-style timing) and compare with "
-                    "the paper's Table 2 (speed) and Table 3 (size). Writes bench.json, bench.md, bench.png.",
+                    "the paper's Table 2 (speed) and Table 3 (size). Writes bench.json, bench.md, bench.png. "
+                    "--device desktop needs an NVIDIA GPU and --device jetson a Jetson: a bench never "
+                    "reports a device it is not running on.",
+        epilog="examples:\n"
+               "  enet-bench --device cpu --backends torch,ort --resolutions 480x360\n"
+               "  enet-bench --model enet.onnx --backends ort,ort-int8 --iterations 50 -o bench-onnx\n"
+               "  enet-bench --device jetson --backends trt-fp32,trt-fp16,trt-int8   # on the Jetson\n"
+               "  enet-bench --accuracy-frames 101 --data-root ../shared/data/camvid",
     )
     p.add_argument("--device", choices=("auto", "cpu", "desktop", "jetson"), default="auto",
                    help="what to probe and where to run: cpu, desktop (NVIDIA GPU), jetson; auto detects")
@@ -57,28 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
                         "backends at its own size, no PyTorch needed); default: camvid (or $ENET_MODEL)")
     p.add_argument("--backends", default=DEFAULT_BACKENDS,
                    help=f"comma-separated, from: {DEFAULT_BACKENDS} (default: all; unavailable ones are skipped)")
-    p.add_argument("--resolutions", default=None,
+    p.add_argument("--resolutions", type=_resolutions_arg, default=None,
                    help=f"WIDTHxHEIGHT list, multiples of 8 (default: the paper's {DEFAULT_RESOLUTIONS}; "
                         "an ONNX model's own size)")
-    p.add_argument("--batch", type=int, default=1, help="frames per inference (default 1, as the paper)")
-    p.add_argument("--warmup-s", type=float, default=0.5, help="warm-up seconds per run (default 0.5)")
+    p.add_argument("--batch", type=positive_int, default=1, help="frames per inference (default 1, as the paper)")
+    p.add_argument("--warmup-s", type=non_negative_float, default=0.5, help="warm-up seconds per run (default 0.5)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--duration-s", type=float, default=None,
+    g.add_argument("--duration-s", type=positive_float, default=None,
                    help="measure at least this many seconds (and --min-iterations; default 2)")
-    g.add_argument("--iterations", type=int, default=None, help="measure exactly N iterations instead")
-    p.add_argument("--min-iterations", type=int, default=5,
+    g.add_argument("--iterations", type=positive_int, default=None, help="measure exactly N iterations instead")
+    p.add_argument("--min-iterations", type=positive_int, default=5,
                    help="with --duration-s: at least this many iterations (default 5)")
-    p.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: runtime's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU inference threads (default: runtime's)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="TensorRT: capture the enqueue in a CUDA graph and time its launch (trtexec --useCudaGraph)")
-    p.add_argument("--accuracy-frames", type=int, default=0,
+    p.add_argument("--accuracy-frames", type=non_negative_int, default=0,
                    help="also report val mIoU of each backend on N frames of --data-root (default 0: off)")
-    p.add_argument("--calib-images", type=int, default=64,
+    p.add_argument("--calib-images", type=positive_int, default=64,
                    help="train frames of --data-root for INT8 calibration when an INT8 ONNX is built (default 64)")
     p.add_argument("--data-root", "--camvid", dest="data_root", type=Path, default=None,
                    help="dataset the model was trained on (val for frames and accuracy, train for calibration); "
                         "default ENET_CAMVID or ../shared/data/camvid")
-    p.add_argument("--cv-threshold", type=float, default=0.10,
+    p.add_argument("--cv-threshold", type=positive_float, default=0.10,
                    help="warn when std/mean latency exceeds this (default 0.10)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("-o", "--output", type=Path, default=Path("bench-results"),
@@ -90,18 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    if args.batch < 1:
-        raise EnetError(f"--batch must be at least 1, got {args.batch}")
-    if args.warmup_s < 0 or (args.duration_s is not None and args.duration_s < 0):
-        raise EnetError("--warmup-s and --duration-s must be >= 0 seconds")
-    if args.iterations is not None and args.iterations < 1:
-        raise EnetError(f"--iterations must be at least 1, got {args.iterations}")
-    if args.min_iterations < 1:
-        raise EnetError(f"--min-iterations must be at least 1, got {args.min_iterations}")
-    if args.threads is not None and args.threads < 1:
-        raise EnetError(f"--threads must be at least 1, got {args.threads}")
-    if args.accuracy_frames < 0 or args.calib_images < 1:
-        raise EnetError("--accuracy-frames must be >= 0 and --calib-images >= 1")
+    """What can be checked before any work: the device is the one named, the report folder is writable."""
+    from enet.bench import probes
+
+    if args.device == "jetson" and not probes.is_jetson():
+        raise EnetError("--device jetson: this machine is not a Jetson (no /etc/nv_tegra_release); "
+                        "run there, or use --device auto")
+    if args.device == "desktop":
+        from enet.engine.cuda import gpu_available
+
+        if not gpu_available():
+            raise EnetError("--device desktop needs an NVIDIA GPU, and none is visible here (no /dev/nvidia0); "
+                            "use --device cpu or auto")
+    check_writable(args.output, folder=True, what="report folder -o")
 
 
 def _say(msg: str) -> None:
@@ -194,7 +212,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth) "
                         "or ONNX model (.onnx)")
     camvid = Path(args.data_root or default_camvid_root())
-    artifacts = bk.Artifacts(model_path, camvid=camvid, calib_images=args.calib_images, say=_say)
+    artifacts = bk.Artifacts(model_path, camvid=camvid, calib_images=args.calib_images, say=_say)  # refuses other kinds
+    model = _model_facts(model_path)  # a broken model fails here, before anything is printed
     if args.resolutions is None and artifacts.onnx_shape is not None:
         resolutions = [(int(artifacts.onnx_shape[3]), int(artifacts.onnx_shape[2]))]
     else:
@@ -228,7 +247,6 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     _say(f"device: {label}")
     _say("versions: " + ", ".join(f"{k} {v or '-'}" for k, v in versions.items()))
 
-    model = _model_facts(model_path)
     _say(report.table3_text(model))
 
     duration = 0.0 if args.iterations is not None else (2.0 if args.duration_s is None else args.duration_s)

@@ -187,9 +187,11 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
 
     check_input_size(*size)
     choice = choose(model, backend, size, Path(cache_dir) if cache_dir else None, precision)
-    options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1])}
-    if threads:
-        options["threads"] = threads
+    from enet.cpus import default_threads
+
+    # capture, preprocessing and rendering run beside inference: leave them one CPU
+    options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1]),
+                               "threads": threads or default_threads(reserve=1)}
     try:
         b = open_backend(choice.path, choice.kind, **options)
     except ShapeError as exc:

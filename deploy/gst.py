@@ -69,7 +69,8 @@ def _bus_error(pipeline: Any, timeout_ns: int = 0) -> str | None:
     if msg is None:
         return None
     err, debug = msg.parse_error()
-    return f"{err.message}" + (f" ({debug.splitlines()[0][:160]})" if debug else "")
+    log.debug("GStreamer error: %s (%s)", err.message, debug)  # debug: source file and element path, for -v
+    return f"{err.message}"
 
 
 def _launch(description: str) -> Any:

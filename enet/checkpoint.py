@@ -69,6 +69,17 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: dict[str, Any]) -> None:
         torch.save(ckpt, tmp)
 
 
+def _why_unreadable(p: Path) -> str:
+    """What is wrong with a file torch.load refused, in the user's words."""
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"PK\x03\x04"):
+        return "a damaged or truncated PyTorch file"
+    if head.startswith(b"\x08") or b"onnx" in head.lower():
+        return "it looks like an ONNX model, not a PyTorch checkpoint"
+    return "not a PyTorch file"
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load and validate a checkpoint with ``weights_only=True``.
 
@@ -81,11 +92,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - the weights_only unpickler raises anything on garbage
-        # (IndexError, struct.error, UnicodeDecodeError, ... depending on the bytes): all mean unreadable
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{p} is not a readable checkpoint ({first[:160]}); expected a file written by enet-train"
-        ) from None
+        # (IndexError, struct.error, UnicodeDecodeError, ... depending on the bytes): all mean unreadable;
+        # PyTorch's own text (a weights_only upgrade notice, miniz internals) says nothing to a user
+        log.debug("torch.load(%s): %s", p, exc)
+        raise CheckpointError(f"{p} is not a readable checkpoint ({_why_unreadable(p)}); "
+                              "expected a .pth file written by enet-train") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(
             f"{p} is not an enet-rt checkpoint (no '{FORMAT}' marker); expected a file written by enet-train"

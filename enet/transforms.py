@@ -46,8 +46,8 @@ def check_input_size(height: int, width: int) -> None:
         def near(v: int) -> int:
             return max(8, round(v / 8) * 8)
         raise ShapeError(
-            f"input size {height}x{width} (HxW) is not a multiple of 8; ENet needs "
-            f"height and width divisible by 8, e.g. {near(height)}x{near(width)}"
+            f"input size {width}x{height} (WxH, as --size takes it) is not a multiple of 8; ENet needs "
+            f"width and height divisible by 8, e.g. {near(width)}x{near(height)}"
         )
 
 

@@ -178,8 +178,8 @@ def edge_layers(onnx_path: str | os.PathLike[str]) -> list[str]:
 
 def compare_val(reference: str | os.PathLike[str], candidate: str | os.PathLike[str],
                 data_root: str | os.PathLike[str], *, limit: int | None = None,
-                threads: int | None = None) -> dict[str, Any]:
-    """Val mIoU of two ONNX models with ONNX Runtime on the CPU.
+                threads: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Val mIoU of two ONNX models with ONNX Runtime on the CPU (``progress``: a bar per model).
 
     Returns:
         ``{"reference": summary, "candidate": summary, "drop": pts, "frames": n}``
@@ -191,7 +191,7 @@ def compare_val(reference: str | os.PathLike[str], candidate: str | os.PathLike[
     out: dict[str, Any] = {}
     for key, path in (("reference", reference), ("candidate", candidate)):
         with OrtBackend(path, providers="cpu", threads=threads) as b:
-            out[key] = evaluate_backend(b, data_root, "val", limit=limit)
+            out[key] = evaluate_backend(b, data_root, "val", limit=limit, progress=progress)
     ref, cand = _miou(out["reference"]), _miou(out["candidate"])
     out["drop"] = (ref - cand) if ref is not None and cand is not None else None
     out["frames"] = out["reference"].get("frames")

@@ -12,11 +12,11 @@ import argparse
 import json
 from typing import Any
 
-from enet.cli import add_dataset_kind, add_engine_precision, add_verbosity, cli
+from enet.cli import ArgumentParser, add_dataset_kind, add_engine_precision, add_verbosity, check_writable, cli, positive_int
 
 
 def eval_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="enet-eval",
         description="Per-class IoU, mIoU, class-average and global accuracy (void excluded) of a "
                     "checkpoint (.pth), ONNX model (.onnx) or TensorRT engine (.engine) on a dataset split. "
@@ -26,8 +26,7 @@ def eval_parser() -> argparse.ArgumentParser:
                "  enet-eval enet.int8.onnx --limit 20\n"
                "  enet-eval enet.onnx --precision int8      # with TensorRT: first-run INT8 engine, cached\n"
                "  enet-eval runs/full/best.pth --save-predictions preds/\n"
-               "  enet-eval runs/road/best.pth --data-root my_road_data --split val",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+               "  enet-eval runs/road/best.pth --data-root my_road_data --split val")
     p.add_argument("model", nargs="?", default=None,
                    help="model file or shipped weights name (default: camvid, or $ENET_MODEL)")
     p.add_argument("--data-root", default=None, help="dataset folder, as for enet-train (default: "
@@ -42,7 +41,7 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as JSON")
     p.add_argument("--save-predictions", default=None, metavar="DIR",
                    help="write one 8-bit class-index PNG per image (same name and size as its label)")
-    p.add_argument("--limit", type=int, default=None, help="first N frames only")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N frames only")
     add_verbosity(p)
     return p
 
@@ -56,6 +55,10 @@ def main(args: argparse.Namespace) -> int:
     from enet.metrics import format_table
     from enet.weights import resolve_model
 
+    if args.json:
+        check_writable(args.json, what="--json")
+    if args.save_predictions:
+        check_writable(args.save_predictions, folder=True, what="--save-predictions")
     model = str(resolve_model(args.model))
     data_root = args.data_root or default_camvid_root()
     kind = None if args.backend == "auto" else args.backend

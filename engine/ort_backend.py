@@ -60,7 +60,7 @@ class OrtBackend:
         providers: ``auto|cpu|cuda|tensorrt`` or a list of provider names.
         input_shape: NCHW shape; must fit the model's static dims (a dynamic
             batch is filled from it; default batch 1).
-        threads: intra-op threads (default: ONNX Runtime's).
+        threads: intra-op threads (default: the CPUs this process may use, enet.cpus).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, providers: str | Sequence[str] = "auto",
@@ -85,8 +85,9 @@ class OrtBackend:
         providers = resolve_providers(self._providers, ort.get_available_providers())
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        if self._threads:
-            so.intra_op_num_threads = int(self._threads)
+        from enet.cpus import default_threads
+
+        so.intra_op_num_threads = int(self._threads or default_threads())
         try:
             self._session = ort.InferenceSession(str(self.path), so, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types

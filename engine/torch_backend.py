@@ -22,7 +22,7 @@ class TorchBackend:
         device: ``auto|cpu|cuda``.
         input_shape: static NCHW shape; default batch 1 at the checkpoint's
             ``input_size``.
-        threads: intra-op threads for CPU inference (default: torch's).
+        threads: intra-op threads for CPU inference (default: the CPUs this process may use, enet.cpus).
         precision: ``fp32``, or ``fp16`` (weights and activations in half
             precision; CUDA only). Inputs and logits stay float32.
     """
@@ -51,8 +51,10 @@ class TorchBackend:
         self.name = f"torch-{self.device.type}" + ("-fp16" if precision == "fp16" else "")
 
     def __enter__(self) -> TorchBackend:
-        if self._threads:
-            torch.set_num_threads(self._threads)
+        if self._threads or self.device.type == "cpu":
+            from enet.cpus import default_threads
+
+            torch.set_num_threads(self._threads or default_threads())
         model, _ = load_model(self.path)
         self._model = model.to(self.device, self._dtype).eval()
         return self

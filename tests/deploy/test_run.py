@@ -46,8 +46,9 @@ def test_max_frames_and_errors(tmp_path, tiny_checkpoint, capsys):
                  "--max-frames", "5", "--writer", "opencv", "--no-display", "-q"]) == 0
     assert _count(out)[0] == 5
     assert main([str(tmp_path / "none.mp4"), "--model", str(tiny_checkpoint), "-q"]) == 1
-    assert main(["test://?frames=3", "--model", str(tiny_checkpoint), "--backend", "torch",
-                 "--size", "100x60", "-q"]) == 1  # not a multiple of 8
+    with pytest.raises(SystemExit) as exc:  # not a multiple of 8: a bad command line (README "Exit codes")
+        main(["test://?frames=3", "--model", str(tiny_checkpoint), "--backend", "torch", "--size", "100x60", "-q"])
+    assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert all(line.startswith("enet-run: error:") for line in err) and "Traceback" not in "".join(err)
 
@@ -71,7 +72,7 @@ def test_sigterm_finalises_video(tmp_path, tiny_checkpoint):
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 143, err  # 128 + SIGTERM, after finalising (README "Exit codes")
     assert _count(out)[0] > 0
 
 

@@ -106,3 +106,32 @@ def test_reconnect_gives_up_on_stop():
     stop.set()
     src = ReconnectingSource(lambda: _Flaky(), _Flaky(), stop=stop)
     assert src.read() is None
+
+
+def test_stats_lines_are_written_in_place_and_only_with_a_frame(tmp_path):
+    """`tail -f` follows the stats file during a run; a run without a frame leaves no file."""
+    import json
+
+    from enet.deploy.sinks import StatsWriter
+
+    empty = StatsWriter(tmp_path / "none.jsonl")
+    empty.close()
+    assert list(tmp_path.iterdir()) == []
+    w = StatsWriter(tmp_path / "s.jsonl")
+    w.write({"frame": 0})
+    assert json.loads((tmp_path / "s.jsonl").read_text()) == {"frame": 0}  # flushed, under its own name
+    w.write({"frame": 1})
+    w.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["s.jsonl"]
+
+
+def test_reconnect_gives_up_after_the_timeout():
+    """One policy for live inputs: retry with backoff for --reconnect-timeout seconds, then fail in one line."""
+    def opener():
+        raise SourceError("connection refused")
+
+    src = ReconnectingSource(opener, _Flaky(), stop=threading.Event(), delays=lambda: iter([0.01] * 1000),
+                             give_up_s=0.05)
+    src._drop("test")
+    with pytest.raises(SourceError, match="for 0.05 s .*connection refused.*--reconnect-timeout"):
+        src.read()
