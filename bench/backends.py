@@ -1,8 +1,11 @@
 """The backends ``enet-bench`` knows, what each needs, and its artifacts.
 
 A benchmark backend is a runtime plus a precision: ``torch`` (the
-checkpoint), ``ort`` (float32 ONNX), ``ort-int8`` (Q/DQ ONNX), ``trt-fp32``,
-``trt-fp16``, ``trt-int8`` (TensorRT engines). Missing artifacts are built
+checkpoint), ``ort`` (float32 ONNX, as exported, default session options:
+the CPU baseline), ``ort-int8`` (Q/DQ ONNX), ``ort-fast`` (the float32 ONNX
+in its exact CPU form, :mod:`enet.export.cpu_graph`), ``openvino`` and
+``openvino-int8`` (the same float32 and Q/DQ ONNX files in OpenVINO),
+``trt-fp32``, ``trt-fp16``, ``trt-int8`` (TensorRT engines). Missing artifacts are built
 with the toolkit's own functions (``enet.export.onnx.export_onnx``,
 ``enet.engine.quantize``, ``enet.engine.build``) and cached in
 ``<output>/artifacts`` under names that carry the model's hash, the input
@@ -33,7 +36,7 @@ class BenchBackend:
     """One column of the benchmark: runtime ``kind`` at ``precision``."""
 
     name: str
-    kind: str  # enet.engine.backend kind: torch | ort | trt
+    kind: str  # enet.engine.backend kind: torch | ort | ort-fast | openvino | trt
     precision: str  # fp32 | fp16 | int8
     needs: tuple[str, ...]  # importable modules it needs
 
@@ -42,11 +45,15 @@ BACKENDS: dict[str, BenchBackend] = {b.name: b for b in (
     BenchBackend("torch", "torch", "fp32", ("torch",)),
     BenchBackend("ort", "ort", "fp32", ("onnxruntime",)),
     BenchBackend("ort-int8", "ort", "int8", ("onnxruntime",)),
+    BenchBackend("ort-fast", "ort-fast", "fp32", ("onnxruntime",)),
+    BenchBackend("openvino", "openvino", "fp32", ("openvino",)),
+    BenchBackend("openvino-int8", "openvino", "int8", ("openvino",)),
     BenchBackend("trt-fp32", "trt", "fp32", ("tensorrt",)),
     BenchBackend("trt-fp16", "trt", "fp16", ("tensorrt",)),
     BenchBackend("trt-int8", "trt", "int8", ("tensorrt",)),
 )}
 DEFAULT_BACKENDS = tuple(BACKENDS)
+_ONNX_KINDS = ("ort", "ort-fast", "openvino")
 
 
 def parse_backends(text: str) -> list[BenchBackend]:
@@ -83,8 +90,9 @@ def unavailable_reason(spec: BenchBackend, device_kind: str, *,
     """Why ``spec`` cannot run on this machine, or None if it can (nothing is built)."""
     for mod in spec.needs:
         if not available(mod):
-            fix = "pip install 'enet-rt[tensorrt]' (on Jetson: JetPack's TensorRT, venv with --system-site-packages)" \
-                if mod == "tensorrt" else f"pip install {mod}"
+            fix = {"tensorrt": "pip install 'enet-rt[tensorrt]' (on Jetson: JetPack's TensorRT, venv with "
+                               "--system-site-packages)",
+                   "openvino": "pip install 'enet-rt[openvino]'"}.get(mod, f"pip install {mod}")
             return f"{mod} is not installed ({fix})"
     if spec.kind == "trt":
         if device_kind == "cpu":
@@ -137,7 +145,7 @@ class Artifacts:
         if spec.kind == "torch":
             return self.model
         stem = f"{self._tag}-{width}x{height}-b{batch}"
-        if spec.kind == "ort":
+        if spec.kind in _ONNX_KINDS:  # every ONNX runtime runs the same files
             return self.folder / (f"{stem}.onnx" if spec.precision == "fp32" else f"{stem}.{spec.precision}.onnx")
         return self.folder / f"{stem}.{spec.precision}.engine"
 
@@ -150,9 +158,9 @@ class Artifacts:
         target = self.path(spec, height, width, batch)
         if target.is_file():
             return target
-        if spec.kind == "ort" and spec.precision == "fp32":
+        if spec.kind in _ONNX_KINDS and spec.precision == "fp32":
             self._call("onnx", target, height, width, batch)
-        elif spec.kind == "ort":
+        elif spec.kind in _ONNX_KINDS:
             onnx_path = self.get(BACKENDS["ort"], height, width, batch)
             self._call("int8", onnx_path, target, height, width, batch)
         else:

@@ -20,7 +20,7 @@ from enet.errors import EnetError
 log = logging.getLogger("enet.bench")
 
 DEFAULT_RESOLUTIONS = "480x320,640x360,1280x720,1920x1080"
-DEFAULT_BACKENDS = "torch,ort,ort-int8,trt-fp32,trt-fp16,trt-int8"
+DEFAULT_BACKENDS = "torch,ort,ort-int8,ort-fast,openvino,openvino-int8,trt-fp32,trt-fp16,trt-int8"
 
 
 def parse_resolutions(text: str) -> list[tuple[int, int]]:
@@ -126,6 +126,8 @@ def _backend_options(spec: Any, device_kind: str, shape: tuple[int, int, int, in
         opts["device"] = "cpu" if device_kind == "cpu" else "auto"
     elif spec.kind == "ort":  # auto: the CUDA provider when this onnxruntime has it
         opts["providers"] = "cpu" if device_kind == "cpu" else "auto"
+    elif spec.kind == "ort-fast":  # its graph form is chosen for the CPU provider
+        opts["providers"] = "cpu"
     return opts
 
 

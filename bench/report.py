@@ -195,7 +195,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     v = doc["versions"]
     cfg = doc["config"]
     vers = ", ".join(f"{k} {v[k] if v.get(k) else 'not installed'}"
-                     for k in ("enet-rt", "torch", "onnxruntime", "tensorrt", "python"))
+                     for k in ("enet-rt", "torch", "onnxruntime", "openvino", "tensorrt", "python"))
     out = [f"# ENet benchmark: {doc['device_label']}", "",
            f"- Measured: {doc['created']}",
            f"- Command: `{doc['command']}`",

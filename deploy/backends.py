@@ -4,8 +4,12 @@
 
 1. ``trt``: the model is an ``.engine``, or a ``.pth``/``.onnx`` with an
    ``.engine`` of the same stem beside it, and TensorRT plus a GPU are present;
-2. ``ort``: the model is an ``.onnx``, or a ``.pth`` exported on the fly to an
-   ONNX cached in the output folder (keyed by the checkpoint's sha256 and size);
+2. an ONNX runtime: the model is an ``.onnx``, or a ``.pth`` exported on the
+   fly to an ONNX cached in the output folder (keyed by the checkpoint's
+   sha256 and size). ``ort`` on its CUDA provider when this onnxruntime has
+   it, else the fastest installed CPU backend in the measured order of
+   :data:`enet.engine.cpu_choice.CPU_PREFERENCE` (``openvino``, then
+   ``ort-fast``);
 3. ``torch``: the checkpoint in PyTorch.
 
 A step whose pieces are missing or fail is skipped with a log line; an
@@ -28,7 +32,8 @@ from enet.errors import EnetError, ShapeError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "ort", "trt")
+BACKENDS = ("auto", "torch", "ort", "ort-fast", "openvino", "trt")
+_ONNX_KINDS = ("ort", "ort-fast", "openvino")
 
 
 @dataclass(frozen=True)
@@ -62,10 +67,16 @@ def trt_usable() -> bool:
     return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvhost-ctrl")  # Jetson: no nvidia0
 
 
-def ort_usable() -> bool:
-    from enet._lazy import available
+def onnx_runner() -> tuple[str, str] | None:
+    """The kind that runs an ONNX here under ``auto``, and why; None without any ONNX runtime."""
+    from enet.engine.cpu_choice import fastest_cpu_kind, ort_has_cuda, preference_text
 
-    return available("onnxruntime")
+    if ort_has_cuda():
+        return "ort", "ONNX Runtime with CUDA"
+    kind = fastest_cpu_kind()
+    if kind is None:
+        return None
+    return kind, f"fastest installed CPU backend, in the measured order {preference_text()}"
 
 
 def cached_onnx(model: Path, size: tuple[int, int], cache_dir: Path) -> Path:
@@ -128,20 +139,27 @@ def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path) ->
         if engine.is_file():
             return Choice(engine, "trt", f"engine beside {model.name}")
         raise EnetError(f"backend trt needs an engine; none at {engine}; build one with enet-build-engine")
-    if backend == "ort":
+    if backend in _ONNX_KINDS:
+        if kind == "ort":
+            return Choice(model, backend, ".onnx file")
         if kind != "torch":
-            raise EnetError(f"backend ort cannot run {model.name}; use --backend {kind}")
-        return Choice(cached_onnx(model, size, cache_dir), "ort", "exported from the checkpoint")
+            raise EnetError(f"backend {backend} cannot run {model.name}; use --backend {kind}")
+        return Choice(cached_onnx(model, size, cache_dir), backend, "exported from the checkpoint")
     # auto, model is .pth or .onnx
     if engine.is_file() and engine != model:
         if trt_usable():
             return Choice(engine, "trt", f"engine beside {model.name}")
         log.info("not using %s: TensorRT or a GPU is missing", engine)
+    runner = onnx_runner()
     if kind == "ort":
-        return Choice(model, "ort", ".onnx file")
-    if ort_usable():
+        if runner is None:
+            raise EnetError(f"no ONNX runtime is installed to run {model.name}; pip install 'enet-rt[openvino]' "
+                            "or onnxruntime")
+        return Choice(model, runner[0], f".onnx file; {runner[1]}")
+    if runner is not None:
         try:
-            return Choice(cached_onnx(model, size, cache_dir), "ort", "exported from the checkpoint")
+            return Choice(cached_onnx(model, size, cache_dir), runner[0],
+                          f"exported from the checkpoint; {runner[1]}")
         except ImportError as exc:
             log.warning("ONNX export is not available (%s); using PyTorch", exc)
         except EnetError as exc:

@@ -191,8 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="INPUT", help="input URI or path")
     p.add_argument("outputs", metavar="OUTPUT", nargs="*", help="output URIs or video files")
     p.add_argument("--model", help="checkpoint (.pth), ONNX or engine (default: models/enet_camvid.pth)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"],
-                   help="inference backend (default: auto, the fastest available)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "ort-fast", "openvino", "trt"],
+                   help="inference backend (default: auto, the fastest available: a TensorRT engine on a GPU, "
+                        "else OpenVINO, else ONNX Runtime; the log says which)")
     p.add_argument("--size", metavar="WxH", help="inference size, e.g. 480x360 (default: the model's)")
     p.add_argument("--alpha", type=float, default=0.5, help="mask opacity on the overlay (default 0.5)")
     p.add_argument("--visualize", default="overlay", metavar="LIST",

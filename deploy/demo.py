@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="enet-demo",
                                 description="Run the car-camera pipeline on a short CamVid road clip.")
     p.add_argument("--model", help="checkpoint/ONNX/engine (default: the reference models/enet_camvid.pth)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"])
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "ort-fast", "openvino", "trt"],
+                   help="default auto: the fastest available (OpenVINO on a CPU when installed)")
     p.add_argument("--camvid", metavar="ROOT", help="CamVid root (default: ../shared/data/camvid or ENET_CAMVID)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="clip length (default: the whole sequence)")
     p.add_argument("-o", "--output-dir", default="demo_out", metavar="DIR", help="where to write (default demo_out)")

@@ -183,8 +183,9 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", default=None, help="model file (default: models/enet_camvid.pth)")
     p.add_argument("--data-root", default=None, help="CamVid root (default: ../shared/data/camvid)")
     p.add_argument("--split", choices=("train", "val", "test"), default="val")
-    p.add_argument("--backend", choices=("auto", "torch", "ort", "trt"), default="auto",
-                   help="default: from the file type")
+    p.add_argument("--backend", choices=("auto", "torch", "ort", "ort-fast", "openvino", "trt"), default="auto",
+                   help="default: from the file type; an .onnx without a CUDA onnxruntime runs in the fastest "
+                        "installed CPU backend (openvino, else ort-fast)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for .pth models")
     p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as JSON")
     p.add_argument("--save-predictions", default=None, metavar="DIR",
@@ -206,6 +207,12 @@ def eval_main(args: argparse.Namespace) -> int:
     model = args.model or str(default_model_path())
     data_root = args.data_root or default_camvid_root()
     kind = None if args.backend == "auto" else args.backend
+    if kind is None and model.lower().endswith(".onnx"):
+        from enet.engine.cpu_choice import fastest_cpu_kind, ort_has_cuda, preference_text
+
+        if not ort_has_cuda() and (kind := fastest_cpu_kind()):
+            logging.getLogger("enet.eval").info("running %s in %s, the fastest installed CPU backend (%s)",
+                                                model, kind, preference_text())
     opts: dict[str, Any] = {"device": args.device} if model.endswith((".pth", ".pt")) else {}
     with open_backend(model, kind, **opts) as backend:
         summary = evaluate(backend, data_root, args.split, save_predictions=args.save_predictions,

@@ -61,13 +61,20 @@ class OrtBackend:
         input_shape: NCHW shape; must fit the model's static dims (a dynamic
             batch is filled from it; default batch 1).
         threads: intra-op threads (default: ONNX Runtime's).
+        graph: ``"as-is"`` (default) runs the file unchanged; ``"cpu"`` runs
+            its exact CPU form (:func:`enet.export.cpu_graph.cpu_form`, the
+            ``ort-fast`` backend): select-form unpooling and PReLU as
+            Relu/Min/Mul/Add, which ONNX Runtime's CPU provider vectorises.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, providers: str | Sequence[str] = "auto",
                  input_shape: tuple[int, int, int, int] | None = None, threads: int | None = None,
-                 **_: Any) -> None:
+                 graph: str = "as-is", **_: Any) -> None:
+        if graph not in ("as-is", "cpu"):
+            raise EnetError(f"unknown graph form {graph!r}; choose as-is or cpu")
         self.path = Path(path)
-        model = load_onnx(self.path, check=False)
+        self._graph = graph
+        self._model = model = load_onnx(self.path, check=False)
         self.meta: dict[str, Any] = read_meta(model, str(self.path))
         self.input_shape = static_input_shape(model, input_shape, self.meta)
         self.precision = precision_of(model)
@@ -78,7 +85,8 @@ class OrtBackend:
         self._threads = threads
         self._session: Any = None
         self._input_name = ""
-        self.name = f"ort-{self.precision}"
+        self._prefix = "ort-fast" if graph == "cpu" else "ort"
+        self.name = f"{self._prefix}-{self.precision}"
 
     def __enter__(self) -> OrtBackend:
         ort = require("onnxruntime")
@@ -87,14 +95,21 @@ class OrtBackend:
         so.log_severity_level = 3
         if self._threads:
             so.intra_op_num_threads = int(self._threads)
+        source: str | bytes = str(self.path)
+        if self._graph == "cpu":
+            from enet.export.cpu_graph import cpu_form
+
+            model, done = cpu_form(self._model, "ort-fast")
+            log.debug("ONNX Runtime CPU form of %s: %s", self.path.name, done)
+            source = model.SerializeToString()
         try:
-            self._session = ort.InferenceSession(str(self.path), so, providers=providers)
+            self._session = ort.InferenceSession(source, so, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
             first = str(exc).strip().splitlines()[0][:200]
             raise EnetError(f"ONNX Runtime cannot load {self.path} ({first})") from None
         self._input_name = self._session.get_inputs()[0].name
         used = self._session.get_providers()[0]
-        self.name = f"ort-{used.replace('ExecutionProvider', '').lower()}-{self.precision}"
+        self.name = f"{self._prefix}-{used.replace('ExecutionProvider', '').lower()}-{self.precision}"
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,215 @@
+"""OpenVINO backend: runs an enet-rt ``.onnx`` (FP32, or INT8 Q/DQ) on the CPU.
+
+The same files ONNX Runtime runs: OpenVINO reads the ONNX itself, so the
+float32 export and the calibrated Q/DQ INT8 ONNX of ``enet-build-engine
+--int8`` need no conversion step. Before compiling, the graph is put in its
+CPU form (:func:`enet.export.cpu_graph.cpu_form`: select-form unpooling and
+rank-4 PReLU slopes, both exact); ``graph="as-is"`` skips that.
+
+Compile settings (``compile_config``):
+
+* ``INFERENCE_PRECISION_HINT=f32``: a CPU with AVX-512 BF16 or AMX would
+  otherwise run float32 models in bfloat16, and the accuracy would no longer
+  be the one measured; INT8 Q/DQ layers still run in int8.
+* ``PERFORMANCE_HINT=LATENCY``, one stream, ``INFERENCE_NUM_THREADS`` = the
+  CPUs this process may run on (``os.sched_getaffinity``), or ``threads``.
+
+INT8 on x86 CPUs without VNNI (AVX2 only): OpenVINO's int8 convolutions
+multiply unsigned 8-bit activations by signed 8-bit weights with
+``vpmaddubsw``, which adds pairs of products into *16-bit* sums and
+saturates when weights use the full [-127, 127] range. Measured here
+(OpenVINO 2026.4, AMD EPYC with AVX2): a Q/DQ convolution's output was off
+by up to 2.8 against the Q/DQ arithmetic, and the shipped model lost 14 mIoU
+points (64.3 in ONNX Runtime, 51.0 in OpenVINO). On such CPUs the weights'
+Q/DQ scales are widened by 127/63 before compiling
+(:func:`requantize_weights_7bit`), so weights take 7 bits and no sum can
+saturate; OpenVINO then computes what the graph says, and the val mIoU is
+64.48 (FP32 64.96). CPUs with AVX-512 VNNI, AVX-VNNI or AMX accumulate in 32
+bits and keep 8-bit weights.
+
+Only numpy and onnx are imported at module level; ``openvino`` comes through
+:func:`enet._lazy.require` (``pip install 'enet-rt[openvino]'``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from enet._lazy import require
+from enet.engine.onnx_info import load_onnx, output_roles, precision_of, read_meta, static_input_shape
+from enet.errors import EnetError, ShapeError
+
+log = logging.getLogger(__name__)
+
+GRAPH_FORMS = ("cpu", "as-is")
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. under taskset or a container quota)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def compile_config(threads: int | None = None) -> dict[str, str]:
+    """OpenVINO CPU compile properties for one low-latency stream (module docstring)."""
+    return {
+        "INFERENCE_PRECISION_HINT": "f32",
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": "1",
+        "INFERENCE_NUM_THREADS": str(int(threads) if threads else cpu_count()),
+    }
+
+
+#: /proc/cpuinfo flags of x86 int8 dot products with 32-bit accumulation.
+_VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "avx_vnni_int8")
+
+
+def int8_sums_saturate(cpuinfo: str | None = None) -> bool:
+    """True on an x86 CPU without VNNI/AMX (module docstring); False elsewhere.
+
+    Args:
+        cpuinfo: ``/proc/cpuinfo`` text (tests); read from the system when None.
+            An x86 machine whose flags cannot be read counts as saturating.
+    """
+    if cpuinfo is None:
+        if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+            return False
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return True
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags.update(value.split())
+    return not any(f in flags for f in _VNNI_FLAGS)
+
+
+def requantize_weights_7bit(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """Widen the Q/DQ scale of every Conv/ConvTranspose weight by 127/63 (weights in [-63, 63]).
+
+    Only ``QuantizeLinear(initializer) -> DequantizeLinear -> Conv`` weight
+    paths change; activations keep their scales. Returns ``(new model,
+    weights changed)``; the input is not modified.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {i.name: i for i in g.initializer}
+    count = 0
+    for node in g.node:
+        if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 2:
+            continue
+        dq = producer.get(node.input[1])
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in inits or q.input[1] not in inits:
+            continue
+        scale = numpy_helper.to_array(inits[q.input[1]]).astype(np.float32) * np.float32(127.0 / 63.0)
+        name = f"{q.input[1]}/7bit"
+        g.initializer.append(numpy_helper.from_array(scale, name))
+        q.input[1] = dq.input[1] = name
+        count += 1
+    used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return model, count
+
+
+class OvBackend:
+    """An ONNX model in OpenVINO on the CPU.
+
+    Args:
+        path: ``.onnx`` file with enet-rt metadata (float32 or Q/DQ INT8).
+        input_shape: NCHW shape; must fit the model's static dims (a dynamic
+            batch is fixed to it; default batch 1).
+        threads: inference threads (default: every CPU of this process).
+        graph: ``"cpu"`` (default) compiles the exact CPU form of the graph;
+            ``"as-is"`` the file unchanged.
+        int8_weights_7bit: requantize INT8 weights to 7 bits; default (None):
+            on CPUs whose int8 sums saturate (:func:`int8_sums_saturate`).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, input_shape: tuple[int, int, int, int] | None = None,
+                 threads: int | None = None, graph: str = "cpu", int8_weights_7bit: bool | None = None,
+                 **_: Any) -> None:
+        if graph not in GRAPH_FORMS:
+            raise EnetError(f"unknown graph form {graph!r}; choose {' or '.join(GRAPH_FORMS)}")
+        self.path = Path(path)
+        self._model = load_onnx(self.path, check=False)
+        self.meta: dict[str, Any] = read_meta(self._model, str(self.path))
+        self.input_shape = static_input_shape(self._model, input_shape, self.meta)
+        self.precision = precision_of(self._model)
+        self._logits_name, self._labels_name = output_roles(self._model)
+        if self._logits_name is None and self._labels_name is None:
+            raise EnetError(f"{self.path} has neither a float logits output nor an integer labels output")
+        self._threads = threads
+        self._graph = graph
+        self._weights_7bit = int8_weights_7bit
+        self._request: Any = None
+        self.name = f"openvino-cpu-{self.precision}"
+
+    def __enter__(self) -> OvBackend:
+        ov = require("openvino")
+        model = self._model
+        if self._graph == "cpu":
+            from enet.export.cpu_graph import cpu_form
+
+            model, done = cpu_form(model, "openvino")
+            log.debug("OpenVINO graph form of %s: %s", self.path.name, done)
+        seven = int8_sums_saturate() if self._weights_7bit is None else self._weights_7bit
+        if self.precision == "int8" and seven:
+            model, n = requantize_weights_7bit(model)
+            log.info("INT8 weights of %d layers requantized to 7 bits: this CPU's int8 kernels add products in "
+                     "16 bits (no VNNI), which 8-bit weights saturate", n)
+        core = ov.Core()
+        try:
+            ov_model = core.read_model(model.SerializeToString())
+            if not ov_model.inputs[0].get_partial_shape().is_static:
+                ov_model.reshape({ov_model.inputs[0].any_name: list(self.input_shape)})
+            compiled = core.compile_model(ov_model, "CPU", compile_config(self._threads))
+        except RuntimeError as exc:  # OpenVINO raises RuntimeError with a multi-line report
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:200]
+            raise EnetError(f"OpenVINO cannot compile {self.path} ({first})") from None
+        self._request = compiled.create_infer_request()
+        self._ports = {name: compiled.output(name) for name in (self._logits_name, self._labels_name) if name}
+        threads = compiled.get_property("INFERENCE_NUM_THREADS")
+        log.info("OpenVINO %s: %s on CPU, %s threads, %s", ov.__version__.split("-")[0], self.path.name, threads,
+                 self.precision)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._request = None
+
+    def _run(self, x: np.ndarray, output: str) -> np.ndarray:
+        if self._request is None:
+            raise RuntimeError("OvBackend used outside 'with'")
+        if x.shape != tuple(self.input_shape):
+            raise ShapeError(f"input {x.shape} does not match the model's input {tuple(self.input_shape)}")
+        self._request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        # the request reuses its output buffers: copy before the next call
+        return np.array(self._request.get_tensor(self._ports[output]).data, copy=True)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """float32 ``(N, 3, H, W)`` -> float32 logits ``(N, C, H, W)``."""
+        if self._logits_name is None:
+            raise EnetError(f"{self.path} outputs class labels only; use infer_labels or export without --labels")
+        return self._run(x, self._logits_name).astype(np.float32, copy=False)
+
+    def infer_labels(self, x: np.ndarray) -> np.ndarray:
+        """float32 ``(N, 3, H, W)`` -> int64 class labels ``(N, H, W)`` (in-graph ArgMax when present)."""
+        if self._labels_name is not None:
+            y = self._run(x, self._labels_name)
+            return (y[:, 0] if y.ndim == 4 else y).astype(np.int64, copy=False)
+        return self.infer(x).argmax(1)
