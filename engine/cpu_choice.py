@@ -32,8 +32,9 @@ def _available(module: str) -> bool:
     return available(module)
 
 
-def fastest_cpu_kind(available: Callable[[str], bool] = _available) -> str | None:
-    """The first kind of :data:`CPU_PREFERENCE` whose runtime imports, or None."""
+def fastest_cpu_kind(available: Callable[[str], bool] | None = None) -> str | None:
+    """The first kind of :data:`CPU_PREFERENCE` whose runtime imports (``available``: a probe for tests)."""
+    available = available or _available
     for kind, module in CPU_PREFERENCE:
         if available(module):
             return kind

@@ -1,4 +1,4 @@
-"""Every module imports and every CLI's --help works without TensorRT, OpenCV or GStreamer."""
+"""Every module imports and every CLI's --help works without TensorRT, OpenCV, GStreamer, ONNX Runtime or OpenVINO."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ SCRIPT = textwrap.dedent("""
     import importlib, importlib.abc, pkgutil, sys
     from importlib.metadata import entry_points
 
-    BLOCKED = {"tensorrt", "cv2", "gi", "cuda", "pycuda", "onnxruntime"}
+    BLOCKED = {"tensorrt", "cv2", "gi", "cuda", "pycuda", "onnxruntime", "openvino"}
 
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
