@@ -185,7 +185,15 @@ class Predictor:
         self.name = backend.name
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """float32 ``(1, 3, H, W)`` -> logits ``(1, C, H, W)`` or labels ``(1, H, W)``."""
+        """float32 ``(1, 3, H, W)`` -> logits ``(1, C, H, W)`` or labels ``(1, H, W)``.
+
+        Labels when the backend computes them in its graph (less to copy
+        back from a GPU); logits when it would take the argmax on the host
+        anyway (``labels_in_graph`` False), so the argmax runs in the output
+        stage, beside the next inference, instead of in the inference stage.
+        """
+        if getattr(self.backend, "labels_in_graph", None) is False:
+            return self.backend.infer(x)
         if hasattr(self.backend, "infer_labels"):
             return self.backend.infer_labels(x)
         return self.backend.infer(x)
@@ -211,6 +219,19 @@ class Predictor:
             raise ShapeError(f"model output is {spatial[1]}x{spatial[0]}, expected {w}x{h} (WxH)")
 
 
+def pipeline_threads() -> int:
+    """Inference threads for a CPU backend in the camera pipeline: one CPU fewer than this process has.
+
+    Capture, preprocessing, the argmax, rendering and encoding run beside
+    inference; on a CPU they take most of one core. When they preempt one of
+    the inference threads, the whole parallel section waits for it, so on 2
+    cores one inference thread ran the demo faster than two (docs/deploy.md).
+    """
+    from enet.engine.cpu_choice import cpu_count
+
+    return max(1, cpu_count() - 1)
+
+
 def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size: tuple[int, int] | None = None,
                    cache_dir: str | os.PathLike[str] = ".", threads: int | None = None) -> tuple[Any, Choice]:
     """Choose, construct and check a backend; returns ``(backend context manager, choice)``.
@@ -223,6 +244,8 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     Raises:
         EnetError: a missing model, a size ENet cannot take, a model whose
             static input differs from ``size``, a backend that cannot run.
+
+    ``threads`` None: :func:`pipeline_threads` for CPU backends.
     """
     from enet.engine.backend import open_backend
 
@@ -234,6 +257,8 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     check_input_size(*size)
     choice = choose(model, backend, size, Path(cache_dir))
     options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1])}
+    if threads is None and choice.kind != "trt":
+        threads = pipeline_threads()
     if threads:
         options["threads"] = threads
     try:

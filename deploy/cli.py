@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output-rate", type=float, metavar="FPS", help="frame rate of written video (default: input's)")
     g.add_argument("--cache-dir", metavar="DIR",
                    help="where an ONNX exported on the fly is cached (default: the output file's folder)")
-    g.add_argument("--threads", type=int, metavar="N", help="CPU inference threads")
+    g.add_argument("--threads", type=int, metavar="N",
+                   help="CPU inference threads (default: one less than the CPUs, at least 1: the other stages need a core)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     return p

@@ -17,6 +17,7 @@ Nothing heavy is imported here; availability is probed with
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 #: Backend kind -> the module it needs, fastest first (see module docstring).
@@ -54,3 +55,11 @@ def ort_has_cuda() -> bool:
         return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     except Exception:  # noqa: BLE001 - missing or broken onnxruntime: no CUDA through it
         return False
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask: taskset, cgroups cpusets), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)

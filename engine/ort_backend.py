@@ -88,6 +88,11 @@ class OrtBackend:
         self._prefix = "ort-fast" if graph == "cpu" else "ort"
         self.name = f"{self._prefix}-{self.precision}"
 
+    @property
+    def labels_in_graph(self) -> bool:
+        """Whether :meth:`infer_labels` reads an in-graph argmax (``enet-export --labels``)."""
+        return self._labels_name is not None
+
     def __enter__(self) -> OrtBackend:
         ort = require("onnxruntime")
         providers = resolve_providers(self._providers, ort.get_available_providers())

@@ -106,3 +106,15 @@ def test_reconnect_gives_up_on_stop():
     stop.set()
     src = ReconnectingSource(lambda: _Flaky(), _Flaky(), stop=stop)
     assert src.read() is None
+
+
+def test_argmax_classes_is_numpys_first_maximum():
+    from enet.deploy.pipeline import argmax_classes, to_labels
+
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((11, 37, 53)).astype(np.float32)
+    y[3, :5] = y[7, :5] = y[:, :5].max(0) + 1.0  # exact ties: the first class wins
+    y[:, -1] = 0.0                               # every class tied
+    np.testing.assert_array_equal(argmax_classes(y), y.argmax(0).astype(np.uint8))
+    np.testing.assert_array_equal(to_labels(y[None]), y.argmax(0))
+    assert to_labels(np.full((1, 4, 5), 9, np.int64)).dtype == np.uint8
