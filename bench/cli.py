@@ -7,6 +7,7 @@ so ``enet-bench --help`` works anywhere.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shlex
 import sys
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-iterations", type=int, default=5,
                    help="with --duration-s: at least this many iterations (default 5)")
     p.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: runtime's)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="split each measurement into N turns, taken in turn by every backend at a resolution, so "
+                        "load from other programs falls on all alike (default 1: one backend after the other)")
     p.add_argument("--accuracy-frames", type=int, default=0,
                    help="also report CamVid val mIoU of each backend on N frames (default 0: off)")
     p.add_argument("--calib-images", type=int, default=64,
@@ -95,6 +99,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise EnetError(f"--min-iterations must be at least 1, got {args.min_iterations}")
     if args.threads is not None and args.threads < 1:
         raise EnetError(f"--threads must be at least 1, got {args.threads}")
+    if args.rounds < 1:
+        raise EnetError(f"--rounds must be at least 1, got {args.rounds}")
     if args.accuracy_frames < 0 or args.calib_images < 1:
         raise EnetError("--accuracy-frames must be >= 0 and --calib-images >= 1")
 
@@ -139,10 +145,52 @@ def _pick_timer(spec: Any, backend: Any) -> Any:
     return PerfCounterTimer()
 
 
+def _finish(job: dict[str, Any], args: argparse.Namespace, camvid: Path, device_kind: str,
+            sampler: Any) -> dict[str, Any]:
+    """The record of one measured backend x resolution (timing, accuracy, power), and its console line."""
+    from enet.bench import harness, paper, report
+    from enet.bench.frames import backend_miou
+
+    if job.get("error"):
+        status, reason = job["error"]
+        _say(f"{job['tag']}: {status} ({reason})")
+        return report.make_record(*job["rec_args"], status=status, reason=reason)
+    m = harness.merge_measurements(job["parts"])
+    timing = harness.summarize(m, cv_threshold=args.cv_threshold)
+    timing["input"] = job["source"]
+    backend = job["backend"]
+    timing["backend_name"] = getattr(backend, "name", job["spec"].name)
+    power = sampler.summary(frames=m.frames, seconds=m.measure_s) if sampler else None
+    accuracy = None
+    if args.accuracy_frames:
+        try:
+            accuracy = backend_miou(backend.infer, job["pipe"].preprocess, job["shape"], backend.meta, Path(camvid),
+                                    args.accuracy_frames)
+        except EnetError as exc:
+            _say(f"{job['tag']}: skipped ({exc})")
+            return report.make_record(*job["rec_args"], status="skipped", reason=str(exc))
+    rec = report.make_record(*job["rec_args"], status="ok", artifact=str(job["artifact"]), timing=timing,
+                             accuracy=accuracy, power=power)
+    c, e = timing["compute"], timing["e2e"]
+    line = (f"{job['tag']}: compute {c['mean']:.2f} ms mean (median {c['median']:.2f}, p99 {c['p99']:.2f}), "
+            f"e2e {e['mean']:.2f} ms, {e['fps']:.1f} fps, {timing['iterations']} it")
+    ref = paper.comparison_device(device_kind)
+    if ref and rec["paper"].get(ref):
+        line += f", {rec['paper'][ref]['ratio']:.2f}x paper {ref} latency"
+    if accuracy:
+        line += f", mIoU {accuracy['miou']:.3f}"
+    if power and power.get("power_w") is not None:
+        line += f", {power['power_w']:.2f} W, {power['energy_j_per_frame'] * 1000:.0f} mJ/frame"
+    _say(line)
+    for wmsg in timing["warnings"]:
+        log.warning("%s: %s", job["tag"], wmsg)
+    return rec
+
+
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from enet.bench import backends as bk
-    from enet.bench import harness, paper, probes, report
-    from enet.bench.frames import backend_miou, timing_batches
+    from enet.bench import harness, probes, report
+    from enet.bench.frames import timing_batches
     from enet.defaults import default_camvid_root, default_model_path
     from enet.engine.backend import open_backend
 
@@ -160,6 +208,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         camvid_for_frames = Path(camvid)
 
     kind = probes.detect_device_kind() if args.device == "auto" else args.device
+    if args.rounds > 1 and kind == "jetson":
+        raise EnetError("--rounds above 1 cannot attribute tegrastats power to one backend; use --rounds 1 on a Jetson")
     device = probes.device_info(kind, threads=args.threads)
     label = probes.device_label(device)
     versions = probes.versions()
@@ -192,86 +242,91 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             warnings.append(sampler.error)
             log.warning("%s", sampler.error)
 
-    records: list[dict[str, Any]] = []
+    records: list[tuple[int, int, dict[str, Any]]] = []  # (spec index, resolution index, record)
     total = len(specs) * len(resolutions)
-    step = 0
-    failed = False
+    reasons = [bk.unavailable_reason(spec, kind) for spec in specs]
+
+    def prepare(stack: contextlib.ExitStack, si: int, ri: int) -> dict[str, Any] | None:
+        """Artifact, entered backend and inputs of one backend x resolution; None (recorded) if it cannot run."""
+        spec, (w, h) = specs[si], resolutions[ri]
+        job: dict[str, Any] = {"si": si, "ri": ri, "spec": spec, "shape": (args.batch, 3, h, w), "parts": [],
+                               "tag": f"[{si * len(resolutions) + ri + 1}/{total}] {spec.name} {w}x{h}",
+                               "rec_args": (spec.name, spec.kind, spec.precision, w, h, args.batch)}
+        if reasons[si]:
+            job["error"] = ("skipped", reasons[si])
+            return _record(job)
+        try:
+            job["artifact"] = artifacts.get(spec, h, w, args.batch)
+            backend = job["backend"] = stack.enter_context(
+                open_backend(job["artifact"], spec.kind, **_backend_options(spec, kind, job["shape"], args.threads)))
+            job["pipe"] = harness.Pipeline(harness.make_preprocess(backend.meta["mean"], backend.meta["std"]),
+                                           backend.infer, harness.argmax_postprocess)
+            job["inputs"], job["source"] = timing_batches(w, h, args.batch, camvid=camvid_for_frames)
+            job["timer"] = _pick_timer(spec, backend)
+        except (EnetError, ImportError) as exc:
+            # ImportError: a backend or builder module this toolkit does not have (yet)
+            job["error"] = ("skipped", str(exc))
+            return _record(job)
+        except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback, go on with the others
+            log.exception("%s failed", job["tag"])
+            job["error"] = ("failed", f"{type(exc).__name__}: {exc}")
+            return _record(job)
+        return job
+
+    def turn(job: dict[str, Any], r: int) -> None:
+        if job.get("error"):
+            return
+        try:
+            job["parts"].append(harness.measure(
+                job["pipe"], job["inputs"], harness.round_config(config, args.rounds, r == 0), job["timer"],
+                on_measure_start=sampler.mark if sampler else None, on_measure_end=sampler.end if sampler else None))
+        except EnetError as exc:
+            job["error"] = ("skipped", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback, go on with the others
+            log.exception("%s failed", job["tag"])
+            job["error"] = ("failed", f"{type(exc).__name__}: {exc}")
+
+    def _record(job: dict[str, Any]) -> None:
+        records.append((job["si"], job["ri"], _finish(job, args, camvid, kind, sampler)))
+        return None
+
     try:
-        for spec in specs:
-            reason = bk.unavailable_reason(spec, kind)
-            for w, h in resolutions:
-                step += 1
-                tag = f"[{step}/{total}] {spec.name} {w}x{h}"
-                rec_args = (spec.name, spec.kind, spec.precision, w, h, args.batch)
-                if reason:
-                    records.append(report.make_record(*rec_args, status="skipped", reason=reason))
-                    _say(f"{tag}: skipped ({reason})")
-                    continue
-                shape = (args.batch, 3, h, w)
-                try:
-                    artifact = artifacts.get(spec, h, w, args.batch)
-                    backend = open_backend(artifact, spec.kind, **_backend_options(spec, kind, shape, args.threads))
-                    with backend:
-                        mean, std = backend.meta["mean"], backend.meta["std"]
-                        pipe = harness.Pipeline(harness.make_preprocess(mean, std), backend.infer,
-                                                harness.argmax_postprocess)
-                        inputs, source = timing_batches(w, h, args.batch, camvid=camvid_for_frames)
-                        timer = _pick_timer(spec, backend)
-                        m = harness.measure(
-                            pipe, inputs, config, timer,
-                            on_measure_start=sampler.mark if sampler else None,
-                            on_measure_end=sampler.end if sampler else None)
-                        timing = harness.summarize(m, cv_threshold=args.cv_threshold)
-                        timing["input"] = source
-                        timing["backend_name"] = getattr(backend, "name", spec.name)
-                        power = sampler.summary(frames=m.frames, seconds=m.measure_s) if sampler else None
-                        accuracy = None
-                        if args.accuracy_frames:
-                            accuracy = backend_miou(backend.infer, pipe.preprocess, shape, backend.meta,
-                                                    Path(camvid), args.accuracy_frames)
-                except (EnetError, ImportError) as exc:
-                    # ImportError: a backend or builder module this toolkit does not have (yet)
-                    records.append(report.make_record(*rec_args, status="skipped", reason=str(exc)))
-                    _say(f"{tag}: skipped ({exc})")
-                    continue
-                except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback, go on with the others
-                    log.exception("%s failed", tag)
-                    records.append(report.make_record(*rec_args, status="failed",
-                                                      reason=f"{type(exc).__name__}: {exc}"))
-                    failed = True
-                    continue
-                rec = report.make_record(*rec_args, status="ok", artifact=str(artifact), timing=timing,
-                                         accuracy=accuracy, power=power)
-                records.append(rec)
-                c, e = timing["compute"], timing["e2e"]
-                line = (f"{tag}: compute {c['mean']:.2f} ms mean (median {c['median']:.2f}, p99 {c['p99']:.2f}), "
-                        f"e2e {e['mean']:.2f} ms, {e['fps']:.1f} fps, {timing['iterations']} it")
-                ref = paper.comparison_device(kind)
-                if ref and rec["paper"].get(ref):
-                    line += f", {rec['paper'][ref]['ratio']:.2f}x paper {ref} latency"
-                if accuracy:
-                    line += f", mIoU {accuracy['miou']:.3f}"
-                if power and power.get("power_w") is not None:
-                    line += f", {power['power_w']:.2f} W, {power['energy_j_per_frame'] * 1000:.0f} mJ/frame"
-                _say(line)
-                for wmsg in timing["warnings"]:
-                    log.warning("%s: %s", tag, wmsg)
+        for ri in range(len(resolutions)):
+            if args.rounds == 1:  # one backend at a time: only one is loaded (GPU memory on a Jetson)
+                for si in range(len(specs)):
+                    with contextlib.ExitStack() as stack:
+                        job = prepare(stack, si, ri)
+                        if job is not None:
+                            turn(job, 0)
+                            _record(job)
+                continue
+            with contextlib.ExitStack() as stack:  # every backend loaded, measured in turns
+                jobs = [j for j in (prepare(stack, si, ri) for si in range(len(specs))) if j is not None]
+                for r in range(args.rounds):
+                    for job in jobs:
+                        turn(job, r)
+                for job in jobs:
+                    _record(job)
     finally:
         if sampler:
             sampler.stop()
+    failed = any(rec["status"] == "failed" for _, _, rec in records)
+    records_sorted = [rec for _, _, rec in sorted(records, key=lambda t: (t[0], t[1]))]
 
     doc = report.make_document(
-        records, device=device, device_label=label, versions=versions, model=model,
+        records_sorted, device=device, device_label=label, versions=versions, model=model,
         config={"backends": [s.name for s in specs], "resolutions": [f"{w}x{h}" for w, h in resolutions],
                 "batch": args.batch, "warmup_s": config.warmup_s, "duration_s": config.duration_s,
                 "min_iterations": config.min_iterations, "max_iterations": config.max_iterations,
-                "threads": args.threads, "accuracy_frames": args.accuracy_frames,
+                "threads": args.threads, "rounds": args.rounds, "accuracy_frames": args.accuracy_frames,
                 "calib_images": args.calib_images, "cv_threshold": args.cv_threshold,
                 "artifacts_built": artifacts.built},
         command="enet-bench " + shlex.join(list(argv)), warnings=warnings)
     paths = report.write_reports(doc, out_dir, plot=not args.no_plot)
     _say("wrote " + ", ".join(str(p) for p in paths.values()))
-    if not any(r["status"] == "ok" for r in records):
+    for line in report.cpu_summary_lines(records_sorted):
+        _say(line)
+    if not any(r["status"] == "ok" for r in records_sorted):
         raise EnetError("no backend could run here (see the skipped list in the report); "
                         "pass --backends torch,ort or install the missing runtime")
     return 1 if failed else 0

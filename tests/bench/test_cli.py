@@ -129,3 +129,17 @@ def test_cli_unwritable_output_is_one_line(tmp_path, tiny_checkpoint, capsys):
                "--iterations", "1", "-o", str(blocker / "sub")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and err[-1].startswith("enet-bench: error: cannot create the output folder")
+
+
+def test_cli_rounds_interleave_cpu_backends(tmp_path, tiny_checkpoint, capsys):
+    pytest.importorskip("onnxruntime")
+    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backends", "ort,ort-fast", "--no-plot",
+                   "--rounds", "2", "--threads", "1")
+    assert rc == 0
+    doc = json.loads((out / "bench.json").read_text())
+    assert [r["backend"] for r in doc["records"]] == ["ort", "ort-fast"]
+    assert all(r["status"] == "ok" and r["timing"]["iterations"] == 2 for r in doc["records"])
+    assert doc["records"][0]["artifact"] == doc["records"][1]["artifact"]  # the same ONNX file
+    assert doc["config"]["rounds"] == 2
+    err = capsys.readouterr().err
+    assert "side by side" in err and "Side by side" in (out / "bench.md").read_text()
