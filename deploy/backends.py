@@ -183,6 +183,8 @@ class Predictor:
         self.meta = backend.meta
         self.num_classes = len(self.meta["classes"])
         self.name = backend.name
+        #: frames the backend may run at once (the pipeline starts that many inference threads)
+        self.concurrency = int(getattr(backend, "concurrency", 1) or 1)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """float32 ``(1, 3, H, W)`` -> logits ``(1, C, H, W)`` or labels ``(1, H, W)``.
@@ -219,6 +221,18 @@ class Predictor:
             raise ShapeError(f"model output is {spatial[1]}x{spatial[0]}, expected {w}x{h} (WxH)")
 
 
+def pipeline_streams(kind: str) -> int:
+    """Frames in flight for ``kind`` in the camera pipeline: 2 for OpenVINO on 2+ CPUs, else 1.
+
+    Two single-threaded OpenVINO requests keep two cores busy with no
+    barrier between them; one two-threaded request stalls whenever another
+    stage takes one of its cores (docs/deploy.md has the measurement).
+    """
+    from enet.engine.cpu_choice import cpu_count
+
+    return 2 if kind == "openvino" and cpu_count() >= 2 else 1
+
+
 def pipeline_threads() -> int:
     """Inference threads for a CPU backend in the camera pipeline: one CPU fewer than this process has.
 
@@ -233,7 +247,8 @@ def pipeline_threads() -> int:
 
 
 def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size: tuple[int, int] | None = None,
-                   cache_dir: str | os.PathLike[str] = ".", threads: int | None = None) -> tuple[Any, Choice]:
+                   cache_dir: str | os.PathLike[str] = ".", threads: int | None = None,
+                   streams: int | None = None) -> tuple[Any, Choice]:
     """Choose, construct and check a backend; returns ``(backend context manager, choice)``.
 
     Use as::
@@ -245,7 +260,9 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
         EnetError: a missing model, a size ENet cannot take, a model whose
             static input differs from ``size``, a backend that cannot run.
 
-    ``threads`` None: :func:`pipeline_threads` for CPU backends.
+    ``threads`` None: :func:`pipeline_threads` for CPU backends (for
+    OpenVINO with several streams: every CPU, shared among the streams);
+    ``streams`` None: :func:`pipeline_streams`.
     """
     from enet.engine.backend import open_backend
 
@@ -257,6 +274,13 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     check_input_size(*size)
     choice = choose(model, backend, size, Path(cache_dir))
     options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1])}
+    if choice.kind == "openvino":
+        from enet.engine.cpu_choice import cpu_count
+
+        options["streams"] = streams = streams or pipeline_streams(choice.kind)
+        threads = threads or (cpu_count() if streams > 1 else pipeline_threads())
+    elif streams not in (None, 1):
+        raise EnetError(f"--streams {streams} needs the openvino backend; {choice.kind} runs one frame at a time")
     if threads is None and choice.kind != "trt":
         threads = pipeline_threads()
     if threads:

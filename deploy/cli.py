@@ -54,6 +54,7 @@ class RunConfig:
     hud: bool = True
     legend: bool = True
     threads: int | None = None
+    streams: int | None = None
     extra_sinks: list[Any] = field(default_factory=list)
     on_frame: Callable[[int, dict[str, Any]], None] | None = None
 
@@ -122,6 +123,9 @@ def run(cfg: RunConfig) -> Any:
     outputs = [parse_output(o) for o in cfg.outputs]
     size = parse_size(cfg.size) if cfg.size else None
     modes = [m.strip() for m in cfg.visualize.split(",") if m.strip()]
+    for opt, value in (("--threads", cfg.threads), ("--streams", cfg.streams)):
+        if value is not None and value < 1:
+            raise EnetError(f"{opt} must be at least 1, not {value}")
     if cfg.max_frames is not None and cfg.max_frames <= 0:
         raise EnetError(f"--max-frames must be positive, not {cfg.max_frames}")
     if cfg.stats and not cfg.stats.endswith(".jsonl"):
@@ -142,7 +146,7 @@ def run(cfg: RunConfig) -> Any:
     try:
         ctx, choice = open_predictor(model, backend=cfg.backend, size=size,
                                      cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(outputs),
-                                     threads=cfg.threads)
+                                     threads=cfg.threads, streams=cfg.streams)
         log.info("model %s on %s (%s)", choice.path, choice.kind, choice.why)
         with ctx as predictor:
             renderer = Renderer(predictor.meta["classes"], predictor.meta["palette"], modes=modes, alpha=cfg.alpha,
@@ -219,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where an ONNX exported on the fly is cached (default: the output file's folder)")
     g.add_argument("--threads", type=int, metavar="N",
                    help="CPU inference threads (default: one less than the CPUs, at least 1: the other stages need a core)")
+    g.add_argument("--streams", type=int, metavar="N",
+                   help="frames inferred at once, openvino only (default: 2 on 2+ CPUs: two one-thread requests)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     return p
@@ -239,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         display=display, capture=args.capture, writer=args.writer, input_size=args.input_size,
         input_rate=args.input_rate, input_codec=args.input_codec, input_flip=args.input_flip,
         output_rate=args.output_rate, cache_dir=args.cache_dir, hud=not args.no_hud, legend=not args.no_legend,
-        threads=args.threads,
+        threads=args.threads, streams=args.streams,
     )
     return guard("enet-run", lambda: _run_and_report(cfg))
 

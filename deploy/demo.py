@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sheet", type=int, default=6, metavar="K", help="frames on the contact sheet (default 6)")
     p.add_argument("--size", metavar="WxH", help="inference size (default: the model's)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU inference threads (default: see enet-run --threads)")
+    p.add_argument("--streams", type=int, metavar="N", help="frames inferred at once, openvino only "
+                                                            "(default: see enet-run --streams)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="count", default=0)
     return p
@@ -148,6 +150,7 @@ def _demo(args: argparse.Namespace) -> int:
         input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend, size=args.size,
         visualize="overlay,mask", stats=str(stats), cache_dir=str(out), extra_sinks=[sheet],
         output_rate=CLIP_FPS, max_frames=None if frames else args.frames, threads=args.threads,
+        streams=args.streams,
     ))
     print(f"enet-demo: {summary.line()}")
     print(f"enet-demo: wrote {video}, {stats}, {sheet_path}")

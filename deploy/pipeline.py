@@ -1,8 +1,10 @@
 """The camera pipeline: capture -> preprocess -> inference -> postprocess/render -> outputs.
 
-Capture, preprocess and inference run in their own threads; postprocess,
-rendering and the outputs run in the caller's thread (windows want the main
-thread). Stages hand frames on through bounded queues, so memory is bounded
+Capture, preprocess and inference run in their own threads; postprocess
+(the argmax when the backend returns logits), rendering and the outputs run
+in the caller's thread (windows want the main thread). A predictor with
+``concurrency`` N > 1 (OpenVINO with N streams) gets N inference threads;
+frames then finish out of order and are put back in order before output. Stages hand frames on through bounded queues, so memory is bounded
 however long the run:
 
 * a file or folder: blocking queues of ``queue_size``; every frame is processed.
@@ -52,6 +54,7 @@ class Packet:
     latency_ms: dict[str, float] = field(default_factory=dict)
     x: np.ndarray | None = None
     y: np.ndarray | None = None
+    seq: int = 0              # order after preprocessing (capture may drop frames of a live source)
 
 
 class LatestSlot:
@@ -182,6 +185,10 @@ class Pipeline:
             self._q_cap = queue.Queue(maxsize=queue_size)
             self._q_pre = queue.Queue(maxsize=queue_size)
             self._q_inf = queue.Queue(maxsize=queue_size)
+        #: inference workers: as many frames as the predictor may run at once
+        self.workers = max(1, int(getattr(predictor, "concurrency", 1) or 1))
+        self._workers_lock = threading.Lock()
+        self._workers_left = self.workers
         meta = predictor.meta
         self._mean, self._std = meta["mean"], meta["std"]
         self._classes = list(meta["classes"])
@@ -249,11 +256,13 @@ class Pipeline:
 
     def _preprocess(self) -> None:
         size = self.predictor.size
+        seq = 0
         try:
             while True:
                 pkt = self._get(self._q_cap)
                 if pkt is _END:
                     break
+                pkt.seq, seq = seq, seq + 1
                 t = time.perf_counter()
                 pkt.x = preprocess(pkt.rgb, size, self._mean, self._std)
                 pkt.latency_ms["preprocess"] = (time.perf_counter() - t) * 1e3
@@ -265,10 +274,12 @@ class Pipeline:
             self._put(self._q_pre, _END)
 
     def _infer(self) -> None:
+        """One inference worker; ``workers`` of them share the queue (frames may finish out of order)."""
         try:
             while True:
                 pkt = self._get(self._q_pre)
                 if pkt is _END:
+                    self._put(self._q_pre, _END)  # for the other workers
                     break
                 t = time.perf_counter()
                 pkt.y = self.predictor(pkt.x)
@@ -279,7 +290,11 @@ class Pipeline:
         except BaseException as exc:  # noqa: BLE001
             self._fail(exc)
         finally:
-            self._put(self._q_inf, _END)
+            with self._workers_lock:
+                self._workers_left -= 1
+                last = self._workers_left == 0
+            if last:
+                self._put(self._q_inf, _END)
 
     # ------------------------------------------------------------------ run
 
@@ -293,7 +308,10 @@ class Pipeline:
             The first stage error (after all outputs are finalised).
         """
         threads = [threading.Thread(target=f, name=f"enet-{f.__name__.strip('_')}", daemon=True)
-                   for f in (self._capture, self._preprocess, self._infer)]
+                   for f in (self._capture, self._preprocess)]
+        threads += [threading.Thread(target=self._infer, name=f"enet-infer-{i}", daemon=True)
+                    for i in range(self.workers)]
+        self._workers_left = self.workers
         for th in threads:
             th.start()
         sums = dict.fromkeys((*STAGES, "total"), 0.0)
@@ -302,6 +320,8 @@ class Pipeline:
         t_start = time.perf_counter()
         t_last = t_start
         prev_out: float | None = None
+        pending: dict[int, Packet] = {}
+        next_seq = 0
         try:
             while not self._abort.is_set():
                 if self._stop_at is not None and time.monotonic() - self._stop_at > self.stop_timeout_s:
@@ -315,22 +335,26 @@ class Pipeline:
                     continue
                 if pkt is _END:
                     break
-                if self.max_frames is not None and frames >= self.max_frames:
-                    continue  # in flight when --max-frames was reached: drain, do not output
-                record = self._output(pkt, frames, fps)
-                now = time.perf_counter()
-                if prev_out is not None:
-                    dt = max(now - prev_out, 1e-6)
-                    fps = 1.0 / dt if frames == 1 else 0.9 * fps + 0.1 / dt
-                prev_out = now
-                t_last = now
-                for k, v in record["latency_ms"].items():
-                    sums[k] += v
-                frames += 1
-                if self.on_frame is not None:
-                    self.on_frame(frames, record)
-                if self.max_frames is not None and frames >= self.max_frames:
-                    self.request_stop(f"--max-frames {self.max_frames}")
+                pending[pkt.seq] = pkt
+                while next_seq in pending:  # in order, whichever worker finished first
+                    pkt = pending.pop(next_seq)
+                    next_seq += 1
+                    if self.max_frames is not None and frames >= self.max_frames:
+                        continue  # in flight when --max-frames was reached: drain, do not output
+                    record = self._output(pkt, frames, fps)
+                    now = time.perf_counter()
+                    if prev_out is not None:
+                        dt = max(now - prev_out, 1e-6)
+                        fps = 1.0 / dt if frames == 1 else 0.9 * fps + 0.1 / dt
+                    prev_out = now
+                    t_last = now
+                    for k, v in record["latency_ms"].items():
+                        sums[k] += v
+                    frames += 1
+                    if self.on_frame is not None:
+                        self.on_frame(frames, record)
+                    if self.max_frames is not None and frames >= self.max_frames:
+                        self.request_stop(f"--max-frames {self.max_frames}")
         except BaseException as exc:
             self._fail(exc)
         finally:
