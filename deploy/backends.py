@@ -221,18 +221,6 @@ class Predictor:
             raise ShapeError(f"model output is {spatial[1]}x{spatial[0]}, expected {w}x{h} (WxH)")
 
 
-def pipeline_streams(kind: str) -> int:
-    """Frames in flight for ``kind`` in the camera pipeline: 2 for OpenVINO on 2+ CPUs, else 1.
-
-    Two single-threaded OpenVINO requests keep two cores busy with no
-    barrier between them; one two-threaded request stalls whenever another
-    stage takes one of its cores (docs/deploy.md has the measurement).
-    """
-    from enet.engine.cpu_choice import cpu_count
-
-    return 2 if kind == "openvino" and cpu_count() >= 2 else 1
-
-
 def pipeline_threads() -> int:
     """Inference threads for a CPU backend in the camera pipeline: one CPU fewer than this process has.
 
@@ -261,8 +249,8 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
             static input differs from ``size``, a backend that cannot run.
 
     ``threads`` None: :func:`pipeline_threads` for CPU backends (for
-    OpenVINO with several streams: every CPU, shared among the streams);
-    ``streams`` None: :func:`pipeline_streams`.
+    OpenVINO with ``streams`` > 1: every CPU, shared among the streams).
+    ``streams`` (OpenVINO only): frames inferred at once, default 1.
     """
     from enet.engine.backend import open_backend
 
@@ -274,11 +262,11 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     check_input_size(*size)
     choice = choose(model, backend, size, Path(cache_dir))
     options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1])}
-    if choice.kind == "openvino":
+    if choice.kind == "openvino" and streams:
         from enet.engine.cpu_choice import cpu_count
 
-        options["streams"] = streams = streams or pipeline_streams(choice.kind)
-        threads = threads or (cpu_count() if streams > 1 else pipeline_threads())
+        options["streams"] = streams
+        threads = threads or (cpu_count() if streams > 1 else None)
     elif streams not in (None, 1):
         raise EnetError(f"--streams {streams} needs the openvino backend; {choice.kind} runs one frame at a time")
     if threads is None and choice.kind != "trt":

@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, metavar="N",
                    help="CPU inference threads (default: one less than the CPUs, at least 1: the other stages need a core)")
     g.add_argument("--streams", type=int, metavar="N",
-                   help="frames inferred at once, openvino only (default: 2 on 2+ CPUs: two one-thread requests)")
+                   help="frames inferred at once, openvino only (default 1; more can help with many cores, "
+                        "see docs/deploy.md)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     return p
