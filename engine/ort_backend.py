@@ -61,10 +61,14 @@ class OrtBackend:
         input_shape: NCHW shape; must fit the model's static dims (a dynamic
             batch is filled from it; default batch 1).
         threads: intra-op threads (default: ONNX Runtime's).
-        graph: ``"as-is"`` (default) runs the file unchanged; ``"cpu"`` runs
-            its exact CPU form (:func:`enet.export.cpu_graph.cpu_form`, the
-            ``ort-fast`` backend): select-form unpooling and PReLU as
-            Relu/Min/Mul/Add, which ONNX Runtime's CPU provider vectorises.
+        graph: ``"as-is"`` (default) runs the file unchanged with default
+            session options; ``"cpu"`` is the ``ort-fast`` backend: the
+            exact CPU form of the graph (:func:`enet.export.cpu_graph.cpu_form`:
+            select-form unpooling, PReLU as Relu/Min/Mul/Add, which the CPU
+            provider vectorises) and intra-op threads that sleep instead of
+            spinning between ops (``session.intra_op.allow_spinning=0``):
+            on the shared 2-core machine, spinning threads took the cores
+            from the ones with work, 2x slower side by side (docs/bench.md).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, providers: str | Sequence[str] = "auto",
@@ -102,6 +106,7 @@ class OrtBackend:
             so.intra_op_num_threads = int(self._threads)
         source: str | bytes = str(self.path)
         if self._graph == "cpu":
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             from enet.export.cpu_graph import cpu_form
 
             model, done = cpu_form(self._model, "ort-fast")
