@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=1,
                    help="split each measurement into N turns, taken in turn by every backend at a resolution, so "
                         "load from other programs falls on all alike (default 1: one backend after the other)")
+    p.add_argument("--op-profile", type=int, default=0, metavar="N",
+                   help="also profile N inferences per ONNX Runtime/OpenVINO backend with the runtime's own "
+                        "profiler and report milliseconds per op type (default 0: off)")
     p.add_argument("--accuracy-frames", type=int, default=0,
                    help="also report CamVid val mIoU of each backend on N frames (default 0: off)")
     p.add_argument("--calib-images", type=int, default=64,
@@ -99,6 +102,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise EnetError(f"--min-iterations must be at least 1, got {args.min_iterations}")
     if args.threads is not None and args.threads < 1:
         raise EnetError(f"--threads must be at least 1, got {args.threads}")
+    if args.op_profile < 0:
+        raise EnetError(f"--op-profile must be >= 0, got {args.op_profile}")
     if args.rounds < 1:
         raise EnetError(f"--rounds must be at least 1, got {args.rounds}")
     if args.accuracy_frames < 0 or args.calib_images < 1:
@@ -145,6 +150,18 @@ def _pick_timer(spec: Any, backend: Any) -> Any:
     return PerfCounterTimer()
 
 
+def _op_profile(job: dict[str, Any], iterations: int) -> dict[str, float]:
+    """Milliseconds per inference by op type, averaged over ``iterations`` runs (the first included), from
+    the runtime's own profiler in a second instance of the backend."""
+    from enet.engine.backend import open_backend
+
+    x = job["pipe"].preprocess(job["inputs"][0])
+    with open_backend(job["artifact"], job["spec"].kind, profile=True, **job["options"]) as b:
+        for _ in range(iterations):
+            b.infer(x)
+        return {k: round(v, 3) for k, v in b.op_profile().items()}
+
+
 def _finish(job: dict[str, Any], args: argparse.Namespace, camvid: Path, device_kind: str,
             sampler: Any) -> dict[str, Any]:
     """The record of one measured backend x resolution (timing, accuracy, power), and its console line."""
@@ -171,6 +188,8 @@ def _finish(job: dict[str, Any], args: argparse.Namespace, camvid: Path, device_
             return report.make_record(*job["rec_args"], status="skipped", reason=str(exc))
     rec = report.make_record(*job["rec_args"], status="ok", artifact=str(job["artifact"]), timing=timing,
                              accuracy=accuracy, power=power)
+    if args.op_profile and job["spec"].kind in ("ort", "ort-fast", "openvino"):
+        rec["op_profile"] = _op_profile(job, args.op_profile)
     c, e = timing["compute"], timing["e2e"]
     line = (f"{job['tag']}: compute {c['mean']:.2f} ms mean (median {c['median']:.2f}, p99 {c['p99']:.2f}), "
             f"e2e {e['mean']:.2f} ms, {e['fps']:.1f} fps, {timing['iterations']} it")
@@ -257,8 +276,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             return _record(job)
         try:
             job["artifact"] = artifacts.get(spec, h, w, args.batch)
-            backend = job["backend"] = stack.enter_context(
-                open_backend(job["artifact"], spec.kind, **_backend_options(spec, kind, job["shape"], args.threads)))
+            job["options"] = _backend_options(spec, kind, job["shape"], args.threads)
+            backend = job["backend"] = stack.enter_context(open_backend(job["artifact"], spec.kind, **job["options"]))
             job["pipe"] = harness.Pipeline(harness.make_preprocess(backend.meta["mean"], backend.meta["std"]),
                                            backend.infer, harness.argmax_postprocess)
             job["inputs"], job["source"] = timing_batches(w, h, args.batch, camvid=camvid_for_frames)
@@ -318,7 +337,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         config={"backends": [s.name for s in specs], "resolutions": [f"{w}x{h}" for w, h in resolutions],
                 "batch": args.batch, "warmup_s": config.warmup_s, "duration_s": config.duration_s,
                 "min_iterations": config.min_iterations, "max_iterations": config.max_iterations,
-                "threads": args.threads, "rounds": args.rounds, "accuracy_frames": args.accuracy_frames,
+                "threads": args.threads, "rounds": args.rounds, "op_profile": args.op_profile, "accuracy_frames": args.accuracy_frames,
                 "calib_images": args.calib_images, "cv_threshold": args.cv_threshold,
                 "artifacts_built": artifacts.built},
         command="enet-bench " + shlex.join(list(argv)), warnings=warnings)

@@ -222,6 +222,19 @@ def cpu_summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
+def op_profile_lines(records: Sequence[dict[str, Any]], top: int = 6) -> list[str]:
+    """Markdown bullets: the op types that take the most time per backend (``--op-profile``)."""
+    out = []
+    for r in records:
+        prof = r.get("op_profile")
+        if r["status"] != "ok" or not prof:
+            continue
+        total = sum(prof.values()) or 1.0
+        ops = ", ".join(f"{k} {v:.1f} ({100 * v / total:.0f}%)" for k, v in list(prof.items())[:top])
+        out.append(f"- **{r['backend']}** {r['width']}x{r['height']}: {total:.1f} ms of kernels per run; {ops}")
+    return out
+
+
 def skipped_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     """Bullets for skipped/failed backends, one per backend and reason."""
     groups: dict[tuple[str, str, str], list[str]] = {}
@@ -274,6 +287,11 @@ def render_markdown(doc: dict[str, Any]) -> str:
                 f"Speed-up: `{BASELINE}` compute median / this backend's, same resolution and batch. "
                 f"mIoU change: this backend's val mIoU minus the PyTorch checkpoint's (`{ACCURACY_REFERENCE}`), "
                 "on the same frames.", ""] + sbs + [""]
+    prof = op_profile_lines(doc["records"])
+    if prof:
+        out += ["## Where the time goes (`--op-profile`)", "",
+                "Milliseconds per inference by op type, from ONNX Runtime's profiler and OpenVINO's per-layer "
+                "counters (kernel time; with several threads, ops that run in parallel both count).", ""] + prof + [""]
     skipped = skipped_lines(doc["records"])
     if skipped:
         out += ["## Skipped", ""] + skipped + [""]

@@ -61,6 +61,8 @@ class OrtBackend:
         input_shape: NCHW shape; must fit the model's static dims (a dynamic
             batch is filled from it; default batch 1).
         threads: intra-op threads (default: ONNX Runtime's).
+        profile: record per-op kernel times (ONNX Runtime's profiler) for
+            :meth:`op_profile`; slows inference a little.
         graph: ``"as-is"`` (default) runs the file unchanged with default
             session options; ``"cpu"`` is the ``ort-fast`` backend: the
             exact CPU form of the graph (:func:`enet.export.cpu_graph.cpu_form`:
@@ -73,7 +75,7 @@ class OrtBackend:
 
     def __init__(self, path: str | os.PathLike[str], *, providers: str | Sequence[str] = "auto",
                  input_shape: tuple[int, int, int, int] | None = None, threads: int | None = None,
-                 graph: str = "as-is", **_: Any) -> None:
+                 graph: str = "as-is", profile: bool = False, **_: Any) -> None:
         if graph not in ("as-is", "cpu"):
             raise EnetError(f"unknown graph form {graph!r}; choose as-is or cpu")
         self.path = Path(path)
@@ -89,6 +91,7 @@ class OrtBackend:
         self._threads = threads
         self._session: Any = None
         self._input_name = ""
+        self._profile = profile
         self._prefix = "ort-fast" if graph == "cpu" else "ort"
         self.name = f"{self._prefix}-{self.precision}"
 
@@ -104,6 +107,12 @@ class OrtBackend:
         so.log_severity_level = 3
         if self._threads:
             so.intra_op_num_threads = int(self._threads)
+        if self._profile:
+            import tempfile
+
+            self._profile_dir = tempfile.mkdtemp(prefix="enet-ort-profile-")
+            so.enable_profiling = True
+            so.profile_file_prefix = str(Path(self._profile_dir) / "ort")
         source: str | bytes = str(self.path)
         if self._graph == "cpu":
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -124,6 +133,26 @@ class OrtBackend:
 
     def __exit__(self, *exc: object) -> None:
         self._session = None
+
+    def op_profile(self) -> dict[str, float]:
+        """Kernel milliseconds per run by op type since ``__enter__`` (needs ``profile=True``; ends profiling)."""
+        import json
+        import shutil
+
+        if self._session is None or not self._profile:
+            raise RuntimeError("op_profile needs an entered OrtBackend(profile=True)")
+        path = Path(self._session.end_profiling())
+        try:
+            events = json.loads(path.read_text())
+        finally:
+            shutil.rmtree(self._profile_dir, ignore_errors=True)
+        runs = sum(1 for e in events if e.get("name") == "model_run") or 1
+        totals: dict[str, float] = {}
+        for e in events:
+            if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+                op = e.get("args", {}).get("op_name", "?")
+                totals[op] = totals.get(op, 0.0) + e["dur"] / 1000.0
+        return {k: v / runs for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
 
     def _run(self, x: np.ndarray, output: str) -> np.ndarray:
         if self._session is None:

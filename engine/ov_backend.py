@@ -167,11 +167,13 @@ class OvBackend:
             the lowest latency; the camera pipeline takes 2 on a CPU, where
             two single-threaded requests keep both cores busy without the
             barriers of one two-threaded request.
+        profile: collect OpenVINO's per-layer counters (``PERF_COUNT``) for
+            :meth:`op_profile`.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, input_shape: tuple[int, int, int, int] | None = None,
                  threads: int | None = None, graph: str = "cpu", int8_weights_7bit: bool | None = None,
-                 streams: int = 1, **_: Any) -> None:
+                 streams: int = 1, profile: bool = False, **_: Any) -> None:
         if graph not in GRAPH_FORMS:
             raise EnetError(f"unknown graph form {graph!r}; choose {' or '.join(GRAPH_FORMS)}")
         self.path = Path(path)
@@ -190,6 +192,9 @@ class OvBackend:
         self._graph = graph
         self._weights_7bit = int8_weights_7bit
         self.concurrency = max(1, int(streams))
+        self._profile = profile
+        self._op_ms: dict[str, float] = {}
+        self._op_runs = 0
         self._requests: queue.Queue[Any] | None = None
         self.name = f"openvino-cpu-{self.precision}"
 
@@ -218,7 +223,10 @@ class OvBackend:
             ov_model = core.read_model(model.SerializeToString())
             if not ov_model.inputs[0].get_partial_shape().is_static:
                 ov_model.reshape({ov_model.inputs[0].any_name: list(self.input_shape)})
-            compiled = core.compile_model(ov_model, "CPU", compile_config(self._threads, self.concurrency))
+            config = compile_config(self._threads, self.concurrency)
+            if self._profile:
+                config["PERF_COUNT"] = "YES"
+            compiled = core.compile_model(ov_model, "CPU", config)
         except RuntimeError as exc:  # OpenVINO raises RuntimeError with a multi-line report
             first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:200]
             raise EnetError(f"OpenVINO cannot compile {self.path} ({first})") from None
@@ -243,10 +251,25 @@ class OvBackend:
         request = requests.get()  # a free one: ``concurrency`` calls may run at once
         try:
             request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+            if self._profile:
+                self._count_ops(request)
             # the request reuses its output buffers: copy before the next call
             return np.array(request.get_tensor(self._ports[output]).data, copy=True)
         finally:
             requests.put(request)
+
+    def _count_ops(self, request: Any) -> None:
+        for info in request.profiling_info:
+            key = info.node_type if info.node_type != "Reorder" else "Reorder (layout)"
+            self._op_ms[key] = self._op_ms.get(key, 0.0) + info.real_time.total_seconds() * 1e3
+        self._op_runs += 1
+
+    def op_profile(self) -> dict[str, float]:
+        """Milliseconds per run by layer type (OpenVINO's counters) since ``__enter__``; needs ``profile=True``."""
+        if not self._profile:
+            raise RuntimeError("op_profile needs OvBackend(profile=True)")
+        runs = max(1, self._op_runs)
+        return {k: v / runs for k, v in sorted(self._op_ms.items(), key=lambda kv: -kv[1]) if v > 0}
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """float32 ``(N, 3, H, W)`` -> float32 logits ``(N, C, H, W)``."""

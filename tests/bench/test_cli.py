@@ -134,7 +134,7 @@ def test_cli_unwritable_output_is_one_line(tmp_path, tiny_checkpoint, capsys):
 def test_cli_rounds_interleave_cpu_backends(tmp_path, tiny_checkpoint, capsys):
     pytest.importorskip("onnxruntime")
     rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backends", "ort,ort-fast", "--no-plot",
-                   "--rounds", "2", "--threads", "1")
+                   "--rounds", "2", "--threads", "1", "--op-profile", "2")
     assert rc == 0
     doc = json.loads((out / "bench.json").read_text())
     assert [r["backend"] for r in doc["records"]] == ["ort", "ort-fast"]
@@ -142,4 +142,6 @@ def test_cli_rounds_interleave_cpu_backends(tmp_path, tiny_checkpoint, capsys):
     assert doc["records"][0]["artifact"] == doc["records"][1]["artifact"]  # the same ONNX file
     assert doc["config"]["rounds"] == 2
     err = capsys.readouterr().err
-    assert "side by side" in err and "Side by side" in (out / "bench.md").read_text()
+    md = (out / "bench.md").read_text()
+    assert "side by side" in err and "Side by side" in md and "Where the time goes" in md
+    assert "PRelu" in doc["records"][0]["op_profile"] and "PRelu" not in doc["records"][1]["op_profile"]

@@ -145,3 +145,13 @@ def test_openvino_fp32_and_int8_accuracy_on_camvid_val(camvid_root: Path, tmp_pa
             miou[name] = 100 * evaluate(b, camvid_root, "val", limit=20, progress=False)["miou"]
     assert abs(miou["ov"] - miou["ort"]) <= 0.1, miou
     assert miou["ov"] - miou["ov-int8"] <= 1.0, miou
+
+
+def test_op_profiles_name_the_ops(tiny_onnx: Path) -> None:
+    x = np.zeros((1, 3, 64, 96), np.float32)
+    with open_backend(tiny_onnx, "openvino", profile=True) as b:
+        b.infer(x)
+        prof = b.op_profile()
+    assert "Convolution" in prof and all(v >= 0 for v in prof.values())
+    with open_backend(tiny_onnx, "openvino") as b, pytest.raises(RuntimeError, match="profile=True"):
+        b.op_profile()
