@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="enet-bench",
         description="Benchmark ENet per backend and resolution (trtexec-style timing) and compare with "
                     "the paper's Table 2 (speed) and Table 3 (size). Writes bench.json, bench.md, bench.png.",
+        epilog="examples:\n"
+               "  enet-bench --device cpu --backends torch,ort,ort-int8,ort-fast,openvino,openvino-int8 \\\n"
+               "      --resolutions 480x360 --threads 2 --rounds 5 --accuracy-frames 101 -o out/bench-cpu\n"
+               "  enet-bench --device jetson --backends trt-fp32,trt-fp16,trt-int8 -o out/bench-jetson",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--device", choices=("auto", "cpu", "desktop", "jetson"), default="auto",
                    help="what to probe and where to run: cpu, desktop (NVIDIA GPU), jetson; auto detects")
