@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from enet._lazy import require
-from enet.engine.onnx_info import load_onnx, output_roles, precision_of, read_meta, static_input_shape
-from enet.errors import EnetError, ShapeError
+from enet.engine.onnx_model import OnnxModelBackend
+from enet.errors import EnetError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def resolve_providers(providers: str | Sequence[str], available: Sequence[str]) 
     return wanted
 
 
-class OrtBackend:
+class OrtBackend(OnnxModelBackend):
     """An ONNX model in ONNX Runtime.
 
     Args:
@@ -78,15 +78,8 @@ class OrtBackend:
                  graph: str = "as-is", profile: bool = False, **_: Any) -> None:
         if graph not in ("as-is", "cpu"):
             raise EnetError(f"unknown graph form {graph!r}; choose as-is or cpu")
-        self.path = Path(path)
+        super().__init__(path, input_shape)
         self._graph = graph
-        self._model = model = load_onnx(self.path, check=False)
-        self.meta: dict[str, Any] = read_meta(model, str(self.path))
-        self.input_shape = static_input_shape(model, input_shape, self.meta)
-        self.precision = precision_of(model)
-        self._logits_name, self._labels_name = output_roles(model)
-        if self._logits_name is None and self._labels_name is None:
-            raise EnetError(f"{self.path} has neither a float logits output nor an integer labels output")
         self._providers = providers
         self._threads = threads
         self._session: Any = None
@@ -94,11 +87,6 @@ class OrtBackend:
         self._profile = profile
         self._prefix = "ort-fast" if graph == "cpu" else "ort"
         self.name = f"{self._prefix}-{self.precision}"
-
-    @property
-    def labels_in_graph(self) -> bool:
-        """Whether :meth:`infer_labels` reads an in-graph argmax (``enet-export --labels``)."""
-        return self._labels_name is not None
 
     def __enter__(self) -> OrtBackend:
         ort = require("onnxruntime")
@@ -157,20 +145,4 @@ class OrtBackend:
     def _run(self, x: np.ndarray, output: str) -> np.ndarray:
         if self._session is None:
             raise RuntimeError("OrtBackend used outside 'with'")
-        if x.shape != tuple(self.input_shape):
-            raise ShapeError(f"input {x.shape} does not match the model's input {tuple(self.input_shape)}")
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        return self._session.run([output], {self._input_name: x})[0]
-
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        """float32 ``(N, 3, H, W)`` -> float32 logits ``(N, C, H, W)``."""
-        if self._logits_name is None:
-            raise EnetError(f"{self.path} outputs class labels only; use infer_labels or export without --labels")
-        return self._run(x, self._logits_name).astype(np.float32, copy=False)
-
-    def infer_labels(self, x: np.ndarray) -> np.ndarray:
-        """float32 ``(N, 3, H, W)`` -> int64 class labels ``(N, H, W)`` (in-graph ArgMax when present)."""
-        if self._labels_name is not None:
-            y = self._run(x, self._labels_name)
-            return (y[:, 0] if y.ndim == 4 else y).astype(np.int64, copy=False)
-        return self.infer(x).argmax(1)
+        return self._session.run([output], {self._input_name: self._check_input(x)})[0]

@@ -46,8 +46,8 @@ from onnx import numpy_helper
 
 from enet._lazy import require
 from enet.engine.cpu_choice import cpu_count
-from enet.engine.onnx_info import load_onnx, output_roles, precision_of, read_meta, static_input_shape
-from enet.errors import EnetError, ShapeError
+from enet.engine.onnx_model import OnnxModelBackend
+from enet.errors import EnetError
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def _without_output(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
     return model
 
 
-class OvBackend:
+class OvBackend(OnnxModelBackend):
     """An ONNX model in OpenVINO on the CPU.
 
     Args:
@@ -163,10 +163,8 @@ class OvBackend:
             on CPUs whose int8 sums saturate (:func:`int8_sums_saturate`).
         streams: frames that may run at once (``concurrency``): ``infer``
             may then be called from that many threads, each call on its own
-            infer request, the threads shared among them. 1 (default) is
-            the lowest latency; the camera pipeline takes 2 on a CPU, where
-            two single-threaded requests keep both cores busy without the
-            barriers of one two-threaded request.
+            infer request, the threads shared among them (``enet-run
+            --streams``). 1 (default) is the lowest latency.
         profile: collect OpenVINO's per-layer counters (``PERF_COUNT``) for
             :meth:`op_profile`.
     """
@@ -176,14 +174,7 @@ class OvBackend:
                  streams: int = 1, profile: bool = False, **_: Any) -> None:
         if graph not in GRAPH_FORMS:
             raise EnetError(f"unknown graph form {graph!r}; choose {' or '.join(GRAPH_FORMS)}")
-        self.path = Path(path)
-        self._model = load_onnx(self.path, check=False)
-        self.meta: dict[str, Any] = read_meta(self._model, str(self.path))
-        self.input_shape = static_input_shape(self._model, input_shape, self.meta)
-        self.precision = precision_of(self._model)
-        self._logits_name, self._labels_name = output_roles(self._model)
-        if self._logits_name is None and self._labels_name is None:
-            raise EnetError(f"{self.path} has neither a float logits output nor an integer labels output")
+        super().__init__(path, input_shape)
         self._dropped_output = None
         if graph == "cpu" and self._logits_name is not None and self._labels_name is not None:
             # argmax on the host instead (see the class docstring)
@@ -197,11 +188,6 @@ class OvBackend:
         self._op_runs = 0
         self._requests: queue.Queue[Any] | None = None
         self.name = f"openvino-cpu-{self.precision}"
-
-    @property
-    def labels_in_graph(self) -> bool:
-        """Whether :meth:`infer_labels` reads an in-graph argmax (else it takes numpy's on the logits)."""
-        return self._labels_name is not None
 
     def __enter__(self) -> OvBackend:
         ov = require("openvino")
@@ -246,11 +232,10 @@ class OvBackend:
         requests = self._requests
         if requests is None:
             raise RuntimeError("OvBackend used outside 'with'")
-        if x.shape != tuple(self.input_shape):
-            raise ShapeError(f"input {x.shape} does not match the model's input {tuple(self.input_shape)}")
+        x = self._check_input(x)
         request = requests.get()  # a free one: ``concurrency`` calls may run at once
         try:
-            request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+            request.infer({0: x})
             if self._profile:
                 self._count_ops(request)
             # the request reuses its output buffers: copy before the next call
@@ -270,16 +255,3 @@ class OvBackend:
             raise RuntimeError("op_profile needs OvBackend(profile=True)")
         runs = max(1, self._op_runs)
         return {k: v / runs for k, v in sorted(self._op_ms.items(), key=lambda kv: -kv[1]) if v > 0}
-
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        """float32 ``(N, 3, H, W)`` -> float32 logits ``(N, C, H, W)``."""
-        if self._logits_name is None:
-            raise EnetError(f"{self.path} outputs class labels only; use infer_labels or export without --labels")
-        return self._run(x, self._logits_name).astype(np.float32, copy=False)
-
-    def infer_labels(self, x: np.ndarray) -> np.ndarray:
-        """float32 ``(N, 3, H, W)`` -> int64 class labels ``(N, H, W)`` (in-graph ArgMax when present)."""
-        if self._labels_name is not None:
-            y = self._run(x, self._labels_name)
-            return (y[:, 0] if y.ndim == 4 else y).astype(np.int64, copy=False)
-        return self.infer(x).argmax(1)
