@@ -9,14 +9,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test venv clean reference-model
+.PHONY: demo test venv clean reference-model gpu-check
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,openvino]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[torch,dev,openvino]'
 	@$(PY) deploy/gst_venv_link.py $(VENV) 2>/dev/null || true
 	touch $(STAMP)
 
@@ -26,7 +26,14 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/enet-demo
 
-# The recipe behind models/enet_camvid.pth (README "Reference model"): half
+# On a CUDA machine, in under 8 minutes: the gpu tests and enet-bench on PyTorch
+# (FP32/FP16) and, when TensorRT is installed, on TensorRT engines; one summary
+# table (docs/engines.md). The venv's torch must have CUDA there: pip's default
+# torch wheel for Linux x86_64 does (this project's CPU machines pin a +cpu one).
+gpu-check: $(STAMP)
+	$(BIN)/python -m enet.bench.gpu_check
+
+# The recipe behind the shipped camvid weights (README "Reference model"): half
 # resolution from scratch, then full-resolution fine-tuning. About 1 h 50 min
 # on 2 CPU cores. Re-running continues an interrupted stage (--resume).
 CAMVID ?= ../shared/data/camvid
@@ -41,7 +48,7 @@ reference-model: $(STAMP)
 	  $$(test -f $(RUNS)/full/last.pth && echo --resume $(RUNS)/full/last.pth || echo --init-from $(RUNS)/half/best.pth)
 	$(BIN)/enet-plot $(RUNS)/half/log.jsonl $(RUNS)/full/log.jsonl -o $(RUNS)/training_curve.png
 	$(BIN)/enet-eval $(RUNS)/full/best.pth --data-root $(CAMVID) --split val
-	@echo "copy $(RUNS)/full/best.pth to models/enet_camvid.pth to make it the default"
+	@echo "ENET_MODEL=$(RUNS)/full/best.pth makes it every command's default (README \"Reference model\")"
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

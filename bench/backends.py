@@ -1,16 +1,21 @@
 """The backends ``enet-bench`` knows, what each needs, and its artifacts.
 
 A benchmark backend is a runtime plus a precision: ``torch`` (the
-checkpoint), ``ort`` (float32 ONNX, as exported, default session options:
-the CPU baseline), ``ort-int8`` (Q/DQ ONNX), ``ort-fast`` (the float32 ONNX
-in its exact CPU form, :mod:`enet.export.cpu_graph`), ``openvino`` and
+checkpoint), ``torch-fp16`` (the checkpoint in half precision, CUDA only),
+``ort`` (float32 ONNX, as exported, default session options: the CPU
+baseline), ``ort-int8`` (Q/DQ ONNX), ``ort-fast`` (the float32 ONNX in its
+exact CPU form, :mod:`enet.export.cpu_graph`), ``openvino`` and
 ``openvino-int8`` (the same float32 and Q/DQ ONNX files in OpenVINO),
 ``trt-fp32``, ``trt-fp16``, ``trt-int8`` (TensorRT engines). Missing artifacts are built
-with the toolkit's own functions (``enet.export.onnx.export_onnx``,
-``enet.engine.quantize``, ``enet.engine.build``) and cached in
-``<output>/artifacts`` under names that carry the model's hash, the input
+with the toolkit's own functions (``enet.export.cache.cached_onnx``,
+``enet.engine.build.convert_onnx``, and for engines
+``enet.engine.trt_build.plan_engine``/``build_engine``, the same as
+``enet-build-engine``: same plan, same sidecar, same check against ONNX
+Runtime; no TensorRT build code lives in ``enet.bench``) and cached in the
+user's cache folder (:mod:`enet.cache`) under names that carry the model's hash, the input
 shape and the precision, so a second run reuses them and a different model
-never does.
+never does. The model is a checkpoint, or an ONNX file (then no PyTorch is
+needed, at the ONNX's own input shape).
 
 :func:`unavailable_reason` says, without building anything, why a backend
 cannot run here (TensorRT missing, no GPU, ONNX Runtime missing); the CLI
@@ -20,12 +25,12 @@ lists such backends as skipped with that reason.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from enet.engine.cuda import gpu_available
 from enet.errors import EnetError
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,7 @@ class BenchBackend:
 
 BACKENDS: dict[str, BenchBackend] = {b.name: b for b in (
     BenchBackend("torch", "torch", "fp32", ("torch",)),
+    BenchBackend("torch-fp16", "torch", "fp16", ("torch",)),
     BenchBackend("ort", "ort", "fp32", ("onnxruntime",)),
     BenchBackend("ort-int8", "ort", "int8", ("onnxruntime",)),
     BenchBackend("ort-fast", "ort-fast", "fp32", ("onnxruntime",)),
@@ -52,8 +58,8 @@ BACKENDS: dict[str, BenchBackend] = {b.name: b for b in (
     BenchBackend("trt-fp16", "trt", "fp16", ("tensorrt",)),
     BenchBackend("trt-int8", "trt", "int8", ("tensorrt",)),
 )}
-DEFAULT_BACKENDS = tuple(BACKENDS)
-_ONNX_KINDS = ("ort", "ort-fast", "openvino")
+DEFAULT_BACKENDS = tuple(b for b in BACKENDS if b != "torch-fp16")  # torch-fp16: CUDA only, opt-in
+_ONNX_KINDS = ("ort", "ort-fast", "openvino")  # every ONNX runtime runs the same files
 
 
 def parse_backends(text: str) -> list[BenchBackend]:
@@ -73,20 +79,16 @@ def _module_available(name: str) -> bool:
     return available(name)
 
 
-def gpu_available() -> bool:
-    try:
-        import torch
+def _torch_cuda() -> bool:
+    import torch
 
-        if torch.cuda.is_available():
-            return True
-    except Exception:  # noqa: BLE001
-        pass
-    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvhost-gpu") or os.path.exists("/dev/nvgpu/igpu0/ctrl")
+    return bool(torch.cuda.is_available())
 
 
 def unavailable_reason(spec: BenchBackend, device_kind: str, *,
                        available: Callable[[str], bool] = _module_available,
-                       has_gpu: Callable[[], bool] = gpu_available) -> str | None:
+                       has_gpu: Callable[[], bool] = gpu_available,
+                       torch_cuda: Callable[[], bool] = _torch_cuda) -> str | None:
     """Why ``spec`` cannot run on this machine, or None if it can (nothing is built)."""
     for mod in spec.needs:
         if not available(mod):
@@ -94,6 +96,11 @@ def unavailable_reason(spec: BenchBackend, device_kind: str, *,
                                "--system-site-packages)",
                    "openvino": "pip install 'enet-rt[openvino]'"}.get(mod, f"pip install {mod}")
             return f"{mod} is not installed ({fix})"
+    if spec.kind == "torch" and spec.precision == "fp16":
+        if device_kind == "cpu":
+            return "FP16 PyTorch runs on CUDA only; --device cpu was chosen (or no GPU was found)"
+        if not torch_cuda():
+            return "FP16 PyTorch runs on CUDA only, and this PyTorch sees no CUDA GPU (a CPU build of torch?)"
     if spec.kind == "trt":
         if device_kind == "cpu":
             return "TensorRT needs an NVIDIA GPU; --device cpu was chosen (or no GPU was found)"
@@ -104,18 +111,18 @@ def unavailable_reason(spec: BenchBackend, device_kind: str, *,
 
 # ------------------------------------------------------------------ artifacts
 
-def _short_hash(path: Path) -> str:
-    from enet.fileio import sha256_file
-
-    return sha256_file(path)[:10]
-
-
 class Artifacts:
-    """Builds and caches the files each backend runs, under ``folder``.
+    """Builds and caches the files each backend runs, in the user's cache folder.
+
+    The model is a checkpoint (``.pth``: every size can be exported) or an
+    ONNX file (``.onnx``: its one static input shape, and no PyTorch needed).
+    The float32 ONNX of a checkpoint is :func:`enet.export.cache.cached_onnx`
+    (shared with the camera pipeline); the INT8 ONNX and the engines built
+    from it sit beside it, named after it.
 
     Args:
-        model: the ``.pth`` checkpoint everything is derived from.
-        folder: cache folder (created).
+        model: the ``.pth`` checkpoint or ``.onnx`` model everything is derived from.
+        folder: cache folder (default: ``enet.cache.cache_dir("models")``).
         camvid: CamVid root for INT8 calibration (its ``train/``).
         calib_images: number of calibration frames.
         builders: override the build functions (tests): keys ``onnx``
@@ -124,37 +131,84 @@ class Artifacts:
             precision)``.
     """
 
-    def __init__(self, model: Path, folder: Path, *, camvid: Path | None = None, calib_images: int = 64,
-                 builders: dict[str, Callable[..., Any]] | None = None) -> None:
+    def __init__(self, model: Path, folder: Path | None = None, *, camvid: Path | None = None,
+                 calib_images: int = 64, builders: dict[str, Callable[..., Any]] | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
+        from enet.cache import cache_dir
+        from enet.engine.backend import backend_kind
+        from enet.export.cache import MODELS, model_key
+
         self.model = Path(model)
-        self.folder = Path(folder)
+        self.kind = backend_kind(self.model)
+        if self.kind not in ("torch", "ort"):
+            raise EnetError(f"enet-bench runs a checkpoint (.pth) or an ONNX model (.onnx), not {self.model.name}")
+        self.folder = Path(folder) if folder is not None else cache_dir(MODELS)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.camvid = camvid
         self.calib_images = calib_images
         self._builders = builders or {}
-        self._tag = f"enet-{_short_hash(self.model)}"
+        self._say = say or log.info
+        self._key = model_key(self.model)
+        self.onnx_shape: tuple[int, ...] | None = None
+        if self.kind == "ort":
+            from enet.engine.onnx_info import load_onnx, read_meta, static_input_shape
+
+            src = load_onnx(self.model, check=False)
+            self.onnx_shape = static_input_shape(src, None, read_meta(src, str(self.model)))
         self.built: list[str] = []
 
     @property
     def calib_cache(self) -> Path:
         """INT8 activation ranges, shared by every resolution of this model."""
-        return self.folder / f"{self._tag}.int8-ranges-{self.calib_images}.json"
+        return self.folder / f"{self._key}.int8-ranges-{self.calib_images}.json"
+
+    def unsupported(self, spec: BenchBackend, height: int, width: int, batch: int) -> str | None:
+        """Why this model cannot give ``spec``'s artifact at that shape, or None (nothing is built)."""
+        if self.kind == "torch":
+            return None
+        if spec.kind == "torch":
+            return f"the torch backend runs a checkpoint (.pth); {self.model.name} is an ONNX model"
+        assert self.onnx_shape is not None
+        if tuple(self.onnx_shape) != (batch, 3, height, width):
+            n, _, h, w = self.onnx_shape
+            return (f"{self.model.name} takes {w}x{h} batch {n}; pass a checkpoint (.pth) as --model "
+                    "to benchmark other sizes")
+        return None
+
+    def _stem(self, height: int, width: int, batch: int) -> str:
+        if self.kind == "ort":  # the ONNX has one shape: its name says enough
+            return self._key
+        return self.onnx(height, width, batch).stem
+
+    def onnx(self, height: int, width: int, batch: int) -> Path:
+        """The float32 ONNX at that shape: the model itself, or the checkpoint's cached export."""
+        if self.kind == "ort":
+            return self.model
+        from enet.export.cache import cached_onnx_path
+
+        return cached_onnx_path(self.model, height, width, batch=batch, folder=self.folder)
 
     def path(self, spec: BenchBackend, height: int, width: int, batch: int) -> Path:
         """Where ``spec``'s artifact for ``(batch, 3, height, width)`` lives (the checkpoint for torch)."""
         if spec.kind == "torch":
             return self.model
-        stem = f"{self._tag}-{width}x{height}-b{batch}"
-        if spec.kind in _ONNX_KINDS:  # every ONNX runtime runs the same files
-            return self.folder / (f"{stem}.onnx" if spec.precision == "fp32" else f"{stem}.{spec.precision}.onnx")
+        if spec.kind in _ONNX_KINDS and spec.precision == "fp32":
+            return self.onnx(height, width, batch)
+        stem = self._stem(height, width, batch)
+        if spec.kind in _ONNX_KINDS:
+            return self.folder / f"{stem}.{spec.precision}.onnx"
         return self.folder / f"{stem}.{spec.precision}.engine"
 
     def get(self, spec: BenchBackend, height: int, width: int, batch: int) -> Path:
         """The artifact, built first if missing.
 
         Raises:
-            EnetError: a builder failed (or is not part of this toolkit).
+            EnetError: a builder failed (or is not part of this toolkit), or
+                the model cannot give this shape (see :meth:`unsupported`).
         """
+        reason = self.unsupported(spec, height, width, batch)
+        if reason:
+            raise EnetError(reason)
         target = self.path(spec, height, width, batch)
         if target.is_file():
             return target
@@ -180,9 +234,9 @@ class Artifacts:
     # The toolkit's own builders, imported only when a build is needed.
 
     def _build_onnx(self, target: Path, height: int, width: int, batch: int) -> None:
-        from enet.export.onnx import export_onnx
+        from enet.export.cache import cached_onnx
 
-        export_onnx(self.model, target, height=height, width=width, batch=batch)
+        cached_onnx(self.model, height=height, width=width, batch=batch, folder=target.parent)
 
     def _calib_spec(self) -> Any:
         from enet.defaults import default_camvid_root
@@ -194,15 +248,16 @@ class Artifacts:
     def _build_int8(self, onnx_path: Path, target: Path, height: int, width: int, batch: int) -> None:
         """Q/DQ INT8 ONNX (``enet.engine.build.convert_onnx``).
 
-        Activation ranges hardly depend on the input size, so they are
-        calibrated once, at the checkpoint's own size (CamVid's 480x360), and
-        reused from the range cache at every other size; this keeps a
-        four-resolution run from calibrating at 1920x1080 on a CPU.
+        Activation ranges hardly depend on the input size, so for a
+        checkpoint they are calibrated once, at its own size (CamVid's
+        480x360), and reused from the range cache at every other size; this
+        keeps a four-resolution run from calibrating at 1920x1080 on a CPU.
         """
-        from enet.checkpoint import load_checkpoint
         from enet.engine.build import convert_onnx
 
-        if not self.calib_cache.is_file():
+        if self.kind == "torch" and not self.calib_cache.is_file():
+            from enet.checkpoint import load_checkpoint
+
             h0, w0 = (int(v) for v in load_checkpoint(self.model)["meta"]["input_size"])
             if (h0, w0, 1) != (height, width, batch):
                 log.info("calibrating INT8 ranges at %dx%d on %d CamVid frames", w0, h0, self.calib_images)
@@ -210,52 +265,42 @@ class Artifacts:
         convert_onnx(onnx_path, target, precision="int8", calib=self._calib_spec())
 
     def _build_engine(self, onnx_path: Path, target: Path, precision: str) -> None:
-        """A TensorRT engine and its sidecar, as ``enet-build-engine`` builds one.
+        """A TensorRT engine and its sidecar, built exactly as ``enet-build-engine`` builds one.
 
-        The precision plan (strong typing, builder flags, Q/DQ or calibrator)
-        comes from ``enet.engine.trt_compat.plan_build`` for the installed
-        TensorRT; a converted ONNX it needs is cached beside the engine.
+        :func:`enet.engine.trt_build.plan_engine` picks the path for the
+        installed TensorRT; when the plan compiles the FP16 or the calibrated
+        Q/DQ ONNX, the bench's cached ``ort-int8`` artifact (or an FP16
+        conversion) is copied beside the engine, so ``trt-int8`` is the model
+        whose accuracy ``ort-int8`` measures. The build ends with the engine
+        compared with ONNX Runtime on CamVid val frames.
         """
         import shlex
 
-        from enet._lazy import require
-        from enet.engine.build import build_engine_bytes, convert_onnx
-        from enet.engine.calibration import iter_batches, select_calibration_images
-        from enet.engine.onnx_info import input_dims, load_onnx, read_meta, static_input_shape
-        from enet.engine.sidecar import make_sidecar, write_sidecar
-        from enet.engine.trt_backend import gpu_info
-        from enet.engine.trt_compat import plan_build, trt_features
-        from enet.fileio import sha256_file, write_bytes
+        from enet.engine.build import convert_onnx
+        from enet.engine.trt_build import build_engine, describe, plan_engine
+        from enet.fileio import write_bytes
 
-        trt = require("tensorrt")
-        src = load_onnx(onnx_path)
-        meta = read_meta(src, str(onnx_path))
-        shape = static_input_shape(src, None, meta)
-        input_name, _ = input_dims(src)
-        plan = plan_build(trt_features(trt), precision, onnx_precision="fp32")
-        for note in plan.notes:
-            log.info("%s", note)
-        compiled = Path(onnx_path)
-        if plan.onnx_precision == "int8":
-            compiled = self.get(BACKENDS["ort-int8"], shape[2], shape[3], shape[0])
-        elif plan.onnx_precision == "fp16":
-            compiled = Path(onnx_path).with_name(Path(onnx_path).stem + ".fp16.onnx")
-            if not compiled.is_file():
-                convert_onnx(onnx_path, compiled, precision="fp16")
-        calib_batches = None
-        if plan.calibrator:
-            paths = select_calibration_images(self._calib_spec().data, self.calib_images)
-            calib_batches = lambda: iter_batches(paths, meta, shape)  # noqa: E731
-        data = build_engine_bytes(compiled, plan, calib_batches=calib_batches, input_name=input_name,
-                                  batch_size=shape[0])
-        write_bytes(target, data)
-        gpu, cc = gpu_info(0)
-        argv = ["enet-build-engine", str(compiled), *(["--" + precision] if precision != "fp32" else []),
-                "-o", str(target)]
-        write_sidecar(target, make_sidecar(
-            tensorrt_version=trt.__version__, gpu_name=gpu, compute_capability=cc, precision=precision,
-            input_shape=shape, input_name=input_name, onnx_path=compiled, onnx_sha256=sha256_file(compiled),
-            meta=meta, rebuild_command=shlex.join(argv),
-            extra={"plan": {"strongly_typed": plan.strongly_typed, "flags": list(plan.flags),
-                            "calibrator": plan.calibrator}, "built_by": "enet-bench"},
-        ))
+        def convert(model: Path, out: Path, prec: str) -> None:
+            if prec == "int8":
+                n, _, h, w = job.input_shape
+                write_bytes(out, self.get(BACKENDS["ort-int8"], h, w, n).read_bytes())
+            else:
+                convert_onnx(model, out, precision=prec)
+
+        job = plan_engine(onnx_path, target, precision=precision, calib=self._calib_spec(),
+                          data_root=self.camvid)
+        for line in describe(job):
+            log.info("%s", line)
+        calib = ["--calib-data", str(job.calib.data), "--calib-images", str(job.calib.images)] if job.calib else []
+        res = build_engine(job, convert=convert, extra={"built_by": "enet-bench"}, rebuild_command=shlex.join(
+            ["enet-build-engine", str(onnx_path), *(["--" + precision] if precision != "fp32" else []), *calib,
+             "-o", str(target)]))
+        for note in res.notes:
+            self._say(note)
+        v = res.verification
+        if v:
+            msg = (f"{target.name}: built in {res.build_s:.0f} s; vs ONNX Runtime on {v['frames']} val frames: "
+                   f"{v['agreement'] * 100:.2f}% argmax agreement")
+            if v.get("miou_engine") is not None:
+                msg += f", val mIoU engine {v['miou_engine'] * 100:.2f} / ONNX {v['miou_onnx'] * 100:.2f}"
+            self._say(msg)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from enet.cli import configure_logging, guard
+from enet.cli import guard, setup_logging
 from enet.errors import EnetError
 
 log = logging.getLogger("enet.bench")
@@ -58,12 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", choices=("auto", "cpu", "desktop", "jetson"), default="auto",
                    help="what to probe and where to run: cpu, desktop (NVIDIA GPU), jetson; auto detects")
-    p.add_argument("--model", type=Path, default=None,
-                   help="enet-rt checkpoint (.pth); default: the shipped models/enet_camvid.pth (ENET_MODEL)")
+    p.add_argument("--model", default=None,
+                   help="enet-rt checkpoint (.pth) or shipped weights name, or an ONNX model (.onnx: ort/trt "
+                        "backends at its own size, no PyTorch needed); default: camvid (or $ENET_MODEL)")
     p.add_argument("--backends", default=DEFAULT_BACKENDS,
                    help=f"comma-separated, from: {DEFAULT_BACKENDS} (default: all; unavailable ones are skipped)")
-    p.add_argument("--resolutions", default=DEFAULT_RESOLUTIONS,
-                   help=f"WIDTHxHEIGHT list, multiples of 8 (default: the paper's {DEFAULT_RESOLUTIONS})")
+    p.add_argument("--resolutions", default=None,
+                   help=f"WIDTHxHEIGHT list, multiples of 8 (default: the paper's {DEFAULT_RESOLUTIONS}; "
+                        "an ONNX model's own size)")
     p.add_argument("--batch", type=int, default=1, help="frames per inference (default 1, as the paper)")
     p.add_argument("--warmup-s", type=float, default=0.5, help="warm-up seconds per run (default 0.5)")
     g = p.add_mutually_exclusive_group()
@@ -79,18 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--op-profile", type=int, default=0, metavar="N",
                    help="also profile N inferences per ONNX Runtime/OpenVINO backend with the runtime's own "
                         "profiler and report milliseconds per op type (default 0: off)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="TensorRT: capture the enqueue in a CUDA graph and time its launch (trtexec --useCudaGraph)")
     p.add_argument("--accuracy-frames", type=int, default=0,
-                   help="also report CamVid val mIoU of each backend on N frames (default 0: off)")
+                   help="also report val mIoU of each backend on N frames of --data-root (default 0: off)")
     p.add_argument("--calib-images", type=int, default=64,
-                   help="CamVid train frames for INT8 calibration when an INT8 ONNX is built (default 64)")
-    p.add_argument("--camvid", type=Path, default=None,
-                   help="CamVid root (val/ for frames and accuracy, train/ for calibration); default ENET_CAMVID "
-                        "or ../shared/data/camvid")
+                   help="train frames of --data-root for INT8 calibration when an INT8 ONNX is built (default 64)")
+    p.add_argument("--data-root", "--camvid", dest="data_root", type=Path, default=None,
+                   help="dataset the model was trained on (val for frames and accuracy, train for calibration); "
+                        "default ENET_CAMVID or ../shared/data/camvid")
     p.add_argument("--cv-threshold", type=float, default=0.10,
                    help="warn when std/mean latency exceeds this (default 0.10)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("-o", "--output", type=Path, default=Path("bench-results"),
-                   help="report folder; built ONNX/engines are cached in OUTPUT/artifacts (default bench-results)")
+                   help="report folder (default bench-results); built ONNX/engines are cached in the user's "
+                        "cache folder ($ENET_CACHE_DIR or ~/.cache/enet-rt)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return p
@@ -121,6 +126,8 @@ def _say(msg: str) -> None:
 
 
 def _model_facts(path: Path) -> dict[str, Any]:
+    if path.suffix.lower() == ".onnx":
+        return _onnx_facts(path)
     from enet.checkpoint import load_model
     from enet.fileio import sha256_file
     from enet.model import count_flops, count_parameters
@@ -134,17 +141,50 @@ def _model_facts(path: Path) -> dict[str, Any]:
             "input_size": meta.get("input_size"), "metrics": meta.get("metrics")}
 
 
+def _onnx_facts(path: Path) -> dict[str, Any]:
+    """What an ONNX model tells without PyTorch: no parameter or FLOP count (BN is folded into its weights)."""
+    from enet.engine.onnx_info import load_onnx, read_meta
+    from enet.fileio import sha256_file
+
+    meta = read_meta(load_onnx(path, check=False), str(path))
+    return {"path": str(path), "sha256": sha256_file(path), "params": None, "gflops": None,
+            "flops_convention": None, "input_size": meta.get("input_size"), "metrics": meta.get("metrics")}
+
+
 def _backend_options(spec: Any, device_kind: str, shape: tuple[int, int, int, int], threads: int | None) -> dict[str, Any]:
     opts: dict[str, Any] = {"input_shape": shape}
     if threads:
         opts["threads"] = threads
     if spec.kind == "torch":
         opts["device"] = "cpu" if device_kind == "cpu" else "auto"
+        opts["precision"] = spec.precision
     elif spec.kind == "ort":  # auto: the CUDA provider when this onnxruntime has it
         opts["providers"] = "cpu" if device_kind == "cpu" else "auto"
     elif spec.kind == "ort-fast":  # its graph form is chosen for the CPU provider
         opts["providers"] = "cpu"
     return opts
+
+
+def _device_stages(spec: Any, backend: Any, cuda_graph: bool) -> Any:
+    """The backend's device stages when it runs on a GPU (trtexec-style timing), else None."""
+    if spec.kind == "trt":
+        return backend.device_stages(cuda_graph=cuda_graph)
+    if spec.kind == "torch" and getattr(getattr(backend, "device", None), "type", "cpu") == "cuda":
+        return backend.device_stages()
+    return None
+
+
+def _timing_line(tag: str, timing: dict[str, Any]) -> str:
+    c, e = timing["compute"], timing["e2e"]
+    if timing.get("compute_kind") == "gpu":
+        g = timing["gpu"]
+        return (f"{tag}: GPU compute {c['mean']:.2f} ms mean (median {c['median']:.2f}, p99 {c['p99']:.2f}), "
+                f"H2D {g['h2d']['mean']:.2f}, D2H {g['d2h']['mean']:.2f}, enqueue {g['enqueue']['mean']:.2f}, "
+                f"latency {g['latency']['mean']:.2f}, e2e {e['mean']:.2f} ms, {e['fps']:.1f} fps, "
+                f"{timing['iterations']} it" + (", CUDA graph" if g.get("cuda_graph") else "")
+                + (", zero-copy" if g.get("zero_copy") else ""))
+    return (f"{tag}: compute {c['mean']:.2f} ms mean (median {c['median']:.2f}, p99 {c['p99']:.2f}), "
+            f"e2e {e['mean']:.2f} ms, {e['fps']:.1f} fps, {timing['iterations']} it")
 
 
 def _pick_timer(spec: Any, backend: Any) -> Any:
@@ -171,7 +211,7 @@ def _finish(job: dict[str, Any], args: argparse.Namespace, camvid: Path, device_
             sampler: Any) -> dict[str, Any]:
     """The record of one measured backend x resolution (timing, accuracy, power), and its console line."""
     from enet.bench import harness, paper, report
-    from enet.bench.frames import backend_miou
+    from enet.engine.backend import evaluate_backend
 
     if job.get("error"):
         status, reason = job["error"]
@@ -186,8 +226,8 @@ def _finish(job: dict[str, Any], args: argparse.Namespace, camvid: Path, device_
     accuracy = None
     if args.accuracy_frames:
         try:
-            accuracy = backend_miou(backend.infer, job["pipe"].preprocess, job["shape"], backend.meta, Path(camvid),
-                                    args.accuracy_frames)
+            s = evaluate_backend(backend, camvid, "val", limit=args.accuracy_frames, spaced=True)
+            accuracy = {k: s[k] for k in ("miou", "global_acc", "frames", "split", "eval_size")}
         except EnetError as exc:
             _say(f"{job['tag']}: skipped ({exc})")
             return report.make_record(*job["rec_args"], status="skipped", reason=str(exc))
@@ -195,9 +235,7 @@ def _finish(job: dict[str, Any], args: argparse.Namespace, camvid: Path, device_
                              accuracy=accuracy, power=power)
     if args.op_profile and job["spec"].kind in ("ort", "ort-fast", "openvino"):
         rec["op_profile"] = _op_profile(job, args.op_profile)
-    c, e = timing["compute"], timing["e2e"]
-    line = (f"{job['tag']}: compute {c['mean']:.2f} ms mean (median {c['median']:.2f}, p99 {c['p99']:.2f}), "
-            f"e2e {e['mean']:.2f} ms, {e['fps']:.1f} fps, {timing['iterations']} it")
+    line = _timing_line(job["tag"], timing)
     ref = paper.comparison_device(device_kind)
     if ref and rec["paper"].get(ref):
         line += f", {rec['paper'][ref]['ratio']:.2f}x paper {ref} latency"
@@ -214,22 +252,43 @@ def _finish(job: dict[str, Any], args: argparse.Namespace, camvid: Path, device_
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from enet.bench import backends as bk
     from enet.bench import harness, probes, report
-    from enet.bench.frames import timing_batches
-    from enet.defaults import default_camvid_root, default_model_path
+    from enet.bench.device_timing import measure_device
+    from enet.bench.frames import has_val, timing_batches
+    from enet.bench.tegrastats import TegrastatsSampler
+    from enet.defaults import default_camvid_root
     from enet.engine.backend import open_backend
+    from enet.transforms import Preprocess
+    from enet.weights import resolve_model
 
-    resolutions = parse_resolutions(args.resolutions)
     specs = bk.parse_backends(args.backends)
-    model_path = args.model or default_model_path()
-    if not Path(model_path).is_file():
-        raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth)")
-    camvid = args.camvid or default_camvid_root()
-    if not (Path(camvid) / "val").is_dir():
+    model_path = resolve_model(args.model)
+    if not model_path.is_file():
+        raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth) "
+                        "or ONNX model (.onnx)")
+    camvid = Path(args.data_root or default_camvid_root())
+    artifacts = bk.Artifacts(model_path, camvid=camvid, calib_images=args.calib_images, say=_say)
+    if args.resolutions is None and artifacts.onnx_shape is not None:
+        resolutions = [(int(artifacts.onnx_shape[3]), int(artifacts.onnx_shape[2]))]
+    else:
+        resolutions = parse_resolutions(args.resolutions or DEFAULT_RESOLUTIONS)
+    if not has_val(camvid):
         if args.accuracy_frames:
-            raise EnetError(f"--accuracy-frames needs CamVid val, not found under {camvid}; pass --camvid")
+            raise EnetError(f"--accuracy-frames needs a val split, not found under {camvid}; pass --data-root")
         camvid_for_frames = None
     else:
-        camvid_for_frames = Path(camvid)
+        camvid_for_frames = camvid
+        if args.accuracy_frames:  # the model's classes must be the dataset's, before any timing
+            from enet.datasets import open_dataset
+
+            if artifacts.kind == "ort":
+                from enet.engine.onnx_info import load_onnx, read_meta
+
+                meta = read_meta(load_onnx(model_path, check=False), str(model_path))
+            else:
+                from enet.checkpoint import load_checkpoint
+
+                meta = load_checkpoint(model_path)["meta"]
+            open_dataset(camvid).check_model(meta, str(model_path))
 
     kind = probes.detect_device_kind() if args.device == "auto" else args.device
     if args.rounds > 1 and kind == "jetson":
@@ -243,7 +302,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     _say(f"device: {label}")
     _say("versions: " + ", ".join(f"{k} {v or '-'}" for k, v in versions.items()))
 
-    model = _model_facts(Path(model_path))
+    model = _model_facts(model_path)
     _say(report.table3_text(model))
 
     duration = 0.0 if args.iterations is not None else (2.0 if args.duration_s is None else args.duration_s)
@@ -253,15 +312,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     out_dir = Path(args.output)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "artifacts").mkdir(exist_ok=True)
     except OSError as exc:
         raise EnetError(f"cannot create the output folder {out_dir} ({exc.strerror}); pass another -o") from None
-    artifacts = bk.Artifacts(Path(model_path), out_dir / "artifacts", camvid=Path(camvid),
-                             calib_images=args.calib_images)
 
     sampler = None
     if kind == "jetson":
-        sampler = probes.TegrastatsSampler().start()
+        sampler = TegrastatsSampler().start()
         if sampler.error:
             warnings.append(sampler.error)
             log.warning("%s", sampler.error)
@@ -276,17 +332,21 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         job: dict[str, Any] = {"si": si, "ri": ri, "spec": spec, "shape": (args.batch, 3, h, w), "parts": [],
                                "tag": f"[{si * len(resolutions) + ri + 1}/{total}] {spec.name} {w}x{h}",
                                "rec_args": (spec.name, spec.kind, spec.precision, w, h, args.batch)}
-        if reasons[si]:
-            job["error"] = ("skipped", reasons[si])
+        reason = reasons[si] or artifacts.unsupported(spec, h, w, args.batch)
+        if reason:
+            job["error"] = ("skipped", reason)
             return _record(job)
         try:
             job["artifact"] = artifacts.get(spec, h, w, args.batch)
             job["options"] = _backend_options(spec, kind, job["shape"], args.threads)
             backend = job["backend"] = stack.enter_context(open_backend(job["artifact"], spec.kind, **job["options"]))
-            job["pipe"] = harness.Pipeline(harness.make_preprocess(backend.meta["mean"], backend.meta["std"]),
-                                           backend.infer, harness.argmax_postprocess)
-            job["inputs"], job["source"] = timing_batches(w, h, args.batch, camvid=camvid_for_frames)
-            job["timer"] = _pick_timer(spec, backend)
+            pre = Preprocess.from_meta(backend.meta, (h, w))
+            job["pipe"] = harness.Pipeline(pre.batch, backend.infer, harness.argmax_postprocess)
+            job["inputs"], job["source"] = timing_batches(pre, args.batch, camvid=camvid_for_frames)
+            job["stages"] = _device_stages(spec, backend, args.cuda_graph)
+            if job["stages"] is None:
+                timer = job["timer"] = _pick_timer(spec, backend)
+                stack.callback(getattr(timer, "close", lambda: None))  # before the backend exits
         except (EnetError, ImportError) as exc:
             # ImportError: a backend or builder module this toolkit does not have (yet)
             job["error"] = ("skipped", str(exc))
@@ -300,10 +360,17 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     def turn(job: dict[str, Any], r: int) -> None:
         if job.get("error"):
             return
+        turn_config = harness.round_config(config, args.rounds, r == 0)
+        hooks = {"on_measure_start": sampler.mark if sampler else None,
+                 "on_measure_end": sampler.end if sampler else None}
+        pipe = job["pipe"]
         try:
-            job["parts"].append(harness.measure(
-                job["pipe"], job["inputs"], harness.round_config(config, args.rounds, r == 0), job["timer"],
-                on_measure_start=sampler.mark if sampler else None, on_measure_end=sampler.end if sampler else None))
+            if job["stages"] is not None:  # GPU: trtexec-style device timing
+                part = measure_device(job["stages"], pipe.preprocess, pipe.postprocess, job["inputs"], turn_config,
+                                      **hooks)
+            else:
+                part = harness.measure(pipe, job["inputs"], turn_config, job["timer"], **hooks)
+            job["parts"].append(part)
         except EnetError as exc:
             job["error"] = ("skipped", str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback, go on with the others
@@ -342,8 +409,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         config={"backends": [s.name for s in specs], "resolutions": [f"{w}x{h}" for w, h in resolutions],
                 "batch": args.batch, "warmup_s": config.warmup_s, "duration_s": config.duration_s,
                 "min_iterations": config.min_iterations, "max_iterations": config.max_iterations,
-                "threads": args.threads, "rounds": args.rounds, "op_profile": args.op_profile, "accuracy_frames": args.accuracy_frames,
-                "calib_images": args.calib_images, "cv_threshold": args.cv_threshold,
+                "threads": args.threads, "rounds": args.rounds, "op_profile": args.op_profile,
+                "accuracy_frames": args.accuracy_frames, "calib_images": args.calib_images,
+                "cv_threshold": args.cv_threshold, "cuda_graph": args.cuda_graph,
                 "artifacts_built": artifacts.built},
         command="enet-bench " + shlex.join(list(argv)), warnings=warnings)
     paths = report.write_reports(doc, out_dir, plot=not args.no_plot)
@@ -359,8 +427,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
-                      "%(levelname)s %(name)s: %(message)s")
+    setup_logging(args, fmt="%(levelname)s %(name)s: %(message)s")
 
     def body() -> int:
         _validate(args)

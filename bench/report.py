@@ -15,7 +15,11 @@ One record per backend x resolution::
      "power": {"power_w": ..., "energy_j_per_frame": ...} | null}
 
 ``ratio`` is measured mean compute latency per frame / the paper's batch-1
-latency (below 1: faster than the paper's device).
+latency (below 1: faster than the paper's device). For GPU records timed with
+trtexec's definitions (``timing.compute_kind == "gpu"``, see
+:mod:`enet.bench.device_timing`) compute is GPU compute time, and the
+Markdown puts them in their own table with H2D, D2H, enqueue and latency
+columns; CPU records render as before.
 """
 
 from __future__ import annotations
@@ -128,8 +132,47 @@ def table3_text(model: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _is_gpu(r: dict[str, Any]) -> bool:
+    return r["status"] == "ok" and (r.get("timing") or {}).get("compute_kind") == "gpu"
+
+
+def _paper_cells(r: dict[str, Any]) -> list[str]:
+    p = r["paper"]
+    return [_f(p.get("tx1", {}).get("ms"), "{:.0f}"), _ratio(p.get("tx1", {}).get("ratio")),
+            _f(p.get("titanx", {}).get("ms"), "{:.0f}"), _ratio(p.get("titanx", {}).get("ratio"))]
+
+
+def _header(head: list[str]) -> list[str]:
+    return ["| " + " | ".join(head) + " |",
+            "|" + "|".join("---" if i in (0, 1, len(head) - 1) else "---:" for i in range(len(head))) + "|"]
+
+
+def gpu_table_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """GPU records with trtexec's columns; the paper ratios use GPU compute time."""
+    head = ["Backend", "Resolution (WxH)", "Batch", "GPU compute mean ms", "GPU compute median ms",
+            "GPU compute p99 ms", "H2D mean ms", "D2H mean ms", "Enqueue mean ms", "Latency mean ms (H2D+GPU+D2H)",
+            "E2E mean ms", "FPS (e2e)", "Paper TX1 ms", "vs TX1", "Paper Titan X ms", "vs Titan X", "Notes"]
+    lines = _header(head)
+    for r in records:
+        if not _is_gpu(r):
+            continue
+        t, g = r["timing"], r["timing"]["gpu"]
+        notes = [n for n, on in (("CUDA graph", g.get("cuda_graph")), ("zero-copy buffers", g.get("zero_copy")))
+                 if on]
+        if not t.get("stable", True):
+            notes.append(f"unstable (CV {max(t['compute']['cv'], t['e2e']['cv']):.0%})")
+        row = [r["backend"], f"{r['width']}x{r['height']}", str(r["batch"]),
+               _f(t["compute"]["mean"], "{:.2f}"), _f(t["compute"]["median"], "{:.2f}"),
+               _f(t["compute"]["p99"], "{:.2f}"),
+               *(_f(g.get(k, {}).get("mean"), "{:.2f}") for k in ("h2d", "d2h", "enqueue", "latency")),
+               _f(t["e2e"]["mean"], "{:.2f}"), _f(t["e2e"]["fps"]), *_paper_cells(r), "; ".join(notes)]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
 def results_table_lines(records: Sequence[dict[str, Any]]) -> list[str]:
-    """The main table: one row per measured record, paper Table 2 side by side."""
+    """The main table: one row per measured record (GPU-timed ones excepted), paper Table 2 side by side."""
+    records = [r for r in records if not _is_gpu(r)]
     has_acc = any(r.get("accuracy") for r in records)
     has_power = any((r.get("power") or {}).get("power_w") is not None for r in records)
     head = ["Backend", "Resolution (WxH)", "Batch", "Compute mean ms", "Compute median ms", "Compute p99 ms",
@@ -280,7 +323,16 @@ def render_markdown(doc: dict[str, Any]) -> str:
     out.append("")
     if doc.get("warnings"):
         out += ["**Warnings**", ""] + [f"- {w}" for w in doc["warnings"]] + [""]
-    out += ["## Latency vs the paper's Table 2", ""] + results_table_lines(doc["records"]) + [""]
+    gpu = [r for r in doc["records"] if _is_gpu(r)]
+    if len(gpu) < sum(r["status"] == "ok" for r in doc["records"]) or not gpu:
+        out += ["## Latency vs the paper's Table 2", ""] + results_table_lines(doc["records"]) + [""]
+    if gpu:
+        out += ["## GPU latency vs the paper's Table 2 (trtexec definitions)", "",
+                "GPU compute = the network alone, input already on the device, CUDA events on the inference "
+                "stream around the enqueue only; H2D/D2H = the copies from/to page-locked host buffers; "
+                "enqueue = host time of the enqueue call; latency = H2D + GPU compute + D2H; E2E = normalise + "
+                "copies + network + argmax on the host clock. The paper ratios use GPU compute time (the paper "
+                "timed the network in Torch7).", ""] + gpu_table_lines(doc["records"]) + [""]
     sbs = side_by_side_lines(doc["records"])
     if sbs:
         out += ["## Side by side", "",

@@ -4,12 +4,15 @@
 
 1. ``trt``: the model is an ``.engine``, or a ``.pth``/``.onnx`` with an
    ``.engine`` of the same stem beside it, and TensorRT plus a GPU are present;
+   without such an engine, TensorRT plus a GPU build one on first run and
+   cache it (:func:`enet.engine.engine_cache.auto_engine`; FP16 unless
+   ``--precision`` says otherwise);
 2. an ONNX runtime: the model is an ``.onnx``, or a ``.pth`` exported on the
-   fly to an ONNX cached in the output folder (keyed by the checkpoint's
-   sha256 and size). ``ort`` on its CUDA provider when this onnxruntime has
-   it, else the fastest installed CPU backend in the measured order of
-   :data:`enet.engine.cpu_choice.CPU_PREFERENCE` (``openvino``, then
-   ``ort-fast``);
+   fly to an ONNX in the user's cache folder (:func:`enet.export.cache.cached_onnx`,
+   keyed by the checkpoint's sha256 and size). ``ort`` on its CUDA provider
+   when this onnxruntime has it, else the fastest installed CPU backend in
+   the measured order of :data:`enet.engine.cpu_choice.CPU_PREFERENCE`
+   (``openvino``, then ``ort-fast``);
 3. ``torch``: the checkpoint in PyTorch.
 
 A step whose pieces are missing or fail is skipped with a log line; an
@@ -20,8 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,17 +55,9 @@ def _model_kind(path: Path) -> str:
 def trt_usable() -> bool:
     """TensorRT imports and a CUDA GPU is visible (never raises)."""
     from enet._lazy import available
+    from enet.engine.cuda import gpu_available
 
-    if not available("tensorrt"):
-        return False
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return True
-    except Exception:  # noqa: BLE001 - a broken torch install counts as no GPU
-        pass
-    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvhost-ctrl")  # Jetson: no nvidia0
+    return available("tensorrt") and gpu_available()
 
 
 def onnx_runner() -> tuple[str, str] | None:
@@ -79,48 +72,18 @@ def onnx_runner() -> tuple[str, str] | None:
     return kind, f"fastest installed CPU backend, in the measured order {preference_text()}"
 
 
-def cached_onnx(model: Path, size: tuple[int, int], cache_dir: Path) -> Path:
-    """Export ``model`` (a checkpoint) to ONNX at ``size`` (H, W) once; reuse it after.
+def _exported(model: Path, size: tuple[int, int], cache_dir: Path | None) -> Path:
+    from enet.export.cache import cached_onnx
 
-    The name carries the checkpoint's sha256 prefix and the size, so a new
-    checkpoint or size never picks up a stale file.
-    """
-    from enet.export.onnx import export_onnx
-    from enet.fileio import sha256_file
-
-    h, w = size
-    out = cache_dir / f"{model.stem}-{sha256_file(model)[:12]}-{w}x{h}.onnx"
-    if out.is_file():
-        log.info("using cached ONNX %s", out)
-        return out
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    log.info("exporting %s to %s for ONNX Runtime (once; cached)", model, out)
-    if "gi" in sys.modules:
-        _export_in_subprocess(model, out, h, w)
-    else:
-        export_onnx(model, out, height=h, width=w, labels=True)
-    return out
+    return cached_onnx(model, height=size[0], width=size[1], labels=True, folder=cache_dir)
 
 
-def _export_in_subprocess(model: Path, out: Path, h: int, w: int) -> None:
-    """Export in a fresh interpreter.
-
-    torch 2.13 + PyGObject 3.42 (Debian 12): once GStreamer is initialised
-    through gi in this process, torch.onnx.export (TorchScript) can abort it
-    with "terminate called after throwing pybind11::stop_iteration"; a child
-    process without gi exports cleanly.
-    """
-    code = ("import sys; from enet.export.onnx import export_onnx; "
-            "export_onnx(sys.argv[1], sys.argv[2], height=int(sys.argv[3]), width=int(sys.argv[4]), labels=True)")
-    proc = subprocess.run([sys.executable, "-c", code, str(model), str(out), str(h), str(w)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        raise EnetError(f"ONNX export of {model} failed ({(lines[-1] if lines else 'no message')[:200]})")
-
-
-def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path) -> Choice:
+def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path | None = None,
+           precision: str = "fp16") -> Choice:
     """Decide which file and backend kind run ``model``.
+
+    Args:
+        precision: of the TensorRT engine ``auto`` builds on first run.
 
     Raises:
         EnetError: unknown backend, or an explicit one that cannot run this model.
@@ -144,12 +107,19 @@ def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path) ->
             return Choice(model, backend, ".onnx file")
         if kind != "torch":
             raise EnetError(f"backend {backend} cannot run {model.name}; use --backend {kind}")
-        return Choice(cached_onnx(model, size, cache_dir), backend, "exported from the checkpoint")
+        return Choice(_exported(model, size, cache_dir), backend, "exported from the checkpoint")
     # auto, model is .pth or .onnx
     if engine.is_file() and engine != model:
         if trt_usable():
             return Choice(engine, "trt", f"engine beside {model.name}")
         log.info("not using %s: TensorRT or a GPU is missing", engine)
+    elif trt_usable():
+        from enet.engine.engine_cache import auto_engine
+
+        onnx_path = model if kind == "ort" else _exported(model, size, cache_dir)
+        built = auto_engine(onnx_path, precision=precision)
+        if built is not None:
+            return Choice(built, "trt", f"TensorRT {precision} engine built from {model.name} on first run, cached")
     runner = onnx_runner()
     if kind == "ort":
         if runner is None:
@@ -158,7 +128,7 @@ def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path) ->
         return Choice(model, runner[0], f".onnx file; {runner[1]}")
     if runner is not None:
         try:
-            return Choice(cached_onnx(model, size, cache_dir), runner[0],
+            return Choice(_exported(model, size, cache_dir), runner[0],
                           f"exported from the checkpoint; {runner[1]}")
         except ImportError as exc:
             log.warning("ONNX export is not available (%s); using PyTorch", exc)
@@ -235,8 +205,8 @@ def pipeline_threads() -> int:
 
 
 def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size: tuple[int, int] | None = None,
-                   cache_dir: str | os.PathLike[str] = ".", threads: int | None = None,
-                   streams: int | None = None) -> tuple[Any, Choice]:
+                   cache_dir: str | os.PathLike[str] | None = None, threads: int | None = None,
+                   streams: int | None = None, precision: str = "fp16") -> tuple[Any, Choice]:
     """Choose, construct and check a backend; returns ``(backend context manager, choice)``.
 
     Use as::
@@ -257,10 +227,10 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     model = Path(model)
     if size is None:
         size = _native_size(model)
-    from enet.model import check_input_size
+    from enet.transforms import check_input_size
 
     check_input_size(*size)
-    choice = choose(model, backend, size, Path(cache_dir))
+    choice = choose(model, backend, size, Path(cache_dir) if cache_dir else None, precision)
     options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1])}
     if choice.kind == "openvino" and streams:
         from enet.engine.cpu_choice import cpu_count

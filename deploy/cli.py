@@ -21,12 +21,13 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from enet.cli import configure_logging, guard
+from enet.cli import add_engine_precision, guard, setup_logging
 
 log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
 @dataclass
@@ -37,6 +38,7 @@ class RunConfig:
     outputs: list[str] = field(default_factory=list)
     model: str | None = None
     backend: str = "auto"
+    precision: str = "fp16"
     size: str | None = None
     alpha: float = 0.5
     visualize: str = "overlay"
@@ -57,15 +59,6 @@ class RunConfig:
     streams: int | None = None
     extra_sinks: list[Any] = field(default_factory=list)
     on_frame: Callable[[int, dict[str, Any]], None] | None = None
-
-
-def default_cache_dir(outputs: Sequence[Any]) -> Path:
-    """Where an ONNX exported on the fly is kept: beside the first output file, else ~/.cache/enet-rt."""
-    for uri in outputs:
-        if uri.kind == "file":
-            parent = Path(uri.location).parent
-            return parent if str(parent) else Path(".")
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "enet-rt"
 
 
 @contextlib.contextmanager
@@ -130,12 +123,9 @@ def run(cfg: RunConfig) -> Any:
         raise EnetError(f"--max-frames must be positive, not {cfg.max_frames}")
     if cfg.stats and not cfg.stats.endswith(".jsonl"):
         raise EnetError(f"--stats {cfg.stats}: expected a .jsonl file name")
-    if cfg.model:
-        model = Path(cfg.model)
-    else:
-        from enet.defaults import default_model_path
+    from enet.weights import resolve_model
 
-        model = default_model_path()
+    model = resolve_model(cfg.model)
 
     stop = threading.Event()
     opts = CaptureOptions(size=parse_size(cfg.input_size) if cfg.input_size else None, rate=cfg.input_rate,
@@ -145,8 +135,8 @@ def run(cfg: RunConfig) -> Any:
     stats = None
     try:
         ctx, choice = open_predictor(model, backend=cfg.backend, size=size,
-                                     cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(outputs),
-                                     threads=cfg.threads, streams=cfg.streams)
+                                     cache_dir=cfg.cache_dir, threads=cfg.threads, streams=cfg.streams,
+                                     precision=cfg.precision)
         log.info("model %s on %s (%s)", choice.path, choice.kind, choice.why)
         with ctx as predictor:
             renderer = Renderer(predictor.meta["classes"], predictor.meta["palette"], modes=modes, alpha=cfg.alpha,
@@ -194,10 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", metavar="INPUT", help="input URI or path")
     p.add_argument("outputs", metavar="OUTPUT", nargs="*", help="output URIs or video files")
-    p.add_argument("--model", help="checkpoint (.pth), ONNX or engine (default: models/enet_camvid.pth)")
+    p.add_argument("--model", help="checkpoint (.pth), ONNX, engine, or shipped weights name "
+                                   "(default: camvid, or $ENET_MODEL)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "ort-fast", "openvino", "trt"],
-                   help="inference backend (default: auto, the fastest available: a TensorRT engine on a GPU, "
-                        "else OpenVINO, else ONNX Runtime; the log says which)")
+                   help="inference backend (default: auto, the fastest available: with TensorRT and a GPU a "
+                        ".pth/.onnx becomes a TensorRT engine on first run, cached for the next; else OpenVINO, "
+                        "else ONNX Runtime; the log says which)")
+    add_engine_precision(p)
     p.add_argument("--size", metavar="WxH", help="inference size, e.g. 480x360 (default: the model's)")
     p.add_argument("--alpha", type=float, default=0.5, help="mask opacity on the overlay (default 0.5)")
     p.add_argument("--visualize", default="overlay", metavar="LIST",
@@ -220,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video file writer: GStreamer H.264 or OpenCV MPEG-4 (default: H.264 when available)")
     g.add_argument("--output-rate", type=float, metavar="FPS", help="frame rate of written video (default: input's)")
     g.add_argument("--cache-dir", metavar="DIR",
-                   help="where an ONNX exported on the fly is cached (default: the output file's folder)")
+                   help="where an ONNX exported on the fly is cached (default: the user's cache folder, "
+                        "$ENET_CACHE_DIR or ~/.cache/enet-rt)")
     g.add_argument("--threads", type=int, metavar="N",
                    help="CPU inference threads (default: one less than the CPUs, at least 1: the other stages need a core)")
     g.add_argument("--streams", type=int, metavar="N",
@@ -231,17 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def setup_logging(verbose: int, quiet: int) -> None:
-    configure_logging(max(logging.DEBUG, logging.INFO - 10 * verbose + 10 * quiet),
-                      "%(levelname)s %(name)s: %(message)s")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args, fmt=LOG_FORMAT)
     display = not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     cfg = RunConfig(
-        input=args.input, outputs=args.outputs, model=args.model, backend=args.backend, size=args.size,
+        input=args.input, outputs=args.outputs, model=args.model, backend=args.backend,
+        precision=args.precision, size=args.size,
         alpha=args.alpha, visualize=args.visualize, stats=args.stats, max_frames=args.max_frames,
         display=display, capture=args.capture, writer=args.writer, input_size=args.input_size,
         input_rate=args.input_rate, input_codec=args.input_codec, input_flip=args.input_flip,

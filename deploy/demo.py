@@ -39,7 +39,7 @@ def camvid_frames(root: Path, split: str = "val", limit: int | None = None) -> l
     folder = root / split
     frames = sorted(folder.glob("*.png")) if folder.is_dir() else []
     if not frames:
-        raise DataError(f"CamVid not found at {root} (no {split}/*.png); set ENET_CAMVID or pass --camvid ROOT")
+        raise DataError(f"CamVid not found at {root} (no {split}/*.png); set ENET_CAMVID or pass --data-root ROOT")
     seq = frames[0].name.split("_")[0]
     frames = [f for f in frames if f.name.startswith(seq + "_")]
     return frames[:limit] if limit else frames
@@ -89,12 +89,17 @@ def _frame_count(clip: Path) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from enet.cli import add_engine_precision
+
     p = argparse.ArgumentParser(prog="enet-demo",
                                 description="Run the car-camera pipeline on a short CamVid road clip.")
-    p.add_argument("--model", help="checkpoint/ONNX/engine (default: the reference models/enet_camvid.pth)")
+    p.add_argument("--model", help="checkpoint/ONNX/engine or shipped weights name (default: the reference camvid)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "ort-fast", "openvino", "trt"],
-                   help="default auto: the fastest available (OpenVINO on a CPU when installed)")
-    p.add_argument("--camvid", metavar="ROOT", help="CamVid root (default: ../shared/data/camvid or ENET_CAMVID)")
+                   help="default auto: the fastest available (with TensorRT and a GPU: an engine built on first "
+                        "run and cached; on a CPU: OpenVINO when installed)")
+    add_engine_precision(p)
+    p.add_argument("--data-root", "--camvid", dest="camvid", metavar="ROOT",
+                   help="CamVid root (default: ../shared/data/camvid or ENET_CAMVID)")
     p.add_argument("--frames", type=int, default=None, metavar="N", help="clip length (default: the whole sequence)")
     p.add_argument("-o", "--output-dir", default="demo_out", metavar="DIR", help="where to write (default demo_out)")
     p.add_argument("--sheet", type=int, default=6, metavar="K", help="frames on the contact sheet (default 6)")
@@ -109,20 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from enet.cli import guard
-    from enet.deploy.cli import setup_logging
+    from enet.cli import guard, setup_logging
+    from enet.deploy.cli import LOG_FORMAT
 
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args, fmt=LOG_FORMAT)
     return guard("enet-demo", lambda: _demo(args))
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from enet.defaults import default_camvid_root, default_model_path
+    from enet.defaults import default_camvid_root
     from enet.deploy.cli import RunConfig, run
     from enet.deploy.sinks import ContactSheet
     from enet.errors import DataError, EnetError
+    from enet.weights import resolve_model
 
-    model = Path(args.model) if args.model else default_model_path()
+    model = resolve_model(args.model)
     if not model.is_file():
         raise EnetError(f"model {model} does not exist; pass --model or train one with enet-train")
     root = Path(args.camvid) if args.camvid else default_camvid_root()
@@ -147,8 +153,9 @@ def _demo(args: argparse.Namespace) -> int:
     video, stats, sheet_path = out / "enet_demo.mp4", out / "stats.jsonl", out / "contact_sheet.png"
     sheet = ContactSheet(sheet_path, sheet_indices(n_frames, args.sheet), columns=2, thumb_width=560)
     summary = run(RunConfig(
-        input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend, size=args.size,
-        visualize="overlay,mask", stats=str(stats), cache_dir=str(out), extra_sinks=[sheet],
+        input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend,
+        precision=args.precision, size=args.size,
+        visualize="overlay,mask", stats=str(stats), extra_sinks=[sheet],
         output_rate=CLIP_FPS, max_frames=None if frames else args.frames, threads=args.threads,
         streams=args.streams,
     ))

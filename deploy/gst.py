@@ -25,11 +25,10 @@ _PULL_TIMEOUT_S = 0.25
 @functools.lru_cache(maxsize=1)
 def gst() -> Any:
     """The initialised ``Gst`` module. Raises MissingDependencyError."""
-    # torch 2.13 + PyGObject 3.42: when gi initialises GStreamer after numpy but
-    # before torch is imported, torch.onnx.export (TorchScript) later aborts the
-    # process with "terminate called after throwing pybind11::stop_iteration".
-    # Importing torch first avoids it (the auto backend exports ONNX on the fly).
-    import torch  # noqa: F401
+    # torch 2.13 + PyGObject 3.42: once gi has initialised GStreamer,
+    # torch.onnx.export (TorchScript) can abort the process; the on-the-fly
+    # export (enet.export.cache.cached_onnx) runs in a child process whenever gi
+    # is loaded, so nothing here imports torch (an .onnx or .engine run has none).
     gi = require("gi")
     try:
         gi.require_version("Gst", "1.0")

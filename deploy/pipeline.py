@@ -33,7 +33,7 @@ import numpy as np
 from enet._lazy import require
 from enet.deploy.errors import NoFrameYet
 from enet.deploy.overlay import Renderer, class_fractions
-from enet.transforms import normalize
+from enet.transforms import Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +100,6 @@ class RunSummary:
         return (f"{self.frames} frames in {self.seconds:.1f} s: {self.fps:.1f} fps ({self.backend}); "
                 f"dropped {self.dropped}; mean latency {self.latency_ms.get('total', 0):.0f} ms "
                 f"[{lat} ms]")
-
-
-def preprocess(rgb: np.ndarray, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """RGB uint8 frame -> float32 ``(1, 3, H, W)`` at ``size`` (H, W), normalised with the model's mean/std."""
-    cv2 = require("cv2")
-    h, w = size
-    if rgb.shape[:2] != (h, w):
-        interp = cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR
-        rgb = cv2.resize(rgb, (w, h), interpolation=interp)
-    return normalize(rgb, mean, std)[None]
 
 
 def argmax_classes(logits: np.ndarray) -> np.ndarray:
@@ -190,7 +180,7 @@ class Pipeline:
         self._workers_lock = threading.Lock()
         self._workers_left = self.workers
         meta = predictor.meta
-        self._mean, self._std = meta["mean"], meta["std"]
+        self._preprocess_frame = Preprocess.from_meta(meta, predictor.size)
         self._classes = list(meta["classes"])
 
     # ------------------------------------------------------------------ control
@@ -255,7 +245,6 @@ class Pipeline:
             self._put(self._q_cap, _END)
 
     def _preprocess(self) -> None:
-        size = self.predictor.size
         seq = 0
         try:
             while True:
@@ -264,7 +253,7 @@ class Pipeline:
                     break
                 pkt.seq, seq = seq, seq + 1
                 t = time.perf_counter()
-                pkt.x = preprocess(pkt.rgb, size, self._mean, self._std)
+                pkt.x = self._preprocess_frame.batch([pkt.rgb])
                 pkt.latency_ms["preprocess"] = (time.perf_counter() - t) * 1e3
                 if not self._put(self._q_pre, pkt):
                     return

@@ -1,8 +1,10 @@
 """Import optional heavy modules inside functions, with a useful error.
 
 Only numpy, torch and onnx are imported at module level anywhere in the
-toolkit; ``tensorrt``, ``onnxruntime``, ``cv2``, ``gi`` and ``cuda`` come
-through :func:`require` (Polygraphy's lazy imports).
+toolkit (torch only in modules that train, export or run a ``.pth``);
+``tensorrt``, ``onnxruntime``, ``cv2``, ``gi`` and ``cuda`` come through
+:func:`require` (Polygraphy's lazy imports), and so does torch where a
+command that needs it starts (it is the ``enet-rt[torch]`` extra).
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ _FIXES = {
         "in a venv made with --system-site-packages)"
     ),
     "cuda": "pip install 'enet-rt[tensorrt]' (cuda-python)",
+    "torch": (
+        "pip install 'enet-rt[torch]' after the CPU build of torch (pip install torch --index-url "
+        "https://download.pytorch.org/whl/cpu; on Jetson: NVIDIA's torch wheel); only training, export "
+        "and .pth models need it"
+    ),
     "onnxruntime": "pip install onnxruntime",
     "openvino": "pip install 'enet-rt[openvino]'",
     "cv2": "pip install opencv-python-headless (on Jetson: JetPack's OpenCV)",
     "gi": "apt-get install python3-gi gir1.2-gstreamer-1.0 gstreamer1.0-plugins-base",
-    "onnxsim": "pip install onnxsim",
+    "onnxsim": "pip install 'enet-rt[torch]' (onnxsim)",
     "polygraphy": "pip install polygraphy",
     "matplotlib": "pip install matplotlib",
 }

@@ -7,6 +7,8 @@ never from this module.
 
 from __future__ import annotations
 
+from enet.transforms import DEFAULT_RESIZE
+
 CLASSES: tuple[str, ...] = (
     "Sky", "Building", "Pole", "Road", "Pavement", "Tree",
     "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
@@ -39,4 +41,5 @@ def default_metadata() -> dict:
         "mean": list(MEAN),
         "std": list(STD),
         "input_size": list(INPUT_SIZE),
+        "resize": DEFAULT_RESIZE,
     }

@@ -12,6 +12,8 @@ A checkpoint is a ``torch.save``'d dict that loads with
         "classes": [...], "palette": [[r, g, b], ...], "void_index": 11,
         "mean": [r, g, b], "std": [r, g, b],   # applied to RGB in [0, 1]
         "input_size": [360, 480],              # (height, width)
+        "resize": "area",                      # enet.transforms.RESIZE_METHODS; absent
+                                               # in older files: DEFAULT_RESIZE
         "train_config": {...}, "metrics": {...}
       },
       "train_state": {...}                 # only in resumable checkpoints:

@@ -1,17 +1,18 @@
-"""Command lines of the core package: enet-train, enet-eval, enet-summary, enet-plot.
+"""Command lines of the core package (enet-train, enet-summary, enet-plot) and the helpers of every enet-* CLI.
 
 Building a parser imports nothing heavy; user errors print one line and exit
 with status 1 (2 for a bad command line, 130 for Ctrl-C), bugs keep their
-traceback. :func:`configure_logging` and :func:`guard` are the same for every
-enet-* command.
+traceback. :func:`setup_logging` (over :func:`configure_logging`) and
+:func:`guard` are the same for every enet-* command. ``enet-eval`` opens
+backends, so it lives with them: :mod:`enet.engine.eval_cli`.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,10 +34,23 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def add_dataset_kind(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=("auto", "camvid", "custom", "cityscapes"), default="auto",
+                   help="dataset kind; auto: custom when DATA_ROOT/classes.json exists, cityscapes when "
+                        "leftImg8bit/ and gtFine/ do, else CamVid")
+
+
 def add_verbosity(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
+
+
+def add_engine_precision(p: argparse.ArgumentParser) -> None:
+    """``--precision`` of the TensorRT engine ``--backend auto`` builds on first run (enet-eval, enet-run, enet-demo)."""
+    p.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16",
+                   help="precision of the TensorRT engine --backend auto builds on first run when TensorRT and a "
+                        "GPU are present (default fp16; int8: the calibrated Q/DQ model)")
 
 
 def configure_logging(level: int, fmt: str = "%(message)s") -> None:
@@ -48,10 +62,16 @@ def configure_logging(level: int, fmt: str = "%(message)s") -> None:
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
 
 
-def setup_logging(args: argparse.Namespace) -> None:
-    level = logging.DEBUG if getattr(args, "verbose", False) else (
-        logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
-    configure_logging(level)
+def log_level(verbose: int | bool = 0, quiet: int | bool = 0, default: int = logging.INFO) -> int:
+    """``-v`` (once or more) -> DEBUG; each ``-q`` one level above ``default``."""
+    if verbose:
+        return logging.DEBUG
+    return min(logging.CRITICAL, default + 10 * int(quiet))
+
+
+def setup_logging(args: argparse.Namespace, *, default: int = logging.INFO, fmt: str = "%(message)s") -> None:
+    """A command's logging from its ``-v/--verbose`` and ``-q/--quiet`` (flags or counts)."""
+    configure_logging(log_level(getattr(args, "verbose", 0), getattr(args, "quiet", 0), default), fmt)
 
 
 def one_line(exc: BaseException) -> str:
@@ -100,19 +120,27 @@ def cli(make_parser: Callable[[], argparse.ArgumentParser]) -> Callable[[Callabl
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="enet-train",
-        description="Train ENet on CamVid (SegNet layout). Writes last.pth (resumable), best.pth "
-                    "(best val mIoU) and log.jsonl to --output. Ctrl-C saves a resumable checkpoint.",
+        description="Train ENet on CamVid, Cityscapes or your own classes (SegNet layout plus classes.json). "
+                    "Writes last.pth (resumable), best.pth (best val mIoU) and log.jsonl to --output; the "
+                    "checkpoints carry the dataset's classes and palette. Ctrl-C saves a resumable checkpoint. "
+                    "Under torchrun, trains on every process with DistributedDataParallel.",
         epilog="examples:\n"
                "  enet-train --data-root ../shared/data/camvid --epochs 1\n"
                "  enet-train --data-root DIR --size 240x176 --batch-size 8 --epochs 150 -o runs/half\n"
                "  enet-train --data-root DIR --init-from runs/half/best.pth --lr 2e-4 -o runs/full\n"
-               "  enet-train --data-root DIR --resume runs/full/last.pth",
+               "  enet-train --data-root DIR --resume runs/full/last.pth\n"
+               "  enet-train --data-root my_road_data -o runs/road --size 480x352   # has classes.json\n"
+               "  enet-train --data-root CITYSCAPES --dataset cityscapes --size 1024x512 --val-size 1024x512\n"
+               "  torchrun --nproc-per-node 4 --no-python enet-train --data-root DIR -o runs/ddp\n"
+               "see docs/custom_data.md",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-root", default=None, help="CamVid root with train/ trainannot/ val/ valannot/ "
-                   "(default: ../shared/data/camvid)")
+    p.add_argument("--data-root", default=None, help="dataset folder: SegNet layout (train/ trainannot/ val/ "
+                   "valannot/, plus classes.json for your own classes) or Cityscapes (default: "
+                   "../shared/data/camvid)")
+    add_dataset_kind(p)
     p.add_argument("-o", "--output", default=None, help="run folder (default runs/enet)")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (default 100)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="per process (default 8)")
     p.add_argument("--size", type=parse_size, default=(360, 480), metavar="WxH",
                    help="training crop size, multiples of 8 (default 480x360)")
     p.add_argument("--val-size", type=parse_size, default=(360, 480), metavar="WxH",
@@ -145,82 +173,42 @@ def train_parser() -> argparse.ArgumentParser:
 @cli(train_parser)
 def train_main(args: argparse.Namespace) -> int:
     """enet-train."""
+    from enet._lazy import require
     from enet.defaults import default_camvid_root
+
+    require("torch")
+    from enet.distributed import env_world_size
     from enet.train import Trainer, TrainConfig
 
+    if env_world_size() > 1 and int(os.environ.get("RANK", "0")) != 0:
+        logging.getLogger().setLevel(logging.WARNING)  # rank 0 reports for everyone
     data_root = str(args.data_root or default_camvid_root())
     output = args.output or "runs/enet"
     if args.resume:
         trainer = Trainer(resume=args.resume, progress=not args.quiet, overrides={
-            "data_root": data_root, "output": args.output, "epochs": args.epochs, "device": args.device,
+            "data_root": args.data_root, "output": args.output, "epochs": args.epochs, "device": args.device,
             "workers": args.workers, "threads": args.threads})
     else:
         cfg = TrainConfig(
-            data_root=data_root, output=output, epochs=args.epochs or 100, batch_size=args.batch_size,
+            data_root=data_root, dataset=args.dataset, output=output, epochs=args.epochs or 100, batch_size=args.batch_size,
             size=args.size, val_size=args.val_size, lr=args.lr, weight_decay=args.weight_decay,
             schedule=args.schedule, step_size=args.step_size, warmup_epochs=args.warmup_epochs, encoder_epochs=args.encoder_epochs,
             weighting=args.weighting, scale=tuple(args.scale), jitter=args.jitter, seed=args.seed,
             device=args.device, workers=args.workers, threads=args.threads, val_every=args.val_every,
             init_from=args.init_from, train_limit=args.train_limit, val_limit=args.val_limit)
         trainer = Trainer(cfg, progress=not args.quiet)
-    metrics = trainer.fit()
+    try:
+        metrics = trainer.fit()
+    finally:
+        trainer.close()
     from enet.metrics import format_table
 
+    if not trainer.main:
+        return 0
     if metrics:
         print(format_table(metrics, f"val metrics after epoch {trainer.epoch}:"))
     print(f"best val mIoU {100 * trainer.best:.1f}% (epoch {trainer.history_best_epoch}); "
           f"checkpoints in {trainer.out}/ (best.pth, last.pth), log {trainer.out / 'log.jsonl'}")
-    return 0
-
-
-# -- enet-eval ---------------------------------------------------------------
-def eval_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="enet-eval",
-        description="Per-class IoU, mIoU, class-average and global accuracy (void excluded) of a "
-                    "checkpoint (.pth), ONNX model (.onnx) or TensorRT engine (.engine) on a CamVid split.",
-        epilog="example: enet-eval models/enet_camvid.pth --split val --json val.json")
-    p.add_argument("model", nargs="?", default=None, help="model file (default: models/enet_camvid.pth)")
-    p.add_argument("--data-root", default=None, help="CamVid root (default: ../shared/data/camvid)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="val")
-    p.add_argument("--backend", choices=("auto", "torch", "ort", "ort-fast", "openvino", "trt"), default="auto",
-                   help="default: from the file type; an .onnx without a CUDA onnxruntime runs in the fastest "
-                        "installed CPU backend (openvino, else ort-fast)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for .pth models")
-    p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as JSON")
-    p.add_argument("--save-predictions", default=None, metavar="DIR",
-                   help="write one 8-bit class-index PNG per image (same name and size as its label)")
-    p.add_argument("--limit", type=int, default=None, help="first N frames only")
-    add_verbosity(p)
-    return p
-
-
-@cli(eval_parser)
-def eval_main(args: argparse.Namespace) -> int:
-    """enet-eval."""
-    from enet.defaults import default_camvid_root, default_model_path
-    from enet.engine.backend import open_backend
-    from enet.evaluate import evaluate
-    from enet.fileio import write_text
-    from enet.metrics import format_table
-
-    model = args.model or str(default_model_path())
-    data_root = args.data_root or default_camvid_root()
-    kind = None if args.backend == "auto" else args.backend
-    if kind is None and model.lower().endswith(".onnx"):
-        from enet.engine.cpu_choice import fastest_cpu_kind, ort_has_cuda, preference_text
-
-        if not ort_has_cuda() and (kind := fastest_cpu_kind()):
-            logging.getLogger("enet.eval").info("running %s in %s, the fastest installed CPU backend (%s)",
-                                                model, kind, preference_text())
-    opts: dict[str, Any] = {"device": args.device} if model.endswith((".pth", ".pt")) else {}
-    with open_backend(model, kind, **opts) as backend:
-        summary = evaluate(backend, data_root, args.split, save_predictions=args.save_predictions,
-                           limit=args.limit, progress=not args.quiet)
-    summary["model"] = model
-    print(format_table(summary, f"{model} on {args.split} ({summary['frames']} frames, {summary['backend']}):"))
-    if args.json:
-        write_text(args.json, json.dumps(summary, indent=2) + "\n")
     return 0
 
 
@@ -245,6 +233,9 @@ def model_summary(height: int, width: int, num_classes: int = 11) -> dict[str, A
 @cli(summary_parser)
 def summary_main(args: argparse.Namespace) -> int:
     """enet-summary."""
+    from enet._lazy import require
+
+    require("torch")
     h, w = args.size
     s = model_summary(h, w, args.classes)
     print(f"ENet, {args.classes} classes, input {w}x{h}")

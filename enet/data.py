@@ -1,8 +1,11 @@
-"""CamVid in the SegNet layout: discovery, validation, augmentation, class weights.
+"""Segmentation frames on disk: discovery, validation, augmentation, class weights.
 
-Layout under a root folder: ``<split>/`` RGB PNGs and ``<split>annot/`` 8-bit
-PNG labels of the same file name and size, for splits ``train``, ``val`` and
-``test``. Labels hold class indices 0..10 and 11 (void, ignored).
+SegNet layout under a root folder (CamVid, and custom datasets with a
+``classes.json``): ``<split>/`` RGB PNG or JPEG images and ``<split>annot/``
+8-bit PNG labels of the same name (stem) and size, for splits ``train``,
+``val`` and ``test``. Labels hold class indices ``0..C-1`` and a void value
+(CamVid: 11) that the loss and the metrics ignore. Which classes a folder
+holds is :mod:`enet.datasets`' business; this module reads what it is told.
 
 Augmentation is a pure function of ``(seed, epoch, sample index)``, so a run
 is reproducible whatever the number of loader workers and resumes exactly.
@@ -12,21 +15,29 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from enet._lazy import require
 from enet.errors import DataError
+from enet.transforms import DEFAULT_RESIZE, normalize, resize_rgb
+
+if TYPE_CHECKING:
+    import torch
+
+    from enet.datasets import DatasetInfo
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: Decoded frames of one split are kept in memory up to this size; a larger
+#: split (Cityscapes train: ~18 GB) is read from disk for every item.
+CACHE_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -47,10 +58,10 @@ def list_split(root: str | os.PathLike[str], split: str) -> list[Sample]:
     root = Path(root)
     img_dir, ann_dir = root / split, root / f"{split}annot"
     if not root.is_dir():
-        raise DataError(f"data root {root} does not exist; expected a CamVid folder with {split}/ and {split}annot/")
+        raise DataError(f"data root {root} does not exist; expected a dataset folder with {split}/ and {split}annot/")
     if not img_dir.is_dir() or not ann_dir.is_dir():
-        raise DataError(f"{root} has no {split}/ and {split}annot/ folders (SegNet CamVid layout expected)")
-    images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+        raise DataError(f"{root} has no {split}/ and {split}annot/ folders (SegNet layout expected)")
+    images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise DataError(f"{img_dir} holds no images")
     labels = {p.stem: p for p in ann_dir.iterdir() if p.suffix.lower() == ".png"}
@@ -89,12 +100,11 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
-def read_label(path: str | os.PathLike[str], num_classes: int = 11) -> np.ndarray:
-    """Read a label PNG -> ``uint8 (H, W)`` of values 0..num_classes (void).
+def decode_label(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a label PNG as stored -> ``uint8 (H, W)`` (values not checked).
 
     Raises:
-        DataError: unreadable, truncated, not single-channel 8-bit, or a value
-            outside ``0..num_classes``.
+        DataError: unreadable, truncated, or not single-channel 8-bit.
     """
     cv2 = require("cv2")
     path = Path(path)
@@ -107,16 +117,38 @@ def read_label(path: str | os.PathLike[str], num_classes: int = 11) -> np.ndarra
     if lab is None:
         raise DataError(f"{path} is not a readable label image")
     if lab.ndim != 2 or lab.dtype != np.uint8:
-        raise DataError(f"{path} is not an 8-bit single-channel label (shape {lab.shape}, {lab.dtype})")
-    hi = int(lab.max())
-    if hi > num_classes:
-        raise DataError(f"{path} has label value {hi}; expected 0..{num_classes - 1} and {num_classes} (void)")
+        raise DataError(f"{path} is not an 8-bit single-channel label (shape {lab.shape}, {lab.dtype}); "
+                        "save one class index per pixel as a grey PNG")
     return lab
 
 
-def load_pair(sample: Sample, num_classes: int = 11) -> tuple[np.ndarray, np.ndarray]:
-    """Image and label of ``sample``; their sizes must match."""
-    img, lab = read_image(sample.image), read_label(sample.label, num_classes)
+def read_label(path: str | os.PathLike[str], num_classes: int = 11, void_index: int | None = None) -> np.ndarray:
+    """Read a label PNG -> ``uint8 (H, W)`` of class indices ``0..num_classes-1`` and void.
+
+    Args:
+        void_index: label value of ignored pixels (default ``num_classes``,
+            CamVid's 11).
+
+    Raises:
+        DataError: see :func:`decode_label`; also a value that is neither a
+            class index nor ``void_index``.
+    """
+    void = num_classes if void_index is None else void_index
+    lab = decode_label(path)
+    bad = lab >= num_classes
+    if void < 256:
+        bad &= lab != void
+    if bad.any():
+        v = int(lab[bad].max())
+        raise DataError(f"{path} has label value {v}; expected 0..{num_classes - 1} (classes) and {void} (void)")
+    return lab
+
+
+def load_pair(sample: Sample, label_reader: Callable[[Path], np.ndarray] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Image and label of ``sample`` (labels read by ``label_reader``, default CamVid's
+    :func:`read_label`); their sizes must match."""
+    img, lab = read_image(sample.image), (label_reader or read_label)(sample.label)
     if img.shape[:2] != lab.shape:
         raise DataError(
             f"{sample.image} is {img.shape[1]}x{img.shape[0]} but its label {sample.label} is "
@@ -178,39 +210,62 @@ def augment_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int], aug: A
     return np.ascontiguousarray(img), np.ascontiguousarray(lab)
 
 
-def resize_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Resize to ``size`` (H, W): image area/bilinear, label nearest."""
+def resize_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int],
+                resize: str = DEFAULT_RESIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Resize to ``size`` (H, W): the image as :class:`enet.transforms.Preprocess` does, the label nearest."""
     if img.shape[:2] == tuple(size):
         return img, lab
     cv2 = require("cv2")
     h, w = size
-    interp = cv2.INTER_AREA if h < img.shape[0] else cv2.INTER_LINEAR
-    return (cv2.resize(img, (w, h), interpolation=interp),
-            cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST))
+    return resize_rgb(img, size, resize), cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-class CamVid(Dataset):
-    """One split, decoded once into memory (CamVid train is ~190 MB as uint8).
+class SegmentationDataset:
+    """One split of a dataset; frames decoded once into memory when they fit.
 
-    Items are ``(float32 (3, H, W) normalised image, int64 (H, W) label)``.
+    A map-style dataset for ``torch.utils.data.DataLoader`` (``__len__`` and
+    ``__getitem__`` are all it needs); not a ``Dataset`` subclass, so this
+    module imports no torch and evaluation runs without PyTorch.
+
+    Items are ``(float32 (3, H, W) normalised image, int64 (H, W) label)``
+    with labels in training ids (``0..C-1`` and the dataset's void index).
+    Every label is read and checked when the dataset is built, so a bad file
+    is refused before training starts; images too when they are cached
+    (below :data:`CACHE_BYTES`, e.g. CamVid train ~190 MB), else at use.
 
     Args:
-        root: data root. split: ``train|val|test``.
-        size: output (H, W).
+        info: the dataset (:func:`enet.datasets.open_dataset`).
+        split: ``train|val|test``. size: output (H, W); frames of any size
+            are resized (and, for training, randomly scaled and cropped) to it.
         mean, std: normalisation (from the model's metadata).
         augment: an :class:`Augment` for training, None for evaluation
             (plain resize to ``size``).
         seed: augmentation seed; call :meth:`set_epoch` every epoch.
+        limit: first ``limit`` frames only.
+        cache: keep decoded frames in memory; None decides by size.
     """
 
-    def __init__(self, root: str | os.PathLike[str], split: str, *, size: tuple[int, int],
+    def __init__(self, info: DatasetInfo, split: str, *, size: tuple[int, int],
                  mean: Sequence[float], std: Sequence[float], augment: Augment | None = None,
-                 seed: int = 0, num_classes: int = 11, limit: int | None = None) -> None:
-        self.samples = list_split(root, split)[:limit]
+                 seed: int = 0, limit: int | None = None, cache: bool | None = None) -> None:
+        self.info = info
+        self.samples = info.samples(split)[:limit]
         self.size, self.mean, self.std = tuple(size), mean, std
         self.augment, self.seed, self.epoch = augment, seed, 0
-        self.num_classes = num_classes
-        self._cache = [load_pair(s, num_classes) for s in self.samples]
+        self.num_classes, self.void = info.num_classes, info.void_index
+        self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._freq: tuple[np.ndarray, np.ndarray] | None = None
+        if not self.samples:
+            raise DataError(f"{split}: no frames to load (limit {limit})")
+        first = info.load_pair(self.samples[0])
+        if cache is None:
+            cache = len(self.samples) * (first[0].nbytes + first[1].nbytes) <= CACHE_BYTES
+        if cache:
+            self._cache = [first] + [info.load_pair(s) for s in self.samples[1:]]
+        else:
+            log.info("%s: %d frames, read from disk at every use (too large to keep in memory)",
+                     split, len(self.samples))
+            self._freq = class_frequencies((info.read_label(s.label) for s in self.samples), self.num_classes)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -218,24 +273,45 @@ class CamVid(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def labels(self) -> list[np.ndarray]:
-        """The raw labels at native size (for class weights)."""
-        return [lab for _, lab in self._cache]
+    def frequencies(self) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`class_frequencies` of the split's labels at native size (for class weights)."""
+        if self._freq is None:
+            self._freq = class_frequencies((lab for _, lab in self._cache or []), self.num_classes)
+        return self._freq
+
+    def _pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._cache[i] if self._cache is not None else self.info.load_pair(self.samples[i])
+
+    def mean_std(self, max_frames: int = 200) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel RGB mean and std in [0, 1] over up to ``max_frames`` evenly spaced frames."""
+        idx = np.unique(np.round(np.linspace(0, len(self) - 1, min(max_frames, len(self)))).astype(int))
+        s = np.zeros(3)
+        s2 = np.zeros(3)
+        n = 0
+        for i in idx:
+            img = self._pair(int(i))[0].reshape(-1, 3).astype(np.float64)  # 0..255
+            s += img.sum(0)
+            s2 += (img * img).sum(0)
+            n += img.shape[0]
+        mean = s / n
+        std = np.sqrt(np.maximum(s2 / n - mean * mean, 1e-12))
+        full = np.iinfo(np.uint8).max  # statistics in [0, 1], the unit of Preprocess's mean/std
+        return tuple(round(float(v / full), 4) for v in mean), tuple(round(float(v / full), 4) for v in std)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from enet.transforms import normalize
+        import torch
 
-        img, lab = self._cache[i]
+        img, lab = self._pair(i)
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, i])
-            img, lab = augment_pair(img, lab, self.size, self.augment, rng, void=self.num_classes)
+            img, lab = augment_pair(img, lab, self.size, self.augment, rng, void=self.void)
         else:
             img, lab = resize_pair(img, lab, self.size)
         return torch.from_numpy(normalize(img, self.mean, self.std)), torch.from_numpy(lab.astype(np.int64))
 
 
-def class_frequencies(labels: Sequence[np.ndarray], num_classes: int = 11) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class pixel counts, and pixel totals of the images each class occurs in."""
+def class_frequencies(labels: Iterable[np.ndarray], num_classes: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class pixel counts, and pixel totals of the images each class occurs in (void excluded)."""
     counts = np.zeros(num_classes, np.int64)
     present_total = np.zeros(num_classes, np.int64)
     for lab in labels:
@@ -245,9 +321,17 @@ def class_frequencies(labels: Sequence[np.ndarray], num_classes: int = 11) -> tu
     return counts, present_total
 
 
-def class_weights(labels: Sequence[np.ndarray], num_classes: int = 11, method: str = "enet",
+def class_weights(labels: Iterable[np.ndarray], num_classes: int = 11, method: str = "enet",
                   c: float = 1.02) -> np.ndarray:
-    """Loss weights from training labels (void excluded).
+    """Loss weights from training labels (void excluded); see :func:`weights_from_frequencies`."""
+    if method == "none":
+        return np.ones(num_classes, np.float32)
+    return weights_from_frequencies(*class_frequencies(labels, num_classes), method=method, c=c)
+
+
+def weights_from_frequencies(counts: np.ndarray, present_total: np.ndarray, method: str = "enet",
+                             c: float = 1.02) -> np.ndarray:
+    """Loss weights from :func:`class_frequencies`.
 
     * ``enet``: ``1 / ln(c + p_class)`` with ``p`` the class share of all
       labelled pixels, ``c = 1.02`` (paper, Section 5.2).
@@ -257,8 +341,7 @@ def class_weights(labels: Sequence[np.ndarray], num_classes: int = 11, method: s
     * ``none``: all ones.
     """
     if method == "none":
-        return np.ones(num_classes, np.float32)
-    counts, present_total = class_frequencies(labels, num_classes)
+        return np.ones(len(counts), np.float32)
     if method == "enet":
         p = counts / max(counts.sum(), 1)
         return (1.0 / np.log(c + p)).astype(np.float32)

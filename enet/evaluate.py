@@ -1,49 +1,54 @@
-"""Evaluate any backend (checkpoint, ONNX, engine) on a CamVid split.
+"""The one mIoU loop: any predictor on a dataset split (CamVid, Cityscapes, custom), counted at label resolution.
 
-Frames are normalised with the mean/std from the model's own metadata and
-resized to the backend's static input size when they differ (labels never
-are: predictions are resized back to each label's size with nearest
-neighbour), so metrics are always counted at label resolution.
+The loop takes a *predictor*, a callable from the network input to class
+labels, so the core runs a checkpoint, an ONNX model or a TensorRT engine
+without importing the layers that open them (``enet.engine.backend.
+evaluate_backend`` passes a backend's). Frames go through the model's one
+:class:`enet.transforms.Preprocess` (size, mean/std, resize method from its
+metadata); predictions are resized back to each label's size with nearest
+neighbour, so metrics are always counted at label resolution (void excluded).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from enet._lazy import require
-from enet.data import list_split, load_pair
+from enet.datasets import open_dataset
 from enet.errors import EnetError
 from enet.fileio import write_bytes
 from enet.metrics import ConfusionMatrix
-from enet.transforms import normalize
+from enet.transforms import Preprocess
 
 log = logging.getLogger(__name__)
 
+#: float32 ``(N, 3, H, W)`` -> class labels ``(N, H, W)`` (any integer dtype)
+#: or logits ``(N, C, H, W)``.
+Predictor = Callable[[np.ndarray], np.ndarray]
 
-def predict_labels(backend: Any, images: list[np.ndarray]) -> list[np.ndarray]:
+
+def predict_labels(predict: Predictor, preprocess: Preprocess, batch: int,
+                   images: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Class labels ``uint8 (H, W)`` for RGB uint8 frames, each at its own size.
 
-    Frames are batched up to the backend's static batch size; a short last
-    batch is padded by repeating a frame (static engines need a full batch).
+    Frames are batched up to ``batch`` (the model's static batch size); a
+    short last batch is padded by repeating a frame (static engines need a
+    full batch).
     """
     cv2 = require("cv2")
-    n, _, h, w = backend.input_shape
-    meta = backend.meta
     out: list[np.ndarray] = []
-    for i in range(0, len(images), n):
-        chunk = images[i:i + n]
-        resized = [im if im.shape[:2] == (h, w) else cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)
-                   for im in chunk]
-        x = np.stack([normalize(im, meta["mean"], meta["std"]) for im in resized])
-        if len(chunk) < n:
-            x = np.concatenate([x, np.repeat(x[-1:], n - len(chunk), axis=0)])
-        infer_labels = getattr(backend, "infer_labels", None)
-        pred = infer_labels(x) if infer_labels is not None else backend.infer(x).argmax(1)
+    for i in range(0, len(images), batch):
+        chunk = list(images[i:i + batch])
+        x = preprocess.batch(chunk + [chunk[-1]] * (batch - len(chunk)))
+        pred = predict(x)
+        if pred.ndim == 4:
+            pred = pred.argmax(1)
         for im, p in zip(chunk, pred[:len(chunk)]):
             p = p.astype(np.uint8)
             if p.shape != im.shape[:2]:
@@ -52,25 +57,41 @@ def predict_labels(backend: Any, images: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def evaluate(backend: Any, data_root: str | os.PathLike[str], split: str = "val", *,
+def evaluate(predict: Predictor, data_root: str | os.PathLike[str], split: str = "val", *,
+             meta: dict[str, Any], input_shape: Sequence[int],
              save_predictions: str | os.PathLike[str] | None = None, limit: int | None = None,
-             progress: bool = False) -> dict[str, Any]:
-    """Confusion-matrix metrics of an entered backend on ``split``.
+             spaced: bool = False, progress: bool = False, dataset: str = "auto",
+             model_name: str = "the model") -> dict[str, Any]:
+    """Confusion-matrix metrics of ``predict`` on ``split``.
 
     Args:
-        backend: an entered :class:`enet.engine.backend.Backend`.
+        predict: see :data:`Predictor`.
+        meta: the model's metadata (``classes``, ``mean``, ``std``, optional
+            ``resize``).
+        input_shape: the static NCHW input ``predict`` takes.
         save_predictions: folder for one 8-bit class-index PNG per image, same
             name and size as its label.
-        limit: evaluate the first ``limit`` frames only (name order).
+        limit: evaluate ``limit`` frames only: the first ones in name order,
+            or with ``spaced`` ones evenly spread over the split.
+        dataset: dataset kind at ``data_root`` (:func:`enet.datasets.open_dataset`).
+        model_name: how a class mismatch names the model (its path).
 
     Returns:
-        :meth:`ConfusionMatrix.summary` plus ``frames``, ``split``, ``backend``.
+        :meth:`ConfusionMatrix.summary` plus ``frames``, ``split`` and
+        ``eval_size`` ([H, W] the network ran at).
     """
     cv2 = require("cv2")
-    meta = backend.meta
     classes = list(meta["classes"])
     num_classes = len(classes)
-    samples = list_split(data_root, split)[:limit]
+    batch, _, h, w = (int(v) for v in input_shape)
+    preprocess = Preprocess.from_meta(meta, (h, w))
+    info = open_dataset(data_root, dataset)
+    info.check_model(meta, model_name)
+    samples = info.samples(split)
+    if limit is not None and spaced and limit < len(samples):
+        samples = [samples[i] for i in np.round(np.linspace(0, len(samples) - 1, limit)).astype(int)]
+    else:
+        samples = samples[:limit]
     out_dir = Path(save_predictions) if save_predictions else None
     if out_dir is not None:
         try:
@@ -78,7 +99,6 @@ def evaluate(backend: Any, data_root: str | os.PathLike[str], split: str = "val"
         except OSError as exc:
             raise EnetError(f"cannot create prediction folder {out_dir}: {exc.strerror}") from None
     cm = ConfusionMatrix(num_classes)
-    batch = backend.input_shape[0]
     it: Any = range(0, len(samples), batch)
     if progress:
         from tqdm import tqdm
@@ -87,8 +107,8 @@ def evaluate(backend: Any, data_root: str | os.PathLike[str], split: str = "val"
                   dynamic_ncols=True, leave=False)
     for i in it:
         chunk = samples[i:i + batch]
-        pairs = [load_pair(s, num_classes) for s in chunk]
-        preds = predict_labels(backend, [img for img, _ in pairs])
+        pairs = [info.load_pair(s) for s in chunk]
+        preds = predict_labels(predict, preprocess, batch, [img for img, _ in pairs])
         for s, (_, lab), pred in zip(chunk, pairs, preds):
             cm.update(pred, lab)
             if out_dir is not None:
@@ -97,5 +117,5 @@ def evaluate(backend: Any, data_root: str | os.PathLike[str], split: str = "val"
                     raise EnetError(f"cannot encode prediction for {s.name}")
                 write_bytes(out_dir / f"{s.name}.png", png.tobytes())
     summary = cm.summary(classes)
-    summary.update(frames=len(samples), split=split, backend=backend.name)
+    summary.update(frames=len(samples), split=split, eval_size=[h, w])
     return summary

@@ -72,12 +72,13 @@ def _f(v: float) -> float | None:
 def format_table(summary: dict[str, Any], title: str = "") -> str:
     """Per-class IoU/accuracy table plus the three headline numbers, as text."""
     lines = [title] if title else []
-    lines.append(f"{'class':<12} {'IoU %':>7} {'acc %':>7}")
+    w = max([12] + [len(name) for name in summary["per_class"]])  # Cityscapes: "traffic light"
+    lines.append(f"{'class':<{w}} {'IoU %':>7} {'acc %':>7}")
     for name, m in summary["per_class"].items():
         iou = "-" if m["iou"] is None else f"{100 * m['iou']:.1f}"
         acc = "-" if m["acc"] is None else f"{100 * m['acc']:.1f}"
-        lines.append(f"{name:<12} {iou:>7} {acc:>7}")
-    lines.append(f"{'mIoU':<12} {100 * summary['miou']:>7.1f}")
-    lines.append(f"{'class avg':<12} {'':>7} {100 * summary['class_avg_acc']:>7.1f}")
-    lines.append(f"{'global':<12} {'':>7} {100 * summary['global_acc']:>7.1f}")
+        lines.append(f"{name:<{w}} {iou:>7} {acc:>7}")
+    lines.append(f"{'mIoU':<{w}} {100 * summary['miou']:>7.1f}")
+    lines.append(f"{'class avg':<{w}} {'':>7} {100 * summary['class_avg_acc']:>7.1f}")
+    lines.append(f"{'global':<{w}} {'':>7} {100 * summary['global_acc']:>7.1f}")
     return "\n".join(lines)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from enet.errors import ShapeError
+from enet.transforms import check_input_size
 
 UnpoolMode = Literal["indices", "mask"]
 # What a downsampling bottleneck hands to its upsampling twin.
@@ -279,23 +279,6 @@ class ENet(nn.Module):
         x = self.stage4(self.up4(x, mem2))
         x = self.stage5(self.up5(x, mem1))
         return self.fullconv(x)
-
-
-def check_input_size(height: int, width: int) -> None:
-    """Refuse sizes ENet cannot take: three 2x downsamplings need multiples of 8.
-
-    Raises:
-        ShapeError: with the nearest valid sizes.
-    """
-    if not (isinstance(height, int) and isinstance(width, int)):
-        return  # symbolic sizes during export
-    if height % 8 or width % 8 or height <= 0 or width <= 0:
-        def near(v: int) -> int:
-            return max(8, round(v / 8) * 8)
-        raise ShapeError(
-            f"input size {height}x{width} (HxW) is not a multiple of 8; ENet needs "
-            f"height and width divisible by 8, e.g. {near(height)}x{near(width)}"
-        )
 
 
 def count_parameters(model: nn.Module) -> int:

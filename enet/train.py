@@ -1,4 +1,7 @@
-"""Training loop for ENet on CamVid (paper Section 5.2: Adam, lr 5e-4, wd 2e-4).
+"""Training loop for ENet (paper Section 5.2: Adam, lr 5e-4, wd 2e-4).
+
+Datasets: CamVid, Cityscapes, or your own classes (:mod:`enet.datasets`);
+the checkpoint carries the dataset's classes, palette and normalisation.
 
 Outputs in ``--output`` (default ``runs/enet``):
 
@@ -12,6 +15,12 @@ Resume is exact: the sample order and every augmentation are pure functions
 of ``(seed, epoch, index)``, and the dropout RNG state is saved, so an
 interrupted run continued with ``--resume`` reaches the same weights as an
 uninterrupted one (on the same machine and thread count).
+
+Under torchrun (:mod:`enet.distributed`) each process trains on its shard of
+every epoch's permutation with DistributedDataParallel; rank 0 writes the
+checkpoints (same format) and the log, losses and val confusion matrices are
+summed over all processes, and resume stays exact with the same number of
+processes (every rank's dropout RNG state is saved).
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +39,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, Subset
 
-from enet.camvid import default_metadata
+from enet import distributed
 from enet.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from enet.data import Augment, CamVid, class_weights
-from enet.errors import EnetError
+from enet.data import Augment, SegmentationDataset, weights_from_frequencies
+from enet.datasets import DatasetInfo, open_dataset
+from enet.device import resolve_device
+from enet.errors import DataError, EnetError
 from enet.fileio import atomic_open
 from enet.metrics import ConfusionMatrix
 from enet.model import ENet, check_input_size
@@ -48,6 +59,7 @@ class TrainConfig:
     """Everything that defines a run; saved in every checkpoint's metadata."""
 
     data_root: str
+    dataset: str = "auto"                       # auto | camvid | custom | cityscapes
     output: str = "runs/enet"
     epochs: int = 100
     batch_size: int = 8
@@ -90,20 +102,37 @@ class TrainConfig:
 
 
 class EpochSampler(Sampler[int]):
-    """Seeded permutation per epoch, optionally skipping the first ``start`` items."""
+    """Seeded permutation per epoch, this rank's shard of it, skipping its first ``start`` items.
 
-    def __init__(self, n: int, seed: int) -> None:
+    With ``world_size`` ranks the permutation is padded by wrapping around to
+    a multiple of ``world_size`` and rank ``r`` takes items ``r, r + W, ...``,
+    as torch's ``DistributedSampler`` does; unlike it, an epoch can start
+    part-way (``start``) for an exact mid-epoch resume. One rank takes the
+    whole permutation.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
         self.n, self.seed, self.epoch, self.start = n, seed, 0, 0
+        self.rank, self.world_size = rank, world_size
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
+    @property
+    def per_rank(self) -> int:
+        """Items of one rank in a whole epoch."""
+        return math.ceil(self.n / self.world_size)
+
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g)[self.start:].tolist())
+        order = torch.randperm(self.n, generator=g).tolist()
+        if self.world_size > 1:
+            total = self.per_rank * self.world_size
+            order = (order * math.ceil(total / self.n))[:total][self.rank::self.world_size]
+        return iter(order[self.start:])
 
     def __len__(self) -> int:
-        return self.n - self.start
+        return self.per_rank - self.start
 
 
 def lr_factor(cfg: TrainConfig, epoch: int) -> float:
@@ -123,6 +152,23 @@ class _StopRequested(Exception):
     pass
 
 
+class _TrainNet(nn.Module):
+    """ENet and the optional encoder-stage head as one module, for DistributedDataParallel.
+
+    DDP synchronises gradients only through its own ``forward``, so the
+    encoder-first stage (``encode`` + head) has to be a path of it.
+    """
+
+    def __init__(self, model: ENet, head: nn.Module | None) -> None:
+        super().__init__()
+        self.model, self.head = model, head
+
+    def forward(self, x: torch.Tensor, encoder_only: bool = False) -> torch.Tensor:
+        if encoder_only:
+            return self.head(self.model.encode(x)[0])
+        return self.model(x)
+
+
 class Trainer:
     """Runs a :class:`TrainConfig`; see the module docstring for its outputs."""
 
@@ -131,9 +177,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig | None = None, *, resume: str | None = None,
                  overrides: dict[str, Any] | None = None, progress: bool = True) -> None:
-        from enet.engine.torch_backend import resolve_device
-
         self.progress = progress
+        ckpt: dict[str, Any] = {}
         if resume:
             ckpt = load_checkpoint(resume)
             if "train_state" not in ckpt:
@@ -149,62 +194,134 @@ class Trainer:
             check_input_size(*hw)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device)
+        self.dist, self.device = distributed.setup(resolve_device(cfg.device))
+        try:
+            self._build(cfg, ckpt if resume else None)
+        except BaseException:
+            distributed.teardown()
+            raise
+
+    def _build(self, cfg: TrainConfig, ckpt: dict[str, Any] | None) -> None:
+        self.main = self.dist.is_main
+        self.progress = self.progress and self.main
         self.out = Path(cfg.output)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.meta = default_metadata()
-        self.meta["input_size"] = list(cfg.val_size)
-        mean, std = self.meta["mean"], self.meta["std"]
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.info = info = open_dataset(cfg.data_root, cfg.dataset)
+        mean, std = info.mean, info.std
+        if ckpt is not None:
+            _check_same_classes(ckpt["meta"], info, cfg)
+            mean, std = ckpt["meta"]["mean"], ckpt["meta"]["std"]
         aug = Augment(scale=cfg.scale, flip=cfg.flip, brightness=cfg.jitter, contrast=cfg.jitter,
                       saturation=cfg.jitter)
-        self.train_set = CamVid(cfg.data_root, "train", size=cfg.size, mean=mean, std=std, augment=aug,
-                                seed=cfg.seed, limit=cfg.train_limit)
-        self.val_set = CamVid(cfg.data_root, "val", size=cfg.val_size, mean=mean, std=std,
-                              limit=cfg.val_limit)
-        weights = class_weights(self.train_set.labels(), 11, cfg.weighting)
-        log.info("class weights (%s): %s", cfg.weighting, np.round(weights, 2).tolist())
-        self.criterion = nn.CrossEntropyLoss(weight=torch.from_numpy(weights).to(self.device), ignore_index=11)
+        self.train_set = SegmentationDataset(info, "train", size=cfg.size, mean=mean or (0.0,) * 3,
+                                             std=std or (1.0,) * 3, augment=aug, seed=cfg.seed,
+                                             limit=cfg.train_limit)
+        if mean is None or std is None:
+            mean, std = self.train_set.mean_std()
+            log.info("normalisation measured on the train images: mean %s, std %s", list(mean), list(std))
+            self.train_set.mean, self.train_set.std = mean, std
+        self.val_set = SegmentationDataset(info, "val", size=cfg.val_size, mean=mean, std=std,
+                                           limit=cfg.val_limit)
+        self.meta = info.metadata(mean=mean, std=std, input_size=cfg.val_size)
+        weights = weights_from_frequencies(*self.train_set.frequencies(), method=cfg.weighting)
+        log.info("%s dataset, %d classes; class weights (%s): %s", info.kind, info.num_classes, cfg.weighting,
+                 [round(float(w), 2) for w in weights])
+        self.criterion = nn.CrossEntropyLoss(weight=torch.from_numpy(weights).to(self.device),
+                                             ignore_index=info.void_index)
 
+        c = info.num_classes
         torch.manual_seed(cfg.seed)
-        self.model = ENet(11).to(self.device)
+        self.model = ENet(c).to(self.device)
         # Encoder-first stage: a 1x1 classifier on the encoder output, trained
         # against labels subsampled by 8, then dropped.
-        self.encoder_head = nn.Conv2d(128, 11, 1).to(self.device) if cfg.encoder_epochs else None
+        self.encoder_head = nn.Conv2d(128, c, 1).to(self.device) if cfg.encoder_epochs else None
         params = list(self.model.parameters()) + (list(self.encoder_head.parameters()) if self.encoder_head else [])
         self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.epoch, self.step_in_epoch = 0, 0
-        self.running = [0.0, 0]  # loss sum, batches in the current epoch
+        self.running = [0.0, 0]  # loss sum, batches in the current epoch (this rank)
         self.best = -1.0
         self.history_best_epoch = -1
-        if resume:
+        if self.dist.rank:
+            # every rank its own dropout stream (rank 0 keeps the single-process one)
+            torch.manual_seed(cfg.seed + 7919 * self.dist.rank)
+        if ckpt is not None:
             self._restore(ckpt)
         elif cfg.init_from:
-            init = load_checkpoint(cfg.init_from)
-            self.model.load_state_dict(init["state_dict"])
-            log.info("initialised weights from %s", cfg.init_from)
-        self.sampler = EpochSampler(len(self.train_set), cfg.seed)
+            self._init_weights(cfg.init_from)
+        self.ddp: nn.Module | None = None
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(
+                _TrainNet(self.model, self.encoder_head),
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                # the encoder stage leaves the decoder unused, the full net the head
+                find_unused_parameters=self.encoder_head is not None)
+        self.sampler = EpochSampler(len(self.train_set), cfg.seed, self.dist.rank, self.dist.world_size)
         self._stop = False
+
+    def close(self) -> None:
+        """Leave the torchrun process group (no-op in one process)."""
+        distributed.teardown()
+
+    def _init_weights(self, path: str) -> None:
+        """Start from a checkpoint's weights; a different class count keeps all but the classifier."""
+        init = load_checkpoint(path)
+        state = init["state_dict"]
+        n = init["arch"]["num_classes"]
+        if n == self.info.num_classes:
+            self.model.load_state_dict(state)
+            log.info("initialised weights from %s", path)
+            return
+        state = {k: v for k, v in state.items() if not k.startswith("fullconv.")}
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("fullconv.") for k in missing):
+            raise EnetError(f"{path}: weights do not fit ENet beyond the classifier; expected an enet-rt checkpoint")
+        log.info("initialised weights from %s except the classifier (%d classes there, %d here)",
+                 path, n, self.info.num_classes)
 
     # -- state ------------------------------------------------------------
     def _train_state(self) -> dict[str, Any]:
-        return {
+        """Resumable state; collective under torchrun (every rank's RNG is gathered)."""
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        ranks = distributed.gather(rng)
+        running = distributed.all_reduce_sum(self.running, self.device)
+        state = {
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
-            "running": list(self.running),
+            "running": [float(running[0]), int(running[1])],
             "optimizer": self.optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": ranks[0]["torch"],
             "best_miou": self.best,
             "best_epoch": self.history_best_epoch,
             "encoder_head": self.encoder_head.state_dict() if self.encoder_head is not None else None,
+            "world_size": self.dist.world_size,
         }
+        if self.dist.enabled:
+            state["rank_rng"] = [r["torch"] for r in ranks]
+        if self.device.type == "cuda":
+            state["cuda_rng"] = [r["cuda"] for r in ranks]
+        return state
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         st = ckpt["train_state"]
         self.model.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(st["optimizer"])
         self.epoch, self.step_in_epoch = int(st["epoch"]), int(st["step_in_epoch"])
-        self.running = [float(st["running"][0]), int(st["running"][1])]
-        torch.set_rng_state(st["torch_rng"])
+        # the saved running loss is the sum over all ranks: rank 0 carries it on
+        self.running = [float(st["running"][0]), int(st["running"][1])] if self.main else [0.0, 0]
+        rank, world = self.dist.rank, self.dist.world_size
+        saved_world = int(st.get("world_size", 1))
+        if saved_world == world:
+            torch.set_rng_state(st["rank_rng"][rank] if world > 1 else st["torch_rng"])
+            if self.device.type == "cuda" and st.get("cuda_rng"):
+                torch.cuda.set_rng_state(st["cuda_rng"][rank], self.device)
+        elif self.main:
+            log.warning("%d process(es) saved this run and %d resume it: training continues, but not "
+                        "bit-exactly (dropout streams and the epoch's shards differ)", saved_world, world)
         self.best, self.history_best_epoch = float(st["best_miou"]), int(st["best_epoch"])
         if self.encoder_head is not None and st.get("encoder_head") is not None:
             self.encoder_head.load_state_dict(st["encoder_head"])
@@ -217,8 +334,12 @@ class Trainer:
         return meta
 
     def save_last(self) -> Path:
+        """Write ``last.pth`` (rank 0); collective under torchrun."""
         path = self.out / "last.pth"
-        save_checkpoint(path, make_checkpoint(self.model, self._meta(self._last_metrics), self._train_state()))
+        state = self._train_state()
+        if self.main:
+            save_checkpoint(path, make_checkpoint(self.model, self._meta(self._last_metrics), state))
+        distributed.barrier()  # nobody reads last.pth (a resume) before rank 0 has written it
         return path
 
     # -- loop -------------------------------------------------------------
@@ -241,6 +362,8 @@ class Trainer:
 
         self._last_metrics: dict[str, Any] | None = None
         old_term = signal.signal(signal.SIGTERM, self._request_stop)
+        # under torchrun Ctrl-C only raises a flag: all ranks stop after the same batch
+        old_int = signal.signal(signal.SIGINT, self._request_stop) if self.dist.enabled else None
         try:
             while self.epoch < self.cfg.epochs:
                 self._run_epoch(tqdm)
@@ -251,7 +374,19 @@ class Trainer:
             ) from None
         finally:
             signal.signal(signal.SIGTERM, old_term)
+            if old_int is not None:
+                signal.signal(signal.SIGINT, old_int)
         return self._last_metrics or {}
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        encoder_only = self.encoder_head is not None and self.epoch < self.cfg.encoder_epochs
+        if self.ddp is not None:
+            out = self.ddp(x, encoder_only)
+        elif encoder_only:
+            out = self.encoder_head(self.model.encode(x)[0])
+        else:
+            out = self.model(x)
+        return self.criterion(out, y[:, 4::8, 4::8] if encoder_only else y)
 
     def _run_epoch(self, tqdm: Any) -> None:
         cfg = self.cfg
@@ -264,17 +399,14 @@ class Trainer:
                             # own generator: creating the loader must not draw from the global RNG
                             # (dropout's), or a mid-epoch resume would diverge
                             generator=torch.Generator().manual_seed(cfg.seed + self.epoch))
-        n_batches = math.ceil(len(self.train_set) / bs)
+        n_batches = math.ceil(self.sampler.per_rank / bs)
         t0 = time.time()
-        self.model.train()
+        (self.ddp or self.model).train()
         bar = tqdm(loader, total=n_batches, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                    unit="batch", disable=not self.progress, leave=False, dynamic_ncols=True)
         for x, y in bar:
             x, y = x.to(self.device), y.to(self.device)
-            if self.encoder_head is not None and self.epoch < cfg.encoder_epochs:
-                loss = self.criterion(self.encoder_head(self.model.encode(x)[0]), y[:, 4::8, 4::8])
-            else:
-                loss = self.criterion(self.model(x), y)
+            loss = self._loss(x, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -282,10 +414,11 @@ class Trainer:
             self.running[0] += loss.item()
             self.running[1] += 1
             bar.set_postfix(loss=f"{self.running[0] / self.running[1]:.3f}", lr=f"{lr:.2e}")
-            if self._stop:
+            if distributed.any_rank(self._stop, self.device):
                 raise _StopRequested
         bar.close()
-        train_loss = self.running[0] / max(self.running[1], 1)
+        loss_sum, batches = distributed.all_reduce_sum(self.running, self.device)
+        train_loss = float(loss_sum) / max(int(batches), 1)
         train_time = time.time() - t0
         self.epoch += 1
         self.step_in_epoch, self.running = 0, [0.0, 0]
@@ -293,8 +426,10 @@ class Trainer:
                                   "train_time_s": round(train_time, 1)}
         if self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs:
             t1 = time.time()
-            metrics = evaluate_model(self.model, self.val_set, device=self.device, batch_size=4,
-                                     class_names=self.meta["classes"])
+            cm = confusion_matrix(self.model, self.val_set, device=self.device, batch_size=4,
+                                  indices=range(self.dist.rank, len(self.val_set), self.dist.world_size))
+            cm.matrix = distributed.all_reduce_sum(cm.matrix, self.device)
+            metrics = cm.summary(self.meta["classes"])
             metrics["epoch"] = self.epoch
             self._last_metrics = metrics
             record.update(val_size=list(cfg.val_size), val_miou=metrics["miou"], val_class_avg_acc=metrics["class_avg_acc"],
@@ -302,14 +437,16 @@ class Trainer:
                           val_iou={k: v["iou"] for k, v in metrics["per_class"].items()})
             if metrics["miou"] > self.best:
                 self.best, self.history_best_epoch = metrics["miou"], self.epoch
-                save_checkpoint(self.out / "best.pth", make_checkpoint(self.model, self._meta(metrics)))
+                if self.main:
+                    save_checkpoint(self.out / "best.pth", make_checkpoint(self.model, self._meta(metrics)))
             record["best_miou"] = self.best
             log.info("epoch %d/%d  loss %.4f  val mIoU %.1f%%  (best %.1f%% @ %d)  %.0fs", self.epoch, cfg.epochs,
                      train_loss, 100 * metrics["miou"], 100 * self.best, self.history_best_epoch, train_time)
         else:
             log.info("epoch %d/%d  loss %.4f  %.0fs", self.epoch, cfg.epochs, train_loss, train_time)
         self.save_last()
-        self._append_log(record)
+        if self.main:
+            self._append_log(record)
 
     def _append_log(self, record: dict[str, Any]) -> None:
         path = self.out / "log.jsonl"
@@ -320,16 +457,32 @@ class Trainer:
             f.write("".join(ln + "\n" for ln in kept) + json.dumps(record) + "\n")
 
 
-def evaluate_model(model: nn.Module, dataset: CamVid, *, device: torch.device | str = "cpu", batch_size: int = 4,
-                   class_names: list[str] | None = None) -> dict[str, Any]:
-    """Val metrics of a PyTorch model on a dataset (eval mode; restores the mode)."""
+def _check_same_classes(meta: dict[str, Any], info: DatasetInfo, cfg: TrainConfig) -> None:
+    if list(meta["classes"]) != list(info.classes):
+        raise DataError(f"the run resumed was trained on {len(meta['classes'])} classes, but {cfg.data_root} "
+                        f"({info.kind}) has {info.num_classes} others; resume on the same dataset")
+
+
+def confusion_matrix(model: nn.Module, dataset: SegmentationDataset, *, device: torch.device | str = "cpu",
+                     batch_size: int = 4, indices: Sequence[int] | None = None) -> ConfusionMatrix:
+    """Confusion matrix of a PyTorch model on ``dataset`` (or the items ``indices`` of it).
+
+    Runs in eval mode and restores the model's mode.
+    """
     was_training = model.training
     model.eval()
-    cm = ConfusionMatrix(11)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    cm = ConfusionMatrix(dataset.num_classes)
+    subset = dataset if indices is None else Subset(dataset, list(indices))
+    loader = DataLoader(subset, batch_size=batch_size, shuffle=False)
     with torch.inference_mode():
         for x, y in loader:
             pred = model(x.to(device)).argmax(1).cpu().numpy()
             cm.update(pred, y.numpy())
     model.train(was_training)
-    return cm.summary(class_names)
+    return cm
+
+
+def evaluate_model(model: nn.Module, dataset: SegmentationDataset, *, device: torch.device | str = "cpu",
+                   batch_size: int = 4, class_names: list[str] | None = None) -> dict[str, Any]:
+    """Val metrics of a PyTorch model on a dataset (eval mode; restores the mode)."""
+    return confusion_matrix(model, dataset, device=device, batch_size=batch_size).summary(class_names)

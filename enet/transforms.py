@@ -1,15 +1,76 @@
-"""Pre-processing shared by training, evaluation, export checks, engines and deploy.
+"""The one preprocessing: an RGB ``uint8`` frame becomes the network input.
 
-Contract: an RGB ``uint8`` image ``(H, W, 3)`` becomes float32 ``(3, H, W)``
-``(x / 255 - mean) / std`` with the mean/std from the model's metadata.
+Built from the model's metadata, as torchvision's ``weights.transforms()``:
+:meth:`Preprocess.from_meta` reads the input size, ``mean``/``std`` and the
+``resize`` method from a checkpoint's, an ONNX model's or an engine
+sidecar's metadata. Evaluation, INT8 calibration, the benchmark (timing and
+accuracy), the export parity check and the camera pipeline all call it, so
+the INT8 scales, the reported mIoU and the camera see the same pixels;
+``tests/enet/test_preprocess.py`` fails when a consumer computes its input
+any other way.
+
+Contract: RGB ``uint8 (H0, W0, 3)`` -> resized to the model's ``(H, W)``
+with the metadata's method (no-op at the same size) -> float32
+``(3, H, W)`` ``(x / 255 - mean) / std``.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from enet._lazy import require
+from enet.errors import EnetError, ShapeError
+
+#: Resize methods a model's metadata may name (OpenCV interpolation flags).
+RESIZE_METHODS = ("area", "linear")
+#: The method of models whose metadata names none (checkpoints and ONNX
+#: files written before the key existed). Chosen by val mIoU of the shipped
+#: model at sizes other than CamVid's 480x360, see README "Preprocessing".
+DEFAULT_RESIZE = "area"
+_CV2_FLAG = {"area": "INTER_AREA", "linear": "INTER_LINEAR"}
+
+
+def check_input_size(height: int, width: int) -> None:
+    """Refuse sizes ENet cannot take: three 2x downsamplings need multiples of 8.
+
+    Raises:
+        ShapeError: with the nearest valid sizes.
+    """
+    if not (isinstance(height, int) and isinstance(width, int)):
+        return  # symbolic sizes during export
+    if height % 8 or width % 8 or height <= 0 or width <= 0:
+        def near(v: int) -> int:
+            return max(8, round(v / 8) * 8)
+        raise ShapeError(
+            f"input size {height}x{width} (HxW) is not a multiple of 8; ENet needs "
+            f"height and width divisible by 8, e.g. {near(height)}x{near(width)}"
+        )
+
+
+def check_resize(method: str) -> str:
+    """``method`` if it is one of :data:`RESIZE_METHODS`.
+
+    Raises:
+        EnetError: an unknown method (metadata from a newer toolkit?).
+    """
+    if method not in RESIZE_METHODS:
+        raise EnetError(f"unknown resize method {method!r} in the model's metadata; "
+                        f"expected one of {', '.join(RESIZE_METHODS)} (upgrade enet-rt?)")
+    return method
+
+
+def resize_rgb(image: np.ndarray, size: Sequence[int], method: str = DEFAULT_RESIZE) -> np.ndarray:
+    """RGB ``uint8 (H0, W0, 3)`` -> ``(H, W, 3)`` with ``method``; the same array when the size matches."""
+    h, w = int(size[0]), int(size[1])
+    if image.shape[:2] == (h, w):
+        return image
+    cv2 = require("cv2")
+    return cv2.resize(image, (w, h), interpolation=getattr(cv2, _CV2_FLAG[check_resize(method)]))
 
 
 @functools.lru_cache(maxsize=8)
@@ -27,26 +88,81 @@ def _table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
 
 
 def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """RGB uint8 ``(H, W, 3)`` -> normalised float32 ``(3, H, W)``.
-
-    A uint8 image goes through a 256-entry table per channel (about 4x faster
-    than the arithmetic, which matters in the camera pipeline); other dtypes
-    use the formula.
-    """
+    """RGB uint8 ``(H, W, 3)`` -> normalised float32 ``(3, H, W)`` (no resize)."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
-    if image.dtype == np.uint8:
+    return _scale_chw(image, mean, std)
+
+
+def _scale_chw(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Pixels ``(..., H, W, 3)`` -> contiguous float32 ``(..., 3, H, W)``, normalised.
+
+    One formula, in one order of float32 operations, for one frame or a
+    stack: a batch is bit-identical to its frames done one by one. uint8
+    pixels go through :func:`_table` (bit-identical to the formula, about
+    4x faster, which matters in the camera pipeline); other dtypes use the
+    formula.
+    """
+    if pixels.dtype == np.uint8:
         table = _table(tuple(float(v) for v in mean), tuple(float(v) for v in std))
-        out = np.empty((3, *image.shape[:2]), dtype=np.float32)
+        out = np.empty((*pixels.shape[:-3], 3, *pixels.shape[-3:-1]), dtype=np.float32)
         for c in range(3):
-            np.take(table[c], image[:, :, c], out=out[c])
+            np.take(table[c], pixels[..., c], out=out[..., c, :, :])
         return out
-    x = image.astype(np.float32) * np.float32(1.0 / 255.0)
+    x = pixels.astype(np.float32) * np.float32(1.0 / 255.0)
     x -= np.asarray(mean, dtype=np.float32)
     x /= np.asarray(std, dtype=np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    return np.ascontiguousarray(np.moveaxis(x, -1, -3))
 
 
-def normalize_batch(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """A list of RGB uint8 images of one size -> float32 ``(N, 3, H, W)``."""
-    return np.stack([normalize(im, mean, std) for im in images])
+@dataclass(frozen=True)
+class Preprocess:
+    """RGB uint8 frames -> float32 NCHW network input, as the model's metadata says.
+
+    Attributes:
+        size: ``(H, W)`` of the network input.
+        mean, std: per-channel RGB normalisation of pixels in [0, 1].
+        resize: one of :data:`RESIZE_METHODS`.
+    """
+
+    size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize: str = DEFAULT_RESIZE
+
+    def __post_init__(self) -> None:
+        check_resize(self.resize)
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], size: Sequence[int] | None = None) -> Preprocess:
+        """The preprocessing of a model from its metadata.
+
+        Args:
+            meta: checkpoint / ONNX / engine-sidecar metadata (``mean``,
+                ``std``, ``input_size``, optional ``resize``).
+            size: ``(H, W)`` the network runs at, when not the metadata's
+                ``input_size`` (a backend's static input shape).
+        """
+        hw = size if size is not None else meta["input_size"]
+        return cls(size=(int(hw[0]), int(hw[1])), mean=tuple(float(v) for v in meta["mean"]),  # type: ignore[arg-type]
+                   std=tuple(float(v) for v in meta["std"]),  # type: ignore[arg-type]
+                   resize=str(meta.get("resize", DEFAULT_RESIZE)))
+
+    def image(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB uint8 ``(H0, W0, 3)`` -> uint8 ``(H, W, 3)`` at the network size."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an RGB image (H, W, 3), got shape {rgb.shape}")
+        return resize_rgb(rgb, self.size, self.resize)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """One RGB uint8 frame -> float32 ``(3, H, W)``."""
+        return _scale_chw(self.image(rgb), self.mean, self.std)
+
+    def batch(self, frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """RGB uint8 frames (a list, or an array ``(N, H0, W0, 3)``) -> float32 ``(N, 3, H, W)``.
+
+        Bit-identical to ``np.stack([self(f) for f in frames])``, in one
+        vectorised pass.
+        """
+        stack = np.stack([self.image(f) for f in frames])
+        return _scale_chw(stack, self.mean, self.std)

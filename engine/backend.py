@@ -67,6 +67,23 @@ def infer_labels(backend: Backend, x: np.ndarray) -> np.ndarray:
     return backend.infer(x).argmax(1)
 
 
+def evaluate_backend(backend: Backend, data_root: str | os.PathLike[str], split: str = "val",
+                     **options: Any) -> dict[str, Any]:
+    """Metrics of an entered backend on a CamVid split: the core loop :func:`enet.evaluate.evaluate`.
+
+    The backend supplies the predictor (:func:`infer_labels`), the metadata
+    and the input shape; ``options`` are :func:`~enet.evaluate.evaluate`'s
+    (``limit``, ``spaced``, ``save_predictions``, ``progress``). The summary
+    gains ``backend``, the backend's name.
+    """
+    from enet.evaluate import evaluate
+
+    summary = evaluate(lambda x: infer_labels(backend, x), data_root, split, meta=backend.meta,
+                       input_shape=backend.input_shape, **options)
+    summary["backend"] = backend.name
+    return summary
+
+
 def backend_kind(path: str | os.PathLike[str]) -> str:
     """The backend kind for a model file, from its suffix."""
     suffix = Path(path).suffix.lower()
@@ -100,6 +117,9 @@ def open_backend(path: str | os.PathLike[str], kind: str | None = None, **option
     if kind != file_kind and not (kind in ONNX_KINDS and file_kind == "ort"):
         raise EnetError(f"backend {kind!r} cannot run {p.name} (a {file_kind} file)")
     if kind == "torch":
+        from enet._lazy import require
+
+        require("torch")
         from enet.engine.torch_backend import TorchBackend
 
         return TorchBackend(p, **options)

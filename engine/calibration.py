@@ -1,6 +1,6 @@
-"""Calibration frames: deterministic selection of CamVid train images.
+"""Calibration frames: deterministic selection of a dataset's train images.
 
-INT8 calibration (``enet.engine.quantize``) and the legacy TensorRT entropy
+INT8 calibration (``enet.engine.calib_stats``) and the legacy TensorRT entropy
 calibrator both read frames through this module, so the same images in the
 same order feed every path. Selection is name-sorted and evenly spaced over
 the folder (CamVid train holds several driving sequences back to back, so a
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from enet._lazy import require
+from enet.data import read_image
 from enet.errors import DataError
-from enet.transforms import normalize
+from enet.transforms import Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ DEFAULT_CALIB_IMAGES = 300
 
 
 def calibration_folder(path: str | os.PathLike[str]) -> Path:
-    """A folder of images: ``path`` itself, or ``path/train`` for a CamVid root."""
+    """A folder of images: ``path`` itself, or ``path/train`` for a SegNet-layout root."""
     p = Path(path)
     if (p / "train").is_dir() and not _images_in(p):
         return p / "train"
@@ -40,8 +40,19 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _candidates(path: Path) -> list[Path]:
+    """All images calibration may pick from: a dataset root's train images, or a folder's."""
+    from enet.cityscapes import is_cityscapes
+    from enet.datasets import open_dataset
+
+    if is_cityscapes(path) and not _images_in(path):
+        return open_dataset(path, "cityscapes").image_paths("train")  # nested <city>/ folders
+    return _images_in(calibration_folder(path))
+
+
 def select_calibration_images(path: str | os.PathLike[str], count: int = DEFAULT_CALIB_IMAGES) -> list[Path]:
-    """Pick ``count`` images from a folder (or a CamVid root's ``train/``).
+    """Pick ``count`` images from a folder, or a dataset root's train images (SegNet ``train/``,
+    Cityscapes ``leftImg8bit/train/*/``).
 
     Files are name-sorted and ``count`` of them are taken at evenly spaced
     positions (first and last included); ``count`` larger than the folder takes
@@ -55,42 +66,40 @@ def select_calibration_images(path: str | os.PathLike[str], count: int = DEFAULT
     folder = calibration_folder(path)
     if not folder.is_dir():
         raise DataError(
-            f"calibration data folder {folder} does not exist; pass --calib-data with CamVid "
-            "(its train/ is used) or a folder of RGB frames"
+            f"calibration data folder {folder} does not exist; pass --data-root with a dataset "
+            "(its train/ is used) or --calib-data with a folder of RGB frames"
         )
-    images = _images_in(folder)
+    images = _candidates(Path(path))
     if not images:
         raise DataError(
             f"calibration data folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
-            "pass --calib-data with CamVid or a folder of RGB frames"
+            "pass --data-root with a dataset or --calib-data with a folder of RGB frames"
         )
-    if count >= len(images):
-        return images
-    idx = np.round(np.linspace(0, len(images) - 1, count)).astype(int)
-    return [images[i] for i in idx]
+    return evenly_spaced(images, count)
 
 
-def load_frame(path: Path, meta: dict[str, Any], height: int, width: int) -> np.ndarray:
-    """Read one image as normalised float32 ``(3, height, width)`` (RGB, meta mean/std)."""
-    cv2 = require("cv2")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DataError(f"cannot read image {path}; is it a valid PNG/JPEG?")
-    if bgr.shape[:2] != (height, width):
-        bgr = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR)  # as enet.evaluate
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return normalize(rgb, meta["mean"], meta["std"])
+def evenly_spaced(items: Sequence[Path], count: int) -> list[Path]:
+    """``count`` of ``items`` at evenly spaced positions, first and last included (all when fewer)."""
+    if count >= len(items):
+        return list(items)
+    idx = np.round(np.linspace(0, len(items) - 1, count)).astype(int)
+    return [items[i] for i in idx]
 
 
 def iter_batches(paths: Sequence[Path], meta: dict[str, Any], input_shape: Sequence[int]) -> Iterator[np.ndarray]:
     """Yield float32 ``(N, 3, H, W)`` batches of ``input_shape[0]`` frames.
+
+    Frames go through the model's :class:`enet.transforms.Preprocess`, the
+    one the camera pipeline and evaluation use, so the INT8 ranges are
+    measured on the pixels the network will see.
 
     A last, partial batch is padded by repeating its final frame, because a
     static-shape model (and a TensorRT calibrator) takes one batch size only;
     with batch 1 (the default export) nothing is repeated.
     """
     n, _, h, w = (int(v) for v in input_shape)
+    preprocess = Preprocess.from_meta(meta, (h, w))
     for start in range(0, len(paths), n):
         chunk = list(paths[start:start + n])
         chunk += [chunk[-1]] * (n - len(chunk))
-        yield np.stack([load_frame(p, meta, h, w) for p in chunk])
+        yield preprocess.batch([read_image(p) for p in chunk])

@@ -1,9 +1,10 @@
 """Facts read from an ONNX file: the model's metadata, input shape, output roles.
 
 Metadata (classes, palette, mean, std, input_size, void_index) travels in
-``metadata_props`` as written by ``enet.export.onnx``; it is read through
-``enet.export.onnx.read_onnx_metadata`` and nowhere written down twice.
-Precision conversion adds ``enet.precision`` (``fp32|fp16|int8``) beside it.
+``metadata_props`` as written by ``enet-export``; it is read through
+:func:`enet.export.metadata.read_onnx_metadata` (torch-free) and nowhere
+written down twice. Precision conversion adds ``enet.precision``
+(``fp32|fp16|int8``) beside it, with :func:`enet.export.metadata.set_prop`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import onnx
 
 from enet.errors import EnetError, ShapeError
+from enet.export.metadata import read_onnx_metadata
 
 PRECISION_KEY = "enet.precision"
 _META_KEYS = ("classes", "palette", "mean", "std", "input_size")
@@ -40,43 +42,21 @@ def load_onnx(path: str | os.PathLike[str], *, check: bool = True) -> onnx.Model
 
 
 def read_meta(model: onnx.ModelProto, source: str = "the ONNX model") -> dict[str, Any]:
-    """The model metadata stored by ``enet-export``.
+    """The model metadata stored by ``enet-export`` (:func:`enet.export.metadata.read_onnx_metadata`).
 
     Raises:
         EnetError: the model carries no enet-rt metadata.
     """
-    meta: dict[str, Any] | None = None
     try:
-        from enet.export.onnx import read_onnx_metadata
-    except ImportError:  # exporter not installed in this checkout: parse the props ourselves
-        read_onnx_metadata = None
-    if read_onnx_metadata is not None:
-        try:
-            meta = dict(read_onnx_metadata(model))
-        except EnetError:
-            meta = None
-    if not meta:
-        meta = _parse_props(model)
-    if not meta or any(k not in meta for k in _META_KEYS):
+        meta = dict(read_onnx_metadata(model))
+    except EnetError:
+        meta = {}
+    if any(k not in meta for k in _META_KEYS):
         raise EnetError(
             f"{source} carries no enet-rt metadata (classes, mean, std, input size); "
             "export it from a checkpoint with enet-export"
         )
     return meta
-
-
-def _parse_props(model: onnx.ModelProto) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for prop in model.metadata_props:
-        try:
-            value = json.loads(prop.value)
-        except ValueError:
-            continue
-        if isinstance(value, dict) and "classes" in value:
-            out.update(value)
-        elif prop.key in _META_KEYS or prop.key == "void_index":
-            out[prop.key] = value
-    return out
 
 
 def precision_of(model: onnx.ModelProto) -> str:
@@ -92,17 +72,6 @@ def precision_of(model: onnx.ModelProto) -> str:
     if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
         return "fp16"
     return "fp32"
-
-
-def set_prop(model: onnx.ModelProto, key: str, value: Any) -> None:
-    """Set (replace) one ``metadata_props`` entry in place, JSON-encoded as enet-export does."""
-    value = json.dumps(value)
-    for prop in model.metadata_props:
-        if prop.key == key:
-            prop.value = value
-            return
-    entry = model.metadata_props.add()
-    entry.key, entry.value = key, value
 
 
 def input_dims(model: onnx.ModelProto) -> tuple[str, list[int | str]]:

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from enet.cli import configure_logging, guard
+from enet.cli import guard, setup_logging
 
 DEFAULT_VERIFY = 3
 
@@ -22,11 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="enet-export",
         description="Export an ENet checkpoint to ONNX. The default graph uses only ops TensorRT's ONNX "
                     "parser runs natively (exact indices-free unpooling); ONNX Runtime is checked against "
-                    "PyTorch on real CamVid val frames before the file is written.",
+                    "PyTorch on real val frames of --data-root (CamVid by default) before the file is written.",
     )
     p.add_argument("model", nargs="?", default=None,
-                   help="enet-rt checkpoint (.pth); default: the reference model models/enet_camvid.pth "
-                        "(or $ENET_MODEL)")
+                   help="enet-rt checkpoint (.pth) or shipped weights name; default: the reference model "
+                        "camvid (or $ENET_MODEL)")
     p.add_argument("-o", "--output", required=True, help="ONNX file to write (atomically), e.g. enet.onnx")
     p.add_argument("--height", type=int, default=None, help="input height, multiple of 8 (default: checkpoint's)")
     p.add_argument("--width", type=int, default=None, help="input width, multiple of 8 (default: checkpoint's)")
@@ -42,10 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add an int32 'labels' output (N, H, W): in-graph argmax over classes")
     p.add_argument("--no-simplify", action="store_true", help="skip onnx-simplifier")
     p.add_argument("--verify", type=int, default=DEFAULT_VERIFY, metavar="N",
-                   help=f"compare ONNX Runtime with PyTorch on N CamVid val frames before writing "
+                   help=f"compare ONNX Runtime with PyTorch on N val frames of --data-root before writing "
                         f"(default {DEFAULT_VERIFY}; 0 skips)")
-    p.add_argument("--camvid", default=None, help="CamVid root for --verify (default: $ENET_CAMVID or "
-                                                  "../shared/data/camvid)")
+    p.add_argument("--data-root", "--camvid", dest="data_root", default=None,
+                   help="dataset whose val/ frames --verify uses (default: $ENET_CAMVID or ../shared/data/camvid; "
+                        "random frames when absent)")
     v = p.add_mutually_exclusive_group()
     v.add_argument("-v", "--verbose", action="store_true", help="log more")
     v.add_argument("-q", "--quiet", action="store_true", help="print errors only")
@@ -54,19 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
-    configure_logging(level, "%(levelname)s %(name)s: %(message)s")
+    setup_logging(args, default=logging.WARNING, fmt="%(levelname)s %(name)s: %(message)s")
     return guard("enet-export", lambda: _export(args), interrupted="interrupted; nothing written")
 
 
 def _export(args: argparse.Namespace) -> int:
+    from enet._lazy import require
+
+    require("torch")
     from enet.export.onnx import export_onnx, format_report
 
     result = export_onnx(
         args.model, args.output, height=args.height, width=args.width, batch=args.batch,
         dynamic_batch=args.dynamic_batch, opset=args.opset, unpool=args.unpool,
         simplify=not args.no_simplify, labels=args.labels, verify=max(0, args.verify),
-        camvid_root=args.camvid,
+        camvid_root=args.data_root,
     )
     if not args.quiet:
         print(format_report(result))

@@ -8,7 +8,6 @@ is missing, so a plain ``pytest`` passes on a CPU-only machine.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +22,9 @@ CAMVID = Path(os.environ.get("ENET_CAMVID", ROOT.parent / "shared" / "data" / "c
 
 
 def _has_gpu() -> bool:
-    try:
-        import torch
+    from enet.engine.cuda import gpu_available
 
-        if torch.cuda.is_available():
-            return True
-    except Exception:  # noqa: BLE001
-        pass
-    return shutil.which("nvidia-smi") is not None and os.path.exists("/dev/nvidia0")
+    return gpu_available()
 
 
 def _importable(name: str) -> bool:
@@ -72,6 +66,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     cache[marker] = probe()
                 if not cache[marker]:
                     item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets an empty enet-rt cache folder (``$ENET_CACHE_DIR``): nothing is read from or
+    left in the user's ~/.cache, and a test never reuses another test's exports."""
+    folder = tmp_path_factory.mktemp("enet-cache")
+    monkeypatch.setenv("ENET_CACHE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _no_logging_to_closed_streams():
+    """A CLI run by one test binds the root handler to that test's captured stderr; drop it after
+    the test, or the next test's log records hit a closed file ("--- Logging error ---")."""
+    import logging
+
+    yield
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, logging.StreamHandler) and getattr(h.stream, "closed", False):
+            root.removeHandler(h)
 
 
 @pytest.fixture(scope="session")
@@ -130,4 +146,42 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     meta["input_size"] = [64, 96]
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
     save_checkpoint(path, make_checkpoint(model, meta))
+    return path
+
+
+#: Frame sizes (H, W) of the generated 3-class datasets: they vary per frame.
+TINY_SIZES = ((48, 64), (40, 56), (56, 72))
+
+
+@pytest.fixture()
+def tiny_custom(tmp_path: Path) -> Path:
+    """A generated custom dataset (tests/datagen.py): 3 classes + void 255, classes.json,
+    24 train and 8 val frames of varying size, PNG and JPEG images."""
+    from tests.datagen import write_custom
+
+    return write_custom(tmp_path / "road", sizes=TINY_SIZES)
+
+
+@pytest.fixture()
+def tiny_cityscapes(tmp_path: Path) -> Path:
+    """The same kind of frames in the Cityscapes layout (leftImg8bit/, gtFine/ label ids)."""
+    from tests.datagen import write_cityscapes
+
+    return write_cityscapes(tmp_path / "cityscapes", sizes=TINY_SIZES)
+
+
+@pytest.fixture()
+def tiny_custom_checkpoint(tmp_path: Path) -> Path:
+    """An untrained (seeded) 3-class ENet checkpoint with tests/datagen.py's classes and palette."""
+    import torch
+
+    from enet.checkpoint import make_checkpoint, save_checkpoint
+    from enet.model import ENet
+    from tests.datagen import CLASSES, PALETTE, VOID
+
+    torch.manual_seed(0)
+    meta = {"classes": list(CLASSES), "palette": [list(c) for c in PALETTE], "void_index": VOID,
+            "mean": [0.4, 0.4, 0.4], "std": [0.2, 0.2, 0.2], "input_size": [48, 64]}
+    path = tmp_path / "road3.pth"
+    save_checkpoint(path, make_checkpoint(ENet(3).eval(), meta))
     return path

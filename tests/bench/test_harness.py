@@ -178,17 +178,6 @@ def test_config_validation():
         measure(Pipeline(lambda x: x, lambda x: x, lambda x: x), [], MeasureConfig(), FakeTimer())
 
 
-def test_preprocess_matches_enet_transforms():
-    from enet.transforms import normalize_batch
-
-    rng = np.random.default_rng(1)
-    frames = rng.integers(0, 256, (2, 16, 24, 3), dtype=np.uint8)
-    mean, std = (0.4, 0.42, 0.43), (0.3, 0.31, 0.307)
-    got = harness.make_preprocess(mean, std)(frames)
-    assert got.dtype == np.float32 and got.shape == (2, 3, 16, 24) and got.flags["C_CONTIGUOUS"]
-    np.testing.assert_allclose(got, normalize_batch(list(frames), mean, std), rtol=1e-5, atol=1e-5)
-
-
 def test_argmax_postprocess():
     logits = np.zeros((1, 3, 2, 2), np.float32)
     logits[0, 2, 0, 1] = 1.0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from enet.bench import probes
+from enet.bench import probes, tegrastats
 
 # Jetson TX1, L4T R28.2: no power rails in tegrastats (the INA3221 is read from sysfs only).
 TX1_R28 = ("RAM 1476/3983MB (lfb 512x4MB) CPU [4%@204,1%@204,0%@204,0%@204] EMC_FREQ 5%@1600 "
@@ -62,14 +62,14 @@ AGX_ORIN = ("RAM 6022/30536MB (lfb 5932x4MB) SWAP 0/15268MB (cached 0MB) "
     (AGX_ORIN, 12030.0 + 2410 + 4880 + 1210, "sum(VDD_GPU_SOC+VDD_CPU_CV+VIN_SYS_5V0+VDDQ_VDD2_1V8AO)"),
 ])
 def test_tegrastats_power(line, total_mw, source):
-    s = probes.parse_tegrastats(line)
+    s = tegrastats.parse_tegrastats(line)
     assert s.total_mw == pytest.approx(total_mw)
     assert s.total_source == source
     assert "RAM" not in s.rails and "SWAP" not in s.rails and "IRAM" not in s.rails
 
 
 def test_tegrastats_tx1_has_no_rails_but_gpu_and_ram():
-    s = probes.parse_tegrastats(TX1_R28)
+    s = tegrastats.parse_tegrastats(TX1_R28)
     assert s.rails == {} and s.total_mw is None and s.total_source is None
     assert s.gpu_util == 0.0 and s.gpu_mhz == 76.0
     assert s.ram_used_mb == 1476.0
@@ -77,25 +77,25 @@ def test_tegrastats_tx1_has_no_rails_but_gpu_and_ram():
 
 
 def test_tegrastats_gpu_fields_across_formats():
-    assert (probes.parse_tegrastats(ORIN_NANO).gpu_util, probes.parse_tegrastats(ORIN_NANO).gpu_mhz) == (93.0, 624.0)
-    assert probes.parse_tegrastats(AGX_ORIN).gpu_mhz == 1300.0
-    assert probes.parse_tegrastats(AGX_XAVIER).gpu_util == 97.0
-    assert probes.parse_tegrastats(ORIN_NANO).temps_c["tj"] == 52.4
+    assert (tegrastats.parse_tegrastats(ORIN_NANO).gpu_util, tegrastats.parse_tegrastats(ORIN_NANO).gpu_mhz) == (93.0, 624.0)
+    assert tegrastats.parse_tegrastats(AGX_ORIN).gpu_mhz == 1300.0
+    assert tegrastats.parse_tegrastats(AGX_XAVIER).gpu_util == 97.0
+    assert tegrastats.parse_tegrastats(ORIN_NANO).temps_c["tj"] == 52.4
 
 
 def test_tegrastats_instant_avg_max_triplets():
-    s = probes.parse_tegrastats("RAM 100/1000MB VDD_IN 5000mW/4500mW/6000mW VDD_SOC 1500mW/1400mW/1600mW")
+    s = tegrastats.parse_tegrastats("RAM 100/1000MB VDD_IN 5000mW/4500mW/6000mW VDD_SOC 1500mW/1400mW/1600mW")
     assert s.rails == {"VDD_IN": 5000.0, "VDD_SOC": 1500.0} and s.total_mw == 5000.0
 
 
 def test_tegrastats_garbage_line():
-    s = probes.parse_tegrastats("tegrastats: permission denied\n")
+    s = tegrastats.parse_tegrastats("tegrastats: permission denied\n")
     assert s.total_mw is None and s.rails == {}
 
 
 def test_sampler_window_and_energy_with_fake_clock():
     now = [0.0]
-    ts = probes.TegrastatsSampler(command=["tegrastats"], clock=lambda: now[0])
+    ts = tegrastats.TegrastatsSampler(command=["tegrastats"], clock=lambda: now[0])
     ts.feed(TX2_R32.replace("VDD_IN 4869/", "VDD_IN 99999/"), t=0.5)  # warm-up: outside the window
     now[0] = 1.0
     ts.mark()
@@ -113,7 +113,7 @@ def test_sampler_window_and_energy_with_fake_clock():
 
 
 def test_sampler_without_rails_or_command():
-    ts = probes.TegrastatsSampler(command=["enet-no-such-tegrastats"]).start()
+    ts = tegrastats.TegrastatsSampler(command=["enet-no-such-tegrastats"]).start()
     assert ts.error and "not found" in ts.error
     ts.mark()
     s = ts.summary(frames=10, seconds=1.0)
@@ -125,7 +125,7 @@ def test_sampler_reads_a_real_subprocess():
     script = ("import time\n"
               f"for _ in range(3): print({ORIN_NANO!r}, flush=True)\n"
               "time.sleep(30)\n")
-    ts = probes.TegrastatsSampler(command=[sys.executable, "-u", "-c", script])
+    ts = tegrastats.TegrastatsSampler(command=[sys.executable, "-u", "-c", script])
     ts.mark()
     with ts:
         deadline = time.monotonic() + 20

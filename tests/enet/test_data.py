@@ -1,4 +1,4 @@
-"""CamVid loading: pairing, augmentation determinism, class weights, bad data."""
+"""SegNet-layout loading (CamVid): pairing, augmentation determinism, class weights, bad data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enet.data import Augment, CamVid, augment_pair, class_weights, list_split, load_pair, read_label
+from enet.data import Augment, SegmentationDataset, augment_pair, class_weights, list_split, load_pair, read_label
+from enet.datasets import open_dataset
 from enet.errors import DataError
 
 MEAN, STD = (0.4, 0.4, 0.4), (0.3, 0.3, 0.3)
@@ -16,14 +17,14 @@ MEAN, STD = (0.4, 0.4, 0.4), (0.3, 0.3, 0.3)
 def test_pairs_and_items(tiny_camvid: Path):
     samples = list_split(tiny_camvid, "train")
     assert len(samples) == 6 and all(s.label.name == s.image.name for s in samples)
-    ds = CamVid(tiny_camvid, "val", size=(48, 64), mean=MEAN, std=STD)
+    ds = SegmentationDataset(open_dataset(tiny_camvid), "val", size=(48, 64), mean=MEAN, std=STD)
     x, y = ds[0]
     assert x.shape == (3, 48, 64) and x.dtype.is_floating_point
     assert y.shape == (48, 64) and int(y.max()) <= 11
 
 
 def test_augmentation_is_seeded_and_labels_stay_class_indices(tiny_camvid: Path):
-    ds = CamVid(tiny_camvid, "train", size=(32, 48), mean=MEAN, std=STD, augment=Augment(), seed=3)
+    ds = SegmentationDataset(open_dataset(tiny_camvid), "train", size=(32, 48), mean=MEAN, std=STD, augment=Augment(), seed=3)
     a = ds[1]
     b = ds[1]
     assert all((u == v).all() for u, v in zip(a, b))
@@ -81,7 +82,7 @@ def _break(root: Path, what: str) -> str:
 def test_bad_data_is_refused_naming_the_file(tiny_camvid: Path, what: str, match: str):
     name = _break(tiny_camvid, what)
     with pytest.raises(DataError, match=match) as err:
-        CamVid(tiny_camvid, "train", size=(48, 64), mean=MEAN, std=STD)
+        SegmentationDataset(open_dataset(tiny_camvid), "train", size=(48, 64), mean=MEAN, std=STD)
     assert name in str(err.value)
     assert "\n" not in str(err.value)
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from enet.checkpoint import load_checkpoint, load_model
-from enet.cli import eval_main, train_main
+from enet.cli import train_main
+from enet.engine.eval_cli import main as eval_main
 from enet.errors import CheckpointError, EnetError
 from enet.train import Trainer, TrainConfig
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from enet.checkpoint import load_model
-from enet.export.onnx import (PARITY_ATOL, ExportError, OnnxMetadataError, build_onnx, export_onnx,
-                              read_onnx_metadata, verify_parity)
+from enet.export.metadata import OnnxMetadataError, read_onnx_metadata
+from enet.export.onnx import ExportError, build_onnx, export_onnx
+from enet.export.parity import PARITY_ATOL, verify_parity
 from enet.export.trt_support import check_trt_support
 from enet.fileio import sha256_file
 
@@ -167,7 +168,7 @@ def _check_parity(parity) -> None:
     A frame with no differing window must meet the strict bound; a frame with one must
     owe it to a tie (PyTorch's top-2 gap <= TIE_REL), never to a clear winner overruled.
     """
-    from enet.export.onnx import TIE_REL
+    from enet.export.parity import TIE_REL
 
     assert parity.ok and parity.flips is not None, parity.to_text()
     for i in range(parity.frames):
@@ -201,7 +202,7 @@ def _windows(x: np.ndarray) -> np.ndarray:
 
 
 def test_compare_pool_choices_mask_and_native():
-    from enet.export.onnx import compare_pool_choices
+    from enet.export.parity import compare_pool_choices
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 4, 6)).astype(np.float32)
@@ -233,7 +234,7 @@ def test_compare_pool_choices_mask_and_native():
 
 
 def test_parity_judgement_needs_tied_flips():
-    from enet.export.onnx import ParityResult
+    from enet.export.parity import ParityResult
 
     base = dict(frames=2, source="CamVid val", max_abs_diff=0.4, argmax_agreement=1.0, labels_agreement=None,
                 input_shape=(1, 3, 64, 96), frame_diffs=[0.4, 1e-5], frame_agreement=[1.0, 1.0])

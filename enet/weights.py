@@ -1,0 +1,109 @@
+"""Shipped weights, addressed by name (as torchvision's weights enums) or by path.
+
+The reference model is package data (``enet/pretrained/``), so a normal
+``pip install`` has it: ``resolve_model("camvid")``, or ``None`` for the
+default. Each entry pins the file's sha256, checked before the path is
+handed out, and its metadata sits beside it as JSON (readable without
+PyTorch; ``tests/enet/test_weights.py`` checks it against the checkpoint):
+classes, palette, mean/std, input size, resize method, measured val mIoU,
+the training recipe.
+
+``$ENET_MODEL`` (a path or a name) overrides the default everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from enet.errors import EnetError
+from enet.fileio import sha256_file
+
+DEFAULT_WEIGHTS = "camvid"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One shipped checkpoint.
+
+    Attributes:
+        name: what users type (``enet-eval camvid``).
+        filename: the ``.pth`` in ``enet/pretrained/``; its metadata is the
+            ``.json`` of the same stem.
+        sha256: of the ``.pth``.
+        description: one line.
+    """
+
+    name: str
+    filename: str
+    sha256: str
+    description: str
+
+    def path(self) -> Path:
+        """The checkpoint file, its sha256 verified (once per process).
+
+        Raises:
+            EnetError: the file is missing or not the one this release shipped.
+        """
+        return _verified(self.filename, self.sha256)
+
+    def meta(self) -> dict[str, Any]:
+        """The JSON metadata shipped beside the checkpoint (no PyTorch needed)."""
+        data = _resource(self.filename.rsplit(".", 1)[0] + ".json").read_text(encoding="utf-8")
+        return json.loads(data)
+
+
+WEIGHTS: dict[str, Weights] = {w.name: w for w in (
+    Weights("camvid", "enet_camvid.pth", "ef920c8ae12cc4e61284e4c22ca199be2dfeebacb50cdbfd6f66641cd9ffc2ee",
+            "ENet on CamVid (SegNet 11 classes), 480x360, val mIoU 64.96 %"),
+)}
+
+
+def _resource(filename: str) -> Path:
+    return Path(str(resources.files("enet") / "pretrained" / filename))
+
+
+@lru_cache(maxsize=None)
+def _verified(filename: str, sha256: str) -> Path:
+    p = _resource(filename)
+    if not p.is_file():
+        raise EnetError(f"the packaged weights {filename} are missing from {p.parent}; reinstall enet-rt "
+                        "or pass a checkpoint path")
+    got = sha256_file(p)
+    if got != sha256:
+        raise EnetError(f"the packaged weights {p} have sha256 {got[:16]}..., expected {sha256[:16]}...; "
+                        "the file is damaged or replaced: reinstall enet-rt")
+    return p
+
+
+def get_weights(name: str) -> Weights:
+    """The registered weights ``name``.
+
+    Raises:
+        EnetError: no such name (lists the known ones).
+    """
+    if name not in WEIGHTS:
+        raise EnetError(f"no shipped weights named {name!r}; known: {', '.join(WEIGHTS)}")
+    return WEIGHTS[name]
+
+
+def resolve_model(spec: str | os.PathLike[str] | None) -> Path:
+    """A model argument -> a file path.
+
+    ``None``: ``$ENET_MODEL`` if set (a path or a name), else the shipped
+    ``camvid``. A string naming an existing file is that file; a registered
+    name (``camvid``) is its packaged checkpoint; anything else is returned as
+    a path, for the caller to report as missing.
+    """
+    if spec is None:
+        env = os.environ.get("ENET_MODEL")
+        return resolve_model(env) if env else get_weights(DEFAULT_WEIGHTS).path()
+    p = Path(spec)
+    if not p.exists() and str(spec) in WEIGHTS:
+        return WEIGHTS[str(spec)].path()
+    return p

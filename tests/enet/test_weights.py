@@ -1,0 +1,62 @@
+"""Shipped weights: addressed by name and by path, sha256-checked, metadata beside them, packaged."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from enet.errors import EnetError
+from enet.fileio import sha256_file
+from enet.transforms import DEFAULT_RESIZE
+from enet.weights import WEIGHTS, Weights, get_weights, resolve_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_names_paths_and_the_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENET_MODEL", raising=False)
+    shipped = resolve_model(None)
+    assert shipped == resolve_model("camvid") == get_weights("camvid").path()
+    assert shipped.is_file() and shipped.parent.name == "pretrained"
+    mine = tmp_path / "mine.pth"
+    mine.write_bytes(b"x")
+    assert resolve_model(str(mine)) == mine
+    monkeypatch.setenv("ENET_MODEL", str(mine))
+    assert resolve_model(None) == mine
+    monkeypatch.setenv("ENET_MODEL", "camvid")
+    assert resolve_model(None) == shipped
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "camvid").write_bytes(b"a file named like the weights wins")
+    assert resolve_model("camvid") == Path("camvid")
+    assert resolve_model("nothing.pth") == Path("nothing.pth")  # the caller reports it missing
+    with pytest.raises(EnetError, match="known: camvid"):
+        get_weights("cityscapes")
+
+
+def test_a_damaged_file_is_refused() -> None:
+    w = WEIGHTS["camvid"]
+    bad = Weights(w.name, w.filename, "0" * 64, w.description)
+    with pytest.raises(EnetError, match="sha256 .* expected 0000"):
+        bad.path()
+
+
+def test_shipped_metadata_matches_the_checkpoint() -> None:
+    from enet.checkpoint import load_checkpoint
+
+    w = get_weights("camvid")
+    doc = w.meta()
+    assert doc["sha256"] == w.sha256 == sha256_file(w.path())
+    meta = load_checkpoint(w.path())["meta"]
+    assert doc["meta"] == {"resize": DEFAULT_RESIZE, **meta}  # the checkpoint predates the resize key
+    assert doc["meta"]["metrics"]["miou"] > 0.6 and "recipe" in doc
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib")
+def test_weights_are_package_data() -> None:
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["enet"]
+    assert "pretrained/*.pth" in cfg and "pretrained/*.json" in cfg
+    assert (ROOT / "enet" / "pretrained" / WEIGHTS["camvid"].filename).is_file()
