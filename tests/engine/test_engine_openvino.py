@@ -133,7 +133,7 @@ def test_openvino_fp32_and_int8_accuracy_on_camvid_val(camvid_root: Path, tmp_pa
     """Shipped model, 20 val frames: FP32 as ONNX Runtime, INT8 (7-bit weights where needed) within 1 pt."""
     from enet.defaults import default_model_path
     from enet.engine.build import CalibrationSpec, convert_onnx
-    from enet.evaluate import evaluate
+    from enet.engine.backend import evaluate_backend
     from enet.export.onnx import export_onnx
 
     fp32 = export_onnx(default_model_path(), tmp_path / "enet.onnx").path
@@ -142,7 +142,7 @@ def test_openvino_fp32_and_int8_accuracy_on_camvid_val(camvid_root: Path, tmp_pa
     miou = {}
     for name, path, kind in (("ort", fp32, "ort"), ("ov", fp32, "openvino"), ("ov-int8", int8, "openvino")):
         with open_backend(path, kind) as b:
-            miou[name] = 100 * evaluate(b, camvid_root, "val", limit=20, progress=False)["miou"]
+            miou[name] = 100 * evaluate_backend(b, camvid_root, "val", limit=20, progress=False)["miou"]
     assert abs(miou["ov"] - miou["ort"]) <= 0.1, miou
     assert miou["ov"] - miou["ov-int8"] <= 1.0, miou
 

@@ -148,14 +148,15 @@ def test_int8_qdq_graph_keeps_its_numbers(exports) -> None:
 
 @pytest.mark.camvid
 def test_shipped_model_forms_on_camvid_val(camvid_root: Path, tmp_path: Path) -> None:
-    from enet.bench.frames import read_rgb, val_pairs
+    from enet.bench.frames import val_pairs
+    from enet.data import read_image
     from enet.defaults import default_model_path
-    from enet.transforms import normalize
+    from enet.transforms import Preprocess
 
     res = export_onnx(default_model_path(), tmp_path / "enet.onnx", labels=True)
     src = onnx.load(str(res.path))
-    frames = [normalize(read_rgb(p, 480, 360), res.meta["mean"], res.meta["std"])[None]
-              for p, _ in val_pairs(camvid_root, 2)]
+    pre = Preprocess.from_meta(res.meta, (360, 480))
+    frames = [pre.batch([read_image(p)]) for p, _ in val_pairs(camvid_root, 2)]
     for runtime in FORMS:
         form, _ = cpu_form(src, runtime)
         for x in frames:
