@@ -2,8 +2,11 @@
 
 A benchmark backend is a runtime plus a precision: ``torch`` (the
 checkpoint), ``torch-fp16`` (the checkpoint in half precision, CUDA only),
-``ort`` (float32 ONNX), ``ort-int8`` (Q/DQ ONNX), ``trt-fp32``,
-``trt-fp16``, ``trt-int8`` (TensorRT engines). Missing artifacts are built
+``ort`` (float32 ONNX, as exported, default session options: the CPU
+baseline), ``ort-int8`` (Q/DQ ONNX), ``ort-fast`` (the float32 ONNX in its
+exact CPU form, :mod:`enet.export.cpu_graph`), ``openvino`` and
+``openvino-int8`` (the same float32 and Q/DQ ONNX files in OpenVINO),
+``trt-fp32``, ``trt-fp16``, ``trt-int8`` (TensorRT engines). Missing artifacts are built
 with the toolkit's own functions (``enet.export.cache.cached_onnx``,
 ``enet.engine.build.convert_onnx``, and for engines
 ``enet.engine.trt_build.plan_engine``/``build_engine``, the same as
@@ -38,7 +41,7 @@ class BenchBackend:
     """One column of the benchmark: runtime ``kind`` at ``precision``."""
 
     name: str
-    kind: str  # enet.engine.backend kind: torch | ort | trt
+    kind: str  # enet.engine.backend kind: torch | ort | ort-fast | openvino | trt
     precision: str  # fp32 | fp16 | int8
     needs: tuple[str, ...]  # importable modules it needs
 
@@ -48,11 +51,15 @@ BACKENDS: dict[str, BenchBackend] = {b.name: b for b in (
     BenchBackend("torch-fp16", "torch", "fp16", ("torch",)),
     BenchBackend("ort", "ort", "fp32", ("onnxruntime",)),
     BenchBackend("ort-int8", "ort", "int8", ("onnxruntime",)),
+    BenchBackend("ort-fast", "ort-fast", "fp32", ("onnxruntime",)),
+    BenchBackend("openvino", "openvino", "fp32", ("openvino",)),
+    BenchBackend("openvino-int8", "openvino", "int8", ("openvino",)),
     BenchBackend("trt-fp32", "trt", "fp32", ("tensorrt",)),
     BenchBackend("trt-fp16", "trt", "fp16", ("tensorrt",)),
     BenchBackend("trt-int8", "trt", "int8", ("tensorrt",)),
 )}
 DEFAULT_BACKENDS = tuple(b for b in BACKENDS if b != "torch-fp16")  # torch-fp16: CUDA only, opt-in
+_ONNX_KINDS = ("ort", "ort-fast", "openvino")  # every ONNX runtime runs the same files
 
 
 def parse_backends(text: str) -> list[BenchBackend]:
@@ -85,8 +92,9 @@ def unavailable_reason(spec: BenchBackend, device_kind: str, *,
     """Why ``spec`` cannot run on this machine, or None if it can (nothing is built)."""
     for mod in spec.needs:
         if not available(mod):
-            fix = "pip install 'enet-rt[tensorrt]' (on Jetson: JetPack's TensorRT, venv with --system-site-packages)" \
-                if mod == "tensorrt" else f"pip install {mod}"
+            fix = {"tensorrt": "pip install 'enet-rt[tensorrt]' (on Jetson: JetPack's TensorRT, venv with "
+                               "--system-site-packages)",
+                   "openvino": "pip install 'enet-rt[openvino]'"}.get(mod, f"pip install {mod}")
             return f"{mod} is not installed ({fix})"
     if spec.kind == "torch" and spec.precision == "fp16":
         if device_kind == "cpu":
@@ -184,10 +192,10 @@ class Artifacts:
         """Where ``spec``'s artifact for ``(batch, 3, height, width)`` lives (the checkpoint for torch)."""
         if spec.kind == "torch":
             return self.model
-        if spec.kind == "ort" and spec.precision == "fp32":
+        if spec.kind in _ONNX_KINDS and spec.precision == "fp32":
             return self.onnx(height, width, batch)
         stem = self._stem(height, width, batch)
-        if spec.kind == "ort":
+        if spec.kind in _ONNX_KINDS:
             return self.folder / f"{stem}.{spec.precision}.onnx"
         return self.folder / f"{stem}.{spec.precision}.engine"
 
@@ -204,9 +212,9 @@ class Artifacts:
         target = self.path(spec, height, width, batch)
         if target.is_file():
             return target
-        if spec.kind == "ort" and spec.precision == "fp32":
+        if spec.kind in _ONNX_KINDS and spec.precision == "fp32":
             self._call("onnx", target, height, width, batch)
-        elif spec.kind == "ort":
+        elif spec.kind in _ONNX_KINDS:
             onnx_path = self.get(BACKENDS["ort"], height, width, batch)
             self._call("int8", onnx_path, target, height, width, batch)
         else:

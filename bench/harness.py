@@ -402,6 +402,38 @@ def measure(pipe: Pipeline | None, inputs: Sequence[np.ndarray], config: Measure
 GPU_STAGES = ("h2d", "d2h", "enqueue", "latency")
 
 
+def merge_measurements(parts: Sequence[Measurement]) -> Measurement:
+    """One :class:`Measurement` of several turns of the same pipeline, samples in order."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    stage: dict[str, list[float]] = {}
+    for m in parts:
+        for k, v in m.stage_ms.items():
+            stage.setdefault(k, []).extend(v)
+    return Measurement(compute_ms=[v for m in parts for v in m.compute_ms], e2e_ms=[v for m in parts for v in m.e2e_ms],
+                       batch=parts[0].batch, warmup_iterations=sum(m.warmup_iterations for m in parts),
+                       warmup_s=sum(m.warmup_s for m in parts), measure_s=sum(m.measure_s for m in parts),
+                       timer=parts[0].timer, stage_ms=stage, compute_kind=parts[0].compute_kind,
+                       flags=dict(parts[0].flags))
+
+
+def round_config(config: MeasureConfig, rounds: int, first: bool) -> MeasureConfig:
+    """One turn of a measurement split over ``rounds`` (``enet-bench --rounds``).
+
+    Each turn gets ``1/rounds`` of the duration and of the iteration counts
+    (rounded up); the first turn warms up for ``config.warmup_s``, later ones
+    for one iteration, to refill caches after the other backends ran.
+    Alternating turns of every backend puts load from other programs on all
+    of them alike, so their ratios stay fair on a shared machine.
+    """
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    return MeasureConfig(
+        warmup_s=config.warmup_s if first else 0.0, duration_s=config.duration_s / rounds,
+        min_iterations=max(1, math.ceil(config.min_iterations / rounds)),
+        max_iterations=None if config.max_iterations is None else max(1, math.ceil(config.max_iterations / rounds)))
+
+
 def summarize(m: Measurement, *, cv_threshold: float = DEFAULT_CV_THRESHOLD) -> dict[str, Any]:
     """JSON-able summary of a :class:`Measurement`: stats, throughput and warnings."""
     compute = compute_stats(m.compute_ms, m.batch)

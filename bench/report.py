@@ -209,6 +209,75 @@ def results_table_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+#: The baseline of the speed-up column (README "Speed"): the enet-export graph in ONNX Runtime, default options.
+BASELINE = "ort"
+#: The accuracy reference: the PyTorch checkpoint.
+ACCURACY_REFERENCE = "torch"
+
+
+def side_by_side(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per measured record: compute median, speed-up over :data:`BASELINE` and mIoU change from
+    :data:`ACCURACY_REFERENCE` at the same resolution and batch (None where either is missing)."""
+    by_key = {(r["backend"], r["width"], r["height"], r["batch"]): r for r in records if r["status"] == "ok"}
+    rows = []
+    for r in records:
+        if r["status"] != "ok":
+            continue
+        key = (r["width"], r["height"], r["batch"])
+        base = by_key.get((BASELINE, *key))
+        ref = by_key.get((ACCURACY_REFERENCE, *key))
+        med = r["timing"]["compute"]["median"]
+        miou = (r.get("accuracy") or {}).get("miou")
+        ref_miou = ((ref or {}).get("accuracy") or {}).get("miou")
+        rows.append({
+            "backend": r["backend"], "width": r["width"], "height": r["height"], "median_ms": med,
+            "speedup": base["timing"]["compute"]["median"] / med if base and med else None,
+            "miou": miou, "miou_delta_pt": 100 * (miou - ref_miou) if miou is not None and ref_miou is not None else None,
+        })
+    return rows
+
+
+def _side_by_side_cells(row: dict[str, Any]) -> list[str]:
+    return [row["backend"], f"{row['width']}x{row['height']}", _f(row["median_ms"], "{:.1f}"),
+            _ratio(row["speedup"]), _f(None if row["miou"] is None else 100 * row["miou"], "{:.2f}"),
+            _f(row["miou_delta_pt"], "{:+.2f}")]
+
+
+def side_by_side_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown: speed-up over the ``ort`` baseline and mIoU change from the checkpoint, per backend."""
+    rows = side_by_side(records)
+    if not rows:
+        return []
+    lines = [f"| Backend | WxH | Compute median ms | Speed-up vs {BASELINE} | mIoU % | vs {ACCURACY_REFERENCE} (pt) |",
+             "|---|---|---:|---:|---:|---:|"]
+    return lines + ["| " + " | ".join(_side_by_side_cells(row)) + " |" for row in rows]
+
+
+def cpu_summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Console lines of :func:`side_by_side` (empty when nothing ran)."""
+    rows = side_by_side(records)
+    if not rows:
+        return []
+    out = [f"side by side (compute median; speed-up vs {BASELINE}; mIoU change vs {ACCURACY_REFERENCE}):"]
+    for row in rows:
+        backend, res, med, speed, miou, delta = _side_by_side_cells(row)
+        out.append(f"  {backend:<14} {res:>9} {med:>8} ms {speed:>7}  mIoU {miou:>6} ({delta} pt)")
+    return out
+
+
+def op_profile_lines(records: Sequence[dict[str, Any]], top: int = 6) -> list[str]:
+    """Markdown bullets: the op types that take the most time per backend (``--op-profile``)."""
+    out = []
+    for r in records:
+        prof = r.get("op_profile")
+        if r["status"] != "ok" or not prof:
+            continue
+        total = sum(prof.values()) or 1.0
+        ops = ", ".join(f"{k} {v:.1f} ({100 * v / total:.0f}%)" for k, v in list(prof.items())[:top])
+        out.append(f"- **{r['backend']}** {r['width']}x{r['height']}: {total:.1f} ms of kernels per run; {ops}")
+    return out
+
+
 def skipped_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     """Bullets for skipped/failed backends, one per backend and reason."""
     groups: dict[tuple[str, str, str], list[str]] = {}
@@ -238,7 +307,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     v = doc["versions"]
     cfg = doc["config"]
     vers = ", ".join(f"{k} {v[k] if v.get(k) else 'not installed'}"
-                     for k in ("enet-rt", "torch", "onnxruntime", "tensorrt", "python"))
+                     for k in ("enet-rt", "torch", "onnxruntime", "openvino", "tensorrt", "python"))
     out = [f"# ENet benchmark: {doc['device_label']}", "",
            f"- Measured: {doc['created']}",
            f"- Command: `{doc['command']}`",
@@ -264,6 +333,17 @@ def render_markdown(doc: dict[str, Any]) -> str:
                 "enqueue = host time of the enqueue call; latency = H2D + GPU compute + D2H; E2E = normalise + "
                 "copies + network + argmax on the host clock. The paper ratios use GPU compute time (the paper "
                 "timed the network in Torch7).", ""] + gpu_table_lines(doc["records"]) + [""]
+    sbs = side_by_side_lines(doc["records"])
+    if sbs:
+        out += ["## Side by side", "",
+                f"Speed-up: `{BASELINE}` compute median / this backend's, same resolution and batch. "
+                f"mIoU change: this backend's val mIoU minus the PyTorch checkpoint's (`{ACCURACY_REFERENCE}`), "
+                "on the same frames.", ""] + sbs + [""]
+    prof = op_profile_lines(doc["records"])
+    if prof:
+        out += ["## Where the time goes (`--op-profile`)", "",
+                "Milliseconds per inference by op type, from ONNX Runtime's profiler and OpenVINO's per-layer "
+                "counters (kernel time; with several threads, ops that run in parallel both count).", ""] + prof + [""]
     skipped = skipped_lines(doc["records"])
     if skipped:
         out += ["## Skipped", ""] + skipped + [""]

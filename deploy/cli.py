@@ -58,6 +58,7 @@ class RunConfig:
     legend: bool = True
     threads: int | None = None
     reconnect_timeout: float = 30.0
+    streams: int | None = None
     extra_sinks: list[Any] = field(default_factory=list)
     on_frame: Callable[[int, dict[str, Any]], None] | None = None
 
@@ -117,6 +118,9 @@ def run(cfg: RunConfig) -> Any:
     outputs = [parse_output(o) for o in cfg.outputs]
     size = parse_size(cfg.size) if cfg.size else None
     modes = [m.strip() for m in cfg.visualize.split(",") if m.strip()]
+    for opt, value in (("--threads", cfg.threads), ("--streams", cfg.streams)):
+        if value is not None and value < 1:
+            raise EnetError(f"{opt} must be at least 1, not {value}")
     if cfg.max_frames is not None and cfg.max_frames <= 0:
         raise EnetError(f"--max-frames must be positive, not {cfg.max_frames}")
     if cfg.stats and not cfg.stats.endswith(".jsonl"):
@@ -139,8 +143,8 @@ def run(cfg: RunConfig) -> Any:
     stats = None
     try:
         ctx, choice = open_predictor(model, backend=cfg.backend, size=size,
-                                     cache_dir=cfg.cache_dir,
-                                     threads=cfg.threads, precision=cfg.precision)
+                                     cache_dir=cfg.cache_dir, threads=cfg.threads, streams=cfg.streams,
+                                     precision=cfg.precision)
         log.info("model %s on %s (%s)", choice.path, choice.kind, choice.why)
         with ctx as predictor:
             renderer = Renderer(predictor.meta["classes"], predictor.meta["palette"], modes=modes, alpha=cfg.alpha,
@@ -199,9 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("outputs", metavar="OUTPUT", nargs="*", help="output URIs or video files")
     p.add_argument("--model", help="checkpoint (.pth), ONNX, engine, or shipped weights name "
                                    "(default: camvid, or $ENET_MODEL)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"],
-                   help="inference backend (default: auto, the fastest available; with TensorRT and a GPU a "
-                        ".pth/.onnx becomes a TensorRT engine on first run, cached for the next)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "ort-fast", "openvino", "trt"],
+                   help="inference backend (default: auto, the fastest available: with TensorRT and a GPU a "
+                        ".pth/.onnx becomes a TensorRT engine on first run, cached for the next; else OpenVINO, "
+                        "else ONNX Runtime; the log says which)")
     add_engine_precision(p)
     p.add_argument("--size", type=size_text, metavar="WxH", help="inference size, e.g. 480x360 (default: the model's)")
     p.add_argument("--alpha", type=unit_float, default=0.5, help="mask opacity on the overlay (default 0.5)")
@@ -233,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=positive_int, metavar="N",
                    help="CPU inference threads (default: the CPUs this process may use, less one for capture "
                         "and rendering)")
+    g.add_argument("--streams", type=positive_int, metavar="N",
+                   help="frames inferred at once, openvino only (default 1; more can help with many cores, "
+                        "see docs/deploy.md)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     return p
@@ -249,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         display=display, capture=args.capture, writer=args.writer, input_size=args.input_size,
         input_rate=args.input_rate, input_codec=args.input_codec, input_flip=args.input_flip,
         output_rate=args.output_rate, cache_dir=args.cache_dir, hud=not args.no_hud, legend=not args.no_legend,
-        threads=args.threads, reconnect_timeout=args.reconnect_timeout,
+        threads=args.threads, reconnect_timeout=args.reconnect_timeout, streams=args.streams,
     )
     return guard("enet-run", lambda: _run_and_report(cfg))
 

@@ -102,9 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "  enet-demo --model enet.int8.onnx --backend ort --size 480x352\n"
                               "  enet-demo --data-root ../shared/data/camvid --sheet 0   # no contact sheet")
     p.add_argument("--model", help="checkpoint/ONNX/engine or shipped weights name (default: the reference camvid)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"],
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "ort-fast", "openvino", "trt"],
                    help="default auto: the fastest available (with TensorRT and a GPU: an engine built on first "
-                        "run and cached)")
+                        "run and cached; on a CPU: OpenVINO when installed)")
     add_engine_precision(p)
     p.add_argument("--data-root", "--camvid", dest="camvid", metavar="ROOT",
                    help="CamVid root (default: ../shared/data/camvid or ENET_CAMVID)")
@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sheet", type=non_negative_int, default=6, metavar="K",
                    help="frames on the contact sheet (default 6; 0: no sheet)")
     p.add_argument("--size", type=size_text, metavar="WxH", help="inference size (default: the model's)")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="CPU inference threads (default: see enet-run --threads)")
+    p.add_argument("--streams", type=positive_int, metavar="N", help="frames inferred at once, openvino only "
+                                                                     "(default: see enet-run --streams)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="count", default=0)
     return p
@@ -166,7 +170,8 @@ def _demo(args: argparse.Namespace) -> int:
         input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend,
         precision=args.precision, size=args.size,
         visualize="overlay,mask", stats=str(stats), extra_sinks=sheets,
-        output_rate=CLIP_FPS, max_frames=None if frames else args.frames,
+        output_rate=CLIP_FPS, max_frames=None if frames else args.frames, threads=args.threads,
+        streams=args.streams,
     ))
     print(f"enet-demo: {summary.line()}")
     print(f"enet-demo: wrote {', '.join(str(p) for p in (video, stats, sheet_path) if p.is_file())}")

@@ -27,6 +27,7 @@ _FIXES = {
         "and .pth models need it"
     ),
     "onnxruntime": "pip install onnxruntime",
+    "openvino": "pip install 'enet-rt[openvino]'",
     "cv2": "pip install opencv-python-headless (on Jetson: JetPack's OpenCV)",
     "gi": "apt-get install python3-gi gir1.2-gstreamer-1.0 gstreamer1.0-plugins-base",
     "onnxsim": "pip install 'enet-rt[torch]' (onnxsim)",

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from typing import Any
 
 from enet.cli import ArgumentParser, add_dataset_kind, add_engine_precision, add_verbosity, check_writable, cli, positive_int
+
+log = logging.getLogger("enet.eval")
 
 
 def eval_parser() -> argparse.ArgumentParser:
@@ -33,9 +36,10 @@ def eval_parser() -> argparse.ArgumentParser:
                    "../shared/data/camvid)")
     add_dataset_kind(p)
     p.add_argument("--split", choices=("train", "val", "test"), default="val")
-    p.add_argument("--backend", choices=("auto", "torch", "ort", "trt"), default="auto",
+    p.add_argument("--backend", choices=("auto", "torch", "ort", "ort-fast", "openvino", "trt"), default="auto",
                    help="default auto: from the file type; with TensorRT and a GPU, a .pth/.onnx runs as a "
-                        "TensorRT engine built on first run and cached")
+                        "TensorRT engine built on first run and cached; else an .onnx without a CUDA "
+                        "onnxruntime runs in the fastest installed CPU backend (openvino, else ort-fast)")
     add_engine_precision(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for .pth models")
     p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as JSON")
@@ -66,6 +70,11 @@ def main(args: argparse.Namespace) -> int:
         from enet.engine.engine_cache import auto_engine
 
         model = str(auto_engine(model, precision=args.precision, data_root=data_root) or model)
+        if model.lower().endswith(".onnx"):
+            from enet.engine.cpu_choice import fastest_cpu_kind, ort_has_cuda, preference_text
+
+            if not ort_has_cuda() and (kind := fastest_cpu_kind()):
+                log.info("running %s in %s, the fastest installed CPU backend (%s)", model, kind, preference_text())
     opts: dict[str, Any] = {"device": args.device} if model.endswith((".pth", ".pt")) else {}
     with open_backend(model, kind, **opts) as backend:
         summary = evaluate_backend(backend, data_root, args.split, save_predictions=args.save_predictions,

@@ -1,4 +1,4 @@
-"""Every module imports and every CLI's --help (with examples) works without TensorRT, OpenCV or GStreamer."""
+"""Every module imports and every CLI's --help (with examples) works without TensorRT, OpenCV, GStreamer, ONNX Runtime or OpenVINO."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent("""
     # namespace package at interpreter start; only what the toolkit imports counts
     AT_START = set(sys.modules)
 
-    BLOCKED = {"tensorrt", "cv2", "gi", "cuda", "pycuda", "onnxruntime"}
+    BLOCKED = {"tensorrt", "cv2", "gi", "cuda", "pycuda", "onnxruntime", "openvino"}
 
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):

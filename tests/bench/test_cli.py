@@ -138,3 +138,22 @@ def test_cli_unwritable_output_is_one_line(tmp_path, tiny_checkpoint, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and err == [f"enet-bench: error: cannot write report folder -o {blocker / 'sub'}: {blocker} is "
                                "not a folder; choose another location"]
+
+
+    assert rc == 1 and err[-1].startswith("enet-bench: error: cannot create the output folder")
+
+
+def test_cli_rounds_interleave_cpu_backends(tmp_path, tiny_checkpoint, capsys):
+    pytest.importorskip("onnxruntime")
+    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backends", "ort,ort-fast", "--no-plot",
+                   "--rounds", "2", "--threads", "1", "--op-profile", "2")
+    assert rc == 0
+    doc = json.loads((out / "bench.json").read_text())
+    assert [r["backend"] for r in doc["records"]] == ["ort", "ort-fast"]
+    assert all(r["status"] == "ok" and r["timing"]["iterations"] == 2 for r in doc["records"])
+    assert doc["records"][0]["artifact"] == doc["records"][1]["artifact"]  # the same ONNX file
+    assert doc["config"]["rounds"] == 2
+    err = capsys.readouterr().err
+    md = (out / "bench.md").read_text()
+    assert "side by side" in err and "Side by side" in md and "Where the time goes" in md
+    assert "PRelu" in doc["records"][0]["op_profile"] and "PRelu" not in doc["records"][1]["op_profile"]

@@ -133,5 +133,7 @@ def test_camera_pipeline_auto_picks_the_first_run_engine(tiny_onnx, monkeypatch,
     choice = dbk.choose(tiny_onnx, "auto", (64, 96), tmp_path, precision="int8")
     assert (choice.path, choice.kind) == (engine, "trt") and "first run" in choice.why
     assert calls == {"model": tiny_onnx, "precision": "int8"}
-    monkeypatch.setattr(dbk, "trt_usable", lambda: False)  # without TensorRT: as before
-    assert dbk.choose(tiny_onnx, "auto", (64, 96), tmp_path).kind == "ort"
+    monkeypatch.setattr(dbk, "trt_usable", lambda: False)  # without TensorRT: an ONNX runtime, as before
+    choice = dbk.choose(tiny_onnx, "auto", (64, 96), tmp_path)
+    runner = dbk.onnx_runner()
+    assert runner is not None and choice.kind == runner[0] and choice.why.endswith(runner[1])
