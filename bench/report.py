@@ -238,9 +238,12 @@ def side_by_side(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _side_by_side_cells(row: dict[str, Any]) -> list[str]:
+    delta = row["miou_delta_pt"]
+    if delta is not None and abs(delta) < 0.005:
+        delta = 0.0  # no "-0.00"
     return [row["backend"], f"{row['width']}x{row['height']}", _f(row["median_ms"], "{:.1f}"),
             _ratio(row["speedup"]), _f(None if row["miou"] is None else 100 * row["miou"], "{:.2f}"),
-            _f(row["miou_delta_pt"], "{:+.2f}")]
+            _f(delta, "{:+.2f}")]
 
 
 def side_by_side_lines(records: Sequence[dict[str, Any]]) -> list[str]:
