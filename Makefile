@@ -1,20 +1,22 @@
 # Two entry points on a fresh machine: `make demo` and `make test`.
 # Both create .venv on first use. torch is pinned to the CPU build 2.13.0
-# (a bare `pip install torch` pulls gigabytes of CUDA wheels).
+# (a bare `pip install torch` pulls gigabytes of CUDA wheels). The venv has
+# OpenVINO (the fastest CPU backend, ~60 MB): `make demo` runs on it and
+# `make test` tests it.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test venv clean reference-model
+.PHONY: demo test venv clean reference-model gpu-check
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[torch,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[torch,dev,openvino]'
 	@$(PY) deploy/gst_venv_link.py $(VENV) 2>/dev/null || true
 	touch $(STAMP)
 
@@ -23,6 +25,13 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/enet-demo
+
+# On a CUDA machine, in under 8 minutes: the gpu tests and enet-bench on PyTorch
+# (FP32/FP16) and, when TensorRT is installed, on TensorRT engines; one summary
+# table (docs/engines.md). The venv's torch must have CUDA there: pip's default
+# torch wheel for Linux x86_64 does (this project's CPU machines pin a +cpu one).
+gpu-check: $(STAMP)
+	$(BIN)/python -m enet.bench.gpu_check
 
 # The recipe behind the shipped camvid weights (README "Reference model"): half
 # resolution from scratch, then full-resolution fine-tuning. About 1 h 50 min

@@ -1,11 +1,18 @@
 """The backends ``enet-bench`` knows, what each needs, and its artifacts.
 
 A benchmark backend is a runtime plus a precision: ``torch`` (the
-checkpoint), ``ort`` (float32 ONNX), ``ort-int8`` (Q/DQ ONNX), ``trt-fp32``,
-``trt-fp16``, ``trt-int8`` (TensorRT engines). Missing artifacts are built
+checkpoint), ``torch-fp16`` (the checkpoint in half precision, CUDA only),
+``ort`` (float32 ONNX, as exported, default session options: the CPU
+baseline), ``ort-int8`` (Q/DQ ONNX), ``ort-fast`` (the float32 ONNX in its
+exact CPU form, :mod:`enet.export.cpu_graph`), ``openvino`` and
+``openvino-int8`` (the same float32 and Q/DQ ONNX files in OpenVINO),
+``trt-fp32``, ``trt-fp16``, ``trt-int8`` (TensorRT engines). Missing artifacts are built
 with the toolkit's own functions (``enet.export.cache.cached_onnx``,
-``enet.engine.build``) and cached in the user's cache folder
-(:mod:`enet.cache`) under names that carry the model's hash, the input
+``enet.engine.build.convert_onnx``, and for engines
+``enet.engine.trt_build.plan_engine``/``build_engine``, the same as
+``enet-build-engine``: same plan, same sidecar, same check against ONNX
+Runtime; no TensorRT build code lives in ``enet.bench``) and cached in the
+user's cache folder (:mod:`enet.cache`) under names that carry the model's hash, the input
 shape and the precision, so a second run reuses them and a different model
 never does. The model is a checkpoint, or an ONNX file (then no PyTorch is
 needed, at the ONNX's own input shape).
@@ -34,20 +41,25 @@ class BenchBackend:
     """One column of the benchmark: runtime ``kind`` at ``precision``."""
 
     name: str
-    kind: str  # enet.engine.backend kind: torch | ort | trt
+    kind: str  # enet.engine.backend kind: torch | ort | ort-fast | openvino | trt
     precision: str  # fp32 | fp16 | int8
     needs: tuple[str, ...]  # importable modules it needs
 
 
 BACKENDS: dict[str, BenchBackend] = {b.name: b for b in (
     BenchBackend("torch", "torch", "fp32", ("torch",)),
+    BenchBackend("torch-fp16", "torch", "fp16", ("torch",)),
     BenchBackend("ort", "ort", "fp32", ("onnxruntime",)),
     BenchBackend("ort-int8", "ort", "int8", ("onnxruntime",)),
+    BenchBackend("ort-fast", "ort-fast", "fp32", ("onnxruntime",)),
+    BenchBackend("openvino", "openvino", "fp32", ("openvino",)),
+    BenchBackend("openvino-int8", "openvino", "int8", ("openvino",)),
     BenchBackend("trt-fp32", "trt", "fp32", ("tensorrt",)),
     BenchBackend("trt-fp16", "trt", "fp16", ("tensorrt",)),
     BenchBackend("trt-int8", "trt", "int8", ("tensorrt",)),
 )}
-DEFAULT_BACKENDS = tuple(BACKENDS)
+DEFAULT_BACKENDS = tuple(b for b in BACKENDS if b != "torch-fp16")  # torch-fp16: CUDA only, opt-in
+_ONNX_KINDS = ("ort", "ort-fast", "openvino")  # every ONNX runtime runs the same files
 
 
 def parse_backends(text: str) -> list[BenchBackend]:
@@ -67,15 +79,28 @@ def _module_available(name: str) -> bool:
     return available(name)
 
 
+def _torch_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def unavailable_reason(spec: BenchBackend, device_kind: str, *,
                        available: Callable[[str], bool] = _module_available,
-                       has_gpu: Callable[[], bool] = gpu_available) -> str | None:
+                       has_gpu: Callable[[], bool] = gpu_available,
+                       torch_cuda: Callable[[], bool] = _torch_cuda) -> str | None:
     """Why ``spec`` cannot run on this machine, or None if it can (nothing is built)."""
     for mod in spec.needs:
         if not available(mod):
-            fix = "pip install 'enet-rt[tensorrt]' (on Jetson: JetPack's TensorRT, venv with --system-site-packages)" \
-                if mod == "tensorrt" else f"pip install {mod}"
+            fix = {"tensorrt": "pip install 'enet-rt[tensorrt]' (on Jetson: JetPack's TensorRT, venv with "
+                               "--system-site-packages)",
+                   "openvino": "pip install 'enet-rt[openvino]'"}.get(mod, f"pip install {mod}")
             return f"{mod} is not installed ({fix})"
+    if spec.kind == "torch" and spec.precision == "fp16":
+        if device_kind == "cpu":
+            return "FP16 PyTorch runs on CUDA only; --device cpu was chosen (or no GPU was found)"
+        if not torch_cuda():
+            return "FP16 PyTorch runs on CUDA only, and this PyTorch sees no CUDA GPU (a CPU build of torch?)"
     if spec.kind == "trt":
         if device_kind == "cpu":
             return "TensorRT needs an NVIDIA GPU; --device cpu was chosen (or no GPU was found)"
@@ -107,7 +132,8 @@ class Artifacts:
     """
 
     def __init__(self, model: Path, folder: Path | None = None, *, camvid: Path | None = None,
-                 calib_images: int = 64, builders: dict[str, Callable[..., Any]] | None = None) -> None:
+                 calib_images: int = 64, builders: dict[str, Callable[..., Any]] | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
         from enet.cache import cache_dir
         from enet.engine.backend import backend_kind
         from enet.export.cache import MODELS, model_key
@@ -121,6 +147,7 @@ class Artifacts:
         self.camvid = camvid
         self.calib_images = calib_images
         self._builders = builders or {}
+        self._say = say or log.info
         self._key = model_key(self.model)
         self.onnx_shape: tuple[int, ...] | None = None
         if self.kind == "ort":
@@ -165,10 +192,10 @@ class Artifacts:
         """Where ``spec``'s artifact for ``(batch, 3, height, width)`` lives (the checkpoint for torch)."""
         if spec.kind == "torch":
             return self.model
-        if spec.kind == "ort" and spec.precision == "fp32":
+        if spec.kind in _ONNX_KINDS and spec.precision == "fp32":
             return self.onnx(height, width, batch)
         stem = self._stem(height, width, batch)
-        if spec.kind == "ort":
+        if spec.kind in _ONNX_KINDS:
             return self.folder / f"{stem}.{spec.precision}.onnx"
         return self.folder / f"{stem}.{spec.precision}.engine"
 
@@ -185,9 +212,9 @@ class Artifacts:
         target = self.path(spec, height, width, batch)
         if target.is_file():
             return target
-        if spec.kind == "ort" and spec.precision == "fp32":
+        if spec.kind in _ONNX_KINDS and spec.precision == "fp32":
             self._call("onnx", target, height, width, batch)
-        elif spec.kind == "ort":
+        elif spec.kind in _ONNX_KINDS:
             onnx_path = self.get(BACKENDS["ort"], height, width, batch)
             self._call("int8", onnx_path, target, height, width, batch)
         else:
@@ -238,52 +265,42 @@ class Artifacts:
         convert_onnx(onnx_path, target, precision="int8", calib=self._calib_spec())
 
     def _build_engine(self, onnx_path: Path, target: Path, precision: str) -> None:
-        """A TensorRT engine and its sidecar, as ``enet-build-engine`` builds one.
+        """A TensorRT engine and its sidecar, built exactly as ``enet-build-engine`` builds one.
 
-        The precision plan (strong typing, builder flags, Q/DQ or calibrator)
-        comes from ``enet.engine.trt_compat.plan_build`` for the installed
-        TensorRT; a converted ONNX it needs is cached beside the engine.
+        :func:`enet.engine.trt_build.plan_engine` picks the path for the
+        installed TensorRT; when the plan compiles the FP16 or the calibrated
+        Q/DQ ONNX, the bench's cached ``ort-int8`` artifact (or an FP16
+        conversion) is copied beside the engine, so ``trt-int8`` is the model
+        whose accuracy ``ort-int8`` measures. The build ends with the engine
+        compared with ONNX Runtime on CamVid val frames.
         """
         import shlex
 
-        from enet._lazy import require
-        from enet.engine.build import build_engine_bytes, convert_onnx
-        from enet.engine.calibration import iter_batches, select_calibration_images
-        from enet.engine.cuda import gpu_info
-        from enet.engine.onnx_info import input_dims, load_onnx, read_meta, static_input_shape
-        from enet.engine.sidecar import make_sidecar, write_sidecar
-        from enet.engine.trt_compat import plan_build, trt_features
-        from enet.fileio import sha256_file, write_bytes
+        from enet.engine.build import convert_onnx
+        from enet.engine.trt_build import build_engine, describe, plan_engine
+        from enet.fileio import write_bytes
 
-        trt = require("tensorrt")
-        src = load_onnx(onnx_path)
-        meta = read_meta(src, str(onnx_path))
-        shape = static_input_shape(src, None, meta)
-        input_name, _ = input_dims(src)
-        plan = plan_build(trt_features(trt), precision, onnx_precision="fp32")
-        for note in plan.notes:
-            log.info("%s", note)
-        compiled = Path(onnx_path)
-        if plan.onnx_precision == "int8":
-            compiled = self.get(BACKENDS["ort-int8"], shape[2], shape[3], shape[0])
-        elif plan.onnx_precision == "fp16":
-            compiled = self.folder / f"{self._stem(shape[2], shape[3], shape[0])}.fp16.onnx"
-            if not compiled.is_file():
-                convert_onnx(onnx_path, compiled, precision="fp16")
-        calib_batches = None
-        if plan.calibrator:
-            paths = select_calibration_images(self._calib_spec().data, self.calib_images)
-            calib_batches = lambda: iter_batches(paths, meta, shape)  # noqa: E731
-        data = build_engine_bytes(compiled, plan, calib_batches=calib_batches, input_name=input_name,
-                                  batch_size=shape[0])
-        write_bytes(target, data)
-        gpu, cc = gpu_info(0)
-        argv = ["enet-build-engine", str(compiled), *(["--" + precision] if precision != "fp32" else []),
-                "-o", str(target)]
-        write_sidecar(target, make_sidecar(
-            tensorrt_version=trt.__version__, gpu_name=gpu, compute_capability=cc, precision=precision,
-            input_shape=shape, input_name=input_name, onnx_path=compiled, onnx_sha256=sha256_file(compiled),
-            meta=meta, rebuild_command=shlex.join(argv),
-            extra={"plan": {"strongly_typed": plan.strongly_typed, "flags": list(plan.flags),
-                            "calibrator": plan.calibrator}, "built_by": "enet-bench"},
-        ))
+        def convert(model: Path, out: Path, prec: str) -> None:
+            if prec == "int8":
+                n, _, h, w = job.input_shape
+                write_bytes(out, self.get(BACKENDS["ort-int8"], h, w, n).read_bytes())
+            else:
+                convert_onnx(model, out, precision=prec)
+
+        job = plan_engine(onnx_path, target, precision=precision, calib=self._calib_spec(),
+                          data_root=self.camvid)
+        for line in describe(job):
+            log.info("%s", line)
+        calib = ["--calib-data", str(job.calib.data), "--calib-images", str(job.calib.images)] if job.calib else []
+        res = build_engine(job, convert=convert, extra={"built_by": "enet-bench"}, rebuild_command=shlex.join(
+            ["enet-build-engine", str(onnx_path), *(["--" + precision] if precision != "fp32" else []), *calib,
+             "-o", str(target)]))
+        for note in res.notes:
+            self._say(note)
+        v = res.verification
+        if v:
+            msg = (f"{target.name}: built in {res.build_s:.0f} s; vs ONNX Runtime on {v['frames']} val frames: "
+                   f"{v['agreement'] * 100:.2f}% argmax agreement")
+            if v.get("miou_engine") is not None:
+                msg += f", val mIoU engine {v['miou_engine'] * 100:.2f} / ONNX {v['miou_onnx'] * 100:.2f}"
+            self._say(msg)

@@ -7,6 +7,7 @@ so ``enet-bench --help`` works anywhere.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shlex
 import sys
@@ -14,13 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from enet.cli import guard, setup_logging
+from enet.cli import (ArgumentParser, check_writable, guard, non_negative_float, non_negative_int, positive_float,
+                      positive_int, setup_logging)
 from enet.errors import EnetError
 
 log = logging.getLogger("enet.bench")
 
 DEFAULT_RESOLUTIONS = "480x320,640x360,1280x720,1920x1080"
-DEFAULT_BACKENDS = "torch,ort,ort-int8,trt-fp32,trt-fp16,trt-int8"
+DEFAULT_BACKENDS = "torch,ort,ort-int8,ort-fast,openvino,openvino-int8,trt-fp32,trt-fp16,trt-int8"
 
 
 def parse_resolutions(text: str) -> list[tuple[int, int]]:
@@ -44,11 +46,28 @@ def parse_resolutions(text: str) -> list[tuple[int, int]]:
     return out
 
 
+def _resolutions_arg(text: str) -> str:
+    """argparse type: ``--resolutions`` checked by :func:`parse_resolutions`, kept as written."""
+    try:
+        parse_resolutions(text)
+    except EnetError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="enet-bench",
         description="Benchmark ENet per backend and resolution (trtexec-style timing) and compare with "
-                    "the paper's Table 2 (speed) and Table 3 (size). Writes bench.json, bench.md, bench.png.",
+                    "the paper's Table 2 (speed) and Table 3 (size). Writes bench.json, bench.md, bench.png. "
+                    "--device desktop needs an NVIDIA GPU and --device jetson a Jetson: a bench never "
+                    "reports a device it is not running on.",
+        epilog="examples:\n"
+               "  enet-bench --device cpu --backends torch,ort,ort-int8,ort-fast,openvino,openvino-int8 \\\n"
+               "      --resolutions 480x360 --threads 2 --rounds 5 --accuracy-frames 101 -o out/bench-cpu\n"
+               "  enet-bench --model enet.onnx --backends ort,ort-int8 --iterations 50 -o bench-onnx\n"
+               "  enet-bench --device jetson --backends trt-fp32,trt-fp16,trt-int8   # on the Jetson\n"
+               "  enet-bench --accuracy-frames 101 --data-root ../shared/data/camvid",
     )
     p.add_argument("--device", choices=("auto", "cpu", "desktop", "jetson"), default="auto",
                    help="what to probe and where to run: cpu, desktop (NVIDIA GPU), jetson; auto detects")
@@ -57,26 +76,34 @@ def build_parser() -> argparse.ArgumentParser:
                         "backends at its own size, no PyTorch needed); default: camvid (or $ENET_MODEL)")
     p.add_argument("--backends", default=DEFAULT_BACKENDS,
                    help=f"comma-separated, from: {DEFAULT_BACKENDS} (default: all; unavailable ones are skipped)")
-    p.add_argument("--resolutions", default=None,
+    p.add_argument("--resolutions", type=_resolutions_arg, default=None,
                    help=f"WIDTHxHEIGHT list, multiples of 8 (default: the paper's {DEFAULT_RESOLUTIONS}; "
                         "an ONNX model's own size)")
-    p.add_argument("--batch", type=int, default=1, help="frames per inference (default 1, as the paper)")
-    p.add_argument("--warmup-s", type=float, default=0.5, help="warm-up seconds per run (default 0.5)")
+    p.add_argument("--batch", type=positive_int, default=1, help="frames per inference (default 1, as the paper)")
+    p.add_argument("--warmup-s", type=non_negative_float, default=0.5, help="warm-up seconds per run (default 0.5)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--duration-s", type=float, default=None,
+    g.add_argument("--duration-s", type=positive_float, default=None,
                    help="measure at least this many seconds (and --min-iterations; default 2)")
-    g.add_argument("--iterations", type=int, default=None, help="measure exactly N iterations instead")
-    p.add_argument("--min-iterations", type=int, default=5,
+    g.add_argument("--iterations", type=positive_int, default=None, help="measure exactly N iterations instead")
+    p.add_argument("--min-iterations", type=positive_int, default=5,
                    help="with --duration-s: at least this many iterations (default 5)")
-    p.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: runtime's)")
-    p.add_argument("--accuracy-frames", type=int, default=0,
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU inference threads (default: runtime's)")
+    p.add_argument("--rounds", type=positive_int, default=1,
+                   help="split each measurement into N turns, taken in turn by every backend at a resolution, so "
+                        "load from other programs falls on all alike (default 1: one backend after the other)")
+    p.add_argument("--op-profile", type=non_negative_int, default=0, metavar="N",
+                   help="also profile N inferences per ONNX Runtime/OpenVINO backend with the runtime's own "
+                        "profiler and report milliseconds per op type (default 0: off)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="TensorRT: capture the enqueue in a CUDA graph and time its launch (trtexec --useCudaGraph)")
+    p.add_argument("--accuracy-frames", type=non_negative_int, default=0,
                    help="also report val mIoU of each backend on N frames of --data-root (default 0: off)")
-    p.add_argument("--calib-images", type=int, default=64,
+    p.add_argument("--calib-images", type=positive_int, default=64,
                    help="train frames of --data-root for INT8 calibration when an INT8 ONNX is built (default 64)")
     p.add_argument("--data-root", "--camvid", dest="data_root", type=Path, default=None,
                    help="dataset the model was trained on (val for frames and accuracy, train for calibration); "
                         "default ENET_CAMVID or ../shared/data/camvid")
-    p.add_argument("--cv-threshold", type=float, default=0.10,
+    p.add_argument("--cv-threshold", type=positive_float, default=0.10,
                    help="warn when std/mean latency exceeds this (default 0.10)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("-o", "--output", type=Path, default=Path("bench-results"),
@@ -88,18 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    if args.batch < 1:
-        raise EnetError(f"--batch must be at least 1, got {args.batch}")
-    if args.warmup_s < 0 or (args.duration_s is not None and args.duration_s < 0):
-        raise EnetError("--warmup-s and --duration-s must be >= 0 seconds")
-    if args.iterations is not None and args.iterations < 1:
-        raise EnetError(f"--iterations must be at least 1, got {args.iterations}")
-    if args.min_iterations < 1:
-        raise EnetError(f"--min-iterations must be at least 1, got {args.min_iterations}")
-    if args.threads is not None and args.threads < 1:
-        raise EnetError(f"--threads must be at least 1, got {args.threads}")
-    if args.accuracy_frames < 0 or args.calib_images < 1:
-        raise EnetError("--accuracy-frames must be >= 0 and --calib-images >= 1")
+    """What can be checked before any work: the device is the one named, the report folder is writable."""
+    from enet.bench import probes
+
+    if args.device == "jetson" and not probes.is_jetson():
+        raise EnetError("--device jetson: this machine is not a Jetson (no /etc/nv_tegra_release); "
+                        "run there, or use --device auto")
+    if args.device == "desktop":
+        from enet.engine.cuda import gpu_available
+
+        if not gpu_available():
+            raise EnetError("--device desktop needs an NVIDIA GPU, and none is visible here (no /dev/nvidia0); "
+                            "use --device cpu or auto")
+    check_writable(args.output, folder=True, what="report folder -o")
 
 
 def _say(msg: str) -> None:
@@ -139,9 +167,34 @@ def _backend_options(spec: Any, device_kind: str, shape: tuple[int, int, int, in
         opts["threads"] = threads
     if spec.kind == "torch":
         opts["device"] = "cpu" if device_kind == "cpu" else "auto"
+        opts["precision"] = spec.precision
     elif spec.kind == "ort":  # auto: the CUDA provider when this onnxruntime has it
         opts["providers"] = "cpu" if device_kind == "cpu" else "auto"
+    elif spec.kind == "ort-fast":  # its graph form is chosen for the CPU provider
+        opts["providers"] = "cpu"
     return opts
+
+
+def _device_stages(spec: Any, backend: Any, cuda_graph: bool) -> Any:
+    """The backend's device stages when it runs on a GPU (trtexec-style timing), else None."""
+    if spec.kind == "trt":
+        return backend.device_stages(cuda_graph=cuda_graph)
+    if spec.kind == "torch" and getattr(getattr(backend, "device", None), "type", "cpu") == "cuda":
+        return backend.device_stages()
+    return None
+
+
+def _timing_line(tag: str, timing: dict[str, Any]) -> str:
+    c, e = timing["compute"], timing["e2e"]
+    if timing.get("compute_kind") == "gpu":
+        g = timing["gpu"]
+        return (f"{tag}: GPU compute {c['mean']:.2f} ms mean (median {c['median']:.2f}, p99 {c['p99']:.2f}), "
+                f"H2D {g['h2d']['mean']:.2f}, D2H {g['d2h']['mean']:.2f}, enqueue {g['enqueue']['mean']:.2f}, "
+                f"latency {g['latency']['mean']:.2f}, e2e {e['mean']:.2f} ms, {e['fps']:.1f} fps, "
+                f"{timing['iterations']} it" + (", CUDA graph" if g.get("cuda_graph") else "")
+                + (", zero-copy" if g.get("zero_copy") else ""))
+    return (f"{tag}: compute {c['mean']:.2f} ms mean (median {c['median']:.2f}, p99 {c['p99']:.2f}), "
+            f"e2e {e['mean']:.2f} ms, {e['fps']:.1f} fps, {timing['iterations']} it")
 
 
 def _pick_timer(spec: Any, backend: Any) -> Any:
@@ -152,13 +205,68 @@ def _pick_timer(spec: Any, backend: Any) -> Any:
     return PerfCounterTimer()
 
 
+def _op_profile(job: dict[str, Any], iterations: int) -> dict[str, float]:
+    """Milliseconds per inference by op type, averaged over ``iterations`` runs (the first included), from
+    the runtime's own profiler in a second instance of the backend."""
+    from enet.engine.backend import open_backend
+
+    x = job["pipe"].preprocess(job["inputs"][0])
+    with open_backend(job["artifact"], job["spec"].kind, profile=True, **job["options"]) as b:
+        for _ in range(iterations):
+            b.infer(x)
+        return {k: round(v, 3) for k, v in b.op_profile().items()}
+
+
+def _finish(job: dict[str, Any], args: argparse.Namespace, camvid: Path, device_kind: str,
+            sampler: Any) -> dict[str, Any]:
+    """The record of one measured backend x resolution (timing, accuracy, power), and its console line."""
+    from enet.bench import harness, paper, report
+    from enet.engine.backend import evaluate_backend
+
+    if job.get("error"):
+        status, reason = job["error"]
+        _say(f"{job['tag']}: {status} ({reason})")
+        return report.make_record(*job["rec_args"], status=status, reason=reason)
+    m = harness.merge_measurements(job["parts"])
+    timing = harness.summarize(m, cv_threshold=args.cv_threshold)
+    timing["input"] = job["source"]
+    backend = job["backend"]
+    timing["backend_name"] = getattr(backend, "name", job["spec"].name)
+    power = sampler.summary(frames=m.frames, seconds=m.measure_s) if sampler else None
+    accuracy = None
+    if args.accuracy_frames:
+        try:
+            s = evaluate_backend(backend, camvid, "val", limit=args.accuracy_frames, spaced=True)
+            accuracy = {k: s[k] for k in ("miou", "global_acc", "frames", "split", "eval_size")}
+        except EnetError as exc:
+            _say(f"{job['tag']}: skipped ({exc})")
+            return report.make_record(*job["rec_args"], status="skipped", reason=str(exc))
+    rec = report.make_record(*job["rec_args"], status="ok", artifact=str(job["artifact"]), timing=timing,
+                             accuracy=accuracy, power=power)
+    if args.op_profile and job["spec"].kind in ("ort", "ort-fast", "openvino"):
+        rec["op_profile"] = _op_profile(job, args.op_profile)
+    line = _timing_line(job["tag"], timing)
+    ref = paper.comparison_device(device_kind)
+    if ref and rec["paper"].get(ref):
+        line += f", {rec['paper'][ref]['ratio']:.2f}x paper {ref} latency"
+    if accuracy:
+        line += f", mIoU {accuracy['miou']:.3f}"
+    if power and power.get("power_w") is not None:
+        line += f", {power['power_w']:.2f} W, {power['energy_j_per_frame'] * 1000:.0f} mJ/frame"
+    _say(line)
+    for wmsg in timing["warnings"]:
+        log.warning("%s: %s", job["tag"], wmsg)
+    return rec
+
+
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from enet.bench import backends as bk
-    from enet.bench import harness, paper, probes, report
+    from enet.bench import harness, probes, report
+    from enet.bench.device_timing import measure_device
     from enet.bench.frames import has_val, timing_batches
     from enet.bench.tegrastats import TegrastatsSampler
     from enet.defaults import default_camvid_root
-    from enet.engine.backend import evaluate_backend, open_backend
+    from enet.engine.backend import open_backend
     from enet.transforms import Preprocess
     from enet.weights import resolve_model
 
@@ -168,7 +276,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth) "
                         "or ONNX model (.onnx)")
     camvid = Path(args.data_root or default_camvid_root())
-    artifacts = bk.Artifacts(model_path, camvid=camvid, calib_images=args.calib_images)
+    artifacts = bk.Artifacts(model_path, camvid=camvid, calib_images=args.calib_images, say=_say)  # refuses other kinds
+    model = _model_facts(model_path)  # a broken model fails here, before anything is printed
     if args.resolutions is None and artifacts.onnx_shape is not None:
         resolutions = [(int(artifacts.onnx_shape[3]), int(artifacts.onnx_shape[2]))]
     else:
@@ -193,6 +302,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             open_dataset(camvid).check_model(meta, str(model_path))
 
     kind = probes.detect_device_kind() if args.device == "auto" else args.device
+    if args.rounds > 1 and kind == "jetson":
+        raise EnetError("--rounds above 1 cannot attribute tegrastats power to one backend; use --rounds 1 on a Jetson")
     device = probes.device_info(kind, threads=args.threads)
     label = probes.device_label(device)
     versions = probes.versions()
@@ -202,7 +313,6 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     _say(f"device: {label}")
     _say("versions: " + ", ".join(f"{k} {v or '-'}" for k, v in versions.items()))
 
-    model = _model_facts(model_path)
     _say(report.table3_text(model))
 
     duration = 0.0 if args.iterations is not None else (2.0 if args.duration_s is None else args.duration_s)
@@ -222,86 +332,103 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             warnings.append(sampler.error)
             log.warning("%s", sampler.error)
 
-    records: list[dict[str, Any]] = []
+    records: list[tuple[int, int, dict[str, Any]]] = []  # (spec index, resolution index, record)
     total = len(specs) * len(resolutions)
-    step = 0
-    failed = False
+    reasons = [bk.unavailable_reason(spec, kind) for spec in specs]
+
+    def prepare(stack: contextlib.ExitStack, si: int, ri: int) -> dict[str, Any] | None:
+        """Artifact, entered backend and inputs of one backend x resolution; None (recorded) if it cannot run."""
+        spec, (w, h) = specs[si], resolutions[ri]
+        job: dict[str, Any] = {"si": si, "ri": ri, "spec": spec, "shape": (args.batch, 3, h, w), "parts": [],
+                               "tag": f"[{si * len(resolutions) + ri + 1}/{total}] {spec.name} {w}x{h}",
+                               "rec_args": (spec.name, spec.kind, spec.precision, w, h, args.batch)}
+        reason = reasons[si] or artifacts.unsupported(spec, h, w, args.batch)
+        if reason:
+            job["error"] = ("skipped", reason)
+            return _record(job)
+        try:
+            job["artifact"] = artifacts.get(spec, h, w, args.batch)
+            job["options"] = _backend_options(spec, kind, job["shape"], args.threads)
+            backend = job["backend"] = stack.enter_context(open_backend(job["artifact"], spec.kind, **job["options"]))
+            pre = Preprocess.from_meta(backend.meta, (h, w))
+            job["pipe"] = harness.Pipeline(pre.batch, backend.infer, harness.argmax_postprocess)
+            job["inputs"], job["source"] = timing_batches(pre, args.batch, camvid=camvid_for_frames)
+            job["stages"] = _device_stages(spec, backend, args.cuda_graph)
+            if job["stages"] is None:
+                timer = job["timer"] = _pick_timer(spec, backend)
+                stack.callback(getattr(timer, "close", lambda: None))  # before the backend exits
+        except (EnetError, ImportError) as exc:
+            # ImportError: a backend or builder module this toolkit does not have (yet)
+            job["error"] = ("skipped", str(exc))
+            return _record(job)
+        except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback, go on with the others
+            log.exception("%s failed", job["tag"])
+            job["error"] = ("failed", f"{type(exc).__name__}: {exc}")
+            return _record(job)
+        return job
+
+    def turn(job: dict[str, Any], r: int) -> None:
+        if job.get("error"):
+            return
+        turn_config = harness.round_config(config, args.rounds, r == 0)
+        hooks = {"on_measure_start": sampler.mark if sampler else None,
+                 "on_measure_end": sampler.end if sampler else None}
+        pipe = job["pipe"]
+        try:
+            if job["stages"] is not None:  # GPU: trtexec-style device timing
+                part = measure_device(job["stages"], pipe.preprocess, pipe.postprocess, job["inputs"], turn_config,
+                                      **hooks)
+            else:
+                part = harness.measure(pipe, job["inputs"], turn_config, job["timer"], **hooks)
+            job["parts"].append(part)
+        except EnetError as exc:
+            job["error"] = ("skipped", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback, go on with the others
+            log.exception("%s failed", job["tag"])
+            job["error"] = ("failed", f"{type(exc).__name__}: {exc}")
+
+    def _record(job: dict[str, Any]) -> None:
+        records.append((job["si"], job["ri"], _finish(job, args, camvid, kind, sampler)))
+        return None
+
     try:
-        for spec in specs:
-            missing = bk.unavailable_reason(spec, kind)
-            for w, h in resolutions:
-                reason = missing or artifacts.unsupported(spec, h, w, args.batch)
-                step += 1
-                tag = f"[{step}/{total}] {spec.name} {w}x{h}"
-                rec_args = (spec.name, spec.kind, spec.precision, w, h, args.batch)
-                if reason:
-                    records.append(report.make_record(*rec_args, status="skipped", reason=reason))
-                    _say(f"{tag}: skipped ({reason})")
-                    continue
-                shape = (args.batch, 3, h, w)
-                try:
-                    artifact = artifacts.get(spec, h, w, args.batch)
-                    backend = open_backend(artifact, spec.kind, **_backend_options(spec, kind, shape, args.threads))
-                    with backend:
-                        pre = Preprocess.from_meta(backend.meta, (h, w))
-                        pipe = harness.Pipeline(pre.batch, backend.infer, harness.argmax_postprocess)
-                        inputs, source = timing_batches(pre, args.batch, camvid=camvid_for_frames)
-                        timer = _pick_timer(spec, backend)
-                        m = harness.measure(
-                            pipe, inputs, config, timer,
-                            on_measure_start=sampler.mark if sampler else None,
-                            on_measure_end=sampler.end if sampler else None)
-                        timing = harness.summarize(m, cv_threshold=args.cv_threshold)
-                        timing["input"] = source
-                        timing["backend_name"] = getattr(backend, "name", spec.name)
-                        power = sampler.summary(frames=m.frames, seconds=m.measure_s) if sampler else None
-                        accuracy = None
-                        if args.accuracy_frames:
-                            s = evaluate_backend(backend, camvid, "val", limit=args.accuracy_frames, spaced=True)
-                            accuracy = {k: s[k] for k in ("miou", "global_acc", "frames", "split", "eval_size")}
-                except (EnetError, ImportError) as exc:
-                    # ImportError: a backend or builder module this toolkit does not have (yet)
-                    records.append(report.make_record(*rec_args, status="skipped", reason=str(exc)))
-                    _say(f"{tag}: skipped ({exc})")
-                    continue
-                except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback, go on with the others
-                    log.exception("%s failed", tag)
-                    records.append(report.make_record(*rec_args, status="failed",
-                                                      reason=f"{type(exc).__name__}: {exc}"))
-                    failed = True
-                    continue
-                rec = report.make_record(*rec_args, status="ok", artifact=str(artifact), timing=timing,
-                                         accuracy=accuracy, power=power)
-                records.append(rec)
-                c, e = timing["compute"], timing["e2e"]
-                line = (f"{tag}: compute {c['mean']:.2f} ms mean (median {c['median']:.2f}, p99 {c['p99']:.2f}), "
-                        f"e2e {e['mean']:.2f} ms, {e['fps']:.1f} fps, {timing['iterations']} it")
-                ref = paper.comparison_device(kind)
-                if ref and rec["paper"].get(ref):
-                    line += f", {rec['paper'][ref]['ratio']:.2f}x paper {ref} latency"
-                if accuracy:
-                    line += f", mIoU {accuracy['miou']:.3f}"
-                if power and power.get("power_w") is not None:
-                    line += f", {power['power_w']:.2f} W, {power['energy_j_per_frame'] * 1000:.0f} mJ/frame"
-                _say(line)
-                for wmsg in timing["warnings"]:
-                    log.warning("%s: %s", tag, wmsg)
+        for ri in range(len(resolutions)):
+            if args.rounds == 1:  # one backend at a time: only one is loaded (GPU memory on a Jetson)
+                for si in range(len(specs)):
+                    with contextlib.ExitStack() as stack:
+                        job = prepare(stack, si, ri)
+                        if job is not None:
+                            turn(job, 0)
+                            _record(job)
+                continue
+            with contextlib.ExitStack() as stack:  # every backend loaded, measured in turns
+                jobs = [j for j in (prepare(stack, si, ri) for si in range(len(specs))) if j is not None]
+                for r in range(args.rounds):
+                    for job in jobs:
+                        turn(job, r)
+                for job in jobs:
+                    _record(job)
     finally:
         if sampler:
             sampler.stop()
+    failed = any(rec["status"] == "failed" for _, _, rec in records)
+    records_sorted = [rec for _, _, rec in sorted(records, key=lambda t: (t[0], t[1]))]
 
     doc = report.make_document(
-        records, device=device, device_label=label, versions=versions, model=model,
+        records_sorted, device=device, device_label=label, versions=versions, model=model,
         config={"backends": [s.name for s in specs], "resolutions": [f"{w}x{h}" for w, h in resolutions],
                 "batch": args.batch, "warmup_s": config.warmup_s, "duration_s": config.duration_s,
                 "min_iterations": config.min_iterations, "max_iterations": config.max_iterations,
-                "threads": args.threads, "accuracy_frames": args.accuracy_frames,
-                "calib_images": args.calib_images, "cv_threshold": args.cv_threshold,
+                "threads": args.threads, "rounds": args.rounds, "op_profile": args.op_profile,
+                "accuracy_frames": args.accuracy_frames, "calib_images": args.calib_images,
+                "cv_threshold": args.cv_threshold, "cuda_graph": args.cuda_graph,
                 "artifacts_built": artifacts.built},
         command="enet-bench " + shlex.join(list(argv)), warnings=warnings)
     paths = report.write_reports(doc, out_dir, plot=not args.no_plot)
     _say("wrote " + ", ".join(str(p) for p in paths.values()))
-    if not any(r["status"] == "ok" for r in records):
+    for line in report.cpu_summary_lines(records_sorted):
+        _say(line)
+    if not any(r["status"] == "ok" for r in records_sorted):
         raise EnetError("no backend could run here (see the skipped list in the report); "
                         "pass --backends torch,ort or install the missing runtime")
     return 1 if failed else 0

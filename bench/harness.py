@@ -3,12 +3,18 @@
 A run is: warm up for ``warmup_s`` seconds (at least one iteration), then
 measure until at least ``min_iterations`` iterations *and* ``duration_s``
 seconds have passed (``--iterations N`` is ``duration_s=0,
-min_iterations=N``). Each iteration times two spans on one clock:
+min_iterations=N``). On the CPU (and for GPU backends without device
+stages, e.g. ONNX Runtime's CUDA provider) each iteration times two spans on
+one clock:
 
 - compute: ``backend.infer(x)`` alone (float32 NCHW in, logits out, on the
   host; on a GPU that includes the host<->device copies the backend does);
 - end-to-end: preprocess (uint8 RGB frames -> normalised float32 NCHW) +
   inference + postprocess (argmax -> uint8 label map).
+
+TensorRT engines and PyTorch on CUDA are timed as ``trtexec`` times them
+(:mod:`enet.bench.device_timing`): there "compute" is GPU compute time,
+the input already on the device. :func:`measure` runs either kind of step.
 
 The clock is a :class:`Timer`; tests inject a fake one, so nothing here
 depends on real time. :class:`PerfCounterTimer` uses
@@ -284,6 +290,8 @@ class Measurement:
     measure_s: float
     timer: str
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
+    compute_kind: str = "infer"  # "infer": backend.infer on the host clock; "gpu": GPU compute time
+    flags: dict[str, Any] = field(default_factory=dict)  # e.g. cuda_graph, zero_copy (device timing)
 
     @property
     def iterations(self) -> int:
@@ -294,7 +302,11 @@ class Measurement:
         return self.iterations * self.batch
 
 
-def _iteration(pipe: Pipeline, frames: np.ndarray, timer: Timer) -> tuple[float, float, float, float]:
+#: One timed iteration: batch of uint8 frames -> samples in ms; ``compute`` and ``e2e`` always present.
+Step = Callable[[np.ndarray], dict[str, float]]
+
+
+def _iteration(pipe: Pipeline, frames: np.ndarray, timer: Timer) -> dict[str, float]:
     t0 = timer.mark()
     x = pipe.preprocess(frames)
     t1 = timer.mark()
@@ -302,30 +314,40 @@ def _iteration(pipe: Pipeline, frames: np.ndarray, timer: Timer) -> tuple[float,
     t2 = timer.mark()
     pipe.postprocess(y)
     t3 = timer.mark()
-    return (timer.elapsed_ms(t1, t2), timer.elapsed_ms(t0, t3),
-            timer.elapsed_ms(t0, t1), timer.elapsed_ms(t2, t3))
+    return {"compute": timer.elapsed_ms(t1, t2), "e2e": timer.elapsed_ms(t0, t3),
+            "preprocess": timer.elapsed_ms(t0, t1), "postprocess": timer.elapsed_ms(t2, t3)}
 
 
-def measure(pipe: Pipeline, inputs: Sequence[np.ndarray], config: MeasureConfig, timer: Timer,
+def measure(pipe: Pipeline | None, inputs: Sequence[np.ndarray], config: MeasureConfig, timer: Timer,
             *, on_progress: Callable[[str, int, float], None] | None = None,
             on_measure_start: Callable[[], None] | None = None,
-            on_measure_end: Callable[[], None] | None = None) -> Measurement:
-    """Warm up, then time iterations of ``pipe`` over ``inputs`` (cycled).
+            on_measure_end: Callable[[], None] | None = None,
+            step: Step | None = None, compute_kind: str = "infer") -> Measurement:
+    """Warm up, then time iterations of ``pipe`` (or ``step``) over ``inputs`` (cycled).
 
     Args:
-        pipe: the stages (see :class:`Pipeline`).
+        pipe: the stages (see :class:`Pipeline`), timed with ``timer``.
         inputs: uint8 RGB batches ``(N, H, W, 3)``, all the same shape; cycled
             so a small pool of real frames stands in for a video.
         config: warm-up and measurement lengths.
-        timer: the clock (see :class:`Timer`).
+        timer: the clock (see :class:`Timer`); its ``wall_s`` drives warm-up and duration.
         on_progress: called as ``(phase, iterations, seconds)`` about once a
             second with phase ``"warmup"`` or ``"measure"``.
+        step: times one iteration itself instead of ``pipe`` (the device
+            timing of :mod:`enet.bench.device_timing`).
+        compute_kind: what ``compute`` means: ``"infer"`` (the backend's
+            ``infer`` on the host clock) or ``"gpu"`` (GPU compute time).
 
     Returns:
-        per-iteration compute and end-to-end latencies in milliseconds.
+        per-iteration compute and end-to-end latencies in milliseconds, and
+        every other sample of the step under ``stage_ms``.
     """
     if not inputs:
         raise ValueError("measure() needs at least one input batch")
+    if step is None:
+        if pipe is None:
+            raise ValueError("measure() needs a pipeline or a step")
+        step = lambda frames: _iteration(pipe, frames, timer)  # noqa: E731
     batch = int(inputs[0].shape[0])
     k = 0
 
@@ -339,7 +361,7 @@ def measure(pipe: Pipeline, inputs: Sequence[np.ndarray], config: MeasureConfig,
     warm = 0
     last_report = start
     while True:
-        _iteration(pipe, next_input(), timer)
+        step(next_input())
         warm += 1
         now = timer.wall_s()
         if on_progress and now - last_report >= 1.0:
@@ -349,22 +371,16 @@ def measure(pipe: Pipeline, inputs: Sequence[np.ndarray], config: MeasureConfig,
             break
     warmup_s = timer.wall_s() - start
 
-    compute: list[float] = []
-    e2e: list[float] = []
-    pre: list[float] = []
-    post: list[float] = []
+    samples: dict[str, list[float]] = {}
     if on_measure_start:
         on_measure_start()
     start = timer.wall_s()
     last_report = start
     while True:
-        c, e, p0, p1 = _iteration(pipe, next_input(), timer)
-        compute.append(c)
-        e2e.append(e)
-        pre.append(p0)
-        post.append(p1)
+        for key, v in step(next_input()).items():
+            samples.setdefault(key, []).append(v)
         now = timer.wall_s()
-        n = len(compute)
+        n = len(samples["compute"])
         if on_progress and now - last_report >= 1.0:
             on_progress("measure", n, now - start)
             last_report = now
@@ -375,10 +391,47 @@ def measure(pipe: Pipeline, inputs: Sequence[np.ndarray], config: MeasureConfig,
     measure_s = timer.wall_s() - start
     if on_measure_end:
         on_measure_end()
+    compute, e2e = samples.pop("compute"), samples.pop("e2e")
     log.debug("measured %d iterations in %.2f s after %d warm-up iterations", len(compute), measure_s, warm)
     return Measurement(compute_ms=compute, e2e_ms=e2e, batch=batch, warmup_iterations=warm,
-                       warmup_s=warmup_s, measure_s=measure_s, timer=timer.name,
-                       stage_ms={"preprocess": pre, "postprocess": post})
+                       warmup_s=warmup_s, measure_s=measure_s, timer=timer.name, stage_ms=samples,
+                       compute_kind=compute_kind)
+
+
+#: Device-timing samples reported like trtexec, beside GPU compute.
+GPU_STAGES = ("h2d", "d2h", "enqueue", "latency")
+
+
+def merge_measurements(parts: Sequence[Measurement]) -> Measurement:
+    """One :class:`Measurement` of several turns of the same pipeline, samples in order."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    stage: dict[str, list[float]] = {}
+    for m in parts:
+        for k, v in m.stage_ms.items():
+            stage.setdefault(k, []).extend(v)
+    return Measurement(compute_ms=[v for m in parts for v in m.compute_ms], e2e_ms=[v for m in parts for v in m.e2e_ms],
+                       batch=parts[0].batch, warmup_iterations=sum(m.warmup_iterations for m in parts),
+                       warmup_s=sum(m.warmup_s for m in parts), measure_s=sum(m.measure_s for m in parts),
+                       timer=parts[0].timer, stage_ms=stage, compute_kind=parts[0].compute_kind,
+                       flags=dict(parts[0].flags))
+
+
+def round_config(config: MeasureConfig, rounds: int, first: bool) -> MeasureConfig:
+    """One turn of a measurement split over ``rounds`` (``enet-bench --rounds``).
+
+    Each turn gets ``1/rounds`` of the duration and of the iteration counts
+    (rounded up); the first turn warms up for ``config.warmup_s``, later ones
+    for one iteration, to refill caches after the other backends ran.
+    Alternating turns of every backend puts load from other programs on all
+    of them alike, so their ratios stay fair on a shared machine.
+    """
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    return MeasureConfig(
+        warmup_s=config.warmup_s if first else 0.0, duration_s=config.duration_s / rounds,
+        min_iterations=max(1, math.ceil(config.min_iterations / rounds)),
+        max_iterations=None if config.max_iterations is None else max(1, math.ceil(config.max_iterations / rounds)))
 
 
 def summarize(m: Measurement, *, cv_threshold: float = DEFAULT_CV_THRESHOLD) -> dict[str, Any]:
@@ -404,4 +457,10 @@ def summarize(m: Measurement, *, cv_threshold: float = DEFAULT_CV_THRESHOLD) -> 
         "stable": not warnings,
         "warnings": warnings,
     }
+    if m.compute_kind == "gpu":
+        # trtexec's names: GPU Compute Time, H2D Latency, D2H Latency, Enqueue Time, Latency (H2D+GPU+D2H)
+        out["compute_kind"] = "gpu"
+        out["gpu"] = {k: compute_stats(m.stage_ms[k], m.batch).to_dict() for k in GPU_STAGES if m.stage_ms.get(k)}
+        out["gpu"].update(m.flags)
+        out["samples_ms"].update({k: [round(v, 4) for v in m.stage_ms[k]] for k in GPU_STAGES if m.stage_ms.get(k)})
     return out

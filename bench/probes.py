@@ -89,6 +89,7 @@ def versions() -> dict[str, str | None]:
         "torch": package_version("torch"),
         "onnx": package_version("onnx"),
         "onnxruntime": package_version("onnxruntime") or package_version("onnxruntime-gpu", "onnxruntime"),
+        "openvino": package_version("openvino"),
         "tensorrt": tensorrt,
     }
 

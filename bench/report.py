@@ -15,7 +15,11 @@ One record per backend x resolution::
      "power": {"power_w": ..., "energy_j_per_frame": ...} | null}
 
 ``ratio`` is measured mean compute latency per frame / the paper's batch-1
-latency (below 1: faster than the paper's device).
+latency (below 1: faster than the paper's device). For GPU records timed with
+trtexec's definitions (``timing.compute_kind == "gpu"``, see
+:mod:`enet.bench.device_timing`) compute is GPU compute time, and the
+Markdown puts them in their own table with H2D, D2H, enqueue and latency
+columns; CPU records render as before.
 """
 
 from __future__ import annotations
@@ -128,8 +132,47 @@ def table3_text(model: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _is_gpu(r: dict[str, Any]) -> bool:
+    return r["status"] == "ok" and (r.get("timing") or {}).get("compute_kind") == "gpu"
+
+
+def _paper_cells(r: dict[str, Any]) -> list[str]:
+    p = r["paper"]
+    return [_f(p.get("tx1", {}).get("ms"), "{:.0f}"), _ratio(p.get("tx1", {}).get("ratio")),
+            _f(p.get("titanx", {}).get("ms"), "{:.0f}"), _ratio(p.get("titanx", {}).get("ratio"))]
+
+
+def _header(head: list[str]) -> list[str]:
+    return ["| " + " | ".join(head) + " |",
+            "|" + "|".join("---" if i in (0, 1, len(head) - 1) else "---:" for i in range(len(head))) + "|"]
+
+
+def gpu_table_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """GPU records with trtexec's columns; the paper ratios use GPU compute time."""
+    head = ["Backend", "Resolution (WxH)", "Batch", "GPU compute mean ms", "GPU compute median ms",
+            "GPU compute p99 ms", "H2D mean ms", "D2H mean ms", "Enqueue mean ms", "Latency mean ms (H2D+GPU+D2H)",
+            "E2E mean ms", "FPS (e2e)", "Paper TX1 ms", "vs TX1", "Paper Titan X ms", "vs Titan X", "Notes"]
+    lines = _header(head)
+    for r in records:
+        if not _is_gpu(r):
+            continue
+        t, g = r["timing"], r["timing"]["gpu"]
+        notes = [n for n, on in (("CUDA graph", g.get("cuda_graph")), ("zero-copy buffers", g.get("zero_copy")))
+                 if on]
+        if not t.get("stable", True):
+            notes.append(f"unstable (CV {max(t['compute']['cv'], t['e2e']['cv']):.0%})")
+        row = [r["backend"], f"{r['width']}x{r['height']}", str(r["batch"]),
+               _f(t["compute"]["mean"], "{:.2f}"), _f(t["compute"]["median"], "{:.2f}"),
+               _f(t["compute"]["p99"], "{:.2f}"),
+               *(_f(g.get(k, {}).get("mean"), "{:.2f}") for k in ("h2d", "d2h", "enqueue", "latency")),
+               _f(t["e2e"]["mean"], "{:.2f}"), _f(t["e2e"]["fps"]), *_paper_cells(r), "; ".join(notes)]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
 def results_table_lines(records: Sequence[dict[str, Any]]) -> list[str]:
-    """The main table: one row per measured record, paper Table 2 side by side."""
+    """The main table: one row per measured record (GPU-timed ones excepted), paper Table 2 side by side."""
+    records = [r for r in records if not _is_gpu(r)]
     has_acc = any(r.get("accuracy") for r in records)
     has_power = any((r.get("power") or {}).get("power_w") is not None for r in records)
     head = ["Backend", "Resolution (WxH)", "Batch", "Compute mean ms", "Compute median ms", "Compute p99 ms",
@@ -166,6 +209,78 @@ def results_table_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+#: The baseline of the speed-up column (README "Speed"): the enet-export graph in ONNX Runtime, default options.
+BASELINE = "ort"
+#: The accuracy reference: the PyTorch checkpoint.
+ACCURACY_REFERENCE = "torch"
+
+
+def side_by_side(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per measured record: compute median, speed-up over :data:`BASELINE` and mIoU change from
+    :data:`ACCURACY_REFERENCE` at the same resolution and batch (None where either is missing)."""
+    by_key = {(r["backend"], r["width"], r["height"], r["batch"]): r for r in records if r["status"] == "ok"}
+    rows = []
+    for r in records:
+        if r["status"] != "ok":
+            continue
+        key = (r["width"], r["height"], r["batch"])
+        base = by_key.get((BASELINE, *key))
+        ref = by_key.get((ACCURACY_REFERENCE, *key))
+        med = r["timing"]["compute"]["median"]
+        miou = (r.get("accuracy") or {}).get("miou")
+        ref_miou = ((ref or {}).get("accuracy") or {}).get("miou")
+        rows.append({
+            "backend": r["backend"], "width": r["width"], "height": r["height"], "median_ms": med,
+            "speedup": base["timing"]["compute"]["median"] / med if base and med else None,
+            "miou": miou, "miou_delta_pt": 100 * (miou - ref_miou) if miou is not None and ref_miou is not None else None,
+        })
+    return rows
+
+
+def _side_by_side_cells(row: dict[str, Any]) -> list[str]:
+    delta = row["miou_delta_pt"]
+    if delta is not None and abs(delta) < 0.005:
+        delta = 0.0  # no "-0.00"
+    return [row["backend"], f"{row['width']}x{row['height']}", _f(row["median_ms"], "{:.1f}"),
+            _ratio(row["speedup"]), _f(None if row["miou"] is None else 100 * row["miou"], "{:.2f}"),
+            _f(delta, "{:+.2f}")]
+
+
+def side_by_side_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown: speed-up over the ``ort`` baseline and mIoU change from the checkpoint, per backend."""
+    rows = side_by_side(records)
+    if not rows:
+        return []
+    lines = [f"| Backend | WxH | Compute median ms | Speed-up vs {BASELINE} | mIoU % | vs {ACCURACY_REFERENCE} (pt) |",
+             "|---|---|---:|---:|---:|---:|"]
+    return lines + ["| " + " | ".join(_side_by_side_cells(row)) + " |" for row in rows]
+
+
+def cpu_summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Console lines of :func:`side_by_side` (empty when nothing ran)."""
+    rows = side_by_side(records)
+    if not rows:
+        return []
+    out = [f"side by side (compute median; speed-up vs {BASELINE}; mIoU change vs {ACCURACY_REFERENCE}):"]
+    for row in rows:
+        backend, res, med, speed, miou, delta = _side_by_side_cells(row)
+        out.append(f"  {backend:<14} {res:>9} {med:>8} ms {speed:>7}  mIoU {miou:>6} ({delta} pt)")
+    return out
+
+
+def op_profile_lines(records: Sequence[dict[str, Any]], top: int = 6) -> list[str]:
+    """Markdown bullets: the op types that take the most time per backend (``--op-profile``)."""
+    out = []
+    for r in records:
+        prof = r.get("op_profile")
+        if r["status"] != "ok" or not prof:
+            continue
+        total = sum(prof.values()) or 1.0
+        ops = ", ".join(f"{k} {v:.1f} ({100 * v / total:.0f}%)" for k, v in list(prof.items())[:top])
+        out.append(f"- **{r['backend']}** {r['width']}x{r['height']}: {total:.1f} ms of kernels per run; {ops}")
+    return out
+
+
 def skipped_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     """Bullets for skipped/failed backends, one per backend and reason."""
     groups: dict[tuple[str, str, str], list[str]] = {}
@@ -195,7 +310,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     v = doc["versions"]
     cfg = doc["config"]
     vers = ", ".join(f"{k} {v[k] if v.get(k) else 'not installed'}"
-                     for k in ("enet-rt", "torch", "onnxruntime", "tensorrt", "python"))
+                     for k in ("enet-rt", "torch", "onnxruntime", "openvino", "tensorrt", "python"))
     out = [f"# ENet benchmark: {doc['device_label']}", "",
            f"- Measured: {doc['created']}",
            f"- Command: `{doc['command']}`",
@@ -211,7 +326,27 @@ def render_markdown(doc: dict[str, Any]) -> str:
     out.append("")
     if doc.get("warnings"):
         out += ["**Warnings**", ""] + [f"- {w}" for w in doc["warnings"]] + [""]
-    out += ["## Latency vs the paper's Table 2", ""] + results_table_lines(doc["records"]) + [""]
+    gpu = [r for r in doc["records"] if _is_gpu(r)]
+    if len(gpu) < sum(r["status"] == "ok" for r in doc["records"]) or not gpu:
+        out += ["## Latency vs the paper's Table 2", ""] + results_table_lines(doc["records"]) + [""]
+    if gpu:
+        out += ["## GPU latency vs the paper's Table 2 (trtexec definitions)", "",
+                "GPU compute = the network alone, input already on the device, CUDA events on the inference "
+                "stream around the enqueue only; H2D/D2H = the copies from/to page-locked host buffers; "
+                "enqueue = host time of the enqueue call; latency = H2D + GPU compute + D2H; E2E = normalise + "
+                "copies + network + argmax on the host clock. The paper ratios use GPU compute time (the paper "
+                "timed the network in Torch7).", ""] + gpu_table_lines(doc["records"]) + [""]
+    sbs = side_by_side_lines(doc["records"])
+    if sbs:
+        out += ["## Side by side", "",
+                f"Speed-up: `{BASELINE}` compute median / this backend's, same resolution and batch. "
+                f"mIoU change: this backend's val mIoU minus the PyTorch checkpoint's (`{ACCURACY_REFERENCE}`), "
+                "on the same frames.", ""] + sbs + [""]
+    prof = op_profile_lines(doc["records"])
+    if prof:
+        out += ["## Where the time goes (`--op-profile`)", "",
+                "Milliseconds per inference by op type, from ONNX Runtime's profiler and OpenVINO's per-layer "
+                "counters (kernel time; with several threads, ops that run in parallel both count).", ""] + prof + [""]
     skipped = skipped_lines(doc["records"])
     if skipped:
         out += ["## Skipped", ""] + skipped + [""]

@@ -4,9 +4,15 @@
 
 1. ``trt``: the model is an ``.engine``, or a ``.pth``/``.onnx`` with an
    ``.engine`` of the same stem beside it, and TensorRT plus a GPU are present;
-2. ``ort``: the model is an ``.onnx``, or a ``.pth`` exported on the fly to an
-   ONNX in the user's cache folder (:func:`enet.export.cache.cached_onnx`,
-   keyed by the checkpoint's sha256 and size);
+   without such an engine, TensorRT plus a GPU build one on first run and
+   cache it (:func:`enet.engine.engine_cache.auto_engine`; FP16 unless
+   ``--precision`` says otherwise);
+2. an ONNX runtime: the model is an ``.onnx``, or a ``.pth`` exported on the
+   fly to an ONNX in the user's cache folder (:func:`enet.export.cache.cached_onnx`,
+   keyed by the checkpoint's sha256 and size). ``ort`` on its CUDA provider
+   when this onnxruntime has it, else the fastest installed CPU backend in
+   the measured order of :data:`enet.engine.cpu_choice.CPU_PREFERENCE`
+   (``openvino``, then ``ort-fast``);
 3. ``torch``: the checkpoint in PyTorch.
 
 A step whose pieces are missing or fail is skipped with a log line; an
@@ -27,7 +33,8 @@ from enet.errors import EnetError, ShapeError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "ort", "trt")
+BACKENDS = ("auto", "torch", "ort", "ort-fast", "openvino", "trt")
+_ONNX_KINDS = ("ort", "ort-fast", "openvino")
 
 
 @dataclass(frozen=True)
@@ -53,10 +60,16 @@ def trt_usable() -> bool:
     return available("tensorrt") and gpu_available()
 
 
-def ort_usable() -> bool:
-    from enet._lazy import available
+def onnx_runner() -> tuple[str, str] | None:
+    """The kind that runs an ONNX here under ``auto``, and why; None without any ONNX runtime."""
+    from enet.engine.cpu_choice import fastest_cpu_kind, ort_has_cuda, preference_text
 
-    return available("onnxruntime")
+    if ort_has_cuda():
+        return "ort", "ONNX Runtime with CUDA"
+    kind = fastest_cpu_kind()
+    if kind is None:
+        return None
+    return kind, f"fastest installed CPU backend, in the measured order {preference_text()}"
 
 
 def _exported(model: Path, size: tuple[int, int], cache_dir: Path | None) -> Path:
@@ -65,8 +78,12 @@ def _exported(model: Path, size: tuple[int, int], cache_dir: Path | None) -> Pat
     return cached_onnx(model, height=size[0], width=size[1], labels=True, folder=cache_dir)
 
 
-def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path | None = None) -> Choice:
+def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path | None = None,
+           precision: str = "fp16") -> Choice:
     """Decide which file and backend kind run ``model``.
+
+    Args:
+        precision: of the TensorRT engine ``auto`` builds on first run.
 
     Raises:
         EnetError: unknown backend, or an explicit one that cannot run this model.
@@ -85,20 +102,34 @@ def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path | N
         if engine.is_file():
             return Choice(engine, "trt", f"engine beside {model.name}")
         raise EnetError(f"backend trt needs an engine; none at {engine}; build one with enet-build-engine")
-    if backend == "ort":
+    if backend in _ONNX_KINDS:
+        if kind == "ort":
+            return Choice(model, backend, ".onnx file")
         if kind != "torch":
-            raise EnetError(f"backend ort cannot run {model.name}; use --backend {kind}")
-        return Choice(_exported(model, size, cache_dir), "ort", "exported from the checkpoint")
+            raise EnetError(f"backend {backend} cannot run {model.name}; use --backend {kind}")
+        return Choice(_exported(model, size, cache_dir), backend, "exported from the checkpoint")
     # auto, model is .pth or .onnx
     if engine.is_file() and engine != model:
         if trt_usable():
             return Choice(engine, "trt", f"engine beside {model.name}")
         log.info("not using %s: TensorRT or a GPU is missing", engine)
+    elif trt_usable():
+        from enet.engine.engine_cache import auto_engine
+
+        onnx_path = model if kind == "ort" else _exported(model, size, cache_dir)
+        built = auto_engine(onnx_path, precision=precision)
+        if built is not None:
+            return Choice(built, "trt", f"TensorRT {precision} engine built from {model.name} on first run, cached")
+    runner = onnx_runner()
     if kind == "ort":
-        return Choice(model, "ort", ".onnx file")
-    if ort_usable():
+        if runner is None:
+            raise EnetError(f"no ONNX runtime is installed to run {model.name}; pip install 'enet-rt[openvino]' "
+                            "or onnxruntime")
+        return Choice(model, runner[0], f".onnx file; {runner[1]}")
+    if runner is not None:
         try:
-            return Choice(_exported(model, size, cache_dir), "ort", "exported from the checkpoint")
+            return Choice(_exported(model, size, cache_dir), runner[0],
+                          f"exported from the checkpoint; {runner[1]}")
         except ImportError as exc:
             log.warning("ONNX export is not available (%s); using PyTorch", exc)
         except EnetError as exc:
@@ -122,9 +153,19 @@ class Predictor:
         self.meta = backend.meta
         self.num_classes = len(self.meta["classes"])
         self.name = backend.name
+        #: frames the backend may run at once (the pipeline starts that many inference threads)
+        self.concurrency = int(getattr(backend, "concurrency", 1) or 1)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """float32 ``(1, 3, H, W)`` -> logits ``(1, C, H, W)`` or labels ``(1, H, W)``."""
+        """float32 ``(1, 3, H, W)`` -> logits ``(1, C, H, W)`` or labels ``(1, H, W)``.
+
+        Labels when the backend computes them in its graph (less to copy
+        back from a GPU); logits when it would take the argmax on the host
+        anyway (``labels_in_graph`` False), so the argmax runs in the output
+        stage, beside the next inference, instead of in the inference stage.
+        """
+        if getattr(self.backend, "labels_in_graph", None) is False:
+            return self.backend.infer(x)
         if hasattr(self.backend, "infer_labels"):
             return self.backend.infer_labels(x)
         return self.backend.infer(x)
@@ -151,7 +192,8 @@ class Predictor:
 
 
 def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size: tuple[int, int] | None = None,
-                   cache_dir: str | os.PathLike[str] | None = None, threads: int | None = None) -> tuple[Any, Choice]:
+                   cache_dir: str | os.PathLike[str] | None = None, threads: int | None = None,
+                   streams: int | None = None, precision: str = "fp16") -> tuple[Any, Choice]:
     """Choose, construct and check a backend; returns ``(backend context manager, choice)``.
 
     Use as::
@@ -162,6 +204,10 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     Raises:
         EnetError: a missing model, a size ENet cannot take, a model whose
             static input differs from ``size``, a backend that cannot run.
+
+    ``threads`` None: :func:`enet.cpus.default_threads` less one CPU for CPU backends (for
+    OpenVINO with ``streams`` > 1: every CPU, shared among the streams).
+    ``streams`` (OpenVINO only): frames inferred at once, default 1.
     """
     from enet.engine.backend import open_backend
 
@@ -171,8 +217,20 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     from enet.transforms import check_input_size
 
     check_input_size(*size)
-    choice = choose(model, backend, size, Path(cache_dir) if cache_dir else None)
+    choice = choose(model, backend, size, Path(cache_dir) if cache_dir else None, precision)
     options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1])}
+    if choice.kind == "openvino" and streams:
+        from enet.cpus import usable_cpus
+
+        options["streams"] = streams
+        threads = threads or (usable_cpus() if streams > 1 else None)
+    elif streams not in (None, 1):
+        raise EnetError(f"--streams {streams} needs the openvino backend; {choice.kind} runs one frame at a time")
+    if threads is None and choice.kind != "trt":
+        from enet.cpus import default_threads
+
+        # capture, preprocessing and rendering run beside inference: leave them one CPU
+        threads = default_threads(reserve=1)
     if threads:
         options["threads"] = threads
     try:

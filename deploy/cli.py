@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from enet.cli import guard, setup_logging
+from enet.cli import (ArgumentParser, add_engine_precision, capture_size_text, check_writable, guard,
+                      non_negative_float, positive_float, positive_int, setup_logging, size_text, unit_float)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class RunConfig:
     outputs: list[str] = field(default_factory=list)
     model: str | None = None
     backend: str = "auto"
+    precision: str = "fp16"
     size: str | None = None
     alpha: float = 0.5
     visualize: str = "overlay"
@@ -55,6 +57,8 @@ class RunConfig:
     hud: bool = True
     legend: bool = True
     threads: int | None = None
+    reconnect_timeout: float = 30.0
+    streams: int | None = None
     extra_sinks: list[Any] = field(default_factory=list)
     on_frame: Callable[[int, dict[str, Any]], None] | None = None
 
@@ -114,10 +118,18 @@ def run(cfg: RunConfig) -> Any:
     outputs = [parse_output(o) for o in cfg.outputs]
     size = parse_size(cfg.size) if cfg.size else None
     modes = [m.strip() for m in cfg.visualize.split(",") if m.strip()]
+    for opt, value in (("--threads", cfg.threads), ("--streams", cfg.streams)):
+        if value is not None and value < 1:
+            raise EnetError(f"{opt} must be at least 1, not {value}")
     if cfg.max_frames is not None and cfg.max_frames <= 0:
         raise EnetError(f"--max-frames must be positive, not {cfg.max_frames}")
     if cfg.stats and not cfg.stats.endswith(".jsonl"):
         raise EnetError(f"--stats {cfg.stats}: expected a .jsonl file name")
+    for u in outputs:  # every output location before the source, the model or a frame
+        if u.kind == "file":
+            check_writable(u.location, what="output video")
+    if cfg.stats:
+        check_writable(cfg.stats, what="--stats")
     from enet.weights import resolve_model
 
     model = resolve_model(cfg.model)
@@ -125,13 +137,14 @@ def run(cfg: RunConfig) -> Any:
     stop = threading.Event()
     opts = CaptureOptions(size=parse_size(cfg.input_size) if cfg.input_size else None, rate=cfg.input_rate,
                           codec=cfg.input_codec, flip=cfg.input_flip)
-    source = open_source(cfg.input, capture=cfg.capture, opts=opts, stop=stop)
+    source = open_source(cfg.input, capture=cfg.capture, opts=opts, stop=stop,
+                         reconnect_timeout_s=cfg.reconnect_timeout)
     sinks: list[Any] = []
     stats = None
     try:
         ctx, choice = open_predictor(model, backend=cfg.backend, size=size,
-                                     cache_dir=cfg.cache_dir,
-                                     threads=cfg.threads)
+                                     cache_dir=cfg.cache_dir, threads=cfg.threads, streams=cfg.streams,
+                                     precision=cfg.precision)
         log.info("model %s on %s (%s)", choice.path, choice.kind, choice.why)
         with ctx as predictor:
             renderer = Renderer(predictor.meta["classes"], predictor.meta["palette"], modes=modes, alpha=cfg.alpha,
@@ -170,44 +183,64 @@ def run(cfg: RunConfig) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="enet-run",
-        description="Segment a camera, video, image folder or stream with ENet in real time.",
-        epilog="Inputs: file://clip.mp4 | clip.mp4 | FOLDER/ | v4l2:///dev/video0 | csi://0 | rtsp://host/path | "
-               "gst://'... ! appsink' | test://?size=96x64&frames=100. Outputs: out.mp4 | display://0 | "
-               "rtsp://server:8554/path | udp://host:port. See docs/deploy.md.",
+        description="Segment a camera, video, image folder or stream with ENet in real time. "
+                    "Ctrl-C (or SIGTERM) stops cleanly: the outputs are finalised, then the exit status is "
+                    "130 (143 for SIGTERM); a second Ctrl-C stops at once.",
+        epilog="examples:\n"
+               "  enet-run csi://0 out.mp4 --stats run.jsonl            # Jetson CSI camera\n"
+               "  enet-run v4l2:///dev/video0 udp://192.168.1.10:5000   # USB camera, stream to a laptop\n"
+               "  enet-run clip.mp4 seg.mp4 --visualize overlay,mask --no-display\n"
+               "  enet-run ../shared/data/camvid/val seg.mp4 --backend torch --input-rate 15\n"
+               "  enet-run rtsp://cam/stream out.mp4 --reconnect-timeout 0   # retry forever\n"
+               "inputs: file://clip.mp4 | clip.mp4 | FOLDER/ | v4l2:///dev/video0 | csi://0 | rtsp://host/path |\n"
+               "  gst://'... ! appsink' | test://?size=96x64&frames=100\n"
+               "outputs: out.mp4 | display://0 | rtsp://server:8554/path | udp://host:port\n"
+               "see docs/deploy.md",
     )
     p.add_argument("input", metavar="INPUT", help="input URI or path")
     p.add_argument("outputs", metavar="OUTPUT", nargs="*", help="output URIs or video files")
     p.add_argument("--model", help="checkpoint (.pth), ONNX, engine, or shipped weights name "
                                    "(default: camvid, or $ENET_MODEL)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"],
-                   help="inference backend (default: auto, the fastest available)")
-    p.add_argument("--size", metavar="WxH", help="inference size, e.g. 480x360 (default: the model's)")
-    p.add_argument("--alpha", type=float, default=0.5, help="mask opacity on the overlay (default 0.5)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "ort-fast", "openvino", "trt"],
+                   help="inference backend (default: auto, the fastest available: with TensorRT and a GPU a "
+                        ".pth/.onnx becomes a TensorRT engine on first run, cached for the next; else OpenVINO, "
+                        "else ONNX Runtime; the log says which)")
+    add_engine_precision(p)
+    p.add_argument("--size", type=size_text, metavar="WxH", help="inference size, e.g. 480x360 (default: the model's)")
+    p.add_argument("--alpha", type=unit_float, default=0.5, help="mask opacity on the overlay (default 0.5)")
     p.add_argument("--visualize", default="overlay", metavar="LIST",
                    help="panels, comma-separated from overlay,mask,input (default overlay)")
     p.add_argument("--stats", metavar="FILE.jsonl", help="per-frame JSON lines: timestamp, latencies, class areas")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N output frames")
+    p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N output frames")
     p.add_argument("--no-display", action="store_true", help="no window even when a display exists")
     p.add_argument("--no-hud", action="store_true", help="no fps/latency text")
     p.add_argument("--no-legend", action="store_true", help="no class legend panel")
     g = p.add_argument_group("capture")
     g.add_argument("--capture", default="auto", choices=["auto", "gst", "opencv"],
                    help="capture through GStreamer or OpenCV (default: GStreamer when installed)")
-    g.add_argument("--input-size", metavar="WxH", help="camera capture size (csi default 1280x720)")
-    g.add_argument("--input-rate", type=float, metavar="FPS", help="camera frame rate; folder playback rate")
+    g.add_argument("--input-size", type=capture_size_text, metavar="WxH", help="camera capture size (csi default 1280x720)")
+    g.add_argument("--input-rate", type=positive_float, metavar="FPS", help="camera frame rate; folder playback rate")
     g.add_argument("--input-codec", choices=["h264", "h265", "mjpeg", "mpeg4", "vp8", "vp9", "raw"],
                    help="stream codec (Jetson hardware decode of files and RTSP; mjpeg for USB cameras)")
-    g.add_argument("--input-flip", type=int, default=0, metavar="0-7", help="csi:// nvvidconv flip-method")
+    g.add_argument("--reconnect-timeout", type=non_negative_float, default=30.0, metavar="S",
+                   help="live inputs (RTSP, cameras): how long to retry with backoff, at start (RTSP) and after "
+                        "a drop, before failing with exit status 1 (default 30; 0 retries forever)")
+    g.add_argument("--input-flip", type=int, choices=range(8), default=0, metavar="0-7", help="csi:// nvvidconv flip-method")
     g = p.add_argument_group("output")
     g.add_argument("--writer", default="auto", choices=["auto", "gst", "opencv"],
                    help="video file writer: GStreamer H.264 or OpenCV MPEG-4 (default: H.264 when available)")
-    g.add_argument("--output-rate", type=float, metavar="FPS", help="frame rate of written video (default: input's)")
+    g.add_argument("--output-rate", type=positive_float, metavar="FPS", help="frame rate of written video (default: input's)")
     g.add_argument("--cache-dir", metavar="DIR",
                    help="where an ONNX exported on the fly is cached (default: the user's cache folder, "
                         "$ENET_CACHE_DIR or ~/.cache/enet-rt)")
-    g.add_argument("--threads", type=int, metavar="N", help="CPU inference threads")
+    g.add_argument("--threads", type=positive_int, metavar="N",
+                   help="CPU inference threads (default: the CPUs this process may use, less one for capture "
+                        "and rendering)")
+    g.add_argument("--streams", type=positive_int, metavar="N",
+                   help="frames inferred at once, openvino only (default 1; more can help with many cores, "
+                        "see docs/deploy.md)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     return p
@@ -218,12 +251,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args, fmt=LOG_FORMAT)
     display = not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     cfg = RunConfig(
-        input=args.input, outputs=args.outputs, model=args.model, backend=args.backend, size=args.size,
+        input=args.input, outputs=args.outputs, model=args.model, backend=args.backend,
+        precision=args.precision, size=args.size,
         alpha=args.alpha, visualize=args.visualize, stats=args.stats, max_frames=args.max_frames,
         display=display, capture=args.capture, writer=args.writer, input_size=args.input_size,
         input_rate=args.input_rate, input_codec=args.input_codec, input_flip=args.input_flip,
         output_rate=args.output_rate, cache_dir=args.cache_dir, hud=not args.no_hud, legend=not args.no_legend,
-        threads=args.threads,
+        threads=args.threads, reconnect_timeout=args.reconnect_timeout, streams=args.streams,
     )
     return guard("enet-run", lambda: _run_and_report(cfg))
 
@@ -233,9 +267,15 @@ def _run_and_report(cfg: RunConfig) -> int:
     print(f"enet-run: {summary.line()}; stopped by {summary.stopped_by}")
     for path in summary.outputs:
         print(f"enet-run: wrote {path}")
-    if cfg.stats:
+    if cfg.stats and os.path.exists(cfg.stats):
         print(f"enet-run: wrote {cfg.stats}")
-    return 0
+    return signal_exit_status(summary.stopped_by)
+
+
+def signal_exit_status(stopped_by: str) -> int:
+    """README "Exit codes": a run stopped by a signal exits 128 + its number (Ctrl-C 130), outputs finalised."""
+    sig = getattr(signal.Signals, stopped_by, None) if stopped_by.startswith("SIG") else None
+    return 128 + int(sig) if sig is not None else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

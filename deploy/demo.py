@@ -47,9 +47,10 @@ def camvid_frames(root: Path, split: str = "val", limit: int | None = None) -> l
 
 def build_clip(frames: Sequence[Path], out: Path, *, fps: float = CLIP_FPS, writer: str = "auto") -> Path:
     """Encode ``frames`` (PNG) as a video file at ``out`` (all resized to the first frame's size)."""
-    import cv2
-
+    from enet._lazy import require
     from enet.deploy.errors import SourceError
+
+    cv2 = require("cv2")
     from enet.deploy.sinks import VideoFileSink
 
     sink = VideoFileSink(out, fps=fps, writer=writer)
@@ -79,7 +80,9 @@ def sheet_indices(n: int, k: int) -> list[int]:
 
 
 def _frame_count(clip: Path) -> int:
-    import cv2
+    from enet._lazy import require
+
+    cv2 = require("cv2")
 
     cap = cv2.VideoCapture(str(clip))
     try:
@@ -89,16 +92,31 @@ def _frame_count(clip: Path) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="enet-demo",
-                                description="Run the car-camera pipeline on a short CamVid road clip.")
+    from enet.cli import ArgumentParser, add_engine_precision, non_negative_int, positive_int, size_text
+
+    p = ArgumentParser(prog="enet-demo",
+                       description="Run the car-camera pipeline on a short CamVid road clip.",
+                       epilog="examples:\n"
+                              "  enet-demo                                  # what make demo runs\n"
+                              "  enet-demo --frames 30 -o /tmp/demo --sheet 4\n"
+                              "  enet-demo --model enet.int8.onnx --backend ort --size 480x352\n"
+                              "  enet-demo --data-root ../shared/data/camvid --sheet 0   # no contact sheet")
     p.add_argument("--model", help="checkpoint/ONNX/engine or shipped weights name (default: the reference camvid)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "trt"])
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "ort-fast", "openvino", "trt"],
+                   help="default auto: the fastest available (with TensorRT and a GPU: an engine built on first "
+                        "run and cached; on a CPU: OpenVINO when installed)")
+    add_engine_precision(p)
     p.add_argument("--data-root", "--camvid", dest="camvid", metavar="ROOT",
                    help="CamVid root (default: ../shared/data/camvid or ENET_CAMVID)")
-    p.add_argument("--frames", type=int, default=None, metavar="N", help="clip length (default: the whole sequence)")
+    p.add_argument("--frames", type=positive_int, default=None, metavar="N", help="clip length (default: the whole sequence)")
     p.add_argument("-o", "--output-dir", default="demo_out", metavar="DIR", help="where to write (default demo_out)")
-    p.add_argument("--sheet", type=int, default=6, metavar="K", help="frames on the contact sheet (default 6)")
-    p.add_argument("--size", metavar="WxH", help="inference size (default: the model's)")
+    p.add_argument("--sheet", type=non_negative_int, default=6, metavar="K",
+                   help="frames on the contact sheet (default 6; 0: no sheet)")
+    p.add_argument("--size", type=size_text, metavar="WxH", help="inference size (default: the model's)")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="CPU inference threads (default: see enet-run --threads)")
+    p.add_argument("--streams", type=positive_int, metavar="N", help="frames inferred at once, openvino only "
+                                                                     "(default: see enet-run --streams)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="count", default=0)
     return p
@@ -117,6 +135,7 @@ def _demo(args: argparse.Namespace) -> int:
     from enet.defaults import default_camvid_root
     from enet.deploy.cli import RunConfig, run
     from enet.deploy.sinks import ContactSheet
+    from enet.cli import check_writable
     from enet.errors import DataError, EnetError
     from enet.weights import resolve_model
 
@@ -125,6 +144,8 @@ def _demo(args: argparse.Namespace) -> int:
         raise EnetError(f"model {model} does not exist; pass --model or train one with enet-train")
     root = Path(args.camvid) if args.camvid else default_camvid_root()
     out = Path(args.output_dir)
+    check_writable(out, folder=True, what="-o")
+    _check_model(model)
     try:
         frames = camvid_frames(root, limit=args.frames)
     except DataError:
@@ -143,16 +164,34 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"enet-demo: CamVid not found at {root}; using the bundled clip {clip.name} "
               f"(CamVid val sequence 0016E5 at {CLIP_FPS:g} fps)")
     video, stats, sheet_path = out / "enet_demo.mp4", out / "stats.jsonl", out / "contact_sheet.png"
-    sheet = ContactSheet(sheet_path, sheet_indices(n_frames, args.sheet), columns=2, thumb_width=560)
+    sheets = [ContactSheet(sheet_path, sheet_indices(n_frames, args.sheet), columns=2, thumb_width=560)
+              ] if args.sheet else []
     summary = run(RunConfig(
-        input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend, size=args.size,
-        visualize="overlay,mask", stats=str(stats), extra_sinks=[sheet],
-        output_rate=CLIP_FPS, max_frames=None if frames else args.frames,
+        input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend,
+        precision=args.precision, size=args.size,
+        visualize="overlay,mask", stats=str(stats), extra_sinks=sheets,
+        output_rate=CLIP_FPS, max_frames=None if frames else args.frames, threads=args.threads,
+        streams=args.streams,
     ))
     print(f"enet-demo: {summary.line()}")
-    print(f"enet-demo: wrote {video}, {stats}, {sheet_path}")
+    print(f"enet-demo: wrote {', '.join(str(p) for p in (video, stats, sheet_path) if p.is_file())}")
     print(f"enet-demo: achieved {summary.fps:.1f} fps with {summary.backend} ({model.name})")
     return 0
+
+
+def _check_model(model: Path) -> None:
+    """Read the model's metadata before a clip is built (a broken file fails in one line, nothing written)."""
+    from enet.engine.backend import backend_kind
+
+    kind = backend_kind(model)
+    if kind == "torch":
+        from enet.checkpoint import load_checkpoint
+
+        load_checkpoint(model)
+    elif kind == "ort":
+        from enet.engine.onnx_info import load_onnx
+
+        load_onnx(model, check=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,6 +29,16 @@ def gst() -> Any:
     # torch.onnx.export (TorchScript) can abort the process; the on-the-fly
     # export (enet.export.cache.cached_onnx) runs in a child process whenever gi
     # is loaded, so nothing here imports torch (an .onnx or .engine run has none).
+    #
+    # OpenVINO 2026.4 likewise: when it or onnxruntime 1.32 is first imported after gi has
+    # initialised GStreamer, OpenVINO's first infer() aborts the process ("Fatal Python error:
+    # Aborted"; measured: torch, openvino, gi, onnxruntime in that order aborts, any order with
+    # both runtimes before gi works). The demo writes its clip through GStreamer before it loads
+    # the model, so both are imported here, when installed.
+    from enet._lazy import available
+
+    available("onnxruntime")
+    available("openvino")
     gi = require("gi")
     try:
         gi.require_version("Gst", "1.0")
@@ -69,7 +79,8 @@ def _bus_error(pipeline: Any, timeout_ns: int = 0) -> str | None:
     if msg is None:
         return None
     err, debug = msg.parse_error()
-    return f"{err.message}" + (f" ({debug.splitlines()[0][:160]})" if debug else "")
+    log.debug("GStreamer error: %s (%s)", err.message, debug)  # debug: source file and element path, for -v
+    return f"{err.message}"
 
 
 def _launch(description: str) -> Any:

@@ -226,10 +226,11 @@ class DisplaySink:
 
 
 class StatsWriter:
-    """JSON lines, one record per frame; renamed into place on :meth:`close`.
+    """JSON lines, one record per frame, appended and flushed in place (``tail -f`` works during a run).
 
-    Lines are flushed as written, so ``tail -f`` on the partial file works
-    during a run.
+    The file is created with the first record, so a run that processes no
+    frame leaves none; each line is complete when flushed, so an interrupted
+    run leaves a valid file.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -237,27 +238,30 @@ class StatsWriter:
         folder = self.path.parent if str(self.path.parent) else Path(".")
         if not folder.is_dir():
             raise SinkError(f"cannot write stats {self.path}: folder {folder} does not exist")
-        self._tmp = self.path.with_name(f".{self.path.name}.partial")
-        try:
-            self._f: IO[str] | None = open(self._tmp, "w", encoding="utf-8")
-        except OSError as exc:
-            raise SinkError(f"cannot write stats {self.path}: {exc.strerror}") from None
+        self._f: IO[str] | None = None
+        self._closed = False
         self.records = 0
 
     def write(self, record: dict[str, Any]) -> None:
-        assert self._f is not None
+        if self._f is None:
+            if self._closed:
+                raise SinkError(f"stats {self.path} is closed")
+            try:
+                self._f = open(self.path, "w", encoding="utf-8")
+            except OSError as exc:
+                raise SinkError(f"cannot write stats {self.path}: {exc.strerror}") from None
         self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._f.flush()
         self.records += 1
 
     def close(self) -> None:
+        self._closed = True
         if self._f is None:
             return
         f, self._f = self._f, None
         f.flush()
         os.fsync(f.fileno())
         f.close()
-        os.replace(self._tmp, self.path)
 
 
 class ContactSheet:

@@ -65,6 +65,7 @@ class FolderSource:
         self.frame_count: int | None = None
         self._files: list[Path] = []
         self._i = 0
+        self._first: Item | None = None
 
     def open(self) -> FolderSource:
         if not self.folder.is_dir():
@@ -76,9 +77,14 @@ class FolderSource:
             )
         self.frame_count = len(self._files)
         self._i = 0
+        self._first = None
+        self._first = self.read()  # a broken first image fails here, before the model and outputs open
         return self
 
     def read(self) -> Item | None:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
         if self._i >= len(self._files):
             return None
         cv2 = require("cv2")
@@ -219,6 +225,10 @@ class OpenCVSource:
         if not ok or bgr is None:
             if self.live:
                 raise SourceDisconnected(f"{self.name}: read failed")
+            if self.frame_count and self._i < self.frame_count:
+                log.warning("%s ended early: %d of the %d frames its header announces (truncated file?)",
+                            self.name, self._i, self.frame_count)
+                self.frame_count = None  # warn once
             return None
         pts = self._i / self.fps if self.fps else None
         self._i += 1
@@ -253,6 +263,34 @@ def backoff_delays(initial: float = 0.5, factor: float = 2.0, maximum: float = 1
         delay = min(delay * factor, maximum)
 
 
+#: One policy for every live input (RTSP, cameras, gst://): retry with backoff
+#: for this long, at start and after a drop, then fail (``--reconnect-timeout``).
+DEFAULT_RECONNECT_TIMEOUT_S = 30.0
+
+
+def retry_open(opener: Callable[[], Source], name: str, *, stop: threading.Event, give_up_s: float,
+               delays: Callable[[], Iterator[float]] = backoff_delays, first_error: str | None = None) -> Source | None:
+    """Call ``opener`` with backoff until it works; None when ``stop`` is set.
+
+    Raises:
+        SourceError: still failing after ``give_up_s`` seconds (0: never gives up).
+    """
+    start = time.monotonic()
+    last = first_error
+    for delay in delays():
+        if give_up_s and time.monotonic() - start + delay > give_up_s:
+            raise SourceError(f"cannot reach {name} for {give_up_s:g} s ({last}); gave up "
+                              "(--reconnect-timeout sets how long to retry, 0 retries forever)")
+        if stop.wait(delay):
+            return None
+        try:
+            return opener()
+        except SourceError as exc:
+            last = str(exc)
+            log.warning("reconnect to %s failed (%s); retrying", name, exc)
+    return None  # pragma: no cover - the schedule is endless
+
+
 class ReconnectingSource:
     """A live source that is reopened with exponential backoff when it drops.
 
@@ -262,10 +300,13 @@ class ReconnectingSource:
         stop: set to give up waiting; :meth:`read` then returns None.
         stall_timeout_s: no frame for this long counts as a disconnect.
         delays: backoff schedule (default :func:`backoff_delays`).
+        give_up_s: stop retrying (SourceError) once reconnecting has failed for this long; 0 retries forever.
     """
 
     def __init__(self, opener: Callable[[], Source], first: Source, *, stop: threading.Event,
-                 stall_timeout_s: float = 5.0, delays: Callable[[], Iterator[float]] = backoff_delays) -> None:
+                 stall_timeout_s: float = 5.0, delays: Callable[[], Iterator[float]] = backoff_delays,
+                 give_up_s: float = DEFAULT_RECONNECT_TIMEOUT_S) -> None:
+        self._give_up = give_up_s
         self._opener = opener
         self._src: Source | None = first
         self._stop = stop
@@ -282,19 +323,14 @@ class ReconnectingSource:
         return self
 
     def _reopen(self) -> bool:
-        for delay in self._delays():
-            if self._stop.wait(delay):
-                return False
-            try:
-                self._src = self._opener()
-            except SourceError as exc:
-                log.warning("reconnect to %s failed (%s); retrying", self.name, exc)
-                continue
+        self._src = retry_open(self._opener, self.name, stop=self._stop, give_up_s=self._give_up,
+                               delays=self._delays)
+        if self._src is not None:
             self.reconnects += 1
             self._last_frame = time.monotonic()
             log.warning("reconnected to %s (reconnect %d)", self.name, self.reconnects)
             return True
-        return False  # pragma: no cover - the schedule is endless
+        return False
 
     def _drop(self, why: str) -> None:
         log.warning("%s disconnected (%s); reopening with backoff", self.name, why)
@@ -397,8 +433,12 @@ def make_opener(uri: MediaUri, *, capture: str = "auto", opts: CaptureOptions | 
 
 
 def open_source(text: str, *, capture: str = "auto", opts: CaptureOptions | None = None,
-                stop: threading.Event | None = None, stall_timeout_s: float = 5.0) -> Source:
+                stop: threading.Event | None = None, stall_timeout_s: float = 5.0,
+                reconnect_timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S) -> Source:
     """Parse and open an input; live inputs come wrapped in :class:`ReconnectingSource`.
+
+    A network stream (``rtsp://``) that does not answer at start is retried
+    like one that drops: with backoff, for ``reconnect_timeout_s`` (0: forever).
 
     Raises:
         SourceError: the input cannot be opened or its first frame decoded.
@@ -407,7 +447,19 @@ def open_source(text: str, *, capture: str = "auto", opts: CaptureOptions | None
     """
     uri = parse_input(text)
     opener = make_opener(uri, capture=capture, opts=opts)
-    first = opener()
+    stop = stop or threading.Event()
+    try:
+        first = opener()
+    except SourceError as exc:
+        if uri.kind != "rtsp":
+            raise
+        log.warning("cannot reach %s (%s); retrying for %s", uri.text, exc,
+                    f"{reconnect_timeout_s:g} s" if reconnect_timeout_s else "ever")
+        got = retry_open(opener, uri.text, stop=stop, give_up_s=reconnect_timeout_s, first_error=str(exc))
+        if got is None:
+            raise SourceError(f"stopped while waiting for {uri.text}") from None
+        first = got
     if not first.live:
         return first
-    return ReconnectingSource(opener, first, stop=stop or threading.Event(), stall_timeout_s=stall_timeout_s)
+    return ReconnectingSource(opener, first, stop=stop, stall_timeout_s=stall_timeout_s,
+                              give_up_s=reconnect_timeout_s)

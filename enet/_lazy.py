@@ -10,6 +10,7 @@ command that needs it starts (it is the ``enet-rt[torch]`` extra).
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
 from enet.errors import MissingDependencyError
@@ -26,6 +27,7 @@ _FIXES = {
         "and .pth models need it"
     ),
     "onnxruntime": "pip install onnxruntime",
+    "openvino": "pip install 'enet-rt[openvino]'",
     "cv2": "pip install opencv-python-headless (on Jetson: JetPack's OpenCV)",
     "gi": "apt-get install python3-gi gir1.2-gstreamer-1.0 gstreamer1.0-plugins-base",
     "onnxsim": "pip install 'enet-rt[torch]' (onnxsim)",
@@ -34,15 +36,28 @@ _FIXES = {
 }
 
 
+def install_hint(name: str) -> str:
+    """How to install the optional module ``name`` (one clause)."""
+    root = name.split(".")[0]
+    return _FIXES.get(root, f"pip install {root}")
+
+
+#: Set before the first ``import cv2``: OpenCV's and FFmpeg's own log lines
+#: ("[ WARN:0@0.01] global cap.cpp ...", "moov atom not found") would print
+#: beside the toolkit's one-line error, which already says what failed. The
+#: user's own settings win (export OPENCV_LOG_LEVEL=INFO to see them again).
+_QUIET_ENV = {"cv2": {"OPENCV_LOG_LEVEL": "FATAL", "OPENCV_FFMPEG_LOGLEVEL": "-8"}}
+
+
 def require(name: str) -> ModuleType:
     """Import ``name`` or raise :class:`MissingDependencyError` naming the fix."""
+    for key, value in _QUIET_ENV.get(name, {}).items():
+        os.environ.setdefault(key, value)
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        root = name.split(".")[0]
-        fix = _FIXES.get(root, f"pip install {root}")
         raise MissingDependencyError(
-            f"{name} is not importable ({exc}); install it: {fix}"
+            f"{name} is not importable ({exc}); install it: {install_hint(name)}"
         ) from None
 
 

@@ -15,23 +15,139 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from enet.errors import EnetError
+from enet.errors import EnetError, UsageError
 
 log = logging.getLogger("enet")
 
 
 # -- shared helpers (also used by the tool CLIs) ---------------------------
-def parse_size(text: str) -> tuple[int, int]:
-    """``"480x360"`` (WxH, as cameras and the paper write it) -> ``(H, W)``."""
+#: Largest width or height any command accepts (checked before anything is
+#: allocated: ENet's activations at 4096x4096 already take gigabytes).
+MAX_SIDE = 4096
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the enet-* contract for a bad command line: one line ``prog: error: ...``, exit 2.
+
+    No usage dump (``--help`` shows it); examples go in ``epilog``, kept as written.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def _number(cast: Callable[[str], Any], text: str, low: float, *, strict: bool, high: float | None = None) -> Any:
+    try:
+        value = cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value or (value <= low if strict else value < low) or (high is not None and value > high):
+        rng = f"> {low:g}" if strict else f">= {low:g}"
+        if high is not None:
+            rng += f" and <= {high:g}"
+        raise argparse.ArgumentTypeError(f"{text} is out of range; expected a value {rng}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _number(int, text, 0, strict=True)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _number(int, text, 0, strict=False)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a float > 0 (not NaN)."""
+    return _number(float, text, 0.0, strict=True)
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a float >= 0 (not NaN)."""
+    return _number(float, text, 0.0, strict=False)
+
+
+def unit_float(text: str) -> float:
+    """argparse type: a float in [0, 1]."""
+    return _number(float, text, 0.0, strict=False, high=1.0)
+
+
+def _size(text: str, multiple: int) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 480x360") from None
     if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be positive")
+        raise argparse.ArgumentTypeError(f"{text}: width and height must be positive, e.g. 480x360")
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"{text} is too large; width and height are at most {MAX_SIDE}")
+    if w % multiple or h % multiple:
+        near = f"{max(multiple, round(w / multiple) * multiple)}x{max(multiple, round(h / multiple) * multiple)}"
+        raise argparse.ArgumentTypeError(
+            f"{text}: width and height must be multiples of {multiple} (ENet downsamples 3 times), e.g. {near}")
     return h, w
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"480x360"`` (WxH, as cameras and the paper write it) -> ``(H, W)``; multiples of 8, at most MAX_SIDE."""
+    return _size(text, 8)
+
+
+def size_text(text: str) -> str:
+    """argparse type: a model input size ``WxH`` checked as :func:`parse_size`, kept as written."""
+    _size(text, 8)
+    return text
+
+
+def capture_size_text(text: str) -> str:
+    """argparse type: a camera capture size ``WxH`` (any positive size up to MAX_SIDE), kept as written."""
+    _size(text, 1)
+    return text
+
+
+def check_writable(path: str | os.PathLike[str], *, folder: bool = False, what: str = "output") -> None:
+    """Fail early (exit 1) when ``path`` cannot be written, before any long work; creates nothing.
+
+    ``folder=False``: a file; its folder must exist. ``folder=True``: a folder
+    that may not exist yet; its nearest existing parent must be writable.
+    Probed by creating and removing a temp file (mode bits lie to root).
+
+    Raises:
+        EnetError: not writable, or the wrong kind of thing is there.
+    """
+    import tempfile
+    from pathlib import Path
+
+    p = Path(path)
+    if folder:
+        if p.exists() and not p.is_dir():
+            raise EnetError(f"cannot write {what} {p}: it exists and is not a folder; choose another location")
+        probe = p
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise EnetError(f"cannot write {what} {p}: {probe} is not a folder; choose another location")
+    else:
+        if p.is_dir():
+            raise EnetError(f"cannot write {what} {p}: it is a folder; give a file name")
+        probe = p.parent if str(p.parent) else Path(".")
+        if not probe.is_dir():
+            raise EnetError(f"cannot write {what} {p}: folder {probe} does not exist; create it first")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".enet-probe.", dir=probe)
+    except OSError as exc:
+        raise EnetError(f"cannot write {what} {p}: {probe} is not writable ({exc.strerror}); "
+                        "choose a writable location") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def add_dataset_kind(p: argparse.ArgumentParser) -> None:
@@ -44,6 +160,13 @@ def add_verbosity(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
+
+
+def add_engine_precision(p: argparse.ArgumentParser) -> None:
+    """``--precision`` of the TensorRT engine ``--backend auto`` builds on first run (enet-eval, enet-run, enet-demo)."""
+    p.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16",
+                   help="precision of the TensorRT engine --backend auto builds on first run when TensorRT and a "
+                        "GPU are present (default fp16; int8: the calibrated Q/DQ model)")
 
 
 def configure_logging(level: int, fmt: str = "%(message)s") -> None:
@@ -77,7 +200,8 @@ def guard(prog: str, body: Callable[[], int], *, interrupted: str = "interrupted
     """Run a command's body with the exit codes every enet-* command shares.
 
     0 ok (or whatever ``body`` returns), 1 for an :class:`EnetError` (one
-    line on stderr, no traceback), 130 for Ctrl-C (the interrupt's own
+    line on stderr, no traceback), 2 for a :class:`UsageError` (options that
+    contradict each other), 130 for Ctrl-C (the interrupt's own
     message, else ``interrupted``). argparse exits 2 on a bad command line
     before this runs. Any other exception is a bug and keeps its traceback.
     """
@@ -85,7 +209,7 @@ def guard(prog: str, body: Callable[[], int], *, interrupted: str = "interrupted
         return body()
     except EnetError as exc:
         print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt as exc:
         print(f"{prog}: {str(exc) or interrupted}", file=sys.stderr)
         return 130
@@ -111,7 +235,7 @@ def cli(make_parser: Callable[[], argparse.ArgumentParser]) -> Callable[[Callabl
 
 # -- enet-train --------------------------------------------------------------
 def train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="enet-train",
         description="Train ENet on CamVid, Cityscapes or your own classes (SegNet layout plus classes.json). "
                     "Writes last.pth (resumable), best.pth (best val mIoU) and log.jsonl to --output; the "
@@ -125,40 +249,39 @@ def train_parser() -> argparse.ArgumentParser:
                "  enet-train --data-root my_road_data -o runs/road --size 480x352   # has classes.json\n"
                "  enet-train --data-root CITYSCAPES --dataset cityscapes --size 1024x512 --val-size 1024x512\n"
                "  torchrun --nproc-per-node 4 --no-python enet-train --data-root DIR -o runs/ddp\n"
-               "see docs/custom_data.md",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+               "see docs/custom_data.md")
     p.add_argument("--data-root", default=None, help="dataset folder: SegNet layout (train/ trainannot/ val/ "
                    "valannot/, plus classes.json for your own classes) or Cityscapes (default: "
                    "../shared/data/camvid)")
     add_dataset_kind(p)
     p.add_argument("-o", "--output", default=None, help="run folder (default runs/enet)")
-    p.add_argument("--epochs", type=int, default=None, help="total epochs (default 100)")
-    p.add_argument("--batch-size", type=int, default=8, help="per process (default 8)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="total epochs (default 100)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="per process (default 8)")
     p.add_argument("--size", type=parse_size, default=(360, 480), metavar="WxH",
                    help="training crop size, multiples of 8 (default 480x360)")
     p.add_argument("--val-size", type=parse_size, default=(360, 480), metavar="WxH",
                    help="validation size (default 480x360)")
-    p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (paper: 5e-4)")
-    p.add_argument("--weight-decay", type=float, default=2e-4, help="(paper: 2e-4)")
+    p.add_argument("--lr", type=positive_float, default=5e-4, help="Adam learning rate (paper: 5e-4)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=2e-4, help="(paper: 2e-4)")
     p.add_argument("--schedule", choices=("poly", "step", "constant"), default="poly")
-    p.add_argument("--step-size", type=int, default=100, help="epochs per x0.1 for --schedule step")
-    p.add_argument("--warmup-epochs", type=int, default=0)
-    p.add_argument("--encoder-epochs", type=int, default=0,
+    p.add_argument("--step-size", type=positive_int, default=100, help="epochs per x0.1 for --schedule step")
+    p.add_argument("--warmup-epochs", type=non_negative_int, default=0)
+    p.add_argument("--encoder-epochs", type=non_negative_int, default=0,
                    help="first train the encoder alone on labels subsampled by 8 for N epochs (paper 5.2)")
     p.add_argument("--weighting", choices=("enet", "median", "none"), default="enet",
                    help="class weights: ENet's 1/ln(1.02+p), median frequency, or none")
-    p.add_argument("--scale", type=float, nargs=2, default=(0.75, 1.5), metavar=("MIN", "MAX"),
+    p.add_argument("--scale", type=positive_float, nargs=2, default=(0.75, 1.5), metavar=("MIN", "MAX"),
                    help="random scale range")
-    p.add_argument("--jitter", type=float, default=0.2, help="photometric jitter amplitude")
+    p.add_argument("--jitter", type=non_negative_float, default=0.2, help="photometric jitter amplitude")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
-    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="data loader worker processes")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--val-every", type=positive_int, default=1, help="validate every N epochs")
     p.add_argument("--init-from", default=None, metavar="CKPT", help="start from these weights (fine-tuning)")
     p.add_argument("--resume", default=None, metavar="LAST.pth", help="continue an interrupted run exactly")
-    p.add_argument("--train-limit", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--val-limit", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--train-limit", type=positive_int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--val-limit", type=positive_int, default=None, help=argparse.SUPPRESS)
     add_verbosity(p)
     return p
 
@@ -175,8 +298,12 @@ def train_main(args: argparse.Namespace) -> int:
 
     if env_world_size() > 1 and int(os.environ.get("RANK", "0")) != 0:
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 reports for everyone
+    if args.scale[0] > args.scale[1]:
+        raise UsageError(f"--scale {args.scale[0]:g} {args.scale[1]:g}: MIN is larger than MAX")
     data_root = str(args.data_root or default_camvid_root())
     output = args.output or "runs/enet"
+    if args.output or not args.resume:
+        check_writable(output, folder=True, what="run folder")
     if args.resume:
         trainer = Trainer(resume=args.resume, progress=not args.quiet, overrides={
             "data_root": args.data_root, "output": args.output, "epochs": args.epochs, "device": args.device,
@@ -207,10 +334,14 @@ def train_main(args: argparse.Namespace) -> int:
 
 # -- enet-summary -------------------------------------------------------------
 def summary_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="enet-summary",
-                                description="Parameters and GFLOPs of ENet beside the paper's Table 3.")
-    p.add_argument("--size", type=parse_size, default=(360, 640), metavar="WxH", help="default 640x360")
-    p.add_argument("--classes", type=int, default=11)
+    p = ArgumentParser(prog="enet-summary",
+                       description="Parameters and GFLOPs of ENet beside the paper's Table 3.",
+                       epilog="examples:\n"
+                              "  enet-summary                       # the paper's 640x360, 11 classes\n"
+                              "  enet-summary --size 480x360 --classes 19")
+    p.add_argument("--size", type=parse_size, default=(360, 640), metavar="WxH",
+                   help="input size, multiples of 8 (default 640x360)")
+    p.add_argument("--classes", type=positive_int, default=11, help="number of classes (default 11)")
     add_verbosity(p)
     return p
 
@@ -240,7 +371,10 @@ def summary_main(args: argparse.Namespace) -> int:
 
 # -- enet-plot -----------------------------------------------------------------
 def plot_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="enet-plot", description="Training curves (loss, val mIoU) from log.jsonl files.")
+    p = ArgumentParser(prog="enet-plot", description="Training curves (loss, val mIoU) from log.jsonl files.",
+                       epilog="examples:\n"
+                              "  enet-plot runs/enet/log.jsonl -o curve.png\n"
+                              "  enet-plot runs/half/log.jsonl runs/full/log.jsonl -o runs/training_curve.png")
     p.add_argument("logs", nargs="+", help="one or more log.jsonl (stages are drawn one after the other)")
     p.add_argument("-o", "--output", required=True, help="PNG file")
     add_verbosity(p)
@@ -252,6 +386,7 @@ def plot_main(args: argparse.Namespace) -> int:
     """enet-plot."""
     from enet.plot import plot_training
 
+    check_writable(args.output)
     plot_training(args.logs, args.output)
     print(f"wrote {args.output}")
     return 0

@@ -29,3 +29,7 @@ class ShapeError(EnetError):
 
 class MissingDependencyError(EnetError):
     """An optional module (tensorrt, onnxruntime, cv2, gi, cuda) is missing."""
+
+
+class UsageError(EnetError):
+    """The command line is wrong by itself (options that contradict each other): exit status 2, like argparse."""

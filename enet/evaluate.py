@@ -11,6 +11,7 @@ neighbour, so metrics are always counted at label resolution (void excluded).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ import numpy as np
 from enet._lazy import require
 from enet.datasets import open_dataset
 from enet.errors import EnetError
-from enet.fileio import write_bytes
+from enet.fileio import atomic_folder
 from enet.metrics import ConfusionMatrix
 from enet.transforms import Preprocess
 
@@ -92,30 +93,27 @@ def evaluate(predict: Predictor, data_root: str | os.PathLike[str], split: str =
         samples = [samples[i] for i in np.round(np.linspace(0, len(samples) - 1, limit)).astype(int)]
     else:
         samples = samples[:limit]
-    out_dir = Path(save_predictions) if save_predictions else None
-    if out_dir is not None:
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EnetError(f"cannot create prediction folder {out_dir}: {exc.strerror}") from None
-    cm = ConfusionMatrix(num_classes)
-    it: Any = range(0, len(samples), batch)
-    if progress:
-        from tqdm import tqdm
+    with contextlib.ExitStack() as stack:
+        # predictions go to a temp folder that becomes save_predictions only when every frame is done
+        out_dir = stack.enter_context(atomic_folder(save_predictions)) if save_predictions else None
+        cm = ConfusionMatrix(num_classes)
+        it: Any = range(0, len(samples), batch)
+        if progress:
+            from tqdm import tqdm
 
-        it = tqdm(it, total=(len(samples) + batch - 1) // batch, desc=f"eval {split}", unit="batch",
-                  dynamic_ncols=True, leave=False)
-    for i in it:
-        chunk = samples[i:i + batch]
-        pairs = [info.load_pair(s) for s in chunk]
-        preds = predict_labels(predict, preprocess, batch, [img for img, _ in pairs])
-        for s, (_, lab), pred in zip(chunk, pairs, preds):
-            cm.update(pred, lab)
-            if out_dir is not None:
-                ok, png = cv2.imencode(".png", pred)
-                if not ok:
-                    raise EnetError(f"cannot encode prediction for {s.name}")
-                write_bytes(out_dir / f"{s.name}.png", png.tobytes())
+            it = tqdm(it, total=(len(samples) + batch - 1) // batch, desc=f"eval {split}", unit="batch",
+                      dynamic_ncols=True, leave=False)
+        for i in it:
+            chunk = samples[i:i + batch]
+            pairs = [info.load_pair(s) for s in chunk]
+            preds = predict_labels(predict, preprocess, batch, [img for img, _ in pairs])
+            for s, (_, lab), pred in zip(chunk, pairs, preds):
+                cm.update(pred, lab)
+                if out_dir is not None:
+                    ok, png = cv2.imencode(".png", pred)
+                    if not ok:
+                        raise EnetError(f"cannot encode prediction for {s.name}")
+                    (out_dir / f"{s.name}.png").write_bytes(png.tobytes())
     summary = cm.summary(classes)
     summary.update(frames=len(samples), split=split, eval_size=[h, w])
     return summary

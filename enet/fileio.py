@@ -36,9 +36,16 @@ def _umask() -> int:
     return mask
 
 
+def new_file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file (0o666 minus the umask)."""
+    return 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success.
+
+    ``suffix`` ends the temp name (``".tmp.onnx"`` where a reader goes by the suffix).
 
     Raises:
         EnetError: the folder does not exist or cannot be written.
@@ -48,13 +55,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     if not folder.is_dir():
         raise EnetError(f"cannot write {target}: folder {folder} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=folder)
     except OSError as exc:
         raise EnetError(f"cannot write {target}: {exc.strerror}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600; give the final file the usual umask-based mode.
-    os.chmod(tmp_path, 0o666 & ~_umask())
+    os.chmod(tmp_path, new_file_mode())
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -71,6 +78,41 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder; on success its files land in ``path``, on failure or Ctrl-C it is removed.
+
+    ``path`` is created (with its parents) only at the end; when it exists
+    already, the new files are moved into it one by one (each rename atomic).
+
+    Raises:
+        EnetError: ``path`` is a file, or no folder above it can be written.
+    """
+    import shutil
+
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise EnetError(f"cannot write folder {target}: a file of that name exists")
+    base = target.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=base))
+    except OSError as exc:
+        raise EnetError(f"cannot write folder {target}: {exc.strerror}") from None
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        if target.is_dir():
+            for f in tmp.iterdir():
+                os.replace(f, target / f.name)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

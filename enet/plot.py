@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,9 +18,15 @@ def read_log(path: str | os.PathLike[str]) -> list[dict]:
     if not p.is_file():
         raise EnetError(f"training log {p} does not exist")
     try:
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        recs = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise EnetError(f"{p} is not a JSON-lines training log (not text); pass a log.jsonl from enet-train") from None
     except json.JSONDecodeError as exc:
         raise EnetError(f"{p} is not a JSON-lines training log ({exc.msg} at line {exc.lineno})") from None
+    if any(not isinstance(r, dict) or "epoch" not in r or "train_loss" not in r for r in recs):
+        raise EnetError(f"{p} is not a training log (records without epoch/train_loss); pass a log.jsonl "
+                        "from enet-train")
+    return recs
 
 
 def _val_size(path: Path, recs: list[dict]) -> str | None:
@@ -43,13 +50,14 @@ def _val_size(path: Path, recs: list[dict]) -> str | None:
 
 def plot_training(logs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str]) -> None:
     """Draw the logs one after another (e.g. half-res stage, then full-res) into a PNG."""
+    stages = [(path, read_log(path)) for path in logs]  # every log checked before matplotlib starts
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # "generated new fontManager" is no news
     matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     plt = require("matplotlib.pyplot")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     offset = 0
-    for path in logs:
-        recs = read_log(path)
+    for path, recs in stages:
         if not recs:
             continue
         label = Path(path).parent.name or str(path)

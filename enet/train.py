@@ -205,8 +205,8 @@ class Trainer:
         self.main = self.dist.is_main
         self.progress = self.progress and self.main
         self.out = Path(cfg.output)
-        if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
+        # every input is checked before the run folder is made or anything is logged
+        init = load_checkpoint(cfg.init_from) if ckpt is None and cfg.init_from else None
         self.info = info = open_dataset(cfg.data_root, cfg.dataset)
         mean, std = info.mean, info.std
         if ckpt is not None:
@@ -247,8 +247,8 @@ class Trainer:
             torch.manual_seed(cfg.seed + 7919 * self.dist.rank)
         if ckpt is not None:
             self._restore(ckpt)
-        elif cfg.init_from:
-            self._init_weights(cfg.init_from)
+        elif init is not None:
+            self._init_weights(cfg.init_from, init)
         self.ddp: nn.Module | None = None
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -260,14 +260,16 @@ class Trainer:
                 find_unused_parameters=self.encoder_head is not None)
         self.sampler = EpochSampler(len(self.train_set), cfg.seed, self.dist.rank, self.dist.world_size)
         self._stop = False
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
 
     def close(self) -> None:
         """Leave the torchrun process group (no-op in one process)."""
         distributed.teardown()
 
-    def _init_weights(self, path: str) -> None:
-        """Start from a checkpoint's weights; a different class count keeps all but the classifier."""
-        init = load_checkpoint(path)
+    def _init_weights(self, path: str, init: dict[str, Any]) -> None:
+        """Start from a checkpoint's weights (``init``, loaded from ``path``); a different class count keeps
+        all but the classifier."""
         state = init["state_dict"]
         n = init["arch"]["num_classes"]
         if n == self.info.num_classes:

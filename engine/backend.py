@@ -6,7 +6,9 @@ allocates (session, context, buffers), ``__exit__`` frees and is idempotent,
 
 ``open_backend(path, kind=None)`` picks the implementation from the file type
 (``.pth`` -> torch, ``.onnx`` -> ort, ``.engine``/``.plan`` -> trt) and imports
-it lazily, so nothing heavy is imported until a backend is opened.
+it lazily, so nothing heavy is imported until a backend is opened. An
+``.onnx`` also runs in ``ort-fast`` (ONNX Runtime on the exact CPU form of
+the graph, :mod:`enet.export.cpu_graph`) and ``openvino`` (OpenVINO on the CPU).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ try:  # Python >= 3.11
 except ImportError:  # pragma: no cover - Python 3.10
     from typing_extensions import Self  # type: ignore[assignment]
 
-KINDS = ("torch", "ort", "trt")
+KINDS = ("torch", "ort", "ort-fast", "openvino", "trt")
+#: Kinds that run an ``.onnx`` file.
+ONNX_KINDS = ("ort", "ort-fast", "openvino")
 _SUFFIX_KIND = {".pth": "torch", ".pt": "torch", ".onnx": "ort", ".engine": "trt", ".plan": "trt", ".trt": "trt"}
 
 
@@ -95,7 +99,7 @@ def open_backend(path: str | os.PathLike[str], kind: str | None = None, **option
 
     Args:
         path: ``.pth`` checkpoint, ``.onnx`` model or ``.engine`` file.
-        kind: ``"torch" | "ort" | "trt"``; default from the file suffix.
+        kind: one of :data:`KINDS`; default from the file suffix.
         **options: passed to the backend (e.g. ``device``, ``providers``,
             ``input_shape``, ``threads``).
 
@@ -110,7 +114,7 @@ def open_backend(path: str | os.PathLike[str], kind: str | None = None, **option
     kind = kind or file_kind
     if kind not in KINDS:
         raise EnetError(f"unknown backend {kind!r}; choose one of {', '.join(KINDS)}")
-    if kind != file_kind:
+    if kind != file_kind and not (kind in ONNX_KINDS and file_kind == "ort"):
         raise EnetError(f"backend {kind!r} cannot run {p.name} (a {file_kind} file)")
     if kind == "torch":
         from enet._lazy import require
@@ -119,10 +123,16 @@ def open_backend(path: str | os.PathLike[str], kind: str | None = None, **option
         from enet.engine.torch_backend import TorchBackend
 
         return TorchBackend(p, **options)
-    if kind == "ort":
+    if kind in ("ort", "ort-fast"):
         from enet.engine.ort_backend import OrtBackend
 
+        if kind == "ort-fast":
+            options.setdefault("graph", "cpu")
         return OrtBackend(p, **options)
+    if kind == "openvino":
+        from enet.engine.ov_backend import OvBackend
+
+        return OvBackend(p, **options)
     from enet.engine.trt_backend import TrtBackend
 
     return TrtBackend(p, **options)

@@ -5,11 +5,13 @@
     enet-build-engine MODEL.onnx --int8 -o enet.int8.onnx      # Q/DQ ONNX, runs in ONNX Runtime
     enet-build-engine MODEL.onnx --fp16 -o enet.fp16.onnx
     enet-build-engine MODEL.onnx --int8 -o enet.engine         # TensorRT engine (+ enet.int8.onnx, sidecar)
+    enet-build-engine MODEL.onnx --int8 -o enet.engine --dry-run --trt-version 10.3   # the plan, no TensorRT
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import shlex
 import sys
@@ -17,23 +19,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from enet.cli import guard, setup_logging
+from enet.cli import (ArgumentParser, check_writable, guard, non_negative_int, positive_float,
+                      positive_int, setup_logging)
 from enet.errors import EnetError
 
 log = logging.getLogger("enet.engine.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="enet-build-engine",
         description="Convert an ENet ONNX to FP16 or INT8 (Q/DQ, calibrated on the train images of --data-root) and "
                     "build a TensorRT engine. -o X.onnx writes only the converted ONNX (any machine); -o X.engine "
-                    "builds with TensorRT.",
+                    "builds with TensorRT, prints the build plan first and ends by comparing the engine with ONNX "
+                    "Runtime.",
         epilog="examples:\n"
-               "  enet-build-engine enet.onnx --int8 -o enet.int8.onnx                 # CamVid-calibrated Q/DQ ONNX\n"
+               "  enet-build-engine enet.onnx --int8 -o enet.int8.onnx         # any machine: calibrate, Q/DQ, val mIoU\n"
                "  enet-build-engine road.onnx --int8 -o road.int8.onnx --data-root my_road_data\n"
-               "  enet-build-engine enet.onnx --fp16 -o enet.fp16.engine               # on a machine with TensorRT",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+               "  enet-build-engine enet.onnx --int8 -o enet.engine --dry-run --trt-version 10.3\n"
+               "  enet-build-engine enet.onnx --fp16 -o enet.engine            # with TensorRT and a GPU\n"
+               "  enet-build-engine enet.onnx --int8 --int8-mode calibrator -o enet.engine   # legacy path")
     p.add_argument("model", metavar="MODEL.onnx", help="float32 ONNX from enet-export")
     prec = p.add_mutually_exclusive_group()
     prec.add_argument("--fp16", action="store_true", help="FP16 (float32 inputs/outputs)")
@@ -45,29 +50,40 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("INT8 calibration")
     g.add_argument("--calib-data", metavar="DIR",
                    help="a folder of frames, or a dataset root (its train images are used); default: --data-root")
-    g.add_argument("--calib-images", type=int, default=None, metavar="N",
+    g.add_argument("--calib-images", type=positive_int, default=None, metavar="N",
                    help="frames, evenly spaced over the name-sorted folder (default 300)")
     g.add_argument("--calib-method", choices=("entropy", "percentile", "max"), default="max",
                    help="default max: measured best on CamVid (entropy clips ENet activations, -1.6 pt)")
-    g.add_argument("--percentile", type=float, default=None, help="for --calib-method percentile (default 99.99)")
+    g.add_argument("--percentile", type=positive_float, default=None, help="for --calib-method percentile (default 99.99)")
     g.add_argument("--calib-cache", metavar="FILE",
-                   help="reuse/save calibration ranges (JSON on the Q/DQ path; TensorRT's cache on the calibrator path)")
+                   help="reuse/save the INT8 activation ranges (JSON); the Q/DQ ONNX and the calibrator path's "
+                        "TensorRT cache (written beside the engine) both take their scales from them")
     g.add_argument("--keep-fp32", action="append", default=[], metavar="NODE",
                    help="leave this Conv/ConvTranspose node in float32 (repeatable)")
     g.add_argument("--max-drop", type=float, default=1.0, metavar="PT",
                    help="if INT8 loses more val mIoU points than this, retry with the input/output layers in FP32 "
                         "(default 1.0)")
     g.add_argument("--int8-mode", choices=("auto", "qdq", "calibrator"), default="auto",
-                   help="engine INT8 path: auto = legacy calibrator on TensorRT <= 10 for a float32 ONNX, else Q/DQ")
-    g.add_argument("--val-images", type=int, default=None, metavar="N",
+                   help="engine INT8 path: auto = the calibrated Q/DQ ONNX on every TensorRT from 8.5 (the legacy "
+                        "calibrator below 8.5); calibrator = TensorRT's implicit INT8 from a calibration cache "
+                        "written from the same ranges (accuracy not measured before the build)")
+    g.add_argument("--val-images", type=non_negative_int, default=None, metavar="N",
                    help="report FP32 vs converted val mIoU on the first N val frames of --data-root (default all; "
                         "0 skips)")
     t = p.add_argument_group("TensorRT")
-    t.add_argument("--workspace", type=int, default=None, metavar="MB", help="builder workspace limit")
-    t.add_argument("--dla-core", type=int, default=None, metavar="N", help="build for DLA core N (Jetson), GPU fallback on")
+    t.add_argument("--workspace", type=positive_int, default=None, metavar="MB", help="builder workspace limit")
+    t.add_argument("--dla-core", type=non_negative_int, default=None, metavar="N", help="build for DLA core N (Jetson), GPU fallback on")
     t.add_argument("--timing-cache", metavar="FILE", help="load and update a tactic timing cache")
-    t.add_argument("--verify-images", type=int, default=5, metavar="N",
-                   help="val frames of --data-root to compare engine vs ONNX Runtime on (0 skips)")
+    t.add_argument("--verify-images", type=non_negative_int, default=5, metavar="N",
+                   help="val frames of --data-root the finished engine is compared with ONNX Runtime on: argmax "
+                        "agreement and val mIoU (default 5; 0 skips)")
+    t.add_argument("--batch", type=positive_int, default=None, metavar="N",
+                   help="batch of the optimization profile for a dynamic-batch ONNX (default 1)")
+    t.add_argument("--dry-run", action="store_true",
+                   help="print the build plan (which ONNX, strong typing or flags, calibrator) and exit; no TensorRT "
+                        "needed with --trt-version")
+    t.add_argument("--trt-version", metavar="X.Y", help="with --dry-run: plan for this TensorRT (8.5 .. 11), "
+                                                        "installed or not")
     v = p.add_mutually_exclusive_group()
     v.add_argument("-v", "--verbose", action="store_true")
     v.add_argument("-q", "--quiet", action="store_true")
@@ -118,7 +134,8 @@ def _report_val(args: argparse.Namespace, reference: str, candidate: Path, preci
     if not root.is_dir() or not open_dataset(root).has_split("val"):
         log.warning("no val split found at %s; skipping the FP32 vs %s mIoU report", root, precision)
         return None
-    res = compare_val(reference, candidate, root, limit=args.val_images)
+    log.info("val mIoU of FP32 and %s with ONNX Runtime (--val-images 0 skips)", precision.upper())
+    res = compare_val(reference, candidate, root, limit=args.val_images, progress=not args.quiet)
     r, c = res["reference"]["miou"] * 100, res["candidate"]["miou"] * 100
     print(f"val mIoU (ONNX Runtime, {res['frames']} frames): FP32 {r:.2f}  {precision.upper()} {c:.2f}  "
           f"drop {r - c:+.2f} pt")
@@ -126,7 +143,19 @@ def _report_val(args: argparse.Namespace, reference: str, candidate: Path, preci
 
 
 def _convert(args: argparse.Namespace, model: Path, out: Path, precision: str, calib: Any) -> Any:
-    """Convert, report, and for INT8 over --max-drop retry with the edge layers in FP32."""
+    """Convert, report, and for INT8 over --max-drop retry with the edge layers in FP32.
+
+    ``out`` appears only when the whole conversion, val report included, is done (temp file + rename):
+    a failure or Ctrl-C on the way leaves nothing.
+    """
+    from enet.fileio import atomic_path
+
+    with atomic_path(out, suffix=".tmp.onnx") as tmp:
+        res = _convert_into(args, model, tmp, precision, calib)
+    return dataclasses.replace(res, path=out)
+
+
+def _convert_into(args: argparse.Namespace, model: Path, out: Path, precision: str, calib: Any) -> Any:
     from enet.engine.build import convert_onnx, edge_layers
 
     res = convert_onnx(model, out, precision=precision, calib=calib, keep_fp32=args.keep_fp32)
@@ -159,7 +188,18 @@ def run(args: argparse.Namespace) -> int:
         raise EnetError(f"-o {output}: expected a .onnx (converted ONNX) or .engine path")
     if precision == "fp32" and suffix == ".onnx":
         raise EnetError("-o .onnx writes a precision-converted ONNX; add --fp16 or --int8")
+    check_writable(output, what="-o")
+    if suffix != ".onnx" and not available("tensorrt") and not args.dry_run:
+        from enet._lazy import install_hint
+        from enet.engine.trt_build import converted_path
+
+        hint = ("" if precision == "fp32" else f"; for a {precision.upper()} model that runs here with ONNX Runtime: "
+                f"enet-build-engine {model} --{precision} -o {converted_path(output, precision)}")
+        raise EnetError(f"-o {output}: building a TensorRT engine needs TensorRT, which is not installed here "
+                        f"({install_hint('tensorrt')}){hint}")
     calib = _calib_spec(args) if precision == "int8" else None
+    if args.dry_run:
+        return _dry_run(args, model, output, precision, calib)
 
     if suffix == ".onnx":
         if output.resolve() == model.resolve():
@@ -168,48 +208,70 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {output} ({precision}, input {tuple(res.input_shape)})")
         return 0
 
-    # engine
-    if not available("tensorrt"):
-        if precision == "fp32":
-            print(f"no TensorRT found; {model} runs with ONNX Runtime here (enet-eval {model}); "
-                  "install TensorRT ('enet-rt[tensorrt]' or JetPack) to build an engine")
-            return 1
-        from enet.engine.build import converted_path
-
-        onnx_out = converted_path(output, precision)
-        _convert(args, model, onnx_out, precision, calib)
-        print(f"no TensorRT found; wrote {onnx_out}, which runs with ONNX Runtime here (enet-eval {onnx_out}); "
-              "build the engine on a machine with TensorRT")
-        return 1
     return _build(args, model, output, precision, calib)
 
 
-def _build(args: argparse.Namespace, model: Path, output: Path, precision: str, calib: Any) -> int:
-    from enet.defaults import default_camvid_root
-    from enet.engine.build import build_engine, engine_frames, verify_engine
+def _plan(args: argparse.Namespace, model: Path, output: Path, precision: str, calib: Any,
+          features: Any = None) -> Any:
+    from enet.engine.trt_build import plan_engine
 
-    res = build_engine(model, output, precision=precision, calib=calib, int8_mode=args.int8_mode,
-                       keep_fp32=args.keep_fp32, workspace_mb=args.workspace, dla_core=args.dla_core,
-                       timing_cache=args.timing_cache,
-                       rebuild_command=shlex.join(["enet-build-engine", *args.argv]),
+    return plan_engine(model, output, precision=precision, features=features, int8_mode=args.int8_mode,
+                       calib=calib, batch=args.batch, dla_core=args.dla_core, workspace_mb=args.workspace,
+                       timing_cache=args.timing_cache, verify_images=args.verify_images, data_root=args.data_root)
+
+
+def _dry_run(args: argparse.Namespace, model: Path, output: Path, precision: str, calib: Any) -> int:
+    """Print the plan for --trt-version (or the installed TensorRT) and build nothing."""
+    from enet._lazy import available
+    from enet.engine.trt_build import describe
+    from enet.engine.trt_compat import features_for_version
+
+    if output.suffix.lower() == ".onnx":
+        raise EnetError("--dry-run plans a TensorRT engine; pass -o X.engine")
+    if args.trt_version:
+        features = features_for_version(args.trt_version)
+    elif available("tensorrt"):
+        features = None  # the installed one
+    else:
+        raise EnetError("no TensorRT installed here; pass --trt-version (e.g. 8.6, 10.3 or 11) to plan for one")
+    job = _plan(args, model, output, precision, calib, features)
+    print("\n".join(describe(job, dry_run=True)))
+    return 0
+
+
+def _report_verification(res: Any) -> None:
+    v = res.verification
+    if v is None:
+        return
+    line = (f"engine vs ONNX Runtime ({res.onnx.name}) on {v['frames']} val frames: "
+            f"{v['agreement'] * 100:.2f}% argmax agreement")
+    if v.get("miou_engine") is not None:
+        line += (f"; val mIoU on these frames: engine {v['miou_engine'] * 100:.2f}, ONNX Runtime "
+                 f"{v['miou_onnx'] * 100:.2f} ({v['labelled']} labelled)")
+    print(line)
+
+
+def _build(args: argparse.Namespace, model: Path, output: Path, precision: str, calib: Any) -> int:
+    from enet.engine.trt_build import build_engine, describe
+
+    job = _plan(args, model, output, precision, calib)
+    print("\n".join(describe(job)))
+    res = build_engine(job, keep_fp32=args.keep_fp32, rebuild_command=shlex.join(["enet-build-engine", *args.argv]),
                        convert=lambda m, out, prec: _convert(args, m, out, prec, calib))
+    for note in res.notes:
+        print(note)
     print(f"wrote {output} (TensorRT {res.tensorrt_version}, {res.gpu_name} sm {res.compute_capability}, "
-          f"{precision}) and {res.sidecar.name}")
-    if args.verify_images:
-        root = Path(args.data_root) if args.data_root else default_camvid_root()
-        frames = engine_frames(res.meta, args.verify_images, root)
-        if frames:
-            agree = verify_engine(output, res.onnx, frames)
-            print(f"engine vs ONNX Runtime ({res.onnx.name}) on {len(frames)} val frames: "
-                  f"{agree * 100:.2f}% argmax agreement")
-        else:
-            log.warning("no val split found at %s; engine not verified against ONNX Runtime", root)
+          f"{precision}, {res.build_s:.0f} s) and {res.sidecar.name}")
+    _report_verification(res)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.trt_version and not args.dry_run:
+        parser.error("--trt-version plans for another TensorRT; it needs --dry-run")
     args.argv = argv
     setup_logging(args)
     return guard("enet-build-engine", lambda: run(args), interrupted="interrupted; nothing written")

@@ -6,8 +6,11 @@
 * :func:`cudart`, :func:`cuda_check`, :func:`gpu_info`: cuda-python's
   runtime API, its ``(err, *values)`` results, the GPU's name and compute
   capability (engine sidecars record both).
-* :class:`DeviceBuffer`, :class:`Stream` and the event functions: the
-  pieces the TensorRT runner and the benchmark's CUDA-event timer use.
+* :class:`HostDeviceBuffer` (page-locked host memory, or mapped zero-copy
+  memory on an integrated GPU such as Jetson's), :class:`Stream`,
+  :class:`Event`, :class:`CudaGraph`: the pieces the TensorRT runner and the
+  benchmark's stream-event timing use. Everything made here has an
+  idempotent ``free``/``destroy``.
 
 Nothing here imports cuda-python at module level (see :mod:`enet._lazy`).
 Never run on a GPU in this project's CI: see docs/engines.md.
@@ -15,6 +18,7 @@ Never run on a GPU in this project's CI: see docs/engines.md.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from collections.abc import Sequence
@@ -81,7 +85,14 @@ def gpu_info(device: int = 0) -> tuple[str, str]:
 
 
 def set_device(device: int) -> None:
+    """Make ``device`` current for the calling thread (CUDA's current device is per thread)."""
     cuda_check(cudart().cudaSetDevice(int(device)))
+
+
+def is_integrated(device: int = 0) -> bool:
+    """True for a GPU that shares memory with the CPU (every Jetson), where mapped zero-copy buffers pay off."""
+    props = cuda_check(cudart().cudaGetDeviceProperties(int(device)))
+    return bool(getattr(props, "integrated", 0)) and bool(getattr(props, "canMapHostMemory", 0))
 
 
 class Stream:
@@ -100,41 +111,139 @@ class Stream:
     def destroy(self) -> None:
         """Idempotent."""
         if self.handle is not None:
-            self._rt.cudaStreamDestroy(self.handle)
-            self.handle = None
+            handle, self.handle = self.handle, None
+            cuda_check(self._rt.cudaStreamDestroy(handle))
 
 
-class DeviceBuffer:
-    """A host array and a device allocation of the same byte size.
+def _host_array(ptr: int, shape: Sequence[int], dtype: Any) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = (ctypes.c_ubyte * max(count * dtype.itemsize, 1)).from_address(ptr)
+    return np.frombuffer(raw, dtype=np.uint8)[:count * dtype.itemsize].view(dtype).reshape(tuple(shape))
+
+
+class HostDeviceBuffer:
+    """A page-locked host array and its device memory, for one tensor.
 
     Args:
-        shape, dtype: of the host array (``numpy.empty``); the device side
-            gets at least one byte, so an empty tensor still has an address.
+        shape, dtype: of the tensor.
+        mapped: allocate the host array as mapped memory (``cudaHostAllocMapped``)
+            and give the device its alias instead of a copy: on an integrated GPU
+            (Jetson) CPU and GPU share DRAM, so ``to_device``/``to_host`` become
+            no-ops. Elsewhere the host array is page-locked (``cudaHostAlloc``),
+            which copies faster than pageable memory and lets the copies run
+            asynchronously on the stream.
+
+    Attributes:
+        host: numpy view of the page-locked memory (valid until :meth:`free`).
+        ptr: device address for ``set_tensor_address``.
     """
 
-    def __init__(self, shape: Sequence[int], dtype: Any) -> None:
-        self._rt = cudart()
-        self.host = np.empty(tuple(shape), dtype=dtype)
-        self.ptr = int(cuda_check(self._rt.cudaMalloc(max(self.host.nbytes, 1))))
+    def __init__(self, shape: Sequence[int], dtype: Any, *, mapped: bool = False) -> None:
+        self._rt = rt = cudart()
+        self.mapped = mapped
+        nbytes = max(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize, 1)
+        flags = rt.cudaHostAllocMapped if mapped else rt.cudaHostAllocDefault
+        self._host_ptr = int(cuda_check(rt.cudaHostAlloc(nbytes, flags)))
+        self._device_ptr = 0
+        try:
+            self.host = _host_array(self._host_ptr, shape, dtype)
+            if mapped:
+                self.ptr = int(cuda_check(rt.cudaHostGetDevicePointer(self._host_ptr, 0)))
+            else:
+                self._device_ptr = self.ptr = int(cuda_check(rt.cudaMalloc(nbytes)))
+        except BaseException:
+            self.free()
+            raise
 
     def to_device(self, stream: Stream) -> None:
-        """Queue host -> device on ``stream``."""
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        cuda_check(self._rt.cudaMemcpyAsync(self.ptr, self.host.ctypes.data, self.host.nbytes, kind, stream.handle))
+        """Queue host -> device on ``stream`` (nothing to do for mapped memory)."""
+        if not self.mapped:
+            kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+            cuda_check(self._rt.cudaMemcpyAsync(self.ptr, self._host_ptr, self.host.nbytes, kind, stream.handle))
 
     def to_host(self, stream: Stream) -> None:
-        """Queue device -> host on ``stream`` (read ``host`` after ``stream.synchronize()``)."""
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        cuda_check(self._rt.cudaMemcpyAsync(self.host.ctypes.data, self.ptr, self.host.nbytes, kind, stream.handle))
+        """Queue device -> host on ``stream``; read ``host`` after ``stream.synchronize()``."""
+        if not self.mapped:
+            kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+            cuda_check(self._rt.cudaMemcpyAsync(self._host_ptr, self.ptr, self.host.nbytes, kind, stream.handle))
 
     def free(self) -> None:
-        """Idempotent."""
-        if self.ptr:
-            self._rt.cudaFree(self.ptr)
+        """Idempotent; ``host`` must not be used afterwards."""
+        self.host = np.empty(0, np.uint8)
+        if self._device_ptr:
+            ptr, self._device_ptr = self._device_ptr, 0
+            cuda_check(self._rt.cudaFree(ptr))
+        if self._host_ptr:
+            ptr, self._host_ptr = self._host_ptr, 0
             self.ptr = 0
+            cuda_check(self._rt.cudaFreeHost(ptr))
 
 
-# -- events (the benchmark's CUDA timer) ------------------------------------
+class Event:
+    """A CUDA event for timing work on a stream (``cudaEventRecord``/``cudaEventElapsedTime``)."""
+
+    def __init__(self) -> None:
+        self._rt = cudart()
+        self.handle: Any = cuda_check(self._rt.cudaEventCreate())
+
+    def record(self, stream: Any = 0) -> None:
+        """Record on ``stream`` (a :class:`Stream`, a raw handle, or 0 for the default stream)."""
+        cuda_check(self._rt.cudaEventRecord(self.handle, getattr(stream, "handle", stream)))
+
+    def elapsed_ms(self, end: Event) -> float:
+        """Milliseconds from this event to ``end``; waits for ``end``."""
+        cuda_check(self._rt.cudaEventSynchronize(end.handle))
+        return float(cuda_check(self._rt.cudaEventElapsedTime(self.handle, end.handle)))
+
+    def destroy(self) -> None:
+        """Idempotent."""
+        if self.handle is not None:
+            handle, self.handle = self.handle, None
+            cuda_check(self._rt.cudaEventDestroy(handle))
+
+
+class CudaGraph:
+    """Work queued on a stream, captured once and replayed with one launch (as ``trtexec --useCudaGraph``).
+
+    Args:
+        stream: the stream to capture on.
+        enqueue: queues the work (e.g. ``execute_async_v3``); run once before
+            capturing, because TensorRT allocates on its first enqueue.
+    """
+
+    def __init__(self, stream: Stream, enqueue: Any) -> None:
+        self._rt = rt = cudart()
+        self.graph: Any = None
+        self.exec: Any = None
+        enqueue()
+        stream.synchronize()
+        mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        cuda_check(rt.cudaStreamBeginCapture(stream.handle, mode))
+        try:
+            enqueue()
+        finally:
+            self.graph = cuda_check(rt.cudaStreamEndCapture(stream.handle))
+        try:
+            self.exec = cuda_check(rt.cudaGraphInstantiateWithFlags(self.graph, 0))
+        except BaseException:
+            self.destroy()
+            raise
+
+    def launch(self, stream: Stream) -> None:
+        cuda_check(self._rt.cudaGraphLaunch(self.exec, stream.handle))
+
+    def destroy(self) -> None:
+        """Idempotent."""
+        if self.exec is not None:
+            e, self.exec = self.exec, None
+            cuda_check(self._rt.cudaGraphExecDestroy(e))
+        if self.graph is not None:
+            g, self.graph = self.graph, None
+            cuda_check(self._rt.cudaGraphDestroy(g))
+
+
+# -- events for the benchmark's whole-iteration timer (CudartEventTimer) -----
 def create_event() -> Any:
     return cuda_check(cudart().cudaEventCreate())
 
@@ -151,4 +260,4 @@ def event_elapsed_ms(start: Any, end: Any) -> float:
 
 
 def destroy_event(event: Any) -> None:
-    cudart().cudaEventDestroy(event)
+    cuda_check(cudart().cudaEventDestroy(event))

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from typing import Any
 
-from enet.cli import add_dataset_kind, add_verbosity, cli
+from enet.cli import ArgumentParser, add_dataset_kind, add_engine_precision, add_verbosity, check_writable, cli, positive_int
+
+log = logging.getLogger("enet.eval")
 
 
 def eval_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="enet-eval",
         description="Per-class IoU, mIoU, class-average and global accuracy (void excluded) of a "
                     "checkpoint (.pth), ONNX model (.onnx) or TensorRT engine (.engine) on a dataset split. "
@@ -24,22 +27,25 @@ def eval_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  enet-eval --split val --json val.json      # the shipped camvid weights\n"
                "  enet-eval enet.int8.onnx --limit 20\n"
+               "  enet-eval enet.onnx --precision int8      # with TensorRT: first-run INT8 engine, cached\n"
                "  enet-eval runs/full/best.pth --save-predictions preds/\n"
-               "  enet-eval runs/road/best.pth --data-root my_road_data --split val",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+               "  enet-eval runs/road/best.pth --data-root my_road_data --split val")
     p.add_argument("model", nargs="?", default=None,
                    help="model file or shipped weights name (default: camvid, or $ENET_MODEL)")
     p.add_argument("--data-root", default=None, help="dataset folder, as for enet-train (default: "
                    "../shared/data/camvid)")
     add_dataset_kind(p)
     p.add_argument("--split", choices=("train", "val", "test"), default="val")
-    p.add_argument("--backend", choices=("auto", "torch", "ort", "trt"), default="auto",
-                   help="default: from the file type")
+    p.add_argument("--backend", choices=("auto", "torch", "ort", "ort-fast", "openvino", "trt"), default="auto",
+                   help="default auto: from the file type; with TensorRT and a GPU, a .pth/.onnx runs as a "
+                        "TensorRT engine built on first run and cached; else an .onnx without a CUDA "
+                        "onnxruntime runs in the fastest installed CPU backend (openvino, else ort-fast)")
+    add_engine_precision(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for .pth models")
     p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as JSON")
     p.add_argument("--save-predictions", default=None, metavar="DIR",
                    help="write one 8-bit class-index PNG per image (same name and size as its label)")
-    p.add_argument("--limit", type=int, default=None, help="first N frames only")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N frames only")
     add_verbosity(p)
     return p
 
@@ -53,9 +59,22 @@ def main(args: argparse.Namespace) -> int:
     from enet.metrics import format_table
     from enet.weights import resolve_model
 
+    if args.json:
+        check_writable(args.json, what="--json")
+    if args.save_predictions:
+        check_writable(args.save_predictions, folder=True, what="--save-predictions")
     model = str(resolve_model(args.model))
     data_root = args.data_root or default_camvid_root()
     kind = None if args.backend == "auto" else args.backend
+    if kind is None:
+        from enet.engine.engine_cache import auto_engine
+
+        model = str(auto_engine(model, precision=args.precision, data_root=data_root) or model)
+        if model.lower().endswith(".onnx"):
+            from enet.engine.cpu_choice import fastest_cpu_kind, ort_has_cuda, preference_text
+
+            if not ort_has_cuda() and (kind := fastest_cpu_kind()):
+                log.info("running %s in %s, the fastest installed CPU backend (%s)", model, kind, preference_text())
     opts: dict[str, Any] = {"device": args.device} if model.endswith((".pth", ".pt")) else {}
     with open_backend(model, kind, **opts) as backend:
         summary = evaluate_backend(backend, data_root, args.split, save_predictions=args.save_predictions,

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from enet._lazy import require
-from enet.engine.onnx_info import load_onnx, output_roles, precision_of, read_meta, static_input_shape
-from enet.errors import EnetError, ShapeError
+from enet.engine.onnx_model import OnnxModelBackend
+from enet.errors import EnetError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def resolve_providers(providers: str | Sequence[str], available: Sequence[str]) 
     return wanted
 
 
-class OrtBackend:
+class OrtBackend(OnnxModelBackend):
     """An ONNX model in ONNX Runtime.
 
     Args:
@@ -60,63 +60,90 @@ class OrtBackend:
         providers: ``auto|cpu|cuda|tensorrt`` or a list of provider names.
         input_shape: NCHW shape; must fit the model's static dims (a dynamic
             batch is filled from it; default batch 1).
-        threads: intra-op threads (default: ONNX Runtime's).
+        threads: intra-op threads (default: the CPUs this process may use, enet.cpus).
+        profile: record per-op kernel times (ONNX Runtime's profiler) for
+            :meth:`op_profile`; slows inference a little.
+        graph: ``"as-is"`` (default) runs the file unchanged with default
+            session options; ``"cpu"`` is the ``ort-fast`` backend: the
+            exact CPU form of the graph (:func:`enet.export.cpu_graph.cpu_form`:
+            select-form unpooling, PReLU as Relu/Min/Mul/Add, which the CPU
+            provider vectorises) and intra-op threads that sleep instead of
+            spinning between ops (``session.intra_op.allow_spinning=0``):
+            on the shared 2-core machine, spinning threads took the cores
+            from the ones with work, 2x slower side by side (docs/bench.md).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, providers: str | Sequence[str] = "auto",
                  input_shape: tuple[int, int, int, int] | None = None, threads: int | None = None,
-                 **_: Any) -> None:
-        self.path = Path(path)
-        model = load_onnx(self.path, check=False)
-        self.meta: dict[str, Any] = read_meta(model, str(self.path))
-        self.input_shape = static_input_shape(model, input_shape, self.meta)
-        self.precision = precision_of(model)
-        self._logits_name, self._labels_name = output_roles(model)
-        if self._logits_name is None and self._labels_name is None:
-            raise EnetError(f"{self.path} has neither a float logits output nor an integer labels output")
+                 graph: str = "as-is", profile: bool = False, **_: Any) -> None:
+        if graph not in ("as-is", "cpu"):
+            raise EnetError(f"unknown graph form {graph!r}; choose as-is or cpu")
+        super().__init__(path, input_shape)
+        self._graph = graph
         self._providers = providers
         self._threads = threads
         self._session: Any = None
         self._input_name = ""
-        self.name = f"ort-{self.precision}"
+        self._profile = profile
+        self._prefix = "ort-fast" if graph == "cpu" else "ort"
+        self.name = f"{self._prefix}-{self.precision}"
 
     def __enter__(self) -> OrtBackend:
         ort = require("onnxruntime")
         providers = resolve_providers(self._providers, ort.get_available_providers())
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        if self._threads:
-            so.intra_op_num_threads = int(self._threads)
+        from enet.cpus import default_threads
+
+        so.intra_op_num_threads = int(self._threads or default_threads())
+        if self._profile:
+            import tempfile
+
+            self._profile_dir = tempfile.mkdtemp(prefix="enet-ort-profile-")
+            so.enable_profiling = True
+            so.profile_file_prefix = str(Path(self._profile_dir) / "ort")
+        source: str | bytes = str(self.path)
+        if self._graph == "cpu":
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            from enet.export.cpu_graph import cpu_form
+
+            model, done = cpu_form(self._model, "ort-fast")
+            log.debug("ONNX Runtime CPU form of %s: %s", self.path.name, done)
+            source = model.SerializeToString()
         try:
-            self._session = ort.InferenceSession(str(self.path), so, providers=providers)
+            self._session = ort.InferenceSession(source, so, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
             first = str(exc).strip().splitlines()[0][:200]
             raise EnetError(f"ONNX Runtime cannot load {self.path} ({first})") from None
         self._input_name = self._session.get_inputs()[0].name
         used = self._session.get_providers()[0]
-        self.name = f"ort-{used.replace('ExecutionProvider', '').lower()}-{self.precision}"
+        self.name = f"{self._prefix}-{used.replace('ExecutionProvider', '').lower()}-{self.precision}"
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._session = None
 
+    def op_profile(self) -> dict[str, float]:
+        """Kernel milliseconds per run by op type since ``__enter__`` (needs ``profile=True``; ends profiling)."""
+        import json
+        import shutil
+
+        if self._session is None or not self._profile:
+            raise RuntimeError("op_profile needs an entered OrtBackend(profile=True)")
+        path = Path(self._session.end_profiling())
+        try:
+            events = json.loads(path.read_text())
+        finally:
+            shutil.rmtree(self._profile_dir, ignore_errors=True)
+        runs = sum(1 for e in events if e.get("name") == "model_run") or 1
+        totals: dict[str, float] = {}
+        for e in events:
+            if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+                op = e.get("args", {}).get("op_name", "?")
+                totals[op] = totals.get(op, 0.0) + e["dur"] / 1000.0
+        return {k: v / runs for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+
     def _run(self, x: np.ndarray, output: str) -> np.ndarray:
         if self._session is None:
             raise RuntimeError("OrtBackend used outside 'with'")
-        if x.shape != tuple(self.input_shape):
-            raise ShapeError(f"input {x.shape} does not match the model's input {tuple(self.input_shape)}")
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        return self._session.run([output], {self._input_name: x})[0]
-
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        """float32 ``(N, 3, H, W)`` -> float32 logits ``(N, C, H, W)``."""
-        if self._logits_name is None:
-            raise EnetError(f"{self.path} outputs class labels only; use infer_labels or export without --labels")
-        return self._run(x, self._logits_name).astype(np.float32, copy=False)
-
-    def infer_labels(self, x: np.ndarray) -> np.ndarray:
-        """float32 ``(N, 3, H, W)`` -> int64 class labels ``(N, H, W)`` (in-graph ArgMax when present)."""
-        if self._labels_name is not None:
-            y = self._run(x, self._labels_name)
-            return (y[:, 0] if y.ndim == 4 else y).astype(np.int64, copy=False)
-        return self.infer(x).argmax(1)
+        return self._session.run([output], {self._input_name: self._check_input(x)})[0]

@@ -83,7 +83,12 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]", "_", name)
 
 
-def _scale(amax: np.ndarray | float) -> np.ndarray:
+def scale_from_amax(amax: np.ndarray | float) -> np.ndarray:
+    """float32 int8 scale ``amax / 127`` (symmetric); the one amax -> scale rule of the toolkit.
+
+    The Q/DQ ONNX and the TensorRT calibration cache
+    (:mod:`enet.engine.trt_calib_cache`) both take their scales from here.
+    """
     a = np.asarray(amax, dtype=np.float32)
     # a dead channel or an all-zero tensor: any positive scale is exact for zeros
     a = np.where(a > 0, a, np.float32(1.0))
@@ -129,7 +134,7 @@ def insert_qdq(model: onnx.ModelProto, amax: dict[str, float], *, exclude: Itera
         # activation
         if x_name not in act_dq:
             s_name, z_name = f"{_safe(x_name)}_act_scale", f"{_safe(x_name)}_act_zp"
-            new_inits += [numpy_helper.from_array(_scale(amax[x_name]).reshape(()), s_name),
+            new_inits += [numpy_helper.from_array(scale_from_amax(amax[x_name]).reshape(()), s_name),
                           numpy_helper.from_array(np.zeros((), np.int8), z_name)]
             q_out, dq_out = f"{_safe(x_name)}_act_q", f"{_safe(x_name)}_act_dq"
             new_nodes.append(helper.make_node("QuantizeLinear", [x_name, s_name, z_name], [q_out],
@@ -141,11 +146,11 @@ def insert_qdq(model: onnx.ModelProto, amax: dict[str, float], *, exclude: Itera
         axis = PER_CHANNEL_AXIS.get(node.op_type)
         if axis is None:
             w_amax = np.float32(np.max(np.abs(w)))
-            ws, wz = _scale(w_amax).reshape(()), np.zeros((), np.int8)
+            ws, wz = scale_from_amax(w_amax).reshape(()), np.zeros((), np.int8)
             attrs: dict[str, Any] = {}
         else:
             w_amax = np.max(np.abs(w), axis=tuple(d for d in range(w.ndim) if d != axis))
-            ws, wz = _scale(w_amax), np.zeros(w.shape[axis], np.int8)
+            ws, wz = scale_from_amax(w_amax), np.zeros(w.shape[axis], np.int8)
             attrs = {"axis": axis}
         w_name = node.input[1]
         if w_name not in inits:  # from a Constant node: make it an initializer of our own

@@ -41,6 +41,11 @@ class QuantizeReport:
     kept: dict[str, str] = field(default_factory=dict)
 
 
+def int8_activation_tensors(model: onnx.ModelProto) -> list[str]:
+    """Activation tensors INT8 needs ranges for: input 0 of every quantizable Conv/ConvTranspose, in graph order."""
+    return list(dict.fromkeys(n.input[0] for n in quantizable_nodes(model)))
+
+
 def quantize_int8(model: onnx.ModelProto, batches: Callable[[], Iterable[np.ndarray]], *, method: str = "entropy",
                   percentile: float = DEFAULT_PERCENTILE, keep_float: Iterable[str] = (),
                   amax: dict[str, float] | None = None) -> tuple[onnx.ModelProto, QuantizeReport]:

@@ -5,23 +5,32 @@ built with; loading it elsewhere fails deep inside ``deserialize_cuda_engine``
 or, worse, runs slowly. The sidecar (``<engine>.json``) records where it was
 built, so loading elsewhere fails in one line with the command that rebuilds
 it. It also carries the model metadata the backend needs (classes, palette,
-mean, std, ...), copied from the ONNX.
+mean, std, ...), copied from the ONNX, and the names of the input and output
+tensors, which the runner uses instead of guessing by dtype or position.
+
+Engine and sidecar are written as a pair (:func:`write_engine_pair`): the
+sidecar records the engine's sha256, so an engine whose sidecar belongs to
+another build (a crash between the two renames, a copied file) is refused
+on load instead of running with the wrong facts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
 from enet.errors import EnetError
-from enet.fileio import write_text
+from enet.fileio import new_file_mode, write_text
 
 FORMAT = "enet-rt-engine"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: output names and the engine's sha256
 
 
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
@@ -31,10 +40,15 @@ def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
 
 
 def make_sidecar(*, tensorrt_version: str, gpu_name: str, compute_capability: str, precision: str,
-                 input_shape: tuple[int, ...], input_name: str, onnx_path: str | os.PathLike[str],
-                 onnx_sha256: str, meta: dict[str, Any], rebuild_command: str,
+                 input_shape: tuple[int, ...], input_name: str, outputs: dict[str, str | None],
+                 onnx_path: str | os.PathLike[str], onnx_sha256: str, meta: dict[str, Any], rebuild_command: str,
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Assemble the sidecar dict (JSON-able)."""
+    """Assemble the sidecar dict (JSON-able).
+
+    Args:
+        outputs: ``{"logits": name or None, "labels": name or None}``, the
+            ONNX output names (:func:`enet.engine.onnx_info.output_roles`).
+    """
     data = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -44,6 +58,7 @@ def make_sidecar(*, tensorrt_version: str, gpu_name: str, compute_capability: st
         "precision": precision,
         "input_name": input_name,
         "input_shape": [int(v) for v in input_shape],
+        "outputs": {"logits": outputs.get("logits"), "labels": outputs.get("labels")},
         "onnx": str(onnx_path),  # relative to the engine's folder
         "onnx_sha256": onnx_sha256,
         "rebuild_command": rebuild_command,
@@ -55,9 +70,74 @@ def make_sidecar(*, tensorrt_version: str, gpu_name: str, compute_capability: st
 
 
 def write_sidecar(engine_path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+    """Rewrite the sidecar of an existing engine (atomically); the pair stays matched by ``engine_sha256``."""
     path = sidecar_path(engine_path)
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def write_engine_pair(engine_path: str | os.PathLike[str], engine: bytes, data: dict[str, Any]) -> Path:
+    """Write an engine and its sidecar so that neither exists without the other.
+
+    Both are written to temporary files beside their final names first. The
+    old sidecar is removed, the new engine renamed into place, then the new
+    sidecar; if anything fails (or Ctrl-C) in between, the new engine is
+    removed again. Renames are atomic, two of them together are not, so the
+    sidecar also records the engine's sha256 and :func:`check_engine_bytes`
+    refuses a pair that does not match.
+
+    Returns:
+        The sidecar path.
+
+    Raises:
+        EnetError: the folder does not exist or cannot be written.
+    """
+    engine_path = Path(engine_path)
+    side = sidecar_path(engine_path)
+    folder = engine_path.parent if str(engine_path.parent) else Path(".")
+    if not folder.is_dir():
+        raise EnetError(f"cannot write {engine_path}: folder {folder} does not exist")
+    data = dict(data, engine_sha256=hashlib.sha256(engine).hexdigest())
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    tmps: list[Path] = []
+    try:
+        for payload in (engine, text.encode("utf-8")):
+            fd, tmp = tempfile.mkstemp(prefix=f".{engine_path.name}.", suffix=".tmp", dir=folder)
+            tmps.append(Path(tmp))
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, new_file_mode())
+        with contextlib.suppress(FileNotFoundError):
+            side.unlink()
+        os.replace(tmps[0], engine_path)
+        try:
+            os.replace(tmps[1], side)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                engine_path.unlink()
+            raise
+    except OSError as exc:
+        raise EnetError(f"cannot write {engine_path}: {exc.strerror}") from None
+    finally:
+        for t in tmps:
+            with contextlib.suppress(FileNotFoundError):
+                t.unlink()
+    return side
+
+
+def check_engine_bytes(engine_path: str | os.PathLike[str], engine: bytes, data: dict[str, Any]) -> None:
+    """Refuse an engine whose bytes are not the ones its sidecar was written for.
+
+    Raises:
+        EnetError: with the rebuild command.
+    """
+    if hashlib.sha256(engine).hexdigest() != data.get("engine_sha256"):
+        raise EnetError(
+            f"{engine_path} does not match its sidecar {sidecar_path(engine_path).name} (an interrupted build or "
+            f"a file copied over?); rebuild it: {data.get('rebuild_command') or 'enet-build-engine'}"
+        )
 
 
 def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -78,8 +158,11 @@ def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any]:
         raise EnetError(f"cannot read engine sidecar {path} ({exc}); rebuild with enet-build-engine") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise EnetError(f"{path} is not an enet-rt engine sidecar; rebuild with enet-build-engine")
-    missing = [k for k in ("tensorrt_version", "gpu_name", "compute_capability", "input_shape", "meta")
-               if k not in data]
+    if int(data.get("format_version", 1)) < FORMAT_VERSION:
+        raise EnetError(f"engine sidecar {path} is from an older enet-rt (no output names, no engine hash); "
+                        f"rebuild the engine: {data.get('rebuild_command') or 'enet-build-engine'}")
+    missing = [k for k in ("tensorrt_version", "gpu_name", "compute_capability", "input_shape", "input_name",
+                           "outputs", "engine_sha256", "meta") if k not in data]
     if missing:
         raise EnetError(f"engine sidecar {path} lacks {', '.join(missing)}; rebuild with enet-build-engine")
     return data

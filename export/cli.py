@@ -12,26 +12,41 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from enet.cli import guard, setup_logging
+from enet.cli import (MAX_SIDE, ArgumentParser, check_writable, guard, non_negative_int, positive_int,
+                      setup_logging)
 
 DEFAULT_VERIFY = 3
 
 
+def multiple_of_8(text: str) -> int:
+    """argparse type: a height or width, a positive multiple of 8 up to MAX_SIDE."""
+    value = positive_int(text)
+    if value % 8 or value > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"{text}: expected a multiple of 8 up to {MAX_SIDE}, "
+                                         f"e.g. {max(8, round(value / 8) * 8)}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="enet-export",
         description="Export an ENet checkpoint to ONNX. The default graph uses only ops TensorRT's ONNX "
                     "parser runs natively (exact indices-free unpooling); ONNX Runtime is checked against "
                     "PyTorch on real val frames of --data-root (CamVid by default) before the file is written.",
+        epilog="examples:\n"
+               "  enet-export -o enet.onnx                            # the shipped camvid weights\n"
+               "  enet-export runs/full/best.pth -o enet.onnx --height 720 --width 960\n"
+               "  enet-export best.pth -o enet.op13.onnx --opset 13   # TensorRT 8.0/8.2 (JetPack 4.6)\n"
+               "  enet-export best.pth -o enet.labels.onnx --labels --verify 0",
     )
     p.add_argument("model", nargs="?", default=None,
                    help="enet-rt checkpoint (.pth) or shipped weights name; default: the reference model "
                         "camvid (or $ENET_MODEL)")
     p.add_argument("-o", "--output", required=True, help="ONNX file to write (atomically), e.g. enet.onnx")
-    p.add_argument("--height", type=int, default=None, help="input height, multiple of 8 (default: checkpoint's)")
-    p.add_argument("--width", type=int, default=None, help="input width, multiple of 8 (default: checkpoint's)")
+    p.add_argument("--height", type=multiple_of_8, default=None, help="input height, multiple of 8 (default: checkpoint's)")
+    p.add_argument("--width", type=multiple_of_8, default=None, help="input width, multiple of 8 (default: checkpoint's)")
     b = p.add_mutually_exclusive_group()
-    b.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")
+    b.add_argument("--batch", type=positive_int, default=1, help="static batch size (default 1)")
     b.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis N")
     p.add_argument("--opset", type=int, default=None,
                    help="ONNX opset, 13..20 (default 17: TensorRT >= 8.5; 13 for TensorRT 8.0/8.2, JetPack 4.6)")
@@ -41,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", action="store_true",
                    help="add an int32 'labels' output (N, H, W): in-graph argmax over classes")
     p.add_argument("--no-simplify", action="store_true", help="skip onnx-simplifier")
-    p.add_argument("--verify", type=int, default=DEFAULT_VERIFY, metavar="N",
+    p.add_argument("--verify", type=non_negative_int, default=DEFAULT_VERIFY, metavar="N",
                    help=f"compare ONNX Runtime with PyTorch on N val frames of --data-root before writing "
                         f"(default {DEFAULT_VERIFY}; 0 skips)")
     p.add_argument("--data-root", "--camvid", dest="data_root", default=None,
@@ -62,13 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _export(args: argparse.Namespace) -> int:
     from enet._lazy import require
 
+    check_writable(args.output, what="-o")
     require("torch")
     from enet.export.onnx import export_onnx, format_report
 
     result = export_onnx(
         args.model, args.output, height=args.height, width=args.width, batch=args.batch,
         dynamic_batch=args.dynamic_batch, opset=args.opset, unpool=args.unpool,
-        simplify=not args.no_simplify, labels=args.labels, verify=max(0, args.verify),
+        simplify=not args.no_simplify, labels=args.labels, verify=args.verify,
         camvid_root=args.data_root,
     )
     if not args.quiet:

@@ -77,6 +77,19 @@ def _own_cache_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _no_logging_to_closed_streams():
+    """A CLI run by one test binds the root handler to that test's captured stderr; drop it after
+    the test, or the next test's log records hit a closed file ("--- Logging error ---")."""
+    import logging
+
+    yield
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, logging.StreamHandler) and getattr(h.stream, "closed", False):
+            root.removeHandler(h)
+
+
 @pytest.fixture(scope="session")
 def camvid_root() -> Path:
     """Real CamVid (train, val); tests using it carry the ``camvid`` marker."""

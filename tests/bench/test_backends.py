@@ -35,6 +35,18 @@ def test_unavailable_reasons():
     assert bk.unavailable_reason(bk.BACKENDS["trt-int8"], "jetson", available=with_trt, has_gpu=lambda: True) is None
     no_ort = {"torch"}.__contains__
     assert "onnxruntime is not installed" in bk.unavailable_reason(bk.BACKENDS["ort-int8"], "cpu", available=no_ort)
+    r = bk.unavailable_reason(bk.BACKENDS["openvino-int8"], "cpu", available=avail)
+    assert r.startswith("openvino is not installed") and "enet-rt[openvino]" in r
+
+
+def test_cpu_backends_share_the_onnx_artifacts(tmp_path: Path) -> None:
+    ckpt = tmp_path / "m.pth"
+    ckpt.write_bytes(b"checkpoint")
+    art = bk.Artifacts(ckpt, tmp_path / "a")
+    for fp32, int8 in (("ort-fast", "ort-int8"), ("openvino", "openvino-int8")):
+        assert art.path(bk.BACKENDS[fp32], 360, 480, 1) == art.path(bk.BACKENDS["ort"], 360, 480, 1)
+        assert art.path(bk.BACKENDS[int8], 360, 480, 1) == art.path(bk.BACKENDS["ort-int8"], 360, 480, 1)
+    assert bk.BACKENDS["openvino-int8"].kind == "openvino" and bk.BACKENDS["ort-fast"].precision == "fp32"
 
 
 def _fake_builders(calls):

@@ -73,15 +73,20 @@ def test_cli_all_skipped_is_an_error(tmp_path, tiny_checkpoint, capsys):
     assert [r["status"] for r in doc["records"]] == ["skipped", "skipped"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--resolutions", "100x64"], "not a multiple of 8"),
-    (["--backends", "tflite"], "unknown backend tflite"),
-    (["--batch", "0"], "--batch must be at least 1"),
-    (["--model", "/nonexistent/enet.pth"], "does not exist"),
+@pytest.mark.parametrize("args, code, message", [
+    (["--resolutions", "100x64"], 2, "not a multiple of 8"),
+    (["--backends", "tflite"], 1, "unknown backend tflite"),
+    (["--batch", "0"], 2, "argument --batch: 0 is out of range"),
+    (["--model", "/nonexistent/enet.pth"], 1, "does not exist"),
 ])
-def test_cli_user_errors_are_one_line(tmp_path, capsys, args, message, tiny_checkpoint):
+def test_cli_user_errors_are_one_line(tmp_path, capsys, args, code, message, tiny_checkpoint):
+    """README "Exit codes": 2 for a command line wrong by itself (argparse), 1 for what the run finds wrong."""
     argv = ["--device", "cpu", "--model", str(tiny_checkpoint), "-o", str(tmp_path / "o"), *args]
-    assert main(argv) == 1
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    assert rc == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and err[0].startswith("enet-bench: error:")
 
@@ -106,11 +111,14 @@ def test_cli_ort_with_accuracy_and_plot(tmp_path, tiny_checkpoint, tiny_camvid, 
     assert (tmp_path / "out" / "bench.png").is_file()
 
 
-def test_cli_jetson_mode_records_why_power_is_missing(tmp_path, tiny_checkpoint):
+def test_cli_jetson_mode_records_why_power_is_missing(tmp_path, tiny_checkpoint, monkeypatch):
     import shutil
+
+    from enet.bench import probes
 
     if shutil.which("tegrastats"):
         pytest.skip("a real Jetson: tegrastats is present")
+    monkeypatch.setattr(probes, "is_jetson", lambda root=None: True)  # a Jetson without its tools
     rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backends", "torch", "--no-plot",
                    "--device", "jetson")
     assert rc == 0
@@ -128,4 +136,24 @@ def test_cli_unwritable_output_is_one_line(tmp_path, tiny_checkpoint, capsys):
     rc = main(["--device", "cpu", "--model", str(tiny_checkpoint), "--backends", "torch", "--resolutions", "96x64",
                "--iterations", "1", "-o", str(blocker / "sub")])
     err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err == [f"enet-bench: error: cannot write report folder -o {blocker / 'sub'}: {blocker} is "
+                               "not a folder; choose another location"]
+
+
     assert rc == 1 and err[-1].startswith("enet-bench: error: cannot create the output folder")
+
+
+def test_cli_rounds_interleave_cpu_backends(tmp_path, tiny_checkpoint, capsys):
+    pytest.importorskip("onnxruntime")
+    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backends", "ort,ort-fast", "--no-plot",
+                   "--rounds", "2", "--threads", "1", "--op-profile", "2")
+    assert rc == 0
+    doc = json.loads((out / "bench.json").read_text())
+    assert [r["backend"] for r in doc["records"]] == ["ort", "ort-fast"]
+    assert all(r["status"] == "ok" and r["timing"]["iterations"] == 2 for r in doc["records"])
+    assert doc["records"][0]["artifact"] == doc["records"][1]["artifact"]  # the same ONNX file
+    assert doc["config"]["rounds"] == 2
+    err = capsys.readouterr().err
+    md = (out / "bench.md").read_text()
+    assert "side by side" in err and "Side by side" in md and "Where the time goes" in md
+    assert "PRelu" in doc["records"][0]["op_profile"] and "PRelu" not in doc["records"][1]["op_profile"]

@@ -209,3 +209,22 @@ def test_summary_keeps_per_iteration_samples():
     s = summarize(measure(fake_pipeline(t, [1.0, 2.0]), FRAMES, cfg, t))
     assert s["samples_ms"]["compute"] == [2.0, 1.0, 2.0]
     assert s["samples_ms"]["e2e"] == [3.5, 2.5, 3.5]
+
+
+def test_round_config_splits_the_measurement():
+    cfg = MeasureConfig(warmup_s=1.0, duration_s=6.0, min_iterations=10, max_iterations=None)
+    first, later = harness.round_config(cfg, 4, True), harness.round_config(cfg, 4, False)
+    assert (first.warmup_s, first.duration_s, first.min_iterations) == (1.0, 1.5, 3)
+    assert later.warmup_s == 0.0 and later.duration_s == 1.5
+    assert harness.round_config(MeasureConfig(0.0, 0.0, 5, 5), 2, True).max_iterations == 3
+    assert harness.round_config(cfg, 1, True) == cfg
+    with pytest.raises(ValueError):
+        harness.round_config(cfg, 0, True)
+
+
+def test_merge_measurements_keeps_samples_in_order():
+    a = harness.Measurement([1.0, 2.0], [3.0, 4.0], 1, 2, 0.5, 1.0, "t", {"preprocess": [0.1, 0.2]})
+    b = harness.Measurement([5.0], [6.0], 1, 1, 0.0, 0.5, "t", {"preprocess": [0.3]})
+    m = harness.merge_measurements([a, b])
+    assert m.compute_ms == [1.0, 2.0, 5.0] and m.e2e_ms == [3.0, 4.0, 6.0] and m.iterations == 3
+    assert m.stage_ms["preprocess"] == [0.1, 0.2, 0.3] and m.measure_s == 1.5 and m.warmup_iterations == 3

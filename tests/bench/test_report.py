@@ -110,3 +110,23 @@ def test_write_reports_without_plot(tmp_path):
 def test_ratio_is_per_frame_for_batches():
     r = report.make_record("ort", "ort", "fp32", 640, 360, 4, status="ok", timing=_timing(276.0))
     assert r["paper"]["tx1"]["ratio"] == pytest.approx(276.0 / 4 / 69.0)
+
+
+def test_side_by_side_speedup_and_accuracy_change():
+    recs = [report.make_record("torch", "torch", "fp32", 480, 360, 1, status="ok", timing=_timing(100.0),
+                               accuracy={"miou": 0.65, "frames": 101}),
+            report.make_record("ort", "ort", "fp32", 480, 360, 1, status="ok", timing=_timing(120.0),
+                               accuracy={"miou": 0.65, "frames": 101}),
+            report.make_record("openvino-int8", "openvino", "int8", 480, 360, 1, status="ok", timing=_timing(30.0),
+                               accuracy={"miou": 0.6452, "frames": 101}),
+            report.make_record("ort", "ort", "fp32", 640, 360, 1, status="skipped", reason="x"),
+            report.make_record("openvino", "openvino", "fp32", 640, 360, 1, status="ok", timing=_timing(50.0))]
+    rows = {(r["backend"], r["width"]): r for r in report.side_by_side(recs)}
+    assert rows[("openvino-int8", 480)]["speedup"] == pytest.approx(4.0)
+    assert rows[("openvino-int8", 480)]["miou_delta_pt"] == pytest.approx(-0.48)
+    assert rows[("ort", 480)]["speedup"] == pytest.approx(1.0)
+    assert rows[("openvino", 640)]["speedup"] is None and rows[("openvino", 640)]["miou_delta_pt"] is None
+    md = "\n".join(report.side_by_side_lines(recs))
+    assert "| openvino-int8 | 480x360 | 30.0 | 4.00x | 64.52 | -0.48 |" in md
+    assert any("openvino-int8" in ln and "4.00x" in ln for ln in report.cpu_summary_lines(recs))
+    assert report.side_by_side([recs[3]]) == [] and report.cpu_summary_lines([]) == []

@@ -57,3 +57,31 @@ def test_gst_sink_writes_readable_mp4(tmp_path):
     while cap.read()[0]:
         n += 1
     assert n == 8
+
+
+GST_THEN_RUNTIMES = """
+import sys
+import numpy as np
+from enet.deploy.gst import gst
+gst()                        # as enet-run does when it opens a GStreamer source
+import onnxruntime           # what choosing the backend imports next
+from enet.engine.backend import open_backend
+with open_backend(sys.argv[1], "openvino") as b:
+    b.infer(np.zeros(b.input_shape, np.float32))
+print("OK")
+"""
+
+
+def test_openvino_runs_after_gstreamer_is_initialised(tiny_checkpoint, tmp_path):
+    """OpenVINO aborted the process when onnxruntime was first imported after gi (enet.deploy.gst.gst)."""
+    import subprocess
+    import sys
+
+    from enet.export.onnx import export_onnx
+
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnxruntime")
+    model = export_onnx(tiny_checkpoint, tmp_path / "tiny.onnx", labels=True).path
+    r = subprocess.run([sys.executable, "-c", GST_THEN_RUNTIMES, str(model)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-1500:]

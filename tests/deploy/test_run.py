@@ -46,18 +46,33 @@ def test_max_frames_and_errors(tmp_path, tiny_checkpoint, capsys):
                  "--max-frames", "5", "--writer", "opencv", "--no-display", "-q"]) == 0
     assert _count(out)[0] == 5
     assert main([str(tmp_path / "none.mp4"), "--model", str(tiny_checkpoint), "-q"]) == 1
-    assert main(["test://?frames=3", "--model", str(tiny_checkpoint), "--backend", "torch",
-                 "--size", "100x60", "-q"]) == 1  # not a multiple of 8
+    with pytest.raises(SystemExit) as exc:  # not a multiple of 8: a bad command line (README "Exit codes")
+        main(["test://?frames=3", "--model", str(tiny_checkpoint), "--backend", "torch", "--size", "100x60", "-q"])
+    assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert all(line.startswith("enet-run: error:") for line in err) and "Traceback" not in "".join(err)
 
 
-def test_ort_backend_auto(tmp_path, tiny_checkpoint):
+def test_auto_takes_the_fastest_cpu_backend(tmp_path, tiny_checkpoint):
     pytest.importorskip("onnxruntime")
-    s = run(RunConfig(input="test://?frames=4", model=str(tiny_checkpoint), backend="auto",
-                      cache_dir=str(tmp_path)))
-    assert s.frames == 4 and s.backend.startswith("ort")
+    from enet._lazy import available
+    from enet.engine.cpu_choice import ort_has_cuda
+
+    s = run(RunConfig(input="test://?frames=9", model=str(tiny_checkpoint), backend="auto",
+                      cache_dir=str(tmp_path), stats=str(tmp_path / "s.jsonl")))
+    want = "ort-cuda" if ort_has_cuda() else "openvino" if available("openvino") else "ort-fast"
+    assert s.frames == 9 and s.backend.startswith(want)
     assert list(tmp_path.glob("*.onnx"))
+    recs = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [r["source_frame"] for r in recs] == list(range(9))  # in order, however many inference threads
+
+
+@pytest.mark.parametrize("kind,streams", [("openvino", 2), ("ort-fast", None)])
+def test_onnx_cpu_backends_in_the_pipeline(tmp_path, tiny_checkpoint, kind, streams):
+    pytest.importorskip("openvino" if kind == "openvino" else "onnxruntime")
+    s = run(RunConfig(input="test://?frames=7", model=str(tiny_checkpoint), backend=kind, streams=streams,
+                      cache_dir=str(tmp_path), threads=2))
+    assert s.frames == 7 and s.backend.startswith(kind)
 
 
 def test_sigterm_finalises_video(tmp_path, tiny_checkpoint):
@@ -71,7 +86,7 @@ def test_sigterm_finalises_video(tmp_path, tiny_checkpoint):
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 143, err  # 128 + SIGTERM, after finalising (README "Exit codes")
     assert _count(out)[0] > 0
 
 

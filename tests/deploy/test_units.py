@@ -106,3 +106,81 @@ def test_reconnect_gives_up_on_stop():
     stop.set()
     src = ReconnectingSource(lambda: _Flaky(), _Flaky(), stop=stop)
     assert src.read() is None
+
+
+def test_stats_lines_are_written_in_place_and_only_with_a_frame(tmp_path):
+    """`tail -f` follows the stats file during a run; a run without a frame leaves no file."""
+    import json
+
+    from enet.deploy.sinks import StatsWriter
+
+    empty = StatsWriter(tmp_path / "none.jsonl")
+    empty.close()
+    assert list(tmp_path.iterdir()) == []
+    w = StatsWriter(tmp_path / "s.jsonl")
+    w.write({"frame": 0})
+    assert json.loads((tmp_path / "s.jsonl").read_text()) == {"frame": 0}  # flushed, under its own name
+    w.write({"frame": 1})
+    w.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["s.jsonl"]
+
+
+def test_reconnect_gives_up_after_the_timeout():
+    """One policy for live inputs: retry with backoff for --reconnect-timeout seconds, then fail in one line."""
+    def opener():
+        raise SourceError("connection refused")
+
+    src = ReconnectingSource(opener, _Flaky(), stop=threading.Event(), delays=lambda: iter([0.01] * 1000),
+                             give_up_s=0.05)
+    src._drop("test")
+    with pytest.raises(SourceError, match="for 0.05 s .*connection refused.*--reconnect-timeout"):
+        src.read()
+
+
+def test_argmax_classes_is_numpys_first_maximum():
+    from enet.deploy.pipeline import argmax_classes, to_labels
+
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((11, 37, 53)).astype(np.float32)
+    y[3, :5] = y[7, :5] = y[:, :5].max(0) + 1.0  # exact ties: the first class wins
+    y[:, -1] = 0.0                               # every class tied
+    np.testing.assert_array_equal(argmax_classes(y), y.argmax(0).astype(np.uint8))
+    np.testing.assert_array_equal(to_labels(y[None]), y.argmax(0))
+    assert to_labels(np.full((1, 4, 5), 9, np.int64)).dtype == np.uint8
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_concurrent_inference_outputs_frames_in_order(live):
+    """Two inference threads finish frames out of order; the output stage puts them back in order."""
+    import time
+
+    from enet.deploy.overlay import Renderer
+    from enet.deploy.pipeline import Pipeline
+    from enet.deploy.sources import PatternSource
+
+    class Slow:
+        size, name, concurrency, num_classes = (16, 24), "fake", 2, 3
+        meta = {"classes": ["a", "b", "c"], "palette": [[0, 0, 0]] * 3, "mean": [0.5] * 3, "std": [0.25] * 3}
+
+        def __init__(self):
+            self.running, self.peak, self.lock = 0, 0, threading.Lock()
+
+        def __call__(self, x):
+            with self.lock:
+                self.running += 1
+                self.peak = max(self.peak, self.running)
+            time.sleep(0.03 if int(abs(x).sum() * 10) % 2 else 0.001)  # uneven: later frames overtake
+            with self.lock:
+                self.running -= 1
+            return np.zeros((1, 16, 24), np.int64)
+
+    seen = []
+    pred = Slow()
+    src = PatternSource(size=(16, 24), frames=None if live else 24, fps=200.0, live=live).open()
+    p = Pipeline(src, pred, renderer=Renderer(Slow.meta["classes"], Slow.meta["palette"], legend=False),
+                 max_frames=24 if live else None, on_frame=lambda n, rec: seen.append(rec["source_frame"]))
+    s = p.run()
+    assert p.workers == 2 and s.frames == 24 and pred.peak == 2
+    assert seen == sorted(seen) and len(set(seen)) == 24
+    if not live:
+        assert seen == list(range(24))

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from enet.engine.backend import Backend, infer_labels, open_backend
-from enet.engine.sidecar import check_sidecar, make_sidecar, read_sidecar, sidecar_path, write_sidecar
+from enet.engine.sidecar import (check_sidecar, make_sidecar, read_sidecar, sidecar_path, write_engine_pair,
+                                 write_sidecar)
 from enet.errors import EnetError, ShapeError
 
 pytest.importorskip("onnxruntime")
@@ -65,7 +66,8 @@ def test_providers_resolution() -> None:
 
 def _sidecar(**over) -> dict:
     data = make_sidecar(tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7", precision="int8",
-                        input_shape=(1, 3, 64, 96), input_name="input", onnx_path="tiny.int8.onnx",
+                        input_shape=(1, 3, 64, 96), input_name="input",
+                        outputs={"logits": "logits", "labels": None}, onnx_path="tiny.int8.onnx",
                         onnx_sha256="0" * 64, meta={"classes": ["a"], "mean": [0, 0, 0], "std": [1, 1, 1],
                                                     "input_size": [64, 96], "palette": [[0, 0, 0]]},
                         rebuild_command="enet-build-engine tiny.onnx --int8 -o tiny.engine")
@@ -75,8 +77,7 @@ def _sidecar(**over) -> dict:
 
 def test_sidecar_roundtrip_and_checks(tmp_path: Path) -> None:
     engine = tmp_path / "tiny.engine"
-    engine.write_bytes(b"plan")
-    write_sidecar(engine, _sidecar())
+    write_engine_pair(engine, b"plan", _sidecar())
     assert sidecar_path(engine).name == "tiny.engine.json"
     data = read_sidecar(engine)
     check_sidecar(data, tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7")
@@ -101,7 +102,10 @@ def test_engine_backend_reads_sidecar_without_tensorrt(tmp_path: Path) -> None:
     sidecar_path(engine).write_text(json.dumps({"format": "something-else"}), encoding="utf-8")
     with pytest.raises(EnetError, match="not an enet-rt engine sidecar"):
         open_backend(engine)
-    write_sidecar(engine, _sidecar())
+    write_sidecar(engine, _sidecar(format_version=1, engine_sha256="x"))
+    with pytest.raises(EnetError, match="older enet-rt .*rebuild the engine: enet-build-engine tiny.onnx"):
+        open_backend(engine)
+    write_engine_pair(engine, b"plan", _sidecar())
     b = open_backend(engine)  # construction is cheap: no TensorRT, no GPU needed
     assert b.input_shape == (1, 3, 64, 96) and b.meta["input_size"] == [64, 96] and b.name == "trt-int8"
     with pytest.raises(ShapeError, match="built for input"):
@@ -115,8 +119,7 @@ def test_engine_from_another_tensorrt_or_gpu_is_refused_before_deserialising(tmp
     from enet.engine import cuda
 
     engine = tmp_path / "tiny.engine"
-    engine.write_bytes(b"plan")
-    write_sidecar(engine, _sidecar())
+    write_engine_pair(engine, b"plan", _sidecar())
     fake = SimpleNamespace(__version__="10.13.0")  # anything deeper than the version would fail the test
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     monkeypatch.setattr(cuda, "cudart", lambda: SimpleNamespace())
@@ -129,3 +132,30 @@ def test_engine_from_another_tensorrt_or_gpu_is_refused_before_deserialising(tmp
     with pytest.raises(EnetError, match="built for Orin .*enet-build-engine tiny.onnx --int8"):
         with open_backend(engine):
             pass
+
+
+def test_engine_and_sidecar_are_written_as_a_pair(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    from enet.engine import sidecar as sc
+
+    engine = tmp_path / "tiny.engine"
+    side = write_engine_pair(engine, b"plan-1", _sidecar())
+    assert engine.read_bytes() == b"plan-1" and side == sidecar_path(engine)
+    data = read_sidecar(engine)
+    sc.check_engine_bytes(engine, b"plan-1", data)
+    with pytest.raises(EnetError, match="does not match its sidecar .*rebuild it: enet-build-engine"):
+        sc.check_engine_bytes(engine, b"plan-2", data)  # an engine copied over, or a crash between the renames
+
+    real_replace = os.replace
+
+    def failing_replace(src, dst):  # the sidecar's rename fails: the new engine must not stay alone
+        if str(dst).endswith(".json"):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(sc.os, "replace", failing_replace)
+    with pytest.raises(EnetError, match="No space left"):
+        write_engine_pair(engine, b"plan-2", _sidecar())
+    assert not engine.exists() and not sidecar_path(engine).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temporary files left behind

@@ -56,15 +56,15 @@ def test_fp16_onnx(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.skipif(available("tensorrt"), reason="TensorRT is installed: the engine path is tested under gpu/trt")
-def test_engine_without_tensorrt_writes_onnx_and_fails(tiny_onnx: Path, calib_root: Path, tmp_path: Path,
-                                                        capsys) -> None:
+def test_engine_without_tensorrt_is_refused_up_front(tiny_onnx: Path, calib_root: Path, tmp_path: Path,
+                                                     capsys) -> None:
+    """Refused before calibrating, on stderr, naming the ONNX command that works here; nothing written."""
     eng = tmp_path / "tiny.engine"
-    rc, stdout, _ = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(calib_root), "--calib-images", "2",
-                         "--val-images", "0", "-o", str(eng))
-    assert rc != 0 and not eng.exists()
-    line = stdout.strip().splitlines()[-1]
-    assert "no TensorRT found" in line and "ONNX Runtime" in line and "tiny.int8.onnx" in line
-    assert precision_of(onnx.load(str(tmp_path / "tiny.int8.onnx"))) == "int8"
+    rc, stdout, err = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(calib_root), "--calib-images", "2",
+                           "--val-images", "0", "-o", str(eng))
+    assert rc == 1 and not stdout and list(tmp_path.iterdir()) == []
+    line, = err.strip().splitlines()
+    assert "needs TensorRT" in line and "ONNX Runtime" in line and "tiny.int8.onnx" in line
 
 
 def test_bad_inputs_fail_in_one_line(tiny_onnx: Path, tmp_path: Path, capsys) -> None:

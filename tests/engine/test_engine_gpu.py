@@ -20,13 +20,22 @@ from enet.errors import EnetError
 pytestmark = [pytest.mark.gpu, pytest.mark.trt]
 
 
-@pytest.mark.parametrize("flag", [[], ["--fp16"], ["--int8", "--int8-mode", "qdq"], ["--int8", "--int8-mode", "auto"]])
-def test_build_run_and_compare(tiny_onnx: Path, calib_root: Path, tmp_path: Path, flag: list[str]) -> None:
+@pytest.mark.parametrize("flag", [[], ["--fp16"], ["--int8"], ["--int8", "--int8-mode", "calibrator"]])
+def test_build_run_and_compare(tiny_onnx: Path, calib_root: Path, tiny_camvid: Path, tmp_path: Path,
+                               flag: list[str], capsys) -> None:
+    from enet._lazy import require
+    from enet.engine.trt_compat import features_for_version
+
+    if "calibrator" in flag and not features_for_version(require("tensorrt").__version__).calibrators:
+        pytest.skip("this TensorRT has no calibrators (11+)")
     eng = tmp_path / "tiny.engine"
-    calib = ["--calib-data", str(calib_root), "--calib-images", "3", "--calib-cache", str(tmp_path / "c.cache")]
+    calib = ["--calib-data", str(calib_root), "--calib-images", "3", "--calib-cache", str(tmp_path / "c.json")]
     rc = main([str(tiny_onnx), *flag, *(calib if "--int8" in flag else []), "--val-images", "0",
-               "--verify-images", "0", "--timing-cache", str(tmp_path / "timing.cache"), "-o", str(eng)])
+               "--verify-images", "3", "--data-root", str(tiny_camvid),
+               "--timing-cache", str(tmp_path / "timing.cache"), "-o", str(eng)])
     assert rc == 0 and eng.is_file()
+    out = capsys.readouterr().out
+    assert "build plan, TensorRT" in out and "argmax agreement" in out and "val mIoU on these frames" in out
     side = json.loads(sidecar_path(eng).read_text())
     assert side["input_shape"] == [1, 3, 64, 96] and side["meta"]["input_size"] == [64, 96]
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
@@ -54,3 +63,30 @@ def test_engine_from_another_tensorrt_is_refused(tiny_onnx: Path, tmp_path: Path
     with pytest.raises(EnetError, match="built with TensorRT 8.5.2.*rebuild it here"):
         with open_backend(eng):
             pass
+
+
+def test_device_stages_and_cuda_graph_match_infer(tiny_onnx: Path, tmp_path: Path) -> None:
+    eng = tmp_path / "tiny.engine"
+    assert main([str(tiny_onnx), "--fp16", "--verify-images", "0", "--val-images", "0", "-o", str(eng)]) == 0
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
+    with open_backend(eng) as b:
+        ref = b.infer(x)
+        for graph in (False, True):
+            st = b.device_stages(cuda_graph=graph)
+            st.load(x)
+            st.h2d()
+            st.compute()
+            st.d2h()
+            st.synchronize()
+            np.testing.assert_array_equal(st.output(), ref)
+
+
+def test_first_run_engine_is_built_once(tiny_onnx: Path, tmp_path: Path, monkeypatch) -> None:
+    from enet.engine import engine_cache
+
+    monkeypatch.setenv("ENET_CACHE_DIR", str(tmp_path / "cache"))
+    said: list[str] = []
+    first = engine_cache.auto_engine(tiny_onnx, say=said.append)
+    assert first is not None and first.is_file() and "building a fp16 engine" in said[0]
+    assert engine_cache.auto_engine(tiny_onnx, say=said.append) == first
+    assert said[-1].startswith("using the cached TensorRT fp16 engine")

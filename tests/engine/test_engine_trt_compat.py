@@ -1,4 +1,4 @@
-"""Build planning by TensorRT features, with stand-ins for 8.5, 8.6, 10.3 and 11."""
+"""Build planning by TensorRT features: stand-in modules for 8.4, 8.5, 10.3 and 11, and the release table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from packaging.version import Version
 
-from enet.engine.trt_compat import plan_build, trt_features
+from enet.engine.trt_compat import features_for_version, plan_build, trt_features
 from enet.errors import EnetError
 
 
@@ -53,31 +53,60 @@ def test_a_release_without_weak_typing_counts_as_strongly_typed() -> None:
     assert plan_build(f, "int8").strongly_typed
 
 
-def test_trt10_uses_calibrator_for_fp32_onnx_and_strong_typing_for_qdq() -> None:
+def test_trt10_int8_is_the_qdq_onnx_and_the_calibrator_only_on_request() -> None:
     f = trt_features(TRT103)
-    p = plan_build(f, "int8")  # plain FP32 ONNX: legacy entropy calibrator
-    assert p.calibrator and "INT8" in p.flags and p.onnx_precision == "fp32" and not p.strongly_typed
+    for mode in ("auto", "qdq"):  # the calibrated Q/DQ ONNX, strongly typed, no flags
+        p = plan_build(f, "int8", int8_mode=mode)
+        assert (p.onnx_precision, p.strongly_typed, p.flags, p.calibrator) == ("int8", True, (), False)
     p = plan_build(f, "int8", onnx_precision="int8")  # Q/DQ ONNX given
     assert (p.strongly_typed, p.flags, p.calibrator) == (True, (), False)
-    p = plan_build(f, "int8", int8_mode="qdq")
-    assert p.onnx_precision == "int8" and p.strongly_typed
+    p = plan_build(f, "int8", int8_mode="calibrator")
+    assert p.calibrator and p.flags == ("INT8", "FP16") and p.onnx_precision == "fp32" and not p.strongly_typed
+    assert "not the Q/DQ model" in p.notes[0] and p.blocked is None
 
 
 def test_trt85_flag_paths() -> None:
     f = trt_features(TRT85)
     p = plan_build(f, "fp16")
     assert (p.onnx_precision, p.strongly_typed, p.flags) == ("fp32", False, ("FP16",))
-    p = plan_build(f, "int8", int8_mode="qdq")
-    assert (p.onnx_precision, p.strongly_typed) == ("int8", False) and "INT8" in p.flags
-    assert plan_build(f, "int8").calibrator
+    for mode in ("auto", "qdq"):  # Q/DQ + INT8 flag only: float layers stay float32, as measured
+        p = plan_build(f, "int8", int8_mode=mode)
+        assert (p.onnx_precision, p.strongly_typed, p.flags, p.calibrator) == ("int8", False, ("INT8",), False)
+    assert plan_build(f, "int8", int8_mode="calibrator").calibrator
+
+
+def test_below_85_the_calibrator_is_the_int8_path_and_the_build_is_blocked() -> None:
+    p = plan_build(trt_features(TRT84), "int8")
+    assert p.calibrator and p.onnx_precision == "fp32"
+    assert "8.5 or newer" in p.blocked and "Polygraphy" in p.blocked
+    assert "8.5 or newer" in plan_build(trt_features(TRT84), "fp16").blocked
+
+
+@pytest.mark.parametrize("stand_in, version", [(TRT85, "8.5.2.2"), (TRT103, "10.3.0"), (TRT11, "11.0.0"),
+                                               (TRT84, "8.4.1")])
+def test_release_table_agrees_with_the_probed_modules(stand_in, version) -> None:
+    assert features_for_version(version) == trt_features(stand_in)
+
+
+def test_release_table() -> None:
+    for v in ("8.5", "8.6.1"):
+        f = features_for_version(v)
+        assert f.fp16_flag and f.calibrators and f.tensor_api and not f.strongly_typed
+    f = features_for_version("10.3")
+    assert f.strongly_typed and f.strongly_typed_flag and f.calibrators and f.fp16_flag
+    f = features_for_version("11")
+    assert f.strongly_typed and not (f.fp16_flag or f.int8_flag or f.calibrators)
+    assert not features_for_version("8.2.1").tensor_api
+    with pytest.raises(EnetError, match="not a version number"):
+        features_for_version("ten")
 
 
 def test_refusals() -> None:
-    with pytest.raises(EnetError, match="8.5 or newer"):
-        plan_build(trt_features(TRT84), "fp16")
     with pytest.raises(EnetError, match="DLA"):
         plan_build(trt_features(TRT103), "fp32", dla=True)
     with pytest.raises(EnetError, match="already int8"):
         plan_build(trt_features(TRT103), "fp16", onnx_precision="int8")
     with pytest.raises(EnetError, match="unknown precision"):
         plan_build(trt_features(TRT103), "fp8")
+    with pytest.raises(EnetError, match="calibrator path needs the float32 ONNX"):
+        plan_build(trt_features(TRT103), "int8", int8_mode="calibrator", onnx_precision="int8")

@@ -1,0 +1,58 @@
+"""Which installed CPU backend runs an ``.onnx`` fastest: a fixed, measured order.
+
+``--backend auto`` without a GPU takes the first backend of
+:data:`CPU_PREFERENCE` whose runtime is installed. The order is measured, not
+timed at run time (a run-time race would pick differently from run to run on
+a busy machine): one ``enet-bench --device cpu`` run on a 2-core AMD EPYC
+(AVX2), 480x360, batch 1 (README "Speed", docs/bench.md):
+
+1. ``openvino``: OpenVINO on the exact CPU form of the graph;
+2. ``ort-fast``: ONNX Runtime on its exact CPU form;
+3. ``ort``: ONNX Runtime on the graph as exported (only when the CPU form
+   cannot be built, which does not happen for enet-export files).
+
+Nothing heavy is imported here; availability is probed with
+:func:`enet._lazy.available`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+#: Backend kind -> the module it needs, fastest first (see module docstring).
+CPU_PREFERENCE: tuple[tuple[str, str], ...] = (
+    ("openvino", "openvino"),
+    ("ort-fast", "onnxruntime"),
+)
+
+
+def _available(module: str) -> bool:
+    from enet._lazy import available
+
+    return available(module)
+
+
+def fastest_cpu_kind(available: Callable[[str], bool] | None = None) -> str | None:
+    """The first kind of :data:`CPU_PREFERENCE` whose runtime imports (``available``: a probe for tests)."""
+    available = available or _available
+    for kind, module in CPU_PREFERENCE:
+        if available(module):
+            return kind
+    return None
+
+
+def preference_text() -> str:
+    """``"openvino > ort-fast"``, for messages that say why a backend was chosen."""
+    return " > ".join(kind for kind, _ in CPU_PREFERENCE)
+
+
+def ort_has_cuda() -> bool:
+    """The installed onnxruntime has the CUDA provider (never raises)."""
+    try:
+        import onnxruntime
+
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    except Exception:  # noqa: BLE001 - missing or broken onnxruntime: no CUDA through it
+        return False
+
+

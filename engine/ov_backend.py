@@ -1,0 +1,257 @@
+"""OpenVINO backend: runs an enet-rt ``.onnx`` (FP32, or INT8 Q/DQ) on the CPU.
+
+The same files ONNX Runtime runs: OpenVINO reads the ONNX itself, so the
+float32 export and the calibrated Q/DQ INT8 ONNX of ``enet-build-engine
+--int8`` need no conversion step. Before compiling, the graph is put in its
+CPU form (:func:`enet.export.cpu_graph.cpu_form`: select-form unpooling and
+rank-4 PReLU slopes, both exact); ``graph="as-is"`` skips that.
+
+Compile settings (``compile_config``):
+
+* ``INFERENCE_PRECISION_HINT=f32``: a CPU with AVX-512 BF16 or AMX would
+  otherwise run float32 models in bfloat16, and the accuracy would no longer
+  be the one measured; INT8 Q/DQ layers still run in int8.
+* ``PERFORMANCE_HINT=LATENCY``, one stream, ``INFERENCE_NUM_THREADS`` = the
+  CPUs this process may run on (``os.sched_getaffinity``), or ``threads``.
+
+INT8 on x86 CPUs without VNNI (AVX2 only): OpenVINO's int8 convolutions
+multiply unsigned 8-bit activations by signed 8-bit weights with
+``vpmaddubsw``, which adds pairs of products into *16-bit* sums and
+saturates when weights use the full [-127, 127] range. Measured here
+(OpenVINO 2026.4, AMD EPYC with AVX2): a Q/DQ convolution's output was off
+by up to 2.8 against the Q/DQ arithmetic, and the shipped model lost 14 mIoU
+points (64.3 in ONNX Runtime, 51.0 in OpenVINO). On such CPUs the weights'
+Q/DQ scales are widened by 127/63 before compiling
+(:func:`requantize_weights_7bit`), so weights take 7 bits and no sum can
+saturate; OpenVINO then computes what the graph says, and the val mIoU is
+64.48 (FP32 64.96). CPUs with AVX-512 VNNI, AVX-VNNI or AMX accumulate in 32
+bits and keep 8-bit weights.
+
+Only numpy and onnx are imported at module level; ``openvino`` comes through
+:func:`enet._lazy.require` (``pip install 'enet-rt[openvino]'``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import queue
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from enet._lazy import require
+from enet.cpus import usable_cpus
+from enet.engine.onnx_model import OnnxModelBackend
+from enet.errors import EnetError
+
+log = logging.getLogger(__name__)
+
+GRAPH_FORMS = ("cpu", "as-is")
+
+
+def compile_config(threads: int | None = None, streams: int = 1) -> dict[str, str]:
+    """OpenVINO CPU compile properties (module docstring).
+
+    ``streams`` > 1: that many frames run at once, ``threads`` shared among
+    them (the camera pipeline's throughput setting, see ``OvBackend``).
+    """
+    return {
+        "INFERENCE_PRECISION_HINT": "f32",
+        "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
+        "NUM_STREAMS": str(int(streams)),
+        "INFERENCE_NUM_THREADS": str(int(threads) if threads else usable_cpus()),
+    }
+
+
+#: /proc/cpuinfo flags of x86 int8 dot products with 32-bit accumulation.
+_VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "avx_vnni_int8")
+
+
+def int8_sums_saturate(cpuinfo: str | None = None) -> bool:
+    """True on an x86 CPU without VNNI/AMX (module docstring); False elsewhere.
+
+    Args:
+        cpuinfo: ``/proc/cpuinfo`` text (tests); read from the system when None.
+            An x86 machine whose flags cannot be read counts as saturating.
+    """
+    if cpuinfo is None:
+        if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+            return False
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return True
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags.update(value.split())
+    return not any(f in flags for f in _VNNI_FLAGS)
+
+
+def requantize_weights_7bit(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """Widen the Q/DQ scale of every Conv/ConvTranspose weight by 127/63 (weights in [-63, 63]).
+
+    Only ``QuantizeLinear(initializer) -> DequantizeLinear -> Conv`` weight
+    paths change; activations keep their scales. Returns ``(new model,
+    weights changed)``; the input is not modified.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {i.name: i for i in g.initializer}
+    count = 0
+    for node in g.node:
+        if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 2:
+            continue
+        dq = producer.get(node.input[1])
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in inits or q.input[1] not in inits:
+            continue
+        scale = numpy_helper.to_array(inits[q.input[1]]).astype(np.float32) * np.float32(127.0 / 63.0)
+        name = f"{q.input[1]}/7bit"
+        g.initializer.append(numpy_helper.from_array(scale, name))
+        q.input[1] = dq.input[1] = name
+        count += 1
+    used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return model, count
+
+
+def _without_output(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """``model`` without graph output ``name`` and the nodes only it needed."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = model.graph
+    keep_outputs = [o for o in g.output if o.name != name]
+    producer = {o: n for n in g.node for o in n.output}
+    needed: set[int] = set()
+    todo = [o.name for o in keep_outputs]
+    while todo:
+        node = producer.get(todo.pop())
+        if node is not None and id(node) not in needed:
+            needed.add(id(node))
+            todo.extend(i for i in node.input if i)
+    nodes = [n for n in g.node if id(n) in needed]
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.output[:]
+    g.output.extend(keep_outputs)
+    return model
+
+
+class OvBackend(OnnxModelBackend):
+    """An ONNX model in OpenVINO on the CPU.
+
+    Args:
+        path: ``.onnx`` file with enet-rt metadata (float32 or Q/DQ INT8).
+        input_shape: NCHW shape; must fit the model's static dims (a dynamic
+            batch is fixed to it; default batch 1).
+        threads: inference threads (default: every CPU of this process).
+        graph: ``"cpu"`` (default) compiles the exact CPU form of the graph,
+            without an in-graph ``labels`` output when the model also has
+            logits (OpenVINO's ArgMax, a TopK, cost more than numpy's argmax
+            on the logits: measured 16 ms against 10 ms per 480x360 frame on
+            one core); ``"as-is"`` compiles the file unchanged.
+        int8_weights_7bit: requantize INT8 weights to 7 bits; default (None):
+            on CPUs whose int8 sums saturate (:func:`int8_sums_saturate`).
+        streams: frames that may run at once (``concurrency``): ``infer``
+            may then be called from that many threads, each call on its own
+            infer request, the threads shared among them (``enet-run
+            --streams``). 1 (default) is the lowest latency.
+        profile: collect OpenVINO's per-layer counters (``PERF_COUNT``) for
+            :meth:`op_profile`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, input_shape: tuple[int, int, int, int] | None = None,
+                 threads: int | None = None, graph: str = "cpu", int8_weights_7bit: bool | None = None,
+                 streams: int = 1, profile: bool = False, **_: Any) -> None:
+        if graph not in GRAPH_FORMS:
+            raise EnetError(f"unknown graph form {graph!r}; choose {' or '.join(GRAPH_FORMS)}")
+        super().__init__(path, input_shape)
+        self._dropped_output = None
+        if graph == "cpu" and self._logits_name is not None and self._labels_name is not None:
+            # argmax on the host instead (see the class docstring)
+            self._dropped_output, self._labels_name = self._labels_name, None
+        self._threads = threads
+        self._graph = graph
+        self._weights_7bit = int8_weights_7bit
+        self.concurrency = max(1, int(streams))
+        self._profile = profile
+        self._op_ms: dict[str, float] = {}
+        self._op_runs = 0
+        self._requests: queue.Queue[Any] | None = None
+        self.name = f"openvino-cpu-{self.precision}"
+
+    def __enter__(self) -> OvBackend:
+        ov = require("openvino")
+        model = self._model
+        if self._graph == "cpu":
+            from enet.export.cpu_graph import cpu_form
+
+            model, done = cpu_form(model, "openvino")
+            log.debug("OpenVINO graph form of %s: %s", self.path.name, done)
+            if self._dropped_output:
+                model = _without_output(model, self._dropped_output)
+        seven = int8_sums_saturate() if self._weights_7bit is None else self._weights_7bit
+        if self.precision == "int8" and seven:
+            model, n = requantize_weights_7bit(model)
+            log.info("INT8 weights of %d layers requantized to 7 bits: this CPU's int8 kernels add products in "
+                     "16 bits (no VNNI), which 8-bit weights saturate", n)
+        core = ov.Core()
+        try:
+            ov_model = core.read_model(model.SerializeToString())
+            if not ov_model.inputs[0].get_partial_shape().is_static:
+                ov_model.reshape({ov_model.inputs[0].any_name: list(self.input_shape)})
+            config = compile_config(self._threads, self.concurrency)
+            if self._profile:
+                config["PERF_COUNT"] = "YES"
+            compiled = core.compile_model(ov_model, "CPU", config)
+        except RuntimeError as exc:  # OpenVINO raises RuntimeError with a multi-line report
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:200]
+            raise EnetError(f"OpenVINO cannot compile {self.path} ({first})") from None
+        self._requests = queue.Queue()
+        for _ in range(self.concurrency):
+            self._requests.put(compiled.create_infer_request())
+        self._ports = {name: compiled.output(name) for name in (self._logits_name, self._labels_name) if name}
+        threads = compiled.get_property("INFERENCE_NUM_THREADS")
+        log.info("OpenVINO %s: %s on CPU, %s threads, %d stream(s), %s", ov.__version__.split("-")[0],
+                 self.path.name, threads, self.concurrency, self.precision)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._requests = None
+
+    def _run(self, x: np.ndarray, output: str) -> np.ndarray:
+        requests = self._requests
+        if requests is None:
+            raise RuntimeError("OvBackend used outside 'with'")
+        x = self._check_input(x)
+        request = requests.get()  # a free one: ``concurrency`` calls may run at once
+        try:
+            request.infer({0: x})
+            if self._profile:
+                self._count_ops(request)
+            # the request reuses its output buffers: copy before the next call
+            return np.array(request.get_tensor(self._ports[output]).data, copy=True)
+        finally:
+            requests.put(request)
+
+    def _count_ops(self, request: Any) -> None:
+        for info in request.profiling_info:
+            key = info.node_type if info.node_type != "Reorder" else "Reorder (layout)"
+            self._op_ms[key] = self._op_ms.get(key, 0.0) + info.real_time.total_seconds() * 1e3
+        self._op_runs += 1
+
+    def op_profile(self) -> dict[str, float]:
+        """Milliseconds per run by layer type (OpenVINO's counters) since ``__enter__``; needs ``profile=True``."""
+        if not self._profile:
+            raise RuntimeError("op_profile needs OvBackend(profile=True)")
+        runs = max(1, self._op_runs)
+        return {k: v / runs for k, v in sorted(self._op_ms.items(), key=lambda kv: -kv[1]) if v > 0}

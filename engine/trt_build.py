@@ -1,0 +1,382 @@
+"""TensorRT engines from ONNX, as plain functions: plan, build, verify.
+
+* :func:`plan_engine`: everything one build will do, decided before
+  TensorRT is touched (a dry run prints it for any TensorRT release,
+  :func:`describe`, and a real build prints the same lines).
+* :func:`build_engine`: carry out a plan: convert the ONNX when the plan
+  needs the FP16 or the calibrated Q/DQ file, build with Polygraphy
+  (:func:`build_engine_bytes`), write engine and sidecar as one pair, then
+  compare the engine with ONNX Runtime on the dataset's val frames
+  (:func:`enet.engine.verify.verify_engine`).
+
+``enet-build-engine``, ``enet-bench`` and the first-run engine cache
+(:mod:`enet.engine.engine_cache`) all build through these functions, so an
+engine and its sidecar are the same whoever built them.
+
+Never run on a GPU in this project's CI (see docs/engines.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from enet._lazy import require
+from enet.engine.build import CalibrationSpec, calibrate_ranges, convert_onnx
+from enet.engine.onnx_info import input_dims, load_onnx, output_roles, precision_of, read_meta, static_input_shape
+from enet.engine.trt_compat import BuildPlan, TrtFeatures, plan_build, trt_features
+from enet.engine.verify import engine_frames, verify_engine
+from enet.errors import EnetError, ShapeError
+
+log = logging.getLogger(__name__)
+
+_ONNX_LABEL = {"fp32": "float32", "fp16": "FP16", "int8": "calibrated INT8 Q/DQ"}
+#: Val frames an engine is compared with ONNX Runtime on, by default.
+DEFAULT_VERIFY_IMAGES = 5
+
+
+def converted_path(engine_path: str | os.PathLike[str], precision: str) -> Path:
+    """Where the converted ONNX goes beside an engine: ``enet.engine`` -> ``enet.int8.onnx``."""
+    p = Path(engine_path)
+    return p.with_name(f"{p.stem}.{precision}.onnx")
+
+
+def calibration_cache_path(engine_path: str | os.PathLike[str]) -> Path:
+    """The TensorRT calibration cache beside an engine (calibrator path): ``enet.engine`` -> ``enet.calib.cache``."""
+    p = Path(engine_path)
+    return p.with_name(f"{p.stem}.calib.cache")
+
+
+def installed_features() -> TrtFeatures:
+    """Features of the installed ``tensorrt`` (raises MissingDependencyError without it)."""
+    return trt_features(require("tensorrt"))
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    """One engine build, decided before TensorRT is touched.
+
+    Attributes:
+        model: the ONNX given (float32 from enet-export, or an already converted one).
+        output: the engine path; the sidecar goes to ``<output>.json``.
+        precision: ``fp32|fp16|int8``.
+        features: the TensorRT the plan is for; ``installed`` says whether it is this machine's.
+        plan: :class:`~enet.engine.trt_compat.BuildPlan`.
+        given_precision: precision of ``model``.
+        compiled: the ONNX TensorRT parses (``model`` or the converted file beside the engine).
+        input_name, input_shape: the network input; ``dynamic``: its ONNX dims are not all fixed,
+            so the build adds an optimization profile with ``min = opt = max = input_shape``.
+        calib: calibration frames (INT8).
+        calib_cache: the TensorRT calibration cache the calibrator path writes and reads.
+        verify_images, data_root: val frames (of the dataset at data_root) the engine is compared on (0: none).
+    """
+
+    model: Path
+    output: Path
+    precision: str
+    features: TrtFeatures
+    installed: bool
+    plan: BuildPlan
+    given_precision: str
+    compiled: Path
+    input_name: str
+    input_shape: tuple[int, int, int, int]
+    dynamic: bool
+    calib: CalibrationSpec | None = None
+    calib_cache: Path | None = None
+    verify_images: int = DEFAULT_VERIFY_IMAGES
+    data_root: Path | None = None
+    dla_core: int | None = None
+    workspace_mb: int | None = None
+    timing_cache: Path | None = None
+
+    @property
+    def tensorrt_version(self) -> str:
+        return str(self.features.version)
+
+
+def plan_engine(onnx_path: str | os.PathLike[str], output: str | os.PathLike[str], *, precision: str = "fp32",
+                features: TrtFeatures | None = None, int8_mode: str = "auto", calib: CalibrationSpec | None = None,
+                batch: int | None = None, dla_core: int | None = None, workspace_mb: int | None = None,
+                timing_cache: str | os.PathLike[str] | None = None,
+                verify_images: int = DEFAULT_VERIFY_IMAGES,
+                data_root: str | os.PathLike[str] | None = None) -> EngineJob:
+    """Decide a build (no TensorRT needed when ``features`` is given).
+
+    Args:
+        features: the TensorRT to plan for; default the installed one.
+        batch: the batch of a dynamic-batch ONNX's optimization profile (default 1);
+            must equal a static batch.
+
+    Raises:
+        EnetError: bad model or a request this TensorRT cannot do (a plan that
+            enet-rt cannot *build* here is returned with ``plan.blocked`` set).
+    """
+    installed = features is None
+    feats = features or installed_features()
+    model, output = Path(onnx_path), Path(output)
+    src = load_onnx(model)
+    meta = read_meta(src, str(model))
+    input_name, dims = input_dims(src)
+    dynamic = any(not isinstance(d, int) or d <= 0 for d in dims)
+    shape = static_input_shape(src, None, meta)
+    if batch is not None:
+        if batch < 1:
+            raise EnetError(f"--batch must be at least 1, got {batch}")
+        if isinstance(dims[0], int) and dims[0] > 0 and dims[0] != batch:
+            raise ShapeError(f"{model.name} has a fixed batch of {dims[0]}, not {batch}; "
+                             "re-export with enet-export --batch or a dynamic batch")
+        shape = (batch, *shape[1:])
+    given = precision_of(src)
+    plan = plan_build(feats, precision, int8_mode=int8_mode, onnx_precision=given, dla=dla_core is not None)
+    compiled = model if plan.onnx_precision == given else converted_path(output, plan.onnx_precision)
+    needs_frames = plan.calibrator or (plan.onnx_precision == "int8" and given != "int8")
+    if needs_frames and calib is None:
+        raise EnetError("INT8 needs calibration frames: pass --calib-data (a dataset root or a folder of frames)")
+    return EngineJob(
+        model=model, output=output, precision=precision, features=feats, installed=installed, plan=plan,
+        given_precision=given, compiled=compiled, input_name=input_name, input_shape=tuple(shape),  # type: ignore[arg-type]
+        dynamic=dynamic, calib=calib if needs_frames else None,
+        calib_cache=calibration_cache_path(output) if plan.calibrator else None,
+        verify_images=max(0, int(verify_images)), data_root=Path(data_root) if data_root else None,
+        dla_core=dla_core, workspace_mb=workspace_mb, timing_cache=Path(timing_cache) if timing_cache else None,
+    )
+
+
+def describe(job: EngineJob, *, dry_run: bool = False) -> list[str]:
+    """The plan as the lines ``enet-build-engine`` prints (dry run and real build alike; only the header differs)."""
+    p = job.plan
+    where = ("installed here" if job.installed else "--trt-version") + ("; dry run, nothing is built" if dry_run else "")
+    shape = "x".join(str(v) for v in job.input_shape)
+    out = [f"build plan, TensorRT {job.tensorrt_version} ({where}):",
+           f"  model       {job.model} ({_ONNX_LABEL[job.given_precision]} ONNX, input {shape}"
+           f"{', dynamic dims' if job.dynamic else ''})",
+           f"  precision   {job.precision}"]
+    c = job.calib
+    frames = (f"{c.images} frames from {c.data} ({c.method}"
+              f"{'' if c.cache is None else f'; ranges cached in {c.cache}'})") if c else ""
+    if job.compiled != job.model and p.onnx_precision == "int8":
+        out.append(f"  converts    calibrate INT8 ranges on {frames}, write {job.compiled.name} (Q/DQ on every "
+                   "Conv/ConvTranspose input and weight) and measure its val mIoU with ONNX Runtime")
+    elif job.compiled != job.model:
+        out.append(f"  converts    write {job.compiled.name} (float16 inside, float32 input and output)")
+    if p.calibrator and job.calib_cache is not None:
+        out.append(f"  ranges      calibrate INT8 ranges on {frames}; write them as the TensorRT calibration "
+                   f"cache {job.calib_cache.name} (its scales are the Q/DQ scales)")
+    out.append(f"  parses      {job.compiled.name} ({_ONNX_LABEL[p.onnx_precision]} ONNX)")
+    if p.strongly_typed and not job.features.fp16_flag:
+        out.append("  network     strongly typed (always, from TensorRT 11)")
+    else:
+        out.append("  network     " + ("strongly typed (NetworkDefinitionCreationFlag.STRONGLY_TYPED)"
+                                      if p.strongly_typed else "weakly typed"))
+    out.append("  flags       " + (", ".join(f"BuilderFlag.{f}" for f in p.flags) or "none"))
+    out.append("  calibrator  " + (f"IInt8EntropyCalibrator2 reading {job.calib_cache.name} (TensorRT calibrates "
+                                   "nothing itself)" if p.calibrator and job.calib_cache else "none"))
+    if job.dynamic:
+        out.append(f"  profile     {job.input_name}: min = opt = max = {shape}")
+    if job.dla_core is not None:
+        out.append(f"  DLA         core {job.dla_core}, GPU fallback on")
+    out.append(f"  writes      {job.output} and {job.output.name}.json (a pair, with the engine's sha256)")
+    if job.verify_images:
+        from enet.defaults import default_camvid_root
+
+        root = job.data_root or default_camvid_root()
+        out.append(f"  then        compare the engine with ONNX Runtime ({job.compiled.name}) on {job.verify_images} "
+                   f"val frames from {root}: argmax agreement and val mIoU of both")
+    else:
+        out.append("  then        no comparison with ONNX Runtime (--verify-images 0)")
+    if p.onnx_precision == "int8":
+        out.append("  accuracy    the engine compiles the Q/DQ ONNX whose val mIoU is measured above")
+    elif p.calibrator:
+        out.append("  accuracy    NOT measured on this machine before the build: TensorRT picks its INT8 layers "
+                   "itself from the ranges, a model ONNX Runtime cannot run; only the comparison after the build "
+                   "says how it does")
+    out += [f"  note        {n}" for n in p.notes]
+    if p.blocked:
+        out.append(f"  blocked     a real build stops here: {p.blocked}")
+    return out
+
+
+# --------------------------------------------------------------------------- Polygraphy
+
+
+def build_engine_bytes(onnx_path: str | os.PathLike[str], plan: BuildPlan, *, workspace_mb: int | None = None,
+                       dla_core: int | None = None, timing_cache: str | os.PathLike[str] | None = None,
+                       calib_cache: str | os.PathLike[str] | None = None, input_name: str = "input",
+                       profile_shape: Sequence[int] | None = None) -> bytes:
+    """Parse, configure and build with Polygraphy; returns the serialized engine.
+
+    Args:
+        calib_cache: calibrator path only: the TensorRT calibration cache
+            (:mod:`enet.engine.trt_calib_cache`). The calibrator gets no frames,
+            so if TensorRT rejected the cache the build fails instead of
+            quietly calibrating ranges of its own.
+        profile_shape: a dynamic input's shape; adds the optimization profile
+            ``min = opt = max = profile_shape``.
+
+    Never run on a GPU in this project's CI (see docs/engines.md).
+    """
+    trt = require("tensorrt")
+    require("polygraphy")
+    from polygraphy.backend.trt import (Calibrator, CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath,
+                                        Profile)
+
+    # TRT 11 keeps STRONGLY_TYPED but ignores it (always strongly typed); set it only where it exists
+    has_flag = hasattr(getattr(trt, "NetworkDefinitionCreationFlag", None), "STRONGLY_TYPED")
+    network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=(plan.strongly_typed and has_flag) or None)
+    kwargs: dict[str, Any] = {}
+    if "FP16" in plan.flags:
+        kwargs["fp16"] = True
+    if "INT8" in plan.flags:
+        kwargs["int8"] = True
+    if plan.calibrator:
+        if calib_cache is None or not Path(calib_cache).is_file():
+            raise EnetError("the calibrator path needs the calibration cache written from enet-rt's ranges")
+        kwargs["calibrator"] = Calibrator([], cache=str(calib_cache), BaseClass=trt.IInt8EntropyCalibrator2)
+    if profile_shape is not None:
+        shape = tuple(int(v) for v in profile_shape)
+        kwargs["profiles"] = [Profile().add(input_name, min=shape, opt=shape, max=shape)]
+    if workspace_mb:
+        kwargs["memory_pool_limits"] = {trt.MemoryPoolType.WORKSPACE: int(workspace_mb) << 20}
+    if timing_cache:
+        kwargs["load_timing_cache"] = str(timing_cache)
+    if dla_core is not None:
+        kwargs["use_dla"] = True
+        kwargs["allow_gpu_fallback"] = True
+    create = CreateConfig(**kwargs)
+
+    def config(builder: Any, net: Any) -> Any:
+        cfg = create(builder, net)
+        if dla_core is not None:  # Polygraphy always picks DLA core 0
+            if dla_core >= builder.num_DLA_cores:
+                raise EnetError(f"--dla-core {dla_core}: this device has {builder.num_DLA_cores} DLA cores")
+            cfg.DLA_core = int(dla_core)
+        return cfg
+
+    try:
+        data = EngineBytesFromNetwork(network, config=config,
+                                      save_timing_cache=str(timing_cache) if timing_cache else None)()
+    except EnetError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Polygraphy raises PolygraphyException on build failure
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise EnetError(f"TensorRT could not build {onnx_path} ({first}); run with -v for TensorRT's log") from None
+    return bytes(data)
+
+
+# --------------------------------------------------------------------------- build
+
+
+@dataclass
+class EngineResult:
+    """What :func:`build_engine` wrote and found."""
+
+    engine: Path
+    sidecar: Path
+    onnx: Path  # the ONNX TensorRT compiled (the input, or the converted one beside the engine)
+    plan: BuildPlan
+    meta: dict[str, Any]
+    input_shape: tuple[int, int, int, int]
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    build_s: float = 0.0
+    verification: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _default_rebuild(job: EngineJob) -> str:
+    return shlex.join(["enet-build-engine", str(job.model),
+                       *(["--" + job.precision] if job.precision != "fp32" else []), "-o", str(job.output)])
+
+
+def build_engine(job: EngineJob, *, keep_fp32: Sequence[str] = (), rebuild_command: str | None = None,
+                 extra: dict[str, Any] | None = None,
+                 convert: Callable[[Path, Path, str], Any] | None = None) -> EngineResult:
+    """Carry out ``job`` on this machine's TensorRT and GPU.
+
+    Converts the ONNX when the plan needs the FP16 or the calibrated Q/DQ file
+    (beside the engine, :func:`converted_path`), writes the TensorRT
+    calibration cache on the calibrator path, builds, writes engine and
+    sidecar as one pair, then compares the engine with ONNX Runtime
+    (:func:`~enet.engine.verify.verify_engine`) when ``job.verify_images`` and a val split allow.
+
+    Args:
+        convert: ``(model, out, precision)`` replacing the plain
+            :func:`~enet.engine.build.convert_onnx` call (the CLI reports
+            accuracy there; the bench reuses its cached ONNX).
+
+    Raises:
+        EnetError: a plan this machine cannot build, TensorRT failing, bad files.
+
+    Never run on a GPU in this project's CI (see docs/engines.md).
+    """
+    from enet.engine.cuda import gpu_info
+    from enet.engine.sidecar import make_sidecar, write_engine_pair
+    from enet.engine.trt_calib_cache import write_calibration_cache
+    from enet.fileio import sha256_file
+
+    plan = job.plan
+    if plan.blocked:
+        raise EnetError(plan.blocked)
+    trt = require("tensorrt")
+    if not job.installed or str(job.features.version) != str(trt_features(trt).version):
+        raise EnetError(f"this plan is for TensorRT {job.tensorrt_version}, the installed one is {trt.__version__}; "
+                        "plan again without --trt-version")
+    started = time.perf_counter()
+    src = load_onnx(job.model)
+    meta = read_meta(src, str(job.model))
+    notes: list[str] = []
+    if job.compiled != job.model:
+        if convert is not None:
+            convert(job.model, job.compiled, plan.onnx_precision)
+        else:
+            convert_onnx(job.model, job.compiled, precision=plan.onnx_precision, calib=job.calib,
+                         keep_fp32=keep_fp32)
+    if plan.calibrator:
+        assert job.calib is not None and job.calib_cache is not None
+        amax, _ = calibrate_ranges(src, job.calib, meta, job.input_shape)
+        write_calibration_cache(job.calib_cache, amax, trt.__version__)
+        notes.append(f"wrote {job.calib_cache.name} from enet-rt's ranges ({len(amax)} tensors); this engine's "
+                     "accuracy was not measured on this machine before the build (TensorRT picks its INT8 layers)")
+    data = build_engine_bytes(job.compiled, plan, workspace_mb=job.workspace_mb, dla_core=job.dla_core,
+                              timing_cache=job.timing_cache, calib_cache=job.calib_cache,
+                              input_name=job.input_name, profile_shape=job.input_shape if job.dynamic else None)
+    gpu, cc = gpu_info(0)
+    logits, labels = output_roles(load_onnx(job.compiled, check=False))
+    folder = job.output.resolve().parent
+    info: dict[str, Any] = {
+        "plan": {"strongly_typed": plan.strongly_typed, "flags": list(plan.flags), "calibrator": plan.calibrator},
+        "dla_core": job.dla_core,
+        "profile": list(job.input_shape) if job.dynamic else None,
+        "calibration_cache": os.path.relpath(job.calib_cache.resolve(), folder) if job.calib_cache else None,
+    }
+    info.update(extra or {})
+    side = write_engine_pair(job.output, data, make_sidecar(
+        tensorrt_version=trt.__version__, gpu_name=gpu, compute_capability=cc, precision=job.precision,
+        input_shape=job.input_shape, input_name=job.input_name, outputs={"logits": logits, "labels": labels},
+        onnx_path=os.path.relpath(job.compiled.resolve(), folder), onnx_sha256=sha256_file(job.compiled),
+        meta=meta, rebuild_command=rebuild_command or _default_rebuild(job), extra=info,
+    ))
+    result = EngineResult(job.output, side, job.compiled, plan, meta, job.input_shape, trt.__version__, gpu, cc,
+                          build_s=time.perf_counter() - started, notes=notes)
+    if job.verify_images:
+        from enet.defaults import default_camvid_root
+
+        root = job.data_root or default_camvid_root()
+        frames = engine_frames(job.verify_images, root)
+        if frames:
+            result.verification = verify_engine(job.output, job.compiled, frames, labels_dir=root / "valannot")
+        else:
+            notes.append(f"no val split found at {root}; the engine was not compared with ONNX Runtime")
+    return result
+
+
+__all__ = ["EngineJob", "EngineResult", "plan_engine", "describe", "build_engine_bytes", "build_engine",
+           "converted_path", "calibration_cache_path", "installed_features"]

@@ -1,0 +1,100 @@
+"""An engine compared with ONNX Runtime on a dataset's val frames: the last step of every engine build.
+
+:func:`verify_engine` runs the engine and the ONNX it was compiled from
+(ONNX Runtime, CPU) on the same frames, through the model's one
+:class:`enet.transforms.Preprocess` and the core's
+:func:`enet.evaluate.predict_labels`, and reports the per-pixel argmax
+agreement, and the val mIoU of both on the frames that have a label
+(counted at label resolution, void excluded, as ``enet-eval``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from enet.data import read_image
+from enet.engine.backend import infer_labels
+from enet.engine.calibration import evenly_spaced
+from enet.errors import DataError
+
+
+def engine_frames(count: int, data_root: str | os.PathLike[str] | None) -> list[Path]:
+    """``count`` val images of the dataset at ``data_root``, evenly spaced over the name-sorted split;
+    none without one."""
+    from enet.datasets import open_dataset
+
+    if data_root is None or count < 1 or not Path(data_root).is_dir():
+        return []
+    try:
+        info = open_dataset(data_root)
+        if not info.has_split("val"):
+            return []
+        return evenly_spaced(info.image_paths("val"), count)
+    except DataError:
+        return []
+
+
+def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathLike[str],
+                  frames: Sequence[Path], *, labels_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Compare an engine with ONNX Runtime (CPU) on ``frames``.
+
+    Returns:
+        ``{"frames": n, "agreement": fraction of pixels whose argmax agrees,
+        "miou_engine": ..., "miou_onnx": ..., "labelled": frames with a label}``;
+        the mIoU values (0..1, void excluded, at label resolution) are None
+        when no frame has a label (same file name) in ``labels_dir``.
+    """
+    from enet.engine.ort_backend import OrtBackend
+    from enet.engine.trt_backend import TrtBackend
+
+    images = [read_image(f) for f in frames]
+    with TrtBackend(engine_path) as eng, OrtBackend(onnx_path, providers="cpu") as ref:
+        preds = _labels_per_frame(eng, images), _labels_per_frame(ref, images)
+        meta = eng.meta
+    agree = sum(int((a == b).sum()) for a, b in zip(*preds))
+    total = sum(a.size for a in preds[0])
+    out: dict[str, Any] = {"frames": len(frames), "agreement": agree / max(total, 1),
+                           "miou_engine": None, "miou_onnx": None, "labelled": 0}
+    if labels_dir is not None:
+        scores = _miou(frames, preds, Path(labels_dir), meta)
+        if scores is not None:
+            out.update(miou_engine=scores[0], miou_onnx=scores[1], labelled=scores[2])
+    return out
+
+
+def _labels_per_frame(backend: Any, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Class labels at each image's own size (the evaluation's preprocessing and resize back)."""
+    from enet.evaluate import predict_labels
+    from enet.transforms import Preprocess
+
+    n, _, h, w = (int(v) for v in backend.input_shape)
+    return predict_labels(lambda x: infer_labels(backend, x), Preprocess.from_meta(backend.meta, (h, w)), n,
+                          images)
+
+
+def _miou(frames: Sequence[Path], preds: tuple[list[np.ndarray], list[np.ndarray]], labels_dir: Path,
+          meta: dict[str, Any]) -> tuple[float, float, int] | None:
+    from enet.data import read_label
+    from enet.metrics import ConfusionMatrix
+
+    classes = len(meta["classes"])
+    cms = ConfusionMatrix(classes), ConfusionMatrix(classes)
+    labelled = 0
+    for i, frame in enumerate(frames):
+        lab_path = labels_dir / frame.name
+        if not lab_path.is_file():
+            continue
+        lab = read_label(lab_path, classes, meta.get("void_index"))
+        if lab.shape != preds[0][i].shape:
+            raise DataError(f"{frame} and its label {lab_path} differ in size; image and label must be the same size")
+        labelled += 1
+        for cm, pred in zip(cms, (preds[0][i], preds[1][i])):
+            cm.update(pred, lab)
+    if not labelled:
+        return None
+    return cms[0].summary()["miou"], cms[1].summary()["miou"], labelled

@@ -1,0 +1,347 @@
+"""Exact rewrites of an exported ENet ONNX graph into forms CPU runtimes run faster.
+
+The default ``enet-export`` graph is written for TensorRT (see
+:mod:`enet.export.onnx`). Two of its forms cost CPU runtimes much more than
+their arithmetic (measured with ONNX Runtime's profiler and OpenVINO's
+per-layer counters on the shipped model at 480x360, see docs/bench.md):
+
+* the ``mask`` unpooling works in space-to-depth layout: a 6-D Transpose of
+  the full-resolution activation in the encoder and its inverse in the
+  decoder, and OpenVINO converts layouts around every one of them;
+* ``PRelu`` with its ``(C, 1, 1)`` slope: ONNX Runtime's CPU provider runs it
+  as an unvectorised broadcast (the largest op in its profile), and
+  OpenVINO's fused eltwise kernels keep a rank-3 slope in planar layout, so
+  the residual chain runs in NCHW while the convolutions run in NHWC, with a
+  layout reorder around each bottleneck.
+
+Each rewrite here computes the same numbers (exactly, not approximately):
+
+* :func:`select_unpool`: pool with ``MaxPool``; the first-maximum mask at
+  full resolution from ``Equal(x, nearest-upsampled max)``, with ties broken
+  towards the first window element as PyTorch does (weights 8, 4, 2, 1 in
+  row-major window order, and the position whose weight is the window's
+  maximum weight wins); unpool as ``Where(mask, nearest-upsampled y, 0)``.
+  Nearest upsampling by 2 copies values, Equal and Where select them, so
+  every value is bit-identical to the mask form's.
+* :func:`rank4_prelu_slopes`: slope ``(C, 1, 1)`` -> ``(1, C, 1, 1)``; the
+  same broadcast.
+* :func:`decompose_prelu`: ``PRelu(x, s) = Relu(x) + Min(x, 0) * s``. For
+  ``x >= 0`` this is ``x + (+-0)``, for ``x < 0`` it is ``0 + x * s``: each a
+  single rounding, the one ``PRelu`` makes.
+
+All ops used are in the ONNX default domain and TensorRT-native, but the
+TensorRT path keeps the graph ``enet-export`` wrote; these forms are applied
+in memory when a CPU backend loads a model (:func:`cpu_form`). Tests check
+each against the original graph in ONNX Runtime (logits and argmax). Only
+numpy and onnx are imported: running an ``.onnx`` needs no torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+log = logging.getLogger(__name__)
+
+#: Space-to-depth permutation of the mask form's encoder, and its inverse in the decoder.
+_S2D_PERM = [0, 1, 3, 5, 2, 4]
+_D2S_PERM = [0, 1, 4, 2, 5, 3]
+#: First-maximum tie break: row-major window order (0,0), (0,1), (1,0), (1,1) -> distinct weights.
+_WINDOW_WEIGHTS = np.array([[8.0, 4.0], [2.0, 1.0]], dtype=np.float32).reshape(1, 1, 2, 2)
+
+#: Rewrites per CPU runtime, in order; chosen by measurement (docs/bench.md).
+FORMS: dict[str, tuple[str, ...]] = {
+    "openvino": ("select_unpool", "rank4_prelu_slopes"),
+    "ort-fast": ("select_unpool", "decompose_prelu"),
+}
+
+
+class _Graph:
+    """Producer/consumer index over a graph's nodes (rebuilt after each rewrite)."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        g = model.graph
+        self.producer = {o: n for n in g.node for o in n.output if o}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for n in g.node:
+            for i in n.input:
+                if i:
+                    self.consumers.setdefault(i, []).append(n)
+        self.initializers = {i.name: i for i in g.initializer}
+        self.graph_outputs = {o.name for o in g.output}
+
+    def const(self, name: str) -> np.ndarray | None:
+        """The value of an initializer or Constant node output, else None."""
+        if name in self.initializers:
+            return numpy_helper.to_array(self.initializers[name])
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    return numpy_helper.to_array(a.t)
+        return None
+
+
+def _attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _fresh(model: onnx.ModelProto, base: str) -> str:
+    """A tensor/node name not used in ``model``."""
+    used = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.initializer}
+    used |= {n.name for n in model.graph.node}
+    name, k = base, 0
+    while name in used:
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
+def _replace_nodes(model: onnx.ModelProto, remove: set[int], insert_after: dict[int, list[onnx.NodeProto]]) -> None:
+    """Drop nodes (by id) and insert new ones after given nodes, keeping topological order."""
+    nodes: list[onnx.NodeProto] = []
+    for n in model.graph.node:
+        if id(n) not in remove:
+            nodes.append(onnx.NodeProto.FromString(n.SerializeToString()))
+        for extra in insert_after.get(id(n), []):
+            nodes.append(extra)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
+def _is_s2d(node: onnx.NodeProto) -> bool:
+    return node.op_type == "Transpose" and list(_attr(node, "perm", [])) == _S2D_PERM
+
+
+def _backward_cone(g: _Graph, start: str, stop: set[str], *, stop_at_s2d: bool = False) -> list[onnx.NodeProto]:
+    """Nodes that ``start`` depends on, not walking past tensors in ``stop`` (nor past a
+    space-to-depth Transpose with ``stop_at_s2d``: it is included, its inputs are not)."""
+    seen: dict[int, onnx.NodeProto] = {}
+    todo = [start]
+    while todo:
+        t = todo.pop()
+        if t in stop:
+            continue
+        node = g.producer.get(t)
+        if node is None or id(node) in seen:
+            continue
+        seen[id(node)] = node
+        if not (stop_at_s2d and _is_s2d(node)):
+            todo.extend(i for i in node.input if i)
+    return list(seen.values())
+
+
+def _static_hw(model: onnx.ModelProto, tensor: str) -> tuple[int, int] | None:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        if vi.name == tensor:
+            dims = vi.type.tensor_type.shape.dim
+            if len(dims) == 4 and all(d.HasField("dim_value") for d in dims[2:]):
+                return int(dims[2].dim_value), int(dims[3].dim_value)
+    return None
+
+
+def select_unpool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """Rewrite each mask-form pool/unpool pair into the full-resolution select form (module docstring).
+
+    Args:
+        model: an ONNX model from ``enet-export`` (any precision; Q/DQ nodes
+            around convolutions are left alone). Not modified.
+
+    Returns:
+        ``(new model, number of encoder masks rewritten)``; a graph without
+        the mask form (``--unpool native``, or a pattern this module does not
+        recognise) comes back unchanged with 0.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = _Graph(model)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    decoders = []  # (where, unsqueeze, [reshape, transpose, reshape])
+    for w in model.graph.node:
+        if w.op_type != "Where":
+            continue
+        unsq = g.producer.get(w.input[1])
+        chain = []
+        t = w.output[0]
+        for op in ("Reshape", "Transpose", "Reshape"):
+            cons = g.consumers.get(t, [])
+            if len(cons) != 1 or cons[0].op_type != op:
+                break
+            chain.append(cons[0])
+            t = cons[0].output[0]
+        if (unsq is None or unsq.op_type != "Unsqueeze" or len(chain) != 3
+                or list(_attr(chain[1], "perm", [])) != _D2S_PERM):
+            continue
+        decoders.append((w, unsq, chain))
+    masks: dict[str, list[tuple]] = {}
+    for dec in decoders:
+        masks.setdefault(dec[0].input[0], []).append(dec)
+
+    remove: set[int] = set()
+    insert_after: dict[int, list[onnx.NodeProto]] = {}
+    extra_inits: list[onnx.TensorProto] = []
+    new_mask: dict[str, str] = {}
+    zero = _fresh(model, "cpu_graph/zero")
+    scales = _fresh(model, "cpu_graph/up2_scales")
+    weights = _fresh(model, "cpu_graph/window_weights")
+
+    def upsample(src: str, dst: str, name: str) -> onnx.NodeProto:
+        if opset >= 13:
+            return helper.make_node("Resize", [src, "", scales], [dst], name=name, mode="nearest",
+                                    coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        return helper.make_node("Resize", [src, "", scales], [dst], name=name, mode="nearest")  # pragma: no cover
+
+    for m5, decs in masks.items():
+        # encoder: X -> Reshape -> Transpose(s2d) -> Reshape -> R5 -> ReduceMax(axis 2) = P, Equal(R5, P) ... -> m5
+        transposes = [n for n in _backward_cone(g, m5, set(), stop_at_s2d=True) if _is_s2d(n)]
+        if len(transposes) != 1:
+            continue
+        tr = transposes[0]
+        r0 = g.producer.get(tr.input[0])
+        if r0 is None or r0.op_type != "Reshape":
+            continue
+        x = r0.input[0]
+        cone = [n for n in _backward_cone(g, m5, {x}) if n.op_type != "Constant"]
+        rmax = [n for n in cone if n.op_type == "ReduceMax"]
+        if len(rmax) != 1 or int(_attr(rmax[0], "keepdims", 1)) != 0:
+            continue
+        rmax_node = rmax[0]
+        axes = _attr(rmax_node, "axes") or (list(g.const(rmax_node.input[1])) if len(rmax_node.input) > 1 else None)
+        if axes is None or [int(a) for a in axes] != [2]:
+            continue
+        pooled = rmax_node.output[0]
+        cone_ids = {id(n) for n in cone}
+        # every intermediate must stay inside the pattern: only P and the mask leave it
+        internal = {o for n in cone for o in n.output} - {pooled, m5}
+        leaks = [t for t in internal if t in g.graph_outputs
+                 or any(id(c) not in cone_ids for c in g.consumers.get(t, []))]
+        dec_ids = {id(n) for d in decs for n in (d[0], d[1], *d[2])}
+        if leaks or any(id(c) not in dec_ids for c in g.consumers.get(m5, [])) or m5 in g.graph_outputs:
+            continue
+        hw = _static_hw(model, x)
+        if hw is None or hw[0] % 2 or hw[1] % 2:
+            continue
+        h, w = hw
+        tag = rmax_node.name.rsplit("/", 1)[0] + "/select" if "/" in rmax_node.name else f"select_{len(new_mask)}"
+        wfull = _fresh(model, f"{tag}/weights_tiled")
+        extra_inits.append(numpy_helper.from_array(np.array([1, 1, h // 2, w // 2], dtype=np.int64),
+                                                   wfull + "_repeats"))
+        up_p, eq, s, smax, up_s, mask = (f"{tag}/{k}" for k in ("up_max", "is_max", "score", "window_score",
+                                                              "up_window_score", "first_max"))
+        new = [
+            helper.make_node("MaxPool", [x], [pooled], name=f"{tag}/MaxPool", kernel_shape=[2, 2], strides=[2, 2]),
+            upsample(pooled, up_p, f"{tag}/ResizeMax"),
+            helper.make_node("Equal", [x, up_p], [eq], name=f"{tag}/Equal"),
+            helper.make_node("Tile", [weights, wfull + "_repeats"], [wfull], name=f"{tag}/Tile"),
+            helper.make_node("Where", [eq, wfull, zero], [s], name=f"{tag}/Score"),
+            helper.make_node("MaxPool", [s], [smax], name=f"{tag}/MaxScore", kernel_shape=[2, 2], strides=[2, 2]),
+            upsample(smax, up_s, f"{tag}/ResizeScore"),
+            helper.make_node("Equal", [s, up_s], [mask], name=f"{tag}/FirstMax"),
+        ]
+        remove |= cone_ids
+        insert_after[id(r0)] = new
+        new_mask[m5] = mask
+        for where, unsq, chain in decs:
+            y = unsq.input[0]
+            out = chain[-1].output[0]
+            dtag = where.name.rsplit("/", 1)[0] + "/select" if "/" in where.name else f"unpool_{out}"
+            remove |= {id(where), id(unsq), *(id(n) for n in chain)}
+            insert_after[id(chain[-1])] = [
+                upsample(y, f"{dtag}/up", f"{dtag}/Resize"),
+                helper.make_node("Where", [mask, f"{dtag}/up", zero], [out], name=f"{dtag}/Place"),
+            ]
+    if not new_mask:
+        return model, 0
+    # the replaced nodes are inserted where the removed ones were (after the first Reshape of the
+    # encoder, after the last Reshape of the decoder), so their inputs are defined before them
+    extra_inits += [numpy_helper.from_array(np.array(0.0, dtype=np.float32), zero),
+                    numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.float32), scales),
+                    numpy_helper.from_array(_WINDOW_WEIGHTS, weights)]
+    _replace_nodes(model, remove, insert_after)
+    model.graph.initializer.extend(extra_inits)
+    _prune_unused(model)
+    return model, len(new_mask)
+
+
+def _prune_unused(model: onnx.ModelProto) -> None:
+    """Drop Constant nodes and initializers nothing reads any more."""
+    while True:
+        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+        dead = [n for n in model.graph.node if n.op_type == "Constant" and not set(n.output) & used]
+        if not dead:
+            break
+        for n in dead:
+            model.graph.node.remove(n)
+    keep = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+
+
+def rank4_prelu_slopes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """PRelu slopes ``(C, 1, 1)`` -> ``(1, C, 1, 1)`` (same broadcast); returns ``(model, slopes changed)``."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = _Graph(model)
+    done: set[str] = set()
+    for n in model.graph.node:
+        if n.op_type != "PRelu" or len(n.input) < 2 or n.input[1] in done:
+            continue
+        init = g.initializers.get(n.input[1])
+        if init is None or len(init.dims) != 3 or list(init.dims[1:]) != [1, 1]:
+            continue
+        value = numpy_helper.to_array(init)
+        init.CopyFrom(numpy_helper.from_array(value.reshape(1, -1, 1, 1), init.name))
+        done.add(init.name)
+    return model, len(done)
+
+
+def decompose_prelu(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """``PRelu(x, s)`` -> ``Relu(x) + Min(x, 0) * s`` (exact, see module docstring); returns ``(model, count)``."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    zero = _fresh(model, "cpu_graph/prelu_zero")
+    nodes: list[onnx.NodeProto] = []
+    count = 0
+    for n in model.graph.node:
+        if n.op_type != "PRelu":
+            nodes.append(n)
+            continue
+        count += 1
+        x, s = n.input[0], n.input[1]
+        tag = n.name or f"prelu_{count}"
+        nodes += [
+            helper.make_node("Relu", [x], [f"{tag}/pos"], name=f"{tag}/Relu"),
+            helper.make_node("Min", [x, zero], [f"{tag}/neg"], name=f"{tag}/Min"),
+            helper.make_node("Mul", [f"{tag}/neg", s], [f"{tag}/neg_scaled"], name=f"{tag}/Mul"),
+            helper.make_node("Add", [f"{tag}/pos", f"{tag}/neg_scaled"], [n.output[0]], name=f"{tag}/Add"),
+        ]
+    if count:
+        new = [onnx.NodeProto.FromString(n.SerializeToString()) for n in nodes]
+        del model.graph.node[:]
+        model.graph.node.extend(new)
+        model.graph.initializer.append(numpy_helper.from_array(np.array(0.0, dtype=np.float32), zero))
+    return model, count
+
+
+_REWRITES = {"select_unpool": select_unpool, "rank4_prelu_slopes": rank4_prelu_slopes,
+             "decompose_prelu": decompose_prelu}
+
+
+def cpu_form(model: onnx.ModelProto, runtime: str) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """The graph form for ``runtime`` (a key of :data:`FORMS`): its rewrites applied in order.
+
+    Returns:
+        ``(new model, {rewrite: places changed})``; the input is not modified.
+
+    Raises:
+        KeyError: unknown runtime.
+    """
+    done: dict[str, int] = {}
+    for name in FORMS[runtime]:
+        model, done[name] = _REWRITES[name](model)
+    log.debug("%s graph form: %s", runtime, done)
+    return model, done

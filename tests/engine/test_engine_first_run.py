@@ -1,0 +1,139 @@
+"""Engines on first run (``--backend auto``): built once, cached by ONNX hash, TensorRT, GPU and precision.
+
+TensorRT is a feature stand-in and the Polygraphy build a recorder (as in
+test_engine_build_flow), so the cache logic, the messages and the wiring into
+enet-eval and the camera pipeline's backend choice run for real; the engine
+build and its use are covered by the gpu/trt tests only.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import enet.engine.trt_build as trt_build
+from enet.engine import cuda, engine_cache
+from enet.engine.sidecar import read_sidecar
+
+from tests.engine.test_engine_trt_compat import TRT85, TRT103  # noqa: E402 - sibling test module
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture()
+def gpu_here(monkeypatch, tmp_path):
+    """A stand-in TensorRT 10.3 and GPU; builds recorded; the cache under tmp_path (ENET_CACHE_DIR)."""
+    builds: list[Path] = []
+
+    def fake_build(onnx_path, plan, **kw):
+        builds.append(Path(onnx_path))
+        return b"engine-%d" % len(builds)
+
+    monkeypatch.setitem(sys.modules, "tensorrt", TRT103)
+    monkeypatch.setattr(trt_build, "build_engine_bytes", fake_build)
+    monkeypatch.setattr(trt_build, "verify_engine", lambda engine, onnx, frames, labels_dir=None: {
+        "frames": len(frames), "agreement": 0.99, "miou_engine": None, "miou_onnx": None, "labelled": 0})
+    monkeypatch.setattr(cuda, "gpu_info", lambda device=0: ("NVIDIA Stand-in 4090", "8.9"))
+    monkeypatch.setattr(cuda, "gpu_available", lambda: True)
+    monkeypatch.setenv("ENET_CACHE_DIR", str(tmp_path / "cache"))
+    return builds
+
+
+def test_engines_live_in_the_user_cache_folder(monkeypatch, tmp_path) -> None:
+    """One cache folder (enet.cache): engines in its engines/ sub-folder."""
+    monkeypatch.setenv("ENET_CACHE_DIR", str(tmp_path / "mine"))
+    assert engine_cache.engine_cache_root() == tmp_path / "mine" / "engines"
+    assert engine_cache.engine_cache_root(tmp_path / "elsewhere") == tmp_path / "elsewhere"
+
+
+def test_key_names_everything_that_makes_an_engine_valid() -> None:
+    key = engine_cache.engine_key("ab" * 32, "10.3.0", "NVIDIA GeForce RTX 4090", "fp16")
+    assert key == "abababababababab-trt10.3.0-nvidia-geforce-rtx-4090-fp16"
+    assert engine_cache.engine_key("ab" * 32, "10.3.0", "Orin", "int8") != key
+
+
+def test_built_once_then_reused(tiny_onnx, gpu_here, tmp_path, caplog, monkeypatch) -> None:
+    said: list[str] = []
+    first = engine_cache.first_run_engine(tiny_onnx, say=said.append)
+    assert gpu_here == [first.with_name("enet.fp16.onnx")]  # TensorRT 10.3: strongly typed FP16 ONNX
+    assert first.is_file() and first.parent.parent == tmp_path / "cache" / "engines"
+    assert first.parent.name.endswith("-trt10.3.0-nvidia-stand-in-4090-fp16")
+    assert "first run with TensorRT: building a fp16 engine" in said[0]
+    assert said[1].startswith("built the TensorRT fp16 engine in ") and "99.00% argmax agreement" in said[1]
+    side = read_sidecar(first)
+    assert side["precision"] == "fp16" and side["built_by"] == "first run"
+    said.clear()
+    assert engine_cache.first_run_engine(tiny_onnx, say=said.append) == first
+    assert len(gpu_here) == 1 and said == [f"using the cached TensorRT fp16 engine {first}"]
+    # another precision or another TensorRT: another engine
+    fp32 = engine_cache.first_run_engine(tiny_onnx, precision="fp32", say=said.append)
+    monkeypatch.setitem(sys.modules, "tensorrt", TRT85)
+    other = engine_cache.first_run_engine(tiny_onnx, say=said.append)
+    assert len({first, fp32, other}) == 3 and len(gpu_here) == 3 and "-trt8.5.2.2-" in other.parent.name
+
+
+def test_a_broken_cached_pair_is_rebuilt(tiny_onnx, gpu_here) -> None:
+    engine = engine_cache.first_run_engine(tiny_onnx, say=lambda m: None)
+    engine.write_bytes(b"half-written")
+    assert engine_cache.first_run_engine(tiny_onnx, say=lambda m: None) == engine
+    assert len(gpu_here) == 2 and read_sidecar(engine)["engine_sha256"]
+
+
+def test_int8_first_run_compiles_the_calibrated_qdq_onnx(tiny_onnx, calib_root, gpu_here) -> None:
+    engine = engine_cache.first_run_engine(tiny_onnx, precision="int8", data_root=calib_root, say=lambda m: None)
+    assert gpu_here[-1] == engine.with_name("enet.int8.onnx")  # plan: Q/DQ ONNX, strongly typed on 10.3
+    assert (engine.parent / "int8-ranges.json").is_file()
+
+
+def test_auto_engine_without_tensorrt_is_none(tiny_onnx, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    assert engine_cache.auto_engine(tiny_onnx) is None
+
+
+def test_auto_engine_falls_back_when_the_build_fails(tiny_onnx, gpu_here, monkeypatch, caplog) -> None:
+    from enet.errors import EnetError
+
+    def broken(*a, **k):
+        raise EnetError("TensorRT could not build tiny.onnx (out of memory)")
+
+    monkeypatch.setattr(trt_build, "build_engine_bytes", broken)
+    assert engine_cache.auto_engine(tiny_onnx, say=lambda m: None) is None
+    assert "running it without TensorRT" in caplog.text
+
+
+def test_enet_eval_auto_runs_the_first_run_engine(tiny_onnx, monkeypatch, tmp_path) -> None:
+    from enet.engine.eval_cli import main as eval_main
+
+    seen = {}
+
+    def fake_auto(model, precision="fp16", data_root=None, **kw):
+        seen.update(model=model, precision=precision, data_root=data_root)
+        return None  # no TensorRT here: enet-eval goes on with the ONNX
+
+    monkeypatch.setattr(engine_cache, "auto_engine", fake_auto)
+    camvid = Path(__file__).parents[1] / "nowhere"
+    assert eval_main([str(tiny_onnx), "--precision", "int8", "--data-root", str(camvid), "-q"]) == 1
+    assert seen == {"model": str(tiny_onnx), "precision": "int8", "data_root": str(camvid)}
+
+
+def test_camera_pipeline_auto_picks_the_first_run_engine(tiny_onnx, monkeypatch, tmp_path) -> None:
+    from enet.deploy import backends as dbk
+
+    engine = tmp_path / "cached.engine"
+    calls = {}
+
+    def fake_auto(model, precision="fp16", **kw):
+        calls.update(model=Path(model), precision=precision)
+        return engine
+
+    monkeypatch.setattr(dbk, "trt_usable", lambda: True)
+    monkeypatch.setattr(engine_cache, "auto_engine", fake_auto)
+    choice = dbk.choose(tiny_onnx, "auto", (64, 96), tmp_path, precision="int8")
+    assert (choice.path, choice.kind) == (engine, "trt") and "first run" in choice.why
+    assert calls == {"model": tiny_onnx, "precision": "int8"}
+    monkeypatch.setattr(dbk, "trt_usable", lambda: False)  # without TensorRT: an ONNX runtime, as before
+    choice = dbk.choose(tiny_onnx, "auto", (64, 96), tmp_path)
+    runner = dbk.onnx_runner()
+    assert runner is not None and choice.kind == runner[0] and choice.why.endswith(runner[1])

@@ -1,0 +1,164 @@
+"""CPU graph forms (enet.export.cpu_graph): same numbers as the exported graph, other ops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from enet.export.cpu_graph import FORMS, cpu_form, decompose_prelu, rank4_prelu_slopes, select_unpool
+from enet.export.onnx import export_onnx
+from enet.model import unpool_with_mask, window_first_max_mask
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})
+
+
+def _tied_input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Random values with flat 2x2 blocks: max-pool windows of the input and deeper maps tie exactly."""
+    rng = np.random.default_rng(seed)
+    n, c, h, w = shape
+    x = rng.standard_normal(shape).astype(np.float32)
+    blocks = rng.standard_normal((n, c, h // 4, w // 4)).astype(np.float32)
+    x[:, :, : h // 2, : w // 2] = blocks.repeat(2, axis=2).repeat(2, axis=3)
+    x[:, :, h // 2:, w // 2:] = 0.0
+    return x
+
+
+@pytest.fixture(scope="module")
+def exports(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, onnx.ModelProto]:
+    d = tmp_path_factory.mktemp("cpu_graph")
+    mask = export_onnx(tiny_checkpoint, d / "mask.onnx", labels=True).path
+    batch2 = export_onnx(tiny_checkpoint, d / "b2.onnx", dynamic_batch=True).path
+    native = export_onnx(tiny_checkpoint, d / "native.onnx", unpool="native").path
+    return {k: onnx.load(str(p)) for k, p in (("mask", mask), ("batch2", batch2), ("native", native))}
+
+
+@pytest.mark.parametrize("runtime", sorted(FORMS))
+def test_forms_are_bit_identical_in_onnxruntime(exports, runtime: str) -> None:
+    src = exports["mask"]
+    form, done = cpu_form(src, runtime)
+    onnx.checker.check_model(form, full_check=True)
+    assert done["select_unpool"] == 2  # both encoder masks (down1, down2) and their decoders
+    for x in (np.random.default_rng(1).standard_normal((1, 3, 64, 96)).astype(np.float32),
+              _tied_input((1, 3, 64, 96)), np.zeros((1, 3, 64, 96), np.float32)):
+        ref, got = _run(src, x), _run(form, x)
+        assert [r.shape for r in ref] == [g.shape for g in got]
+        for r, g in zip(ref, got):
+            np.testing.assert_array_equal(g, r)  # logits and in-graph labels, bit for bit
+    assert [o.name for o in form.graph.output] == [o.name for o in src.graph.output]
+    assert {p.key: p.value for p in form.metadata_props} == {p.key: p.value for p in src.metadata_props}
+
+
+def test_forms_change_the_ops_they_name(exports) -> None:
+    src = exports["mask"]
+    ov, _ = cpu_form(src, "openvino")
+    fast, _ = cpu_form(src, "ort-fast")
+    for m in (ov, fast):
+        ops = [n.op_type for n in m.graph.node]
+        assert "Transpose" not in ops and "ReduceMax" not in ops
+        assert ops.count("Resize") == 6  # max and score per encoder, one per decoder
+    slopes = {n.input[1] for n in ov.graph.node if n.op_type == "PRelu"}
+    assert all(len(i.dims) == 4 for i in ov.graph.initializer if i.name in slopes)
+    assert "PRelu" not in {n.op_type for n in fast.graph.node}
+
+
+def test_dynamic_batch_keeps_images_apart(exports) -> None:
+    src = exports["batch2"]
+    form, done = select_unpool(src)
+    assert done == 2
+    x = np.concatenate([_tied_input((1, 3, 64, 96), 2), np.random.default_rng(3).standard_normal(
+        (1, 3, 64, 96)).astype(np.float32)])
+    np.testing.assert_array_equal(_run(form, x)[0], _run(src, x)[0])
+
+
+def test_graphs_without_the_mask_form_are_left_alone(exports) -> None:
+    native = exports["native"]
+    form, done = select_unpool(native)
+    assert done == 0
+    assert [n.op_type for n in form.graph.node] == [n.op_type for n in native.graph.node]
+
+
+class _PoolUnpool(nn.Module):
+    """The mask pool/unpool pair alone, with a scale in between (as a bottleneck changes values)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled, mask = window_first_max_mask(x)
+        return unpool_with_mask(pooled * 2.0 - 1.0, mask)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's TorchScript exporter notice
+def test_select_unpool_puts_ties_first_like_pytorch(tmp_path: Path) -> None:
+    x = np.array([[[[5, 5, 1, 3, 0, 0],
+                    [5, 5, 3, 2, 0, 0],
+                    [7, 1, 4, 4, -1, -2],
+                    [1, 7, 2, 4, -2, -1]]]], dtype=np.float32)
+    path = tmp_path / "pair.onnx"
+    torch.onnx.export(_PoolUnpool(), (torch.from_numpy(x),), str(path), opset_version=17, dynamo=False,
+                      input_names=["input"], output_names=["out"])
+    src = onnx.load(str(path))
+    form, done = select_unpool(src)
+    assert done == 1
+    pooled, idx = torch.nn.functional.max_pool2d(torch.from_numpy(x), 2, return_indices=True)
+    want = torch.nn.functional.max_unpool2d(pooled * 2.0 - 1.0, idx, 2, output_size=x.shape[-2:]).numpy()
+    np.testing.assert_array_equal(_run(form, x)[0], want)
+    np.testing.assert_array_equal(_run(src, x)[0], want)
+
+
+def test_prelu_rewrites_are_exact_at_zero_and_signs() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    slope = np.array([0.25, -0.5, 0.0], np.float32).reshape(3, 1, 1)
+    graph = helper.make_graph([helper.make_node("PRelu", ["x", "s"], ["y"], name="p")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 2, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 2, 4])],
+                              [numpy_helper.from_array(slope, "s")])
+    src = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.array([-3.0, -0.0, 0.0, 1e-40, -1e-40, 2.5, -7.75, 1e30] * 3, np.float32).reshape(1, 3, 2, 4)
+    ref = _run(src, x)[0]
+    for rewrite in (decompose_prelu, rank4_prelu_slopes):
+        form, count = rewrite(src)
+        assert count == 1
+        np.testing.assert_array_equal(_run(form, x)[0], ref)
+
+
+def test_int8_qdq_graph_keeps_its_numbers(exports) -> None:
+    from enet.engine.quantize import quantize_int8
+
+    model = exports["mask"]
+    rng = np.random.default_rng(5)
+    batches = [rng.standard_normal((1, 3, 64, 96)).astype(np.float32) for _ in range(3)]
+    q, _ = quantize_int8(model, lambda: iter(batches), method="max")
+    x = np.random.default_rng(4).standard_normal((1, 3, 64, 96)).astype(np.float32)
+    for runtime in FORMS:
+        form, done = cpu_form(q, runtime)
+        assert done["select_unpool"] == 2
+        np.testing.assert_array_equal(_run(form, x)[0], _run(q, x)[0])
+
+
+@pytest.mark.camvid
+def test_shipped_model_forms_on_camvid_val(camvid_root: Path, tmp_path: Path) -> None:
+    from enet.bench.frames import val_pairs
+    from enet.data import read_image
+    from enet.defaults import default_model_path
+    from enet.transforms import Preprocess
+
+    res = export_onnx(default_model_path(), tmp_path / "enet.onnx", labels=True)
+    src = onnx.load(str(res.path))
+    pre = Preprocess.from_meta(res.meta, (360, 480))
+    frames = [pre.batch([read_image(p)]) for p, _ in val_pairs(camvid_root, 2)]
+    for runtime in FORMS:
+        form, _ = cpu_form(src, runtime)
+        for x in frames:
+            for r, g in zip(_run(src, x), _run(form, x)):
+                np.testing.assert_array_equal(g, r)
