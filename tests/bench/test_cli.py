@@ -140,9 +140,6 @@ def test_cli_unwritable_output_is_one_line(tmp_path, tiny_checkpoint, capsys):
                                "not a folder; choose another location"]
 
 
-    assert rc == 1 and err[-1].startswith("enet-bench: error: cannot create the output folder")
-
-
 def test_cli_rounds_interleave_cpu_backends(tmp_path, tiny_checkpoint, capsys):
     pytest.importorskip("onnxruntime")
     rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backends", "ort,ort-fast", "--no-plot",
