@@ -66,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
     model = str(resolve_model(args.model))
     data_root = args.data_root or default_camvid_root()
     kind = None if args.backend == "auto" else args.backend
-    chose = ""
+    cpu_note = None  # said once the model has opened: a broken file gets its one error line only
     if kind is None:
         from enet.engine.engine_cache import auto_engine
 
@@ -75,11 +75,11 @@ def main(args: argparse.Namespace) -> int:
             from enet.engine.cpu_choice import fastest_cpu_kind, ort_has_cuda, preference_text
 
             if not ort_has_cuda() and (kind := fastest_cpu_kind()):
-                chose = f"running {model} in {kind}, the fastest installed CPU backend ({preference_text()})"
+                cpu_note = f"running {model} in {kind}, the fastest installed CPU backend ({preference_text()})"
     opts: dict[str, Any] = {"device": args.device} if model.endswith((".pth", ".pt")) else {}
     with open_backend(model, kind, **opts) as backend:
-        if chose:  # said once the model has opened: a bad file gets its one error line only
-            log.info("%s", chose)
+        if cpu_note:
+            log.info("%s", cpu_note)
         summary = evaluate_backend(backend, data_root, args.split, save_predictions=args.save_predictions,
                                    limit=args.limit, progress=not args.quiet, dataset=args.dataset,
                                    model_name=model)
