@@ -63,13 +63,14 @@ class OrtBackend(OnnxModelBackend):
         threads: intra-op threads (default: the CPUs this process may use, enet.cpus).
         profile: record per-op kernel times (ONNX Runtime's profiler) for
             :meth:`op_profile`; slows inference a little.
-        graph: ``"as-is"`` (default) runs the file unchanged; ``"cpu"`` is
-            the ``ort-fast`` backend: the exact CPU form of the graph
-            (:func:`enet.export.cpu_graph.cpu_form`: select-form unpooling,
-            PReLU as Relu/Min/Mul/Add, which the CPU provider vectorises).
-            Session options stay ONNX Runtime's: on the idle 2-core machine
-            its spinning intra-op threads were faster (median 73 against
-            98 ms), on a busy one slower (docs/bench.md).
+        graph: ``"as-is"`` (default) runs the file unchanged with default
+            session options; ``"cpu"`` is the ``ort-fast`` backend: the
+            exact CPU form of the graph (:func:`enet.export.cpu_graph.cpu_form`:
+            select-form unpooling, PReLU as Relu/Min/Mul/Add, which the CPU
+            provider vectorises) and intra-op threads that sleep instead of
+            spinning between ops (``session.intra_op.allow_spinning=0``):
+            on the shared 2-core machine, spinning threads took the cores
+            from the ones with work, 2x slower side by side (docs/bench.md).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, providers: str | Sequence[str] = "auto",
@@ -103,6 +104,7 @@ class OrtBackend(OnnxModelBackend):
             so.profile_file_prefix = str(Path(self._profile_dir) / "ort")
         source: str | bytes = str(self.path)
         if self._graph == "cpu":
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             from enet.export.cpu_graph import cpu_form
 
             model, done = cpu_form(self._model, "ort-fast")

@@ -39,7 +39,6 @@ numpy and onnx are imported: running an ``.onnx`` needs no torch.
 from __future__ import annotations
 
 import logging
-
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -148,17 +147,22 @@ def _static_hw(model: onnx.ModelProto, tensor: str) -> tuple[int, int] | None:
     return None
 
 
-def _mask_pairs(model: onnx.ModelProto, g: _Graph) -> list[dict]:
-    """Every mask-form encoder (space-to-depth pooling) with the decoders that read its mask.
+def select_unpool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """Rewrite each mask-form pool/unpool pair into the full-resolution select form (module docstring).
 
-    Each match: ``x`` (pool input), ``pooled`` (ReduceMax output, also read
-    elsewhere), ``r0`` (the first Reshape, where replacements go), ``hw``
-    (static H, W of ``x``), ``remove`` (ids of the encoder's mask nodes) and
-    ``decoders``: ``(where, unsqueeze, [reshape, transpose, reshape])`` whose
-    last Reshape outputs the unpooled tensor. Matches that leak an
-    intermediate outside the pattern are left out.
+    Args:
+        model: an ONNX model from ``enet-export`` (any precision; Q/DQ nodes
+            around convolutions are left alone). Not modified.
+
+    Returns:
+        ``(new model, number of encoder masks rewritten)``; a graph without
+        the mask form (``--unpool native``, or a pattern this module does not
+        recognise) comes back unchanged with 0.
     """
-    decoders = []
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = _Graph(model)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    decoders = []  # (where, unsqueeze, [reshape, transpose, reshape])
     for w in model.graph.node:
         if w.op_type != "Where":
             continue
@@ -178,13 +182,28 @@ def _mask_pairs(model: onnx.ModelProto, g: _Graph) -> list[dict]:
     masks: dict[str, list[tuple]] = {}
     for dec in decoders:
         masks.setdefault(dec[0].input[0], []).append(dec)
-    found = []
+
+    remove: set[int] = set()
+    insert_after: dict[int, list[onnx.NodeProto]] = {}
+    extra_inits: list[onnx.TensorProto] = []
+    new_mask: dict[str, str] = {}
+    zero = _fresh(model, "cpu_graph/zero")
+    scales = _fresh(model, "cpu_graph/up2_scales")
+    weights = _fresh(model, "cpu_graph/window_weights")
+
+    def upsample(src: str, dst: str, name: str) -> onnx.NodeProto:
+        if opset >= 13:
+            return helper.make_node("Resize", [src, "", scales], [dst], name=name, mode="nearest",
+                                    coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        return helper.make_node("Resize", [src, "", scales], [dst], name=name, mode="nearest")  # pragma: no cover
+
     for m5, decs in masks.items():
         # encoder: X -> Reshape -> Transpose(s2d) -> Reshape -> R5 -> ReduceMax(axis 2) = P, Equal(R5, P) ... -> m5
         transposes = [n for n in _backward_cone(g, m5, set(), stop_at_s2d=True) if _is_s2d(n)]
         if len(transposes) != 1:
             continue
-        r0 = g.producer.get(transposes[0].input[0])
+        tr = transposes[0]
+        r0 = g.producer.get(tr.input[0])
         if r0 is None or r0.op_type != "Reshape":
             continue
         x = r0.input[0]
@@ -192,10 +211,11 @@ def _mask_pairs(model: onnx.ModelProto, g: _Graph) -> list[dict]:
         rmax = [n for n in cone if n.op_type == "ReduceMax"]
         if len(rmax) != 1 or int(_attr(rmax[0], "keepdims", 1)) != 0:
             continue
-        axes = _attr(rmax[0], "axes") or (list(g.const(rmax[0].input[1])) if len(rmax[0].input) > 1 else None)
+        rmax_node = rmax[0]
+        axes = _attr(rmax_node, "axes") or (list(g.const(rmax_node.input[1])) if len(rmax_node.input) > 1 else None)
         if axes is None or [int(a) for a in axes] != [2]:
             continue
-        pooled = rmax[0].output[0]
+        pooled = rmax_node.output[0]
         cone_ids = {id(n) for n in cone}
         # every intermediate must stay inside the pattern: only P and the mask leave it
         internal = {o for n in cone for o in n.output} - {pooled, m5}
@@ -207,59 +227,14 @@ def _mask_pairs(model: onnx.ModelProto, g: _Graph) -> list[dict]:
         hw = _static_hw(model, x)
         if hw is None or hw[0] % 2 or hw[1] % 2:
             continue
-        tag = rmax[0].name.rsplit("/", 1)[0] if "/" in rmax[0].name else f"pool_{len(found)}"
-        found.append({"x": x, "pooled": pooled, "r0": r0, "hw": hw, "remove": cone_ids, "decoders": decs,
-                      "tag": tag})
-    return found
-
-
-def _decoder_tag(where: onnx.NodeProto, out: str, suffix: str) -> str:
-    return where.name.rsplit("/", 1)[0] + suffix if "/" in where.name else f"unpool_{out}"
-
-
-def select_unpool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
-    """Rewrite each mask-form pool/unpool pair into the full-resolution select form (module docstring).
-
-    Args:
-        model: an ONNX model from ``enet-export`` (any precision; Q/DQ nodes
-            around convolutions are left alone). Not modified.
-
-    Returns:
-        ``(new model, number of encoder masks rewritten)``; a graph without
-        the mask form (``--unpool native``, or a pattern this module does not
-        recognise) comes back unchanged with 0.
-    """
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    g = _Graph(model)  # holds the node wrappers: node ids below stay valid while it lives
-    pairs = _mask_pairs(model, g)
-    if not pairs:
-        return model, 0
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
-    remove: set[int] = set()
-    insert_after: dict[int, list[onnx.NodeProto]] = {}
-    zero = _fresh(model, "cpu_graph/zero")
-    scales = _fresh(model, "cpu_graph/up2_scales")
-    weights = _fresh(model, "cpu_graph/window_weights")
-    extra_inits = [numpy_helper.from_array(np.array(0.0, dtype=np.float32), zero),
-                   numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.float32), scales),
-                   numpy_helper.from_array(_WINDOW_WEIGHTS, weights)]
-
-    def upsample(src: str, dst: str, name: str) -> onnx.NodeProto:
-        if opset >= 13:
-            return helper.make_node("Resize", [src, "", scales], [dst], name=name, mode="nearest",
-                                    coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-        return helper.make_node("Resize", [src, "", scales], [dst], name=name, mode="nearest")  # pragma: no cover
-
-    for pair in pairs:
-        x, pooled, (h, w) = pair["x"], pair["pooled"], pair["hw"]
-        tag = pair["tag"] + "/select"
+        h, w = hw
+        tag = rmax_node.name.rsplit("/", 1)[0] + "/select" if "/" in rmax_node.name else f"select_{len(new_mask)}"
         wfull = _fresh(model, f"{tag}/weights_tiled")
         extra_inits.append(numpy_helper.from_array(np.array([1, 1, h // 2, w // 2], dtype=np.int64),
                                                    wfull + "_repeats"))
         up_p, eq, s, smax, up_s, mask = (f"{tag}/{k}" for k in ("up_max", "is_max", "score", "window_score",
                                                               "up_window_score", "first_max"))
-        remove |= pair["remove"]
-        insert_after[id(pair["r0"])] = [
+        new = [
             helper.make_node("MaxPool", [x], [pooled], name=f"{tag}/MaxPool", kernel_shape=[2, 2], strides=[2, 2]),
             upsample(pooled, up_p, f"{tag}/ResizeMax"),
             helper.make_node("Equal", [x, up_p], [eq], name=f"{tag}/Equal"),
@@ -269,21 +244,29 @@ def select_unpool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
             upsample(smax, up_s, f"{tag}/ResizeScore"),
             helper.make_node("Equal", [s, up_s], [mask], name=f"{tag}/FirstMax"),
         ]
-        for where, unsq, chain in pair["decoders"]:
+        remove |= cone_ids
+        insert_after[id(r0)] = new
+        new_mask[m5] = mask
+        for where, unsq, chain in decs:
+            y = unsq.input[0]
             out = chain[-1].output[0]
-            dtag = _decoder_tag(where, out, "/select")
+            dtag = where.name.rsplit("/", 1)[0] + "/select" if "/" in where.name else f"unpool_{out}"
             remove |= {id(where), id(unsq), *(id(n) for n in chain)}
             insert_after[id(chain[-1])] = [
-                upsample(unsq.input[0], f"{dtag}/up", f"{dtag}/Resize"),
+                upsample(y, f"{dtag}/up", f"{dtag}/Resize"),
                 helper.make_node("Where", [mask, f"{dtag}/up", zero], [out], name=f"{dtag}/Place"),
             ]
-    # the new nodes go where the removed ones were (after the encoder's first Reshape, after the
-    # decoder's last one), so their inputs are defined before them
+    if not new_mask:
+        return model, 0
+    # the replaced nodes are inserted where the removed ones were (after the first Reshape of the
+    # encoder, after the last Reshape of the decoder), so their inputs are defined before them
+    extra_inits += [numpy_helper.from_array(np.array(0.0, dtype=np.float32), zero),
+                    numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.float32), scales),
+                    numpy_helper.from_array(_WINDOW_WEIGHTS, weights)]
     _replace_nodes(model, remove, insert_after)
-    del g
     model.graph.initializer.extend(extra_inits)
     _prune_unused(model)
-    return model, len(pairs)
+    return model, len(new_mask)
 
 
 def _prune_unused(model: onnx.ModelProto) -> None:
