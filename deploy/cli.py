@@ -239,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU inference threads (default: the CPUs this process may use, less one for capture "
                         "and rendering)")
     g.add_argument("--streams", type=positive_int, metavar="N",
-                   help="frames inferred at once, openvino only (default 1; more can help with many cores, "
-                        "see docs/deploy.md)")
+                   help="frames inferred at once, openvino only (default: 2 on 2+ CPUs, sharing every CPU; "
+                        "1 when --threads is given; see docs/deploy.md)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     return p

@@ -69,8 +69,10 @@ class OrtBackend(OnnxModelBackend):
             select-form unpooling, PReLU as Relu/Min/Mul/Add, which the CPU
             provider vectorises) and intra-op threads that sleep instead of
             spinning between ops (``session.intra_op.allow_spinning=0``):
-            on the shared 2-core machine, spinning threads took the cores
-            from the ones with work, 2x slower side by side (docs/bench.md).
+            on the 2-core machine, idle, ``enet-bench --rounds 5`` measured
+            ort-fast at 96 ms median without spinning and 111 ms with it
+            (the baseline 116 and 112 ms); busy, spinning threads took the
+            cores from the ones with work, 2x slower (docs/bench.md).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, providers: str | Sequence[str] = "auto",
