@@ -60,6 +60,12 @@ def trt_usable() -> bool:
     return available("tensorrt") and gpu_available()
 
 
+def _ort_has_cuda() -> bool:
+    from enet.engine.cpu_choice import ort_has_cuda
+
+    return ort_has_cuda()
+
+
 def onnx_runner() -> tuple[str, str] | None:
     """The kind that runs an ONNX here under ``auto``, and why; None without any ONNX runtime."""
     from enet.engine.cpu_choice import fastest_cpu_kind, ort_has_cuda, preference_text
@@ -205,13 +211,16 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
         EnetError: a missing model, a size ENet cannot take, a model whose
             static input differs from ``size``, a backend that cannot run.
 
-    ``streams`` (OpenVINO only): frames inferred at once. Default: 2 on 2+
-    CPUs when ``threads`` is not given, every CPU shared between them: two
-    one-thread requests on 2 cores ran ``make demo`` at 21.7-22.7 fps on an
-    otherwise idle machine, against 20.5-22.9 for one two-thread request and
-    17.1-17.5 for one thread (docs/deploy.md).
-    ``threads`` None: :func:`enet.cpus.default_threads` less one CPU for the
-    other CPU backends (capture, preprocessing and rendering run beside).
+    ``streams`` (CPU backends: OpenVINO, and ONNX Runtime on the CPU):
+    frames inferred at once. Default: 2 on 2+ CPUs when ``threads`` is not
+    given, every CPU shared between them. On the idle 2-core machine two
+    one-thread OpenVINO requests ran ``make demo`` at 21.7-22.7 fps against
+    20.5-22.9 for one two-thread request and 17.1-17.5 for one thread;
+    ``ort-fast`` 15.8 fps against 10.2-12.6 with one run at a time, ``ort``
+    11.9 against 6.7-9.0 (docs/deploy.md).
+    ``threads`` None: :func:`enet.cpus.default_threads` less one CPU for
+    one-frame-at-a-time backends (capture, preprocessing and rendering run
+    beside).
     """
     from enet.engine.backend import open_backend
 
@@ -223,17 +232,19 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     check_input_size(*size)
     choice = choose(model, backend, size, Path(cache_dir) if cache_dir else None, precision)
     options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1])}
-    if choice.kind == "openvino" and streams is None and threads is None:
+    on_cpu = choice.kind == "openvino" or (choice.kind in ("ort", "ort-fast") and not _ort_has_cuda())
+    if on_cpu and streams is None and threads is None:
         from enet.cpus import usable_cpus
 
         streams = 2 if usable_cpus() >= 2 else 1
-    if choice.kind == "openvino" and streams:
+    if on_cpu and streams:
         from enet.cpus import usable_cpus
 
         options["streams"] = streams
         threads = threads or (usable_cpus() if streams > 1 else None)
     elif streams not in (None, 1):
-        raise EnetError(f"--streams {streams} needs the openvino backend; {choice.kind} runs one frame at a time")
+        raise EnetError(f"--streams {streams} needs a CPU backend (openvino, ort-fast or ort); "
+                        f"{choice.kind} runs one frame at a time")
     if threads is None and choice.kind != "trt":
         from enet.cpus import default_threads
 

@@ -236,11 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where an ONNX exported on the fly is cached (default: the user's cache folder, "
                         "$ENET_CACHE_DIR or ~/.cache/enet-rt)")
     g.add_argument("--threads", type=positive_int, metavar="N",
-                   help="CPU inference threads (default: the CPUs this process may use, less one for capture "
-                        "and rendering)")
+                   help="CPU inference threads, shared among the streams (default: every CPU this process may "
+                        "use; one fewer with --streams 1)")
     g.add_argument("--streams", type=positive_int, metavar="N",
-                   help="frames inferred at once, openvino only (default: 2 on 2+ CPUs, sharing every CPU; "
-                        "1 when --threads is given; see docs/deploy.md)")
+                   help="frames inferred at once on a CPU backend (openvino, ort-fast, ort) (default: 2 on 2+ "
+                        "CPUs, sharing every CPU; 1 when --threads is given; see docs/deploy.md)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     return p

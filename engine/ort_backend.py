@@ -60,13 +60,19 @@ class OrtBackend(OnnxModelBackend):
         providers: ``auto|cpu|cuda|tensorrt`` or a list of provider names.
         input_shape: NCHW shape; must fit the model's static dims (a dynamic
             batch is filled from it; default batch 1).
-        threads: intra-op threads (default: the CPUs this process may use, enet.cpus).
+        threads: intra-op threads (default: the CPUs this process may use,
+            enet.cpus); with ``streams`` > 1, shared among the streams.
+        streams: frames that may run at once (``concurrency``): ``infer``
+            may be called from that many threads, each run getting
+            ``threads // streams`` intra-op threads (ONNX Runtime's ``run``
+            is thread-safe). 1 (default) is the lowest latency; the camera
+            pipeline uses 2 on a 2-core CPU (enet.deploy.backends).
         profile: record per-op kernel times (ONNX Runtime's profiler) for
             :meth:`op_profile`; slows inference a little.
         graph: ``"as-is"`` (default) runs the file unchanged with default
             session options; ``"cpu"`` is the ``ort-fast`` backend: the
             exact CPU form of the graph (:func:`enet.export.cpu_graph.cpu_form`:
-            select-form unpooling, PReLU as Relu/Min/Mul/Add, which the CPU
+            select-form unpooling, PReLU as Max(x, x * s), which the CPU
             provider vectorises) and intra-op threads that sleep instead of
             spinning between ops (``session.intra_op.allow_spinning=0``):
             on the 2-core machine, idle, ``enet-bench --rounds 5`` measured
@@ -77,13 +83,14 @@ class OrtBackend(OnnxModelBackend):
 
     def __init__(self, path: str | os.PathLike[str], *, providers: str | Sequence[str] = "auto",
                  input_shape: tuple[int, int, int, int] | None = None, threads: int | None = None,
-                 graph: str = "as-is", profile: bool = False, **_: Any) -> None:
+                 graph: str = "as-is", profile: bool = False, streams: int = 1, **_: Any) -> None:
         if graph not in ("as-is", "cpu"):
             raise EnetError(f"unknown graph form {graph!r}; choose as-is or cpu")
         super().__init__(path, input_shape)
         self._graph = graph
         self._providers = providers
         self._threads = threads
+        self.concurrency = max(1, int(streams))
         self._session: Any = None
         self._input_name = ""
         self._profile = profile
@@ -97,7 +104,7 @@ class OrtBackend(OnnxModelBackend):
         so.log_severity_level = 3
         from enet.cpus import default_threads
 
-        so.intra_op_num_threads = int(self._threads or default_threads())
+        so.intra_op_num_threads = max(1, int(self._threads or default_threads()) // self.concurrency)
         if self._profile:
             import tempfile
 

@@ -67,7 +67,7 @@ def test_auto_takes_the_fastest_cpu_backend(tmp_path, tiny_checkpoint):
     assert [r["source_frame"] for r in recs] == list(range(9))  # in order, however many inference threads
 
 
-@pytest.mark.parametrize("kind,streams", [("openvino", 2), ("ort-fast", None)])
+@pytest.mark.parametrize("kind,streams", [("openvino", 2), ("ort-fast", None), ("ort-fast", 2), ("ort", 2)])
 def test_onnx_cpu_backends_in_the_pipeline(tmp_path, tiny_checkpoint, kind, streams):
     pytest.importorskip("openvino" if kind == "openvino" else "onnxruntime")
     s = run(RunConfig(input="test://?frames=7", model=str(tiny_checkpoint), backend=kind, streams=streams,

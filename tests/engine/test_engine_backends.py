@@ -39,6 +39,22 @@ def test_ort_backend_uses_in_graph_labels(tiny_onnx_labels: Path) -> None:
         np.testing.assert_array_equal(lab, b.infer(x).argmax(1))
 
 
+@pytest.mark.parametrize("kind", ["ort", "ort-fast"])
+def test_ort_streams_run_frames_at_once_with_the_same_numbers(tiny_onnx: Path, kind: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    xs = [np.random.default_rng(i).standard_normal((1, 3, 64, 96)).astype(np.float32) for i in range(8)]
+    with open_backend(tiny_onnx, kind, threads=2) as one:
+        want = [one.infer(x) for x in xs]
+        assert one.concurrency == 1
+    with open_backend(tiny_onnx, kind, threads=2, streams=2) as b:
+        assert b.concurrency == 2
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(b.infer, xs))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_ort_backend_wrong_shapes(tiny_onnx: Path) -> None:
     with pytest.raises(ShapeError, match="does not fit"):
         open_backend(tiny_onnx, input_shape=(1, 3, 64, 64))

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from enet.export.cpu_graph import FORMS, cpu_form, decompose_prelu, rank4_prelu_slopes, select_unpool
+from enet.export.cpu_graph import FORMS, cpu_form, decompose_prelu, max_prelu, rank4_prelu_slopes, select_unpool
 from enet.export.onnx import export_onnx
 from enet.model import unpool_with_mask, window_first_max_mask
 
@@ -115,21 +115,32 @@ def test_select_unpool_puts_ties_first_like_pytorch(tmp_path: Path) -> None:
     np.testing.assert_array_equal(_run(src, x)[0], want)
 
 
-def test_prelu_rewrites_are_exact_at_zero_and_signs() -> None:
+@pytest.mark.parametrize("slopes, two_op", [
+    ([0.25, -0.5, 0.0, 1.0], "Max"),      # every slope <= 1 (the shipped model has 111 such layers)
+    ([1.0, 1.08, 3.0, 1.0], "Min"),       # every slope >= 1
+    ([0.25, 1.08, -0.5, 0.9], None),      # both sides of 1: the four-op form
+])
+def test_prelu_rewrites_are_exact_at_zero_and_signs(slopes: list[float], two_op: str | None) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
-    slope = np.array([0.25, -0.5, 0.0], np.float32).reshape(3, 1, 1)
+    slope = np.array(slopes, np.float32).reshape(4, 1, 1)
     graph = helper.make_graph([helper.make_node("PRelu", ["x", "s"], ["y"], name="p")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 2, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 2, 4])],
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 3, 4])],
                               [numpy_helper.from_array(slope, "s")])
     src = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    x = np.array([-3.0, -0.0, 0.0, 1e-40, -1e-40, 2.5, -7.75, 1e30] * 3, np.float32).reshape(1, 3, 2, 4)
-    ref = _run(src, x)[0]
-    for rewrite in (decompose_prelu, rank4_prelu_slopes):
-        form, count = rewrite(src)
-        assert count == 1
-        np.testing.assert_array_equal(_run(form, x)[0], ref)
+    values = [-3.0, -0.0, 0.0, 1e-40, -1e-40, 2.5, -7.75, 1e30, -1e30, 3.4e38, -3.4e38, -1.1754944e-38]
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.array(values * 4, np.float32),
+                        (rng.standard_normal(4 * 12 * 50) * 10.0 ** rng.integers(-30, 30, 4 * 12 * 50)).astype(np.float32)])
+    for chunk in x.reshape(-1, 1, 4, 3, 4):
+        ref = _run(src, chunk)[0]
+        for rewrite in (decompose_prelu, rank4_prelu_slopes, max_prelu):
+            form, count = rewrite(src)
+            assert count == 1
+            np.testing.assert_array_equal(_run(form, chunk)[0], ref)
+    ops = {n.op_type for n in max_prelu(src)[0].graph.node}
+    assert ops == ({"Mul", two_op} if two_op else {"Relu", "Min", "Mul", "Add"})
 
 
 def test_int8_qdq_graph_keeps_its_numbers(exports) -> None:
