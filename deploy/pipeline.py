@@ -3,7 +3,7 @@
 Capture, preprocess and inference run in their own threads; postprocess
 (the argmax when the backend returns logits), rendering and the outputs run
 in the caller's thread (windows want the main thread). A predictor with
-``concurrency`` N > 1 (OpenVINO with N streams) gets N inference threads;
+``concurrency`` N > 1 (a CPU backend with N streams) gets N inference threads;
 frames then finish out of order and are put back in order before output. Stages hand frames on through bounded queues, so memory is bounded
 however long the run:
 

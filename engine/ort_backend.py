@@ -127,6 +127,10 @@ class OrtBackend(OnnxModelBackend):
         self._input_name = self._session.get_inputs()[0].name
         used = self._session.get_providers()[0]
         self.name = f"{self._prefix}-{used.replace('ExecutionProvider', '').lower()}-{self.precision}"
+        if self.precision == "int8" and used == "CPUExecutionProvider":
+            log.info("%s: ONNX Runtime's CPU provider runs this INT8 Q/DQ model slower than the FP32 one "
+                     "(0.83x on a 2-core AVX2 CPU, docs/bench.md); OpenVINO runs it faster (--backend openvino, "
+                     "pip install 'enet-rt[openvino]')", self.path.name)
         return self
 
     def __exit__(self, *exc: object) -> None:
