@@ -80,6 +80,11 @@ def unit_float(text: str) -> float:
     return _number(float, text, 0.0, strict=False, high=1.0)
 
 
+def percent(text: str) -> float:
+    """argparse type: a percentage in (0, 100]."""
+    return _number(float, text, 0.0, strict=True, high=100.0)
+
+
 def _size(text: str, multiple: int) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))

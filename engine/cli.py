@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from enet.cli import (ArgumentParser, check_writable, guard, non_negative_int, positive_float,
+from enet.cli import (ArgumentParser, check_writable, guard, non_negative_int, percent,
                       positive_int, setup_logging)
 from enet.errors import EnetError
 
@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames, evenly spaced over the name-sorted folder (default 300)")
     g.add_argument("--calib-method", choices=("entropy", "percentile", "max"), default="max",
                    help="default max: measured best on CamVid (entropy clips ENet activations, -1.6 pt)")
-    g.add_argument("--percentile", type=positive_float, default=None, help="for --calib-method percentile (default 99.99)")
+    g.add_argument("--percentile", type=percent, default=None, metavar="P",
+                   help="for --calib-method percentile: the share of each activation's values kept in range, "
+                        "0 < P <= 100 (default 99.99)")
     g.add_argument("--calib-cache", metavar="FILE",
                    help="reuse/save the INT8 activation ranges (JSON); the Q/DQ ONNX and the calibrator path's "
                         "TensorRT cache (written beside the engine) both take their scales from them")
@@ -189,6 +191,10 @@ def run(args: argparse.Namespace) -> int:
     if precision == "fp32" and suffix == ".onnx":
         raise EnetError("-o .onnx writes a precision-converted ONNX; add --fp16 or --int8")
     check_writable(output, what="-o")
+    for opt, path in (("--calib-cache", args.calib_cache if precision == "int8" else None),
+                      ("--timing-cache", args.timing_cache if suffix != ".onnx" else None)):
+        if path and not (opt == "--calib-cache" and Path(path).is_file()):  # an existing range cache is only read
+            check_writable(path, what=opt)
     if suffix != ".onnx" and not available("tensorrt") and not args.dry_run:
         from enet._lazy import install_hint
         from enet.engine.trt_build import converted_path

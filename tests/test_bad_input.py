@@ -95,6 +95,14 @@ CASES: list[tuple] = [
     ("build-calib-cache-random", "enet-build-engine {onnx} --int8 -o {ws}/x.onnx --data-root {data} "
      "--calib-cache {bad}/calib.json", 1),
     ("build-calib-images-0", "enet-build-engine {onnx} --int8 -o {ws}/x.onnx --calib-images 0", 2),
+    ("build-percentile-over-100", "enet-build-engine {onnx} --int8 -o {ws}/x.onnx --calib-method percentile "
+     "--percentile 150", 2, "--percentile"),
+    ("build-calib-cache-unwritable", "enet-build-engine {onnx} --int8 -o {ws}/x.onnx --data-root {data} "
+     "--calib-cache {ro}/ranges.json", 1, "--calib-cache"),
+    ("build-calib-cache-missing-dir", "enet-build-engine {onnx} --int8 -o {ws}/x.onnx --data-root {data} "
+     "--calib-cache {ws}/no/ranges.json", 1, "--calib-cache"),
+    ("build-timing-cache-unwritable", "enet-build-engine {onnx} --fp16 -o {ws}/x.engine --dry-run --trt-version 10.3 "
+     "--timing-cache {ro}/t.cache", 1, "--timing-cache"),
     # ---- enet-bench
     ("bench-onnx-as-model", "enet-bench --device cpu --model {bad}/random.onnx -o {ws}/b", 1),
     ("bench-random-pth", "enet-bench --device cpu --model {bad}/random.pth -o {ws}/b", 1),
