@@ -72,18 +72,57 @@ def draw_hud(img: np.ndarray, lines: Sequence[str]) -> None:
         cv2.putText(img, s, (4, y), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
 
 
+def _swatch(height: int, row: float) -> int:
+    """Side of a legend colour square: most of a row, at most a fifteenth of the height."""
+    return max(2, min(int(row * 0.6), height // 15))
+
+
+def legend_layout(height: int, classes: Sequence[str]) -> tuple[int, float, list[str]]:
+    """``(width, font scale, names)`` of the legend for ``classes`` at ``height``.
+
+    The row height sets the font scale; when the widest label
+    (``"<name> 100%"``) does not fit, the panel widens (up to ``height``: a
+    square), then the font shrinks (down to 0.3), and only then are names cut
+    with "...". Depends on the names alone, so every frame of a run has the
+    same size.
+    """
+    cv2 = require("cv2")
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    width = legend_width(height)
+    row = height / (len(classes) + 0.5)
+    sw = _swatch(height, row)
+    scale = float(np.clip(row / 30.0, 0.25, 0.6))
+
+    def text_w(name: str, sc: float) -> int:
+        return cv2.getTextSize(f"{name} 100%", font, sc, 1)[0][0]
+
+    widest = max((text_w(c, scale) for c in classes), default=0)
+    if 8 + sw + widest + 4 > width:
+        width = min(max(width, height), 8 + sw + widest + 4)
+    room = width - (8 + sw) - 4
+    if widest > room:
+        scale = max(0.3, scale * room / widest)
+    names = []
+    for c in classes:
+        name = c
+        while len(name) > 1 and text_w(name if name == c else name + "...", scale) > room:
+            name = name[:-1]
+        names.append(name if name == c else name + "...")
+    return int(width), scale, names
+
+
 def legend_panel(height: int, classes: Sequence[str], palette: np.ndarray,
                  fractions: np.ndarray | None = None, width: int | None = None) -> np.ndarray:
     """A ``(height, width, 3)`` panel: colour swatch, class name and area share per class."""
     cv2 = require("cv2")
-    width = width or legend_width(height)
+    fit_width, scale, names = legend_layout(height, classes)
+    width = width or fit_width
     panel = np.full((height, width, 3), 24, dtype=np.uint8)
     n = len(classes)
     row = height / (n + 0.5)
-    scale = float(np.clip(row / 30.0, 0.25, 0.6))
     font = cv2.FONT_HERSHEY_SIMPLEX
-    sw = max(2, int(row * 0.6))
-    for i, name in enumerate(classes):
+    sw = _swatch(height, row)
+    for i, name in enumerate(names):
         y0 = int(row * (i + 0.25))
         color = tuple(int(c) for c in palette[i])
         cv2.rectangle(panel, (4, y0), (4 + sw, y0 + sw), color, -1)
@@ -93,6 +132,7 @@ def legend_panel(height: int, classes: Sequence[str], palette: np.ndarray,
 
 
 def legend_width(height: int) -> int:
+    """The legend's width before it widens for long names (:func:`legend_layout`)."""
     return int(max(64, round(height * 0.5)))
 
 

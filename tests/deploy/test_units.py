@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from enet.deploy.errors import SourceDisconnected, SourceError
-from enet.deploy.overlay import Renderer, class_fractions, colorize, palette_array
+from enet.deploy.overlay import Renderer, class_fractions, colorize, legend_layout, legend_panel, palette_array
 from enet.deploy.pipeline import LatestSlot
 from enet.deploy.sources import FolderSource, OpenCVSource, ReconnectingSource, open_source
 
@@ -22,6 +22,33 @@ def test_overlay_render_even_and_colours():
     out = r.render(np.zeros((63, 95, 3), np.uint8), np.ones((8, 12), np.uint8), hud_lines=["x"])
     assert out.shape[0] % 2 == 0 and out.shape[1] % 2 == 0 and out.shape[1] > 2 * 95
     assert out[40, 95 + 50].tolist() == [0, 255, 0]  # mask panel coloured from the palette
+
+
+_CITYSCAPES = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+               "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle",
+               "bicycle"]
+_CAMVID = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian",
+           "Bicyclist"]
+
+
+@pytest.mark.parametrize("classes", [_CAMVID, _CITYSCAPES, ["background", "temporary obstacle 7"],
+                                     ["free", "x" * 200]])
+@pytest.mark.parametrize("height", [176, 240, 360, 720])
+def test_legend_labels_fit_their_panel(classes: list[str], height: int) -> None:
+    import cv2
+
+    width, scale, names = legend_layout(height, classes)
+    assert width <= max(height, round(height * 0.5), 64)
+    row = height / (len(classes) + 0.5)
+    sw = max(2, min(int(row * 0.6), height // 15))
+    for full, name in zip(classes, names):
+        text_w = cv2.getTextSize(f"{name} 100%", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+        assert 8 + sw + text_w + 4 <= width, (name, width)
+        assert name == full or (name.endswith("...") and full.startswith(name[:-3]))
+    assert names[:1] == classes[:1]  # short names are never cut
+    pal = palette_array([], len(classes))
+    panel = legend_panel(height, classes, pal, np.full(len(classes), 1.0))
+    assert panel.shape == (height, width, 3)  # the same size every frame: from the names alone
 
 
 def test_latest_slot_drops_stale():
