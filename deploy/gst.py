@@ -149,6 +149,9 @@ class GstSource:
         self._pipeline: Any = None
         self._sink: Any = None
         self._first: tuple[np.ndarray, float | None] | None = None
+        self._duration_s: float | None = None  # a file's length from its container, for the early-end warning
+        self._frames = 0
+        self._last_pts: float | None = None
 
     def _find_appsink(self) -> Any:
         sink = self._pipeline.get_by_name(APPSINK)
@@ -182,7 +185,21 @@ class GstSource:
             raise SourceError(f"cannot read {self.name}: {err}")
         self._first = (sample_to_rgb(sample), self._pts(sample))
         self._read_rate(sample)
+        if not self.live:
+            ok, duration = self._pipeline.query_duration(Gst.Format.TIME)
+            if ok and duration > 0:
+                self._duration_s = duration / Gst.SECOND
         return self
+
+    def _warn_if_short(self) -> None:
+        """At the end of a file: warn when the frames stopped well before the container's duration."""
+        if self._duration_s is None or self._last_pts is None:
+            return
+        frame_s = 1.0 / self.fps if self.fps else 0.0
+        if self._last_pts + 2 * frame_s < self._duration_s - 0.05:
+            log.warning("%s ended early: %d frames (%.1f s) of the %.1f s its header announces (truncated file?)",
+                        self.name, self._frames, self._last_pts + frame_s, self._duration_s)
+        self._duration_s = None  # warn once
 
     def _read_rate(self, sample: Any) -> None:
         caps = sample.get_caps().get_structure(0)
@@ -203,13 +220,13 @@ class GstSource:
         """
         if self._first is not None:
             first, self._first = self._first, None
-            return first
+            return self._count(first)
         if self._sink is None:
             raise SourceError(f"{self.name} is not open")
         while True:
             sample = self._sink.emit("try-pull-sample", int(_PULL_TIMEOUT_S * 1e9))
             if sample is not None:
-                return sample_to_rgb(sample), self._pts(sample)
+                return self._count((sample_to_rgb(sample), self._pts(sample)))
             err = _bus_error(self._pipeline)
             if err is not None:
                 if self.live:
@@ -218,11 +235,18 @@ class GstSource:
             if self._sink.get_property("eos"):
                 if self.live:
                     raise SourceDisconnected(f"{self.name}: end of stream")
+                self._warn_if_short()
                 return None
             # Timed out with no error: a live camera is slow or stalled; the
             # caller checks its stop flag and its stall timeout, then asks again.
             if self.live:
                 raise NoFrameYet
+
+    def _count(self, item: tuple[np.ndarray, float | None]) -> tuple[np.ndarray, float | None]:
+        self._frames += 1
+        if item[1] is not None:
+            self._last_pts = item[1]
+        return item
 
     def close(self) -> None:
         if self._pipeline is not None:

@@ -41,6 +41,36 @@ def test_file_source_through_gstreamer(tmp_path):
     assert n == 6
 
 
+@pytest.mark.parametrize("capture", ["gst", "opencv"])
+def test_truncated_video_ends_with_a_warning(tmp_path, caplog, capture):
+    import logging
+    import subprocess
+    from importlib.resources import files
+
+    from enet.deploy.sources import open_source
+
+    clip = files("enet.deploy") / "data" / "camvid_0016E5.mp4"
+    whole = tmp_path / "faststart.mp4"  # index first, so a cut-off file still opens
+    remux = subprocess.run(["gst-launch-1.0", "-q", "filesrc", f"location={clip}", "!", "qtdemux", "!", "h264parse",
+                            "!", "mp4mux", "faststart=true", "!", "filesink", f"location={whole}"],
+                           capture_output=True, timeout=60)
+    if remux.returncode != 0:
+        pytest.skip("gst-launch-1.0 cannot remux H.264 MP4 here (qtdemux/h264parse/mp4mux)")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    for path, short in ((whole, False), (cut, True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            src = open_source(str(path), capture=capture)
+            n = 0
+            while src.read() is not None:
+                n += 1
+            src.close()
+        warned = [r.getMessage() for r in caplog.records if "ended early" in r.getMessage()]
+        assert (n < 101, len(warned)) == ((True, 1) if short else (False, 0)), (n, warned)
+
+
 def test_gst_sink_writes_readable_mp4(tmp_path):
     from enet.deploy.sinks import VideoFileSink, _gst_h264_ok
 
