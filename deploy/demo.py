@@ -14,10 +14,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +135,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from enet.defaults import default_camvid_root
-    from enet.deploy.cli import RunConfig, run
-    from enet.deploy.sinks import ContactSheet
     from enet.cli import check_writable
     from enet.errors import DataError, EnetError
     from enet.weights import resolve_model
@@ -152,12 +152,47 @@ def _demo(args: argparse.Namespace) -> int:
         if args.camvid or not BUNDLED_CLIP.is_file():
             raise
         frames = None
+    new_dirs = [d for d in (out, *out.parents) if not d.exists()]  # innermost first
+    names = [_clip_name(frames)] if frames else []
+    names += ["enet_demo.mp4", "stats.jsonl", "contact_sheet.png"]
+    new_files = [out / n for n in names if not (out / n).exists()]
+    try:
+        summary = _build_and_run(args, model, root, out, frames)
+    except Exception:
+        # a demo that fails (e.g. a backend that cannot run) leaves nothing it created
+        for f in new_files:
+            f.unlink(missing_ok=True)
+        for d in new_dirs:
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only when empty
+        raise
+    video, stats, sheet_path = out / "enet_demo.mp4", out / "stats.jsonl", out / "contact_sheet.png"
+    print(f"enet-demo: {summary.line()}")
+    print(f"enet-demo: wrote {', '.join(str(p) for p in (video, stats, sheet_path) if p.is_file())}")
+    print(f"enet-demo: achieved {summary.fps:.1f} fps with {summary.backend} ({model.name})")
+    return 0
+
+
+def _sequence(frames: Sequence[Path]) -> str:
+    return frames[0].name.split("_")[0]
+
+
+def _clip_name(frames: Sequence[Path]) -> str:
+    return f"camvid_{_sequence(frames)}.mp4"
+
+
+def _build_and_run(args: argparse.Namespace, model: Path, root: Path, out: Path,
+                   frames: list[Path] | None) -> Any:
+    """Build the clip in ``out`` (or take the bundled one) and run the pipeline on it; returns its summary."""
+    from enet.deploy.cli import RunConfig, run
+    from enet.deploy.sinks import ContactSheet
+
     out.mkdir(parents=True, exist_ok=True)
     if frames:
-        seq = frames[0].name.split("_")[0]
-        clip = build_clip(frames, out / f"camvid_{seq}.mp4")
+        clip = build_clip(frames, out / _clip_name(frames))
         n_frames = len(frames)
-        print(f"enet-demo: clip {clip} ({n_frames} CamVid val frames of sequence {seq} at {CLIP_FPS:g} fps)")
+        print(f"enet-demo: clip {clip} ({n_frames} CamVid val frames of sequence {_sequence(frames)} "
+              f"at {CLIP_FPS:g} fps)")
     else:
         clip = BUNDLED_CLIP
         n_frames = args.frames or _frame_count(clip)
@@ -173,10 +208,7 @@ def _demo(args: argparse.Namespace) -> int:
         output_rate=CLIP_FPS, max_frames=None if frames else args.frames, threads=args.threads,
         streams=args.streams,
     ))
-    print(f"enet-demo: {summary.line()}")
-    print(f"enet-demo: wrote {', '.join(str(p) for p in (video, stats, sheet_path) if p.is_file())}")
-    print(f"enet-demo: achieved {summary.fps:.1f} fps with {summary.backend} ({model.name})")
-    return 0
+    return summary
 
 
 def _check_model(model: Path) -> None:

@@ -133,6 +133,8 @@ CASES: list[tuple] = [
     ("demo-frames-0", "enet-demo --model {onnx} -o {ws}/demo --frames 0", 2, "--frames"),
     ("demo-size-malformed", "enet-demo --model {onnx} -o {ws}/demo --size 12x", 2, "--size"),
     ("demo-random-pth", "enet-demo --model {bad}/random.pth -o {ws}/demo", 1),
+    ("demo-backend-fails-after-the-clip", "enet-demo --model {onnx} --backend trt -o {ws}/demo -q --camvid {data}",
+     1, "engine"),
 ]
 
 
