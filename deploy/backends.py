@@ -60,12 +60,6 @@ def trt_usable() -> bool:
     return available("tensorrt") and gpu_available()
 
 
-def _ort_has_cuda() -> bool:
-    from enet.engine.cpu_choice import ort_has_cuda
-
-    return ort_has_cuda()
-
-
 def onnx_runner() -> tuple[str, str] | None:
     """The kind that runs an ONNX here under ``auto``, and why; None without any ONNX runtime."""
     from enet.engine.cpu_choice import fastest_cpu_kind, ort_has_cuda, preference_text
@@ -222,7 +216,9 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     one-frame-at-a-time backends (capture, preprocessing and rendering run
     beside).
     """
+    from enet.cpus import default_threads, usable_cpus
     from enet.engine.backend import open_backend
+    from enet.engine.cpu_choice import ort_has_cuda
 
     model = Path(model)
     if size is None:
@@ -232,22 +228,16 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     check_input_size(*size)
     choice = choose(model, backend, size, Path(cache_dir) if cache_dir else None, precision)
     options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1])}
-    on_cpu = choice.kind == "openvino" or (choice.kind in ("ort", "ort-fast") and not _ort_has_cuda())
+    on_cpu = choice.kind == "openvino" or (choice.kind in ("ort", "ort-fast") and not ort_has_cuda())
     if on_cpu and streams is None and threads is None:
-        from enet.cpus import usable_cpus
-
         streams = 2 if usable_cpus() >= 2 else 1
     if on_cpu and streams:
-        from enet.cpus import usable_cpus
-
         options["streams"] = streams
         threads = threads or (usable_cpus() if streams > 1 else None)
     elif streams not in (None, 1):
         raise EnetError(f"--streams {streams} needs a CPU backend (openvino, ort-fast or ort); "
                         f"{choice.kind} runs one frame at a time")
     if threads is None and choice.kind != "trt":
-        from enet.cpus import default_threads
-
         # capture, preprocessing and rendering run beside inference: leave them one CPU
         threads = default_threads(reserve=1)
     if threads:

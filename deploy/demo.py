@@ -152,12 +152,12 @@ def _demo(args: argparse.Namespace) -> int:
         if args.camvid or not BUNDLED_CLIP.is_file():
             raise
         frames = None
+    clip = out / f"camvid_{_sequence(frames)}.mp4" if frames else BUNDLED_CLIP
+    video, stats, sheet_path = out / "enet_demo.mp4", out / "stats.jsonl", out / "contact_sheet.png"
     new_dirs = [d for d in (out, *out.parents) if not d.exists()]  # innermost first
-    names = [_clip_name(frames)] if frames else []
-    names += ["enet_demo.mp4", "stats.jsonl", "contact_sheet.png"]
-    new_files = [out / n for n in names if not (out / n).exists()]
+    new_files = [p for p in (clip, video, stats, sheet_path) if not p.exists()]
     try:
-        summary = _build_and_run(args, model, root, out, frames)
+        summary = _build_and_run(args, model, root, frames, clip, video, stats, sheet_path)
     except Exception:
         # a demo that fails (e.g. a backend that cannot run) leaves nothing it created
         for f in new_files:
@@ -166,7 +166,6 @@ def _demo(args: argparse.Namespace) -> int:
             with contextlib.suppress(OSError):
                 d.rmdir()  # only when empty
         raise
-    video, stats, sheet_path = out / "enet_demo.mp4", out / "stats.jsonl", out / "contact_sheet.png"
     print(f"enet-demo: {summary.line()}")
     print(f"enet-demo: wrote {', '.join(str(p) for p in (video, stats, sheet_path) if p.is_file())}")
     print(f"enet-demo: achieved {summary.fps:.1f} fps with {summary.backend} ({model.name})")
@@ -177,28 +176,25 @@ def _sequence(frames: Sequence[Path]) -> str:
     return frames[0].name.split("_")[0]
 
 
-def _clip_name(frames: Sequence[Path]) -> str:
-    return f"camvid_{_sequence(frames)}.mp4"
+def _build_and_run(args: argparse.Namespace, model: Path, root: Path, frames: list[Path] | None, clip: Path,
+                   video: Path, stats: Path, sheet_path: Path) -> Any:
+    """Build ``clip`` from ``frames`` (none: ``clip`` is the bundled one) and run the pipeline on it.
 
-
-def _build_and_run(args: argparse.Namespace, model: Path, root: Path, out: Path,
-                   frames: list[Path] | None) -> Any:
-    """Build the clip in ``out`` (or take the bundled one) and run the pipeline on it; returns its summary."""
+    Returns the run's summary.
+    """
     from enet.deploy.cli import RunConfig, run
     from enet.deploy.sinks import ContactSheet
 
-    out.mkdir(parents=True, exist_ok=True)
+    video.parent.mkdir(parents=True, exist_ok=True)
     if frames:
-        clip = build_clip(frames, out / _clip_name(frames))
+        build_clip(frames, clip)
         n_frames = len(frames)
         print(f"enet-demo: clip {clip} ({n_frames} CamVid val frames of sequence {_sequence(frames)} "
               f"at {CLIP_FPS:g} fps)")
     else:
-        clip = BUNDLED_CLIP
         n_frames = args.frames or _frame_count(clip)
         print(f"enet-demo: CamVid not found at {root}; using the bundled clip {clip.name} "
               f"(CamVid val sequence 0016E5 at {CLIP_FPS:g} fps)")
-    video, stats, sheet_path = out / "enet_demo.mp4", out / "stats.jsonl", out / "contact_sheet.png"
     sheets = [ContactSheet(sheet_path, sheet_indices(n_frames, args.sheet), columns=2, thumb_width=560)
               ] if args.sheet else []
     summary = run(RunConfig(

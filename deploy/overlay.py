@@ -7,6 +7,7 @@ Colours and class names come from the model's metadata (``meta["palette"]``,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -80,6 +81,16 @@ def _swatch(height: int, row: float) -> int:
 def legend_layout(height: int, classes: Sequence[str]) -> tuple[int, float, list[str]]:
     """``(width, font scale, names)`` of the legend for ``classes`` at ``height``.
 
+    Computed once per height and class list (the legend is drawn every frame).
+    """
+    width, scale, names = _fit_legend(height, tuple(classes))
+    return width, scale, list(names)
+
+
+@functools.lru_cache(maxsize=8)
+def _fit_legend(height: int, classes: tuple[str, ...]) -> tuple[int, float, tuple[str, ...]]:
+    """The layout :func:`legend_layout` returns.
+
     The row height sets the font scale; when the widest label
     (``"<name> 100%"``) does not fit, the panel widens (up to ``height``: a
     square), then the font shrinks (down to 0.3), and only then are names cut
@@ -108,7 +119,7 @@ def legend_layout(height: int, classes: Sequence[str]) -> tuple[int, float, list
         while len(name) > 1 and text_w(name if name == c else name + "...", scale) > room:
             name = name[:-1]
         names.append(name if name == c else name + "...")
-    return int(width), scale, names
+    return int(width), scale, tuple(names)
 
 
 def legend_panel(height: int, classes: Sequence[str], palette: np.ndarray,

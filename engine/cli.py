@@ -191,10 +191,10 @@ def run(args: argparse.Namespace) -> int:
     if precision == "fp32" and suffix == ".onnx":
         raise EnetError("-o .onnx writes a precision-converted ONNX; add --fp16 or --int8")
     check_writable(output, what="-o")
-    for opt, path in (("--calib-cache", args.calib_cache if precision == "int8" else None),
-                      ("--timing-cache", args.timing_cache if suffix != ".onnx" else None)):
-        if path and not (opt == "--calib-cache" and Path(path).is_file()):  # an existing range cache is only read
-            check_writable(path, what=opt)
+    if precision == "int8" and args.calib_cache and not Path(args.calib_cache).is_file():
+        check_writable(args.calib_cache, what="--calib-cache")  # an existing one is read first
+    if suffix != ".onnx" and args.timing_cache:
+        check_writable(args.timing_cache, what="--timing-cache")
     if suffix != ".onnx" and not available("tensorrt") and not args.dry_run:
         from enet._lazy import install_hint
         from enet.engine.trt_build import converted_path
