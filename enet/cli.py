@@ -275,6 +275,12 @@ def train_parser() -> argparse.ArgumentParser:
                    help="first train the encoder alone on labels subsampled by 8 for N epochs (paper 5.2)")
     p.add_argument("--weighting", choices=("enet", "median", "none"), default="enet",
                    help="class weights: ENet's 1/ln(1.02+p), median frequency, or none")
+    p.add_argument("--loss", choices=("ce", "ce+lovasz", "lovasz"), default="ce",
+                   help="ce: class-weighted cross-entropy (paper); ce+lovasz adds the Lovasz-softmax loss, "
+                        "a surrogate of per-class IoU that helps thin classes when fine-tuning (docs/training.md)")
+    p.add_argument("--ema", type=unit_float, default=0.0, metavar="DECAY",
+                   help="validate and save an exponential moving average of the weights, e.g. 0.998 "
+                        "(default 0: off)")
     p.add_argument("--scale", type=positive_float, nargs=2, default=(0.75, 1.5), metavar=("MIN", "MAX"),
                    help="random scale range")
     p.add_argument("--jitter", type=non_negative_float, default=0.2, help="photometric jitter amplitude")
@@ -318,7 +324,7 @@ def train_main(args: argparse.Namespace) -> int:
             data_root=data_root, dataset=args.dataset, output=output, epochs=args.epochs or 100, batch_size=args.batch_size,
             size=args.size, val_size=args.val_size, lr=args.lr, weight_decay=args.weight_decay,
             schedule=args.schedule, step_size=args.step_size, warmup_epochs=args.warmup_epochs, encoder_epochs=args.encoder_epochs,
-            weighting=args.weighting, scale=tuple(args.scale), jitter=args.jitter, seed=args.seed,
+            weighting=args.weighting, loss=args.loss, ema=args.ema, scale=tuple(args.scale), jitter=args.jitter, seed=args.seed,
             device=args.device, workers=args.workers, threads=args.threads, val_every=args.val_every,
             init_from=args.init_from, train_limit=args.train_limit, val_limit=args.val_limit)
         trainer = Trainer(cfg, progress=not args.quiet)

@@ -48,6 +48,7 @@ from enet.datasets import DatasetInfo, open_dataset
 from enet.device import resolve_device
 from enet.errors import DataError, EnetError
 from enet.fileio import atomic_open
+from enet.losses import EMA, SegmentationLoss
 from enet.metrics import ConfusionMatrix
 from enet.model import ENet, check_input_size
 
@@ -73,6 +74,8 @@ class TrainConfig:
     warmup_epochs: int = 0
     encoder_epochs: int = 0                     # paper Section 5.2: encoder first, on 1/8 labels
     weighting: str = "enet"                     # enet | median | none
+    loss: str = "ce"                            # ce | ce+lovasz | lovasz (enet.losses)
+    ema: float = 0.0                            # weight-average decay per step (0: off); val and best.pth use it
     scale: tuple[float, float] = (0.75, 1.5)
     flip: float = 0.5
     jitter: float = 0.2
@@ -225,10 +228,9 @@ class Trainer:
                                            limit=cfg.val_limit)
         self.meta = info.metadata(mean=mean, std=std, input_size=cfg.val_size)
         weights = weights_from_frequencies(*self.train_set.frequencies(), method=cfg.weighting)
-        log.info("%s dataset, %d classes; class weights (%s): %s", info.kind, info.num_classes, cfg.weighting,
-                 [round(float(w), 2) for w in weights])
-        self.criterion = nn.CrossEntropyLoss(weight=torch.from_numpy(weights).to(self.device),
-                                             ignore_index=info.void_index)
+        log.info("%s dataset, %d classes; class weights (%s): %s; loss %s", info.kind, info.num_classes,
+                 cfg.weighting, [round(float(w), 2) for w in weights], cfg.loss)
+        self.criterion = SegmentationLoss(cfg.loss, torch.from_numpy(weights).to(self.device), info.void_index)
 
         c = info.num_classes
         torch.manual_seed(cfg.seed)
@@ -245,10 +247,12 @@ class Trainer:
         if self.dist.rank:
             # every rank its own dropout stream (rank 0 keeps the single-process one)
             torch.manual_seed(cfg.seed + 7919 * self.dist.rank)
+        if init is not None:
+            self._init_weights(cfg.init_from, init)
+        # the average starts from the initial (or fine-tuned-from) weights; a resume restores it below
+        self.ema = EMA(self.model, cfg.ema) if cfg.ema else None
         if ckpt is not None:
             self._restore(ckpt)
-        elif init is not None:
-            self._init_weights(cfg.init_from, init)
         self.ddp: nn.Module | None = None
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -301,6 +305,7 @@ class Trainer:
             "best_epoch": self.history_best_epoch,
             "encoder_head": self.encoder_head.state_dict() if self.encoder_head is not None else None,
             "world_size": self.dist.world_size,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
         }
         if self.dist.enabled:
             state["rank_rng"] = [r["torch"] for r in ranks]
@@ -327,6 +332,8 @@ class Trainer:
         self.best, self.history_best_epoch = float(st["best_miou"]), int(st["best_epoch"])
         if self.encoder_head is not None and st.get("encoder_head") is not None:
             self.encoder_head.load_state_dict(st["encoder_head"])
+        if self.ema is not None and st.get("ema") is not None:
+            self.ema.load_state_dict(st["ema"])
         log.info("resumed at epoch %d, batch %d", self.epoch + 1, self.step_in_epoch)
 
     def _meta(self, metrics: dict[str, Any] | None) -> dict[str, Any]:
@@ -350,6 +357,11 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         return lr
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights validated and saved as ``best.pth``: the running average with ``--ema``, else the model."""
+        return self.ema.model if self.ema is not None else self.model
 
     def _request_stop(self, signum: int, frame: object) -> None:
         self._stop = True
@@ -412,6 +424,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
             self.step_in_epoch += 1
             self.running[0] += loss.item()
             self.running[1] += 1
@@ -428,7 +442,7 @@ class Trainer:
                                   "train_time_s": round(train_time, 1)}
         if self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs:
             t1 = time.time()
-            cm = confusion_matrix(self.model, self.val_set, device=self.device, batch_size=4,
+            cm = confusion_matrix(self.eval_model, self.val_set, device=self.device, batch_size=4,
                                   indices=range(self.dist.rank, len(self.val_set), self.dist.world_size))
             cm.matrix = distributed.all_reduce_sum(cm.matrix, self.device)
             metrics = cm.summary(self.meta["classes"])
@@ -440,7 +454,7 @@ class Trainer:
             if metrics["miou"] > self.best:
                 self.best, self.history_best_epoch = metrics["miou"], self.epoch
                 if self.main:
-                    save_checkpoint(self.out / "best.pth", make_checkpoint(self.model, self._meta(metrics)))
+                    save_checkpoint(self.out / "best.pth", make_checkpoint(self.eval_model, self._meta(metrics)))
             record["best_miou"] = self.best
             log.info("epoch %d/%d  loss %.4f  val mIoU %.1f%%  (best %.1f%% @ %d)  %.0fs", self.epoch, cfg.epochs,
                      train_loss, 100 * metrics["miou"], 100 * self.best, self.history_best_epoch, train_time)
