@@ -14,8 +14,8 @@ import argparse
 
 from enet.cli import parse_size
 from enet.defaults import default_camvid_root
-from enet.engine.backend import infer_labels
-from enet.engine.torch_backend import TorchBackend
+from enet.engine.runtime.backend import infer_labels
+from enet.engine.runtime.torch_backend import TorchBackend
 from enet.evaluate import evaluate
 from enet.transforms import RESIZE_METHODS
 from enet.weights import resolve_model

@@ -5,13 +5,13 @@
 1. ``trt``: the model is an ``.engine``, or a ``.pth``/``.onnx`` with an
    ``.engine`` of the same stem beside it, and TensorRT plus a GPU are present;
    without such an engine, TensorRT plus a GPU build one on first run and
-   cache it (:func:`enet.engine.engine_cache.auto_engine`; FP16 unless
+   cache it (:func:`enet.engine.trt.engine_cache.auto_engine`; FP16 unless
    ``--precision`` says otherwise);
 2. an ONNX runtime: the model is an ``.onnx``, or a ``.pth`` exported on the
    fly to an ONNX in the user's cache folder (:func:`enet.export.cache.cached_onnx`,
    keyed by the checkpoint's sha256 and size). ``ort`` on its CUDA provider
    when this onnxruntime has it, else the fastest installed CPU backend in
-   the measured order of :data:`enet.engine.cpu_choice.CPU_PREFERENCE`
+   the measured order of :data:`enet.engine.runtime.cpu_choice.CPU_PREFERENCE`
    (``openvino``, then ``ort-fast``);
 3. ``torch``: the checkpoint in PyTorch.
 
@@ -47,7 +47,7 @@ class Choice:
 
 
 def _model_kind(path: Path) -> str:
-    from enet.engine.backend import backend_kind
+    from enet.engine.runtime.backend import backend_kind
 
     return backend_kind(path)
 
@@ -55,14 +55,14 @@ def _model_kind(path: Path) -> str:
 def trt_usable() -> bool:
     """TensorRT imports and a CUDA GPU is visible (never raises)."""
     from enet._lazy import available
-    from enet.engine.cuda import gpu_available
+    from enet.engine.runtime.cuda import gpu_available
 
     return available("tensorrt") and gpu_available()
 
 
 def onnx_runner() -> tuple[str, str] | None:
     """The kind that runs an ONNX here under ``auto``, and why; None without any ONNX runtime."""
-    from enet.engine.cpu_choice import fastest_cpu_kind, ort_has_cuda, preference_text
+    from enet.engine.runtime.cpu_choice import fastest_cpu_kind, ort_has_cuda, preference_text
 
     if ort_has_cuda():
         return "ort", "ONNX Runtime with CUDA"
@@ -114,7 +114,7 @@ def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path | N
             return Choice(engine, "trt", f"engine beside {model.name}")
         log.info("not using %s: TensorRT or a GPU is missing", engine)
     elif trt_usable():
-        from enet.engine.engine_cache import auto_engine
+        from enet.engine.trt.engine_cache import auto_engine
 
         onnx_path = model if kind == "ort" else _exported(model, size, cache_dir)
         built = auto_engine(onnx_path, precision=precision)
@@ -217,8 +217,8 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
     beside).
     """
     from enet.cpus import default_threads, usable_cpus
-    from enet.engine.backend import open_backend
-    from enet.engine.cpu_choice import ort_has_cuda
+    from enet.engine.runtime.backend import open_backend
+    from enet.engine.runtime.cpu_choice import ort_has_cuda
 
     model = Path(model)
     if size is None:
@@ -258,7 +258,7 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
 
 def _native_size(model: Path) -> tuple[int, int]:
     """The size a model file was made for: the checkpoint's input_size, or the ONNX/engine static shape."""
-    from enet.engine.backend import open_backend
+    from enet.engine.runtime.backend import open_backend
 
     if not model.is_file():
         raise EnetError(f"model file {model} does not exist; pass --model PATH to an enet-rt checkpoint, ONNX or engine")

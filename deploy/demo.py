@@ -209,7 +209,7 @@ def _build_and_run(args: argparse.Namespace, model: Path, root: Path, frames: li
 
 def _check_model(model: Path) -> None:
     """Read the model's metadata before a clip is built (a broken file fails in one line, nothing written)."""
-    from enet.engine.backend import backend_kind
+    from enet.engine.runtime.backend import backend_kind
 
     kind = backend_kind(model)
     if kind == "torch":
@@ -217,7 +217,7 @@ def _check_model(model: Path) -> None:
 
         load_checkpoint(model)
     elif kind == "ort":
-        from enet.engine.onnx_info import load_onnx
+        from enet.engine.runtime.onnx_info import load_onnx
 
         load_onnx(model, check=False)
 

@@ -54,7 +54,7 @@ def eval_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     """enet-eval."""
     from enet.defaults import default_camvid_root
-    from enet.engine.backend import evaluate_backend, open_backend
+    from enet.engine.runtime.backend import evaluate_backend, open_backend
     from enet.fileio import write_text
     from enet.metrics import format_table
     from enet.weights import resolve_model
@@ -68,11 +68,11 @@ def main(args: argparse.Namespace) -> int:
     kind = None if args.backend == "auto" else args.backend
     cpu_note = None  # said once the model has opened: a broken file gets its one error line only
     if kind is None:
-        from enet.engine.engine_cache import auto_engine
+        from enet.engine.trt.engine_cache import auto_engine
 
         model = str(auto_engine(model, precision=args.precision, data_root=data_root) or model)
         if model.lower().endswith(".onnx"):
-            from enet.engine.cpu_choice import fastest_cpu_kind, ort_has_cuda, preference_text
+            from enet.engine.runtime.cpu_choice import fastest_cpu_kind, ort_has_cuda, preference_text
 
             if not ort_has_cuda() and (kind := fastest_cpu_kind()):
                 cpu_note = f"running {model} in {kind}, the fastest installed CPU backend ({preference_text()})"

@@ -85,11 +85,11 @@ def test_every_module_imports_downwards_only() -> None:
 
 @pytest.mark.parametrize("package,module,source", [
     # the upward imports this test was written against (main before issue 11)
-    ("enet", "enet.cli", "def eval_main():\n    from enet.engine.backend import open_backend\n"),
-    ("enet", "enet.train", "class T:\n    def __init__(self):\n        from enet.engine.torch_backend import resolve_device\n"),
+    ("enet", "enet.cli", "def eval_main():\n    from enet.engine.runtime.backend import open_backend\n"),
+    ("enet", "enet.train", "class T:\n    def __init__(self):\n        from enet.engine.runtime.torch_backend import resolve_device\n"),
     ("enet", "enet.x", "import enet.export.onnx\n"),
     ("enet", "enet.x", "from enet import deploy\n"),
-    ("enet.export", "enet.export.x", "from enet.engine.onnx_info import load_onnx\n"),
+    ("enet.export", "enet.export.x", "from enet.engine.runtime.onnx_info import load_onnx\n"),
     ("enet.export", "enet.export.x", "from ..engine import backend\n"),
     ("enet.engine", "enet.engine.x", "from enet.bench.harness import measure\n"),
     ("enet.engine", "enet.engine.x", "from enet.deploy.backends import choose\n"),
@@ -103,7 +103,7 @@ def test_the_checker_catches_each_forbidden_arrow(package: str, module: str, sou
 @pytest.mark.parametrize("package,module,source", [
     ("enet.engine", "enet.engine.x", "from enet.export.metadata import read_onnx_metadata\nimport enet.transforms\n"),
     ("enet.export", "enet.export.onnx", "from .metadata import onnx_metadata\nfrom .parity import verify_parity\n"),
-    ("enet.deploy", "enet.deploy.x", "from enet.engine import cuda\nfrom enet.deploy.uri import parse_input\n"),
+    ("enet.deploy", "enet.deploy.x", "from enet.engine.runtime import cuda\nfrom enet.deploy.uri import parse_input\n"),
     ("enet", "enet.x", "import numpy\nfrom enet.errors import EnetError\n"),
 ])
 def test_the_checker_allows_downward_imports(package: str, module: str, source: str) -> None:

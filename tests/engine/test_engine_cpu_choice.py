@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from enet.engine.cpu_choice import CPU_PREFERENCE, fastest_cpu_kind, preference_text
+from enet.engine.runtime.cpu_choice import CPU_PREFERENCE, fastest_cpu_kind, preference_text
 
 
 def test_fastest_cpu_kind_follows_the_preference_order() -> None:
@@ -23,7 +23,7 @@ def test_fastest_cpu_kind_follows_the_preference_order() -> None:
 def test_deploy_auto_picks_and_says_the_cpu_backend(tiny_onnx: Path, tiny_checkpoint: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from enet.deploy import backends as db
-    from enet.engine import cpu_choice
+    from enet.engine.runtime import cpu_choice
 
     monkeypatch.setattr(cpu_choice, "ort_has_cuda", lambda: False)
     monkeypatch.setattr(cpu_choice, "_available", lambda m: m == "onnxruntime")
@@ -41,7 +41,7 @@ def test_deploy_auto_picks_and_says_the_cpu_backend(tiny_onnx: Path, tiny_checkp
 def test_ort_fast_backend_matches_ort(tiny_onnx_labels: Path) -> None:
     import numpy as np
 
-    from enet.engine.backend import open_backend
+    from enet.engine.runtime.backend import open_backend
 
     pytest.importorskip("onnxruntime")
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
@@ -63,7 +63,7 @@ RUN_WITHOUT_TORCH = textwrap.dedent("""
 
     sys.meta_path.insert(0, Block())
     from enet._lazy import available
-    from enet.engine.backend import open_backend
+    from enet.engine.runtime.backend import open_backend
 
     x = np.zeros((1, 3, 64, 96), np.float32)
     kinds = [k for k, m in (("ort", "onnxruntime"), ("ort-fast", "onnxruntime"), ("openvino", "openvino"))

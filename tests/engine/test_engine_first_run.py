@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import enet.engine.trt_build as trt_build
-from enet.engine import cuda, engine_cache
-from enet.engine.sidecar import read_sidecar
+import enet.engine.trt.build as trt_build
+from enet.engine.runtime import cuda; from enet.engine.trt import engine_cache
+from enet.engine.runtime.sidecar import read_sidecar
 
 from tests.engine.test_engine_trt_compat import TRT85, TRT103  # noqa: E402 - sibling test module
 

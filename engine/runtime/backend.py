@@ -120,19 +120,19 @@ def open_backend(path: str | os.PathLike[str], kind: str | None = None, **option
         from enet._lazy import require
 
         require("torch")
-        from enet.engine.torch_backend import TorchBackend
+        from enet.engine.runtime.torch_backend import TorchBackend
 
         return TorchBackend(p, **options)
     if kind in ("ort", "ort-fast"):
-        from enet.engine.ort_backend import OrtBackend
+        from enet.engine.runtime.ort_backend import OrtBackend
 
         if kind == "ort-fast":
             options.setdefault("graph", "cpu")
         return OrtBackend(p, **options)
     if kind == "openvino":
-        from enet.engine.ov_backend import OvBackend
+        from enet.engine.runtime.ov_backend import OvBackend
 
         return OvBackend(p, **options)
-    from enet.engine.trt_backend import TrtBackend
+    from enet.engine.runtime.trt_backend import TrtBackend
 
     return TrtBackend(p, **options)

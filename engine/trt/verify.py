@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from enet.data import read_image
-from enet.engine.backend import infer_labels
-from enet.engine.calibration import evenly_spaced
+from enet.engine.runtime.backend import infer_labels
+from enet.engine.quant.calibration import evenly_spaced
 from enet.errors import DataError
 
 
@@ -49,8 +49,8 @@ def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathL
         the mIoU values (0..1, void excluded, at label resolution) are None
         when no frame has a label (same file name) in ``labels_dir``.
     """
-    from enet.engine.ort_backend import OrtBackend
-    from enet.engine.trt_backend import TrtBackend
+    from enet.engine.runtime.ort_backend import OrtBackend
+    from enet.engine.runtime.trt_backend import TrtBackend
 
     images = [read_image(f) for f in frames]
     with TrtBackend(engine_path) as eng, OrtBackend(onnx_path, providers="cpu") as ref:

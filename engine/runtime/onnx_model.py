@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from enet.engine.onnx_info import load_onnx, output_roles, precision_of, read_meta, static_input_shape
+from enet.engine.runtime.onnx_info import load_onnx, output_roles, precision_of, read_meta, static_input_shape
 from enet.errors import EnetError, ShapeError
 
 
