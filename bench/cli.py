@@ -177,11 +177,9 @@ def _backend_options(spec: Any, device_kind: str, shape: tuple[int, int, int, in
 
 def _device_stages(spec: Any, backend: Any, cuda_graph: bool) -> Any:
     """The backend's device stages when it runs on a GPU (trtexec-style timing), else None."""
-    if spec.kind == "trt":
-        return backend.device_stages(cuda_graph=cuda_graph)
-    if spec.kind == "torch" and getattr(getattr(backend, "device", None), "type", "cpu") == "cuda":
-        return backend.device_stages()
-    return None
+    if not backend.device_timing:
+        return None
+    return backend.device_stages(cuda_graph=cuda_graph) if backend.cuda_graph else backend.device_stages()
 
 
 def _timing_line(tag: str, timing: dict[str, Any]) -> str:

@@ -34,13 +34,14 @@ import numpy as np
 
 from enet._lazy import require
 from enet.engine.runtime import cuda
+from enet.engine.runtime.backend import BackendBase
 from enet.engine.runtime.sidecar import check_engine_bytes, check_sidecar, read_sidecar
 from enet.errors import EnetError, ShapeError
 
 log = logging.getLogger(__name__)
 
 
-class TrtBackend:
+class TrtBackend(BackendBase):
     """A serialized TensorRT engine with its sidecar.
 
     Args:
@@ -218,6 +219,18 @@ class TrtBackend:
             raise EnetError(f"{self.path.name} outputs class labels only; use infer_labels")
         y = self._run_polygraphy(x, self._logits) if self._pg is not None else self._run(x, self._logits)
         return y.astype(np.float32, copy=False)
+
+    @property
+    def labels_in_graph(self) -> bool:
+        """The engine computes the labels itself (built from an ``enet-export --labels`` ONNX)."""
+        return self._labels is not None
+
+    @property
+    def device_timing(self) -> bool:
+        """``device_stages()`` times the lean runner's steps (not Polygraphy's)."""
+        return self._runner_kind == "lean"
+
+    cuda_graph = device_timing
 
     def infer_labels(self, x: np.ndarray) -> np.ndarray:
         """float32 ``(N, 3, H, W)`` -> int64 labels ``(N, H, W)`` (the in-graph ArgMax when the engine has one)."""

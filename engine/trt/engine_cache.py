@@ -31,14 +31,6 @@ PRECISIONS = ("fp16", "int8", "fp32")
 DEFAULT_PRECISION = "fp16"
 
 
-def trt_ready() -> bool:
-    """TensorRT imports and an NVIDIA GPU is visible (never raises)."""
-    from enet._lazy import available
-    from enet.engine.runtime.cuda import gpu_available
-
-    return available("tensorrt") and gpu_available()
-
-
 def engine_key(onnx_sha256: str, tensorrt_version: str, gpu_name: str, precision: str) -> str:
     """Folder name of one cached engine, e.g. ``3f2a...-trt10.3.0-nvidia-geforce-rtx-4090-fp16``."""
     gpu = re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-") or "gpu"
@@ -152,8 +144,10 @@ def auto_engine(model: str | os.PathLike[str], *, precision: str = DEFAULT_PRECI
     A build that fails is reported as a warning and None is returned, so
     ``auto`` falls back to ONNX Runtime or PyTorch as it did before.
     """
+    from enet.engine.runtime import resolve
+
     model = Path(model)
-    if model.suffix.lower() not in (".pth", ".pt", ".onnx") or not trt_ready():
+    if model.suffix.lower() not in (".pth", ".pt", ".onnx") or not resolve.trt_ready():
         return None
     try:
         onnx_path = model if model.suffix.lower() == ".onnx" else onnx_for_checkpoint(model, size=size, root=root)

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from enet.data import read_image
-from enet.engine.runtime.backend import infer_labels
 from enet.engine.quant.calibration import evenly_spaced
 from enet.errors import DataError
 
@@ -73,7 +72,7 @@ def _labels_per_frame(backend: Any, images: Sequence[np.ndarray]) -> list[np.nda
     from enet.transforms import Preprocess
 
     n, _, h, w = (int(v) for v in backend.input_shape)
-    return predict_labels(lambda x: infer_labels(backend, x), Preprocess.from_meta(backend.meta, (h, w)), n,
+    return predict_labels(backend.infer_labels, Preprocess.from_meta(backend.meta, (h, w)), n,
                           images)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enet.engine.runtime.backend import Backend, infer_labels, open_backend
+from enet.engine.runtime.backend import Backend, open_backend
 from enet.engine.runtime.sidecar import (check_sidecar, make_sidecar, read_sidecar, sidecar_path, write_engine_pair,
                                  write_sidecar)
 from enet.errors import EnetError, ShapeError
@@ -24,7 +24,7 @@ def test_ort_backend_runs_and_reads_metadata(tiny_onnx: Path) -> None:
     x = np.random.default_rng(0).standard_normal(b.input_shape).astype(np.float32)
     with b:
         y = b.infer(x)
-        lab = infer_labels(b, x)
+        lab = b.infer_labels(x)
         assert b.name.startswith("ort-cpu")
     assert y.shape == (1, 11, 64, 96) and y.dtype == np.float32
     np.testing.assert_array_equal(lab, y.argmax(1))

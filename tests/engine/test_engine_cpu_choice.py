@@ -20,22 +20,21 @@ def test_fastest_cpu_kind_follows_the_preference_order() -> None:
     assert preference_text() == "openvino > ort-fast"
 
 
-def test_deploy_auto_picks_and_says_the_cpu_backend(tiny_onnx: Path, tiny_checkpoint: Path, tmp_path: Path,
+def test_auto_picks_and_says_the_cpu_backend(tiny_onnx: Path, tiny_checkpoint: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from enet.deploy import backends as db
-    from enet.engine.runtime import cpu_choice
+    from enet.engine.runtime import cpu_choice, resolve
 
     monkeypatch.setattr(cpu_choice, "ort_has_cuda", lambda: False)
     monkeypatch.setattr(cpu_choice, "_available", lambda m: m == "onnxruntime")
-    c = db.choose(tiny_onnx, "auto", (64, 96), tmp_path)
+    c = resolve.resolve(tiny_onnx, backend="auto", cache_dir=tmp_path)
     assert c.kind == "ort-fast" and "fastest installed CPU backend" in c.why and "openvino > ort-fast" in c.why
     monkeypatch.setattr(cpu_choice, "_available", lambda m: True)
-    assert db.choose(tiny_onnx, "auto", (64, 96), tmp_path).kind == "openvino"
-    assert db.choose(tiny_onnx, "ort", (64, 96), tmp_path).kind == "ort"  # explicit wins
-    c = db.choose(tiny_onnx, "ort-fast", (64, 96), tmp_path)
+    assert resolve.resolve(tiny_onnx, backend="auto", cache_dir=tmp_path).kind == "openvino"
+    assert resolve.resolve(tiny_onnx, backend="ort", cache_dir=tmp_path).kind == "ort"  # explicit wins
+    c = resolve.resolve(tiny_onnx, backend="ort-fast", cache_dir=tmp_path)
     assert (c.kind, c.path) == ("ort-fast", tiny_onnx)
     monkeypatch.setattr(cpu_choice, "ort_has_cuda", lambda: True)
-    assert db.choose(tiny_onnx, "auto", (64, 96), tmp_path).kind == "ort"  # a CUDA onnxruntime stays first
+    assert resolve.resolve(tiny_onnx, backend="auto", cache_dir=tmp_path).kind == "ort"  # a CUDA onnxruntime stays first
 
 
 def test_ort_fast_backend_matches_ort(tiny_onnx_labels: Path) -> None:

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from enet.engine.runtime.backend import Backend, infer_labels, open_backend
+from enet.engine.runtime.backend import Backend, open_backend
 from enet.engine.runtime.ov_backend import compile_config, int8_sums_saturate, requantize_weights_7bit
 from enet.errors import EnetError, ShapeError
 
@@ -36,7 +36,7 @@ def test_openvino_runs_the_onnx_like_onnxruntime(tiny_onnx: Path) -> None:
     with b:
         y = b.infer(x)
         assert b.name == "openvino-cpu-fp32" and y.dtype == np.float32
-        np.testing.assert_array_equal(infer_labels(b, x), y.argmax(1))
+        np.testing.assert_array_equal(b.infer_labels(x), y.argmax(1))
         y2 = b.infer(x)
     np.testing.assert_array_equal(y, y2)  # outputs are copies, not the request's reused buffer
     b.__exit__(None, None, None)  # idempotent
