@@ -68,9 +68,13 @@ def module_files() -> list[tuple[Path, str, str]]:
     return out
 
 
+#: The package root re-exports the public API (``enet.Segmenter``), lazily: its one arrow upwards.
+FACADE = {("enet.__init__", "enet.engine.runtime.segmenter")}
+
+
 def check_source(source: str, package: str, module: str) -> list[str]:
     return [f"line {line}: {why}" for line, name in imported_modules(source, package, module)
-            if (why := violation(package, name))]
+            if (module, name) not in FACADE and (why := violation(package, name))]
 
 
 def test_every_module_imports_downwards_only() -> None:
@@ -108,3 +112,27 @@ def test_the_checker_catches_each_forbidden_arrow(package: str, module: str, sou
 ])
 def test_the_checker_allows_downward_imports(package: str, module: str, source: str) -> None:
     assert check_source(source, package, module) == []
+
+
+def test_deploy_uses_only_the_runtime_part_of_engine() -> None:
+    """``enet.deploy`` opens backends; it never converts precision or builds engines itself."""
+    problems = []
+    for path, package, module in module_files():
+        if package != "enet.deploy":
+            continue
+        for line, name in imported_modules(path.read_text(encoding="utf-8"), package, module):
+            if layer_of(name) == "enet.engine" and not name.startswith("enet.engine.runtime"):
+                problems.append(f"{path.relative_to(ROOT)} line {line}: imports {name}")
+    assert not problems, "\n".join(problems)
+
+
+def test_engine_runtime_imports_no_build_part_at_module_level() -> None:
+    """``enet.engine.runtime`` sits under ``quant`` and ``trt``: only the first-run engine build reaches up, lazily."""
+    problems = []
+    for path in sorted((ROOT / "engine" / "runtime").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:  # module level only; resolve.resolve imports trt.engine_cache inside
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            problems += [f"{path.name}: {n}" for n in names if n.startswith(("enet.engine.quant", "enet.engine.trt"))]
+    assert not problems, problems
