@@ -266,10 +266,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from enet.defaults import default_camvid_root
     from enet.engine.runtime.backend import open_backend
     from enet.transforms import Preprocess
-    from enet.weights import resolve_model
+    from enet.engine.runtime.resolve import model_file
 
     specs = bk.parse_backends(args.backends)
-    model_path = resolve_model(args.model)
+    model_path = model_file(args.model)
     if not model_path.is_file():
         raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth) "
                         "or ONNX model (.onnx)")

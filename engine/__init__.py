@@ -1,6 +1,12 @@
 """Backends (PyTorch, ONNX Runtime, TensorRT), precision conversion and engine building.
 
-Entry points: :func:`enet.engine.runtime.backend.open_backend`,
+Three parts: :mod:`enet.engine.runtime` runs model files (the part
+``enet.deploy`` uses), :mod:`enet.engine.quant` converts precision,
+:mod:`enet.engine.trt` builds TensorRT engines.
+
+Entry points: :func:`enet.engine.runtime.resolve.resolve` (which file, backend and
+precision run a model: every command and :class:`enet.Segmenter`),
+:func:`enet.engine.runtime.backend.open_backend`,
 :func:`enet.engine.runtime.backend.evaluate_backend`,
 :func:`enet.engine.quant.convert.convert_onnx` (FP16, calibrated INT8 Q/DQ),
 :func:`enet.engine.trt.build.plan_engine` / :func:`~enet.engine.trt.build.build_engine`

@@ -89,15 +89,36 @@ def _exported(model: Path, size: tuple[int, int] | None, cache_dir: Path | None)
     return cached_onnx(model, height=h, width=w, labels=True, folder=cache_dir)
 
 
-def _named(spec: str | os.PathLike[str] | None):
-    """The shipped weights ``spec`` names (None: the default or ``$ENET_MODEL``), or None for a path."""
-    from enet.weights import DEFAULT_WEIGHTS, WEIGHTS
+def _spec(model: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
+    """A model argument with None replaced by ``$ENET_MODEL`` (a path or a name), else the default name."""
+    from enet.weights import DEFAULT_WEIGHTS
 
-    if spec is None:
-        spec = os.environ.get("ENET_MODEL") or DEFAULT_WEIGHTS
+    return model if model is not None else (os.environ.get("ENET_MODEL") or DEFAULT_WEIGHTS)
+
+
+def _named(spec: str | os.PathLike[str]):
+    """The shipped weights ``spec`` names, or None for a path."""
+    from enet.weights import WEIGHTS
+
     if not Path(spec).exists() and str(spec) in WEIGHTS:
         return WEIGHTS[str(spec)]
     return None
+
+
+def model_file(model: str | os.PathLike[str] | None) -> Path:
+    """The one file a model argument names, for tools that derive their own variants (``enet-bench``).
+
+    A shipped name is its checkpoint when torch is installed, else its shipped
+    FP32 ONNX (so a torch-free install still has a model); a path is itself.
+    """
+    from enet._lazy import available
+
+    model = _spec(model)
+    weights = _named(model)
+    if weights is None:
+        return Path(model)
+    onnx = weights.onnx_files().get("fp32")
+    return onnx if onnx is not None and not available("torch") else weights.path()
 
 
 def resolve(model: str | os.PathLike[str] | None, *, backend: str = "auto", precision: str = "auto",
@@ -126,6 +147,7 @@ def resolve(model: str | os.PathLike[str] | None, *, backend: str = "auto", prec
     if precision not in PRECISIONS:
         raise EnetError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     cache = Path(cache_dir) if cache_dir else None
+    model = _spec(model)
     weights = _named(model)
     shipped: dict[str, Path] = {}
     if weights is not None:
@@ -134,8 +156,6 @@ def resolve(model: str | os.PathLike[str] | None, *, backend: str = "auto", prec
         if backend == "torch" or backend == "trt" or not shipped or (size and tuple(size) != native):
             shipped = {}
         model = shipped["fp32"] if shipped else weights.path()
-    elif model is None:
-        raise EnetError("no model given")
     model = Path(model)
     if not model.is_file():
         raise EnetError(f"model file {model} does not exist; pass a model file (.pth, .onnx, .engine) or a "

@@ -111,3 +111,11 @@ def test_pretrained_build_help() -> None:
         main(["--help"])
     assert e.value.code == 0
     assert json.loads((Path(__file__).parents[2] / "enet" / "pretrained" / "enet_camvid.json").read_text())["exports"]
+
+
+def test_enet_model_variable_names_the_default(tiny_onnx: Path, monkeypatch) -> None:
+    monkeypatch.setattr(resolve, "trt_ready", lambda: False)
+    monkeypatch.setenv("ENET_MODEL", str(tiny_onnx))
+    assert resolve.resolve(None).path == tiny_onnx and resolve.model_file(None) == tiny_onnx
+    monkeypatch.setenv("ENET_MODEL", "camvid")
+    assert resolve.resolve(None, precision="fp32").path.name == "enet_camvid.onnx"
