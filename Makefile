@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test venv clean reference-model gpu-check
+.PHONY: demo test venv clean reference-model gpu-check pretrained-onnx
 
 venv: $(STAMP)
 
@@ -49,6 +49,10 @@ reference-model: $(STAMP)
 	$(BIN)/enet-plot $(RUNS)/half/log.jsonl $(RUNS)/full/log.jsonl -o $(RUNS)/training_curve.png
 	$(BIN)/enet-eval $(RUNS)/full/best.pth --data-root $(CAMVID) --split val
 	@echo "ENET_MODEL=$(RUNS)/full/best.pth makes it every command's default (README \"Reference model\")"
+
+# the shipped FP32 and INT8 ONNX of a named model (default camvid), measured, JSON rewritten (docs/api.md)
+pretrained-onnx: $(STAMP)
+	$(BIN)/python -m enet.engine.pretrained_build $(or $(NAME),camvid) --data-root $(CAMVID)
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -8,8 +8,8 @@ exact CPU form, :mod:`enet.export.cpu_graph`), ``openvino`` and
 ``openvino-int8`` (the same float32 and Q/DQ ONNX files in OpenVINO),
 ``trt-fp32``, ``trt-fp16``, ``trt-int8`` (TensorRT engines). Missing artifacts are built
 with the toolkit's own functions (``enet.export.cache.cached_onnx``,
-``enet.engine.build.convert_onnx``, and for engines
-``enet.engine.trt_build.plan_engine``/``build_engine``, the same as
+``enet.engine.quant.convert.convert_onnx``, and for engines
+``enet.engine.trt.build.plan_engine``/``build_engine``, the same as
 ``enet-build-engine``: same plan, same sidecar, same check against ONNX
 Runtime; no TensorRT build code lives in ``enet.bench``) and cached in the
 user's cache folder (:mod:`enet.cache`) under names that carry the model's hash, the input
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from enet.engine.cuda import gpu_available
+from enet.engine.runtime.cuda import gpu_available
 from enet.errors import EnetError
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class BenchBackend:
     """One column of the benchmark: runtime ``kind`` at ``precision``."""
 
     name: str
-    kind: str  # enet.engine.backend kind: torch | ort | ort-fast | openvino | trt
+    kind: str  # enet.engine.runtime.backend kind: torch | ort | ort-fast | openvino | trt
     precision: str  # fp32 | fp16 | int8
     needs: tuple[str, ...]  # importable modules it needs
 
@@ -135,7 +135,7 @@ class Artifacts:
                  calib_images: int = 64, builders: dict[str, Callable[..., Any]] | None = None,
                  say: Callable[[str], None] | None = None) -> None:
         from enet.cache import cache_dir
-        from enet.engine.backend import backend_kind
+        from enet.engine.runtime.backend import backend_kind
         from enet.export.cache import MODELS, model_key
 
         self.model = Path(model)
@@ -151,7 +151,7 @@ class Artifacts:
         self._key = model_key(self.model)
         self.onnx_shape: tuple[int, ...] | None = None
         if self.kind == "ort":
-            from enet.engine.onnx_info import load_onnx, read_meta, static_input_shape
+            from enet.engine.runtime.onnx_info import load_onnx, read_meta, static_input_shape
 
             src = load_onnx(self.model, check=False)
             self.onnx_shape = static_input_shape(src, None, read_meta(src, str(self.model)))
@@ -240,20 +240,20 @@ class Artifacts:
 
     def _calib_spec(self) -> Any:
         from enet.defaults import default_camvid_root
-        from enet.engine.build import CalibrationSpec
+        from enet.engine.quant.convert import CalibrationSpec
 
         return CalibrationSpec(data=self.camvid or default_camvid_root(), images=self.calib_images,
                                cache=self.calib_cache)
 
     def _build_int8(self, onnx_path: Path, target: Path, height: int, width: int, batch: int) -> None:
-        """Q/DQ INT8 ONNX (``enet.engine.build.convert_onnx``).
+        """Q/DQ INT8 ONNX (``enet.engine.quant.convert.convert_onnx``).
 
         Activation ranges hardly depend on the input size, so for a
         checkpoint they are calibrated once, at its own size (CamVid's
         480x360), and reused from the range cache at every other size; this
         keeps a four-resolution run from calibrating at 1920x1080 on a CPU.
         """
-        from enet.engine.build import convert_onnx
+        from enet.engine.quant.convert import convert_onnx
 
         if self.kind == "torch" and not self.calib_cache.is_file():
             from enet.checkpoint import load_checkpoint
@@ -267,7 +267,7 @@ class Artifacts:
     def _build_engine(self, onnx_path: Path, target: Path, precision: str) -> None:
         """A TensorRT engine and its sidecar, built exactly as ``enet-build-engine`` builds one.
 
-        :func:`enet.engine.trt_build.plan_engine` picks the path for the
+        :func:`enet.engine.trt.build.plan_engine` picks the path for the
         installed TensorRT; when the plan compiles the FP16 or the calibrated
         Q/DQ ONNX, the bench's cached ``ort-int8`` artifact (or an FP16
         conversion) is copied beside the engine, so ``trt-int8`` is the model
@@ -276,8 +276,8 @@ class Artifacts:
         """
         import shlex
 
-        from enet.engine.build import convert_onnx
-        from enet.engine.trt_build import build_engine, describe, plan_engine
+        from enet.engine.quant.convert import convert_onnx
+        from enet.engine.trt.build import build_engine, describe, plan_engine
         from enet.fileio import write_bytes
 
         def convert(model: Path, out: Path, prec: str) -> None:

@@ -122,7 +122,7 @@ def _validate(args: argparse.Namespace) -> None:
         raise EnetError("--device jetson: this machine is not a Jetson (no /etc/nv_tegra_release); "
                         "run there, or use --device auto")
     if args.device == "desktop":
-        from enet.engine.cuda import gpu_available
+        from enet.engine.runtime.cuda import gpu_available
 
         if not gpu_available():
             raise EnetError("--device desktop needs an NVIDIA GPU, and none is visible here (no /dev/nvidia0); "
@@ -153,7 +153,7 @@ def _model_facts(path: Path) -> dict[str, Any]:
 
 def _onnx_facts(path: Path) -> dict[str, Any]:
     """What an ONNX model tells without PyTorch: no parameter or FLOP count (BN is folded into its weights)."""
-    from enet.engine.onnx_info import load_onnx, read_meta
+    from enet.engine.runtime.onnx_info import load_onnx, read_meta
     from enet.fileio import sha256_file
 
     meta = read_meta(load_onnx(path, check=False), str(path))
@@ -177,11 +177,9 @@ def _backend_options(spec: Any, device_kind: str, shape: tuple[int, int, int, in
 
 def _device_stages(spec: Any, backend: Any, cuda_graph: bool) -> Any:
     """The backend's device stages when it runs on a GPU (trtexec-style timing), else None."""
-    if spec.kind == "trt":
-        return backend.device_stages(cuda_graph=cuda_graph)
-    if spec.kind == "torch" and getattr(getattr(backend, "device", None), "type", "cpu") == "cuda":
-        return backend.device_stages()
-    return None
+    if not backend.device_timing:
+        return None
+    return backend.device_stages(cuda_graph=cuda_graph) if backend.cuda_graph else backend.device_stages()
 
 
 def _timing_line(tag: str, timing: dict[str, Any]) -> str:
@@ -208,7 +206,7 @@ def _pick_timer(spec: Any, backend: Any) -> Any:
 def _op_profile(job: dict[str, Any], iterations: int) -> dict[str, float]:
     """Milliseconds per inference by op type, averaged over ``iterations`` runs (the first included), from
     the runtime's own profiler in a second instance of the backend."""
-    from enet.engine.backend import open_backend
+    from enet.engine.runtime.backend import open_backend
 
     x = job["pipe"].preprocess(job["inputs"][0])
     with open_backend(job["artifact"], job["spec"].kind, profile=True, **job["options"]) as b:
@@ -221,7 +219,7 @@ def _finish(job: dict[str, Any], args: argparse.Namespace, camvid: Path, device_
             sampler: Any) -> dict[str, Any]:
     """The record of one measured backend x resolution (timing, accuracy, power), and its console line."""
     from enet.bench import harness, paper, report
-    from enet.engine.backend import evaluate_backend
+    from enet.engine.runtime.backend import evaluate_backend
 
     if job.get("error"):
         status, reason = job["error"]
@@ -266,12 +264,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from enet.bench.frames import has_val, timing_batches
     from enet.bench.tegrastats import TegrastatsSampler
     from enet.defaults import default_camvid_root
-    from enet.engine.backend import open_backend
+    from enet.engine.runtime.backend import open_backend
     from enet.transforms import Preprocess
-    from enet.weights import resolve_model
+    from enet.engine.runtime.resolve import model_file
 
     specs = bk.parse_backends(args.backends)
-    model_path = resolve_model(args.model)
+    model_path = model_file(args.model)
     if not model_path.is_file():
         raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth) "
                         "or ONNX model (.onnx)")
@@ -292,7 +290,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             from enet.datasets import open_dataset
 
             if artifacts.kind == "ort":
-                from enet.engine.onnx_info import load_onnx, read_meta
+                from enet.engine.runtime.onnx_info import load_onnx, read_meta
 
                 meta = read_meta(load_onnx(model_path, check=False), str(model_path))
             else:

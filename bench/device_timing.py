@@ -1,7 +1,7 @@
 """GPU timing with trtexec's definitions, for backends that expose device stages.
 
-A TensorRT engine (:meth:`enet.engine.trt_backend.TrtBackend.device_stages`)
-or PyTorch on CUDA (:meth:`enet.engine.torch_backend.TorchBackend.device_stages`)
+A TensorRT engine (:meth:`enet.engine.runtime.trt_backend.TrtBackend.device_stages`)
+or PyTorch on CUDA (:meth:`enet.engine.runtime.torch_backend.TorchBackend.device_stages`)
 splits one inference into steps queued on the backend's own stream. One
 iteration here is::
 
@@ -53,7 +53,7 @@ class StreamEvents:
 
     def make(self) -> Any:
         if self.kind == "cudart":
-            from enet.engine.cuda import Event
+            from enet.engine.runtime.cuda import Event
 
             ev = Event()
         else:

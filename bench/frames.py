@@ -4,7 +4,7 @@ Timing runs on a small pool of real frames resized to the benchmark
 resolution by the model's own :class:`enet.transforms.Preprocess` (random
 frames when the dataset is absent; the report says which). Any dataset
 :func:`enet.datasets.open_dataset` knows works (CamVid by default).
-Accuracy is the core mIoU loop (``enet.engine.backend.evaluate_backend``),
+Accuracy is the core mIoU loop (``enet.engine.runtime.backend.evaluate_backend``),
 not computed here.
 """
 

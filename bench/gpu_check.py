@@ -13,7 +13,7 @@ With TensorRT present, also:
    runner, first-run cache);
 4. ``enet-bench`` with ``trt-fp32``, ``trt-fp16`` and ``trt-int8`` at the
    same resolutions: each engine built and compared with ONNX Runtime by
-   :mod:`enet.engine.trt_build`, then timed with trtexec's definitions.
+   :mod:`enet.engine.trt.build`, then timed with trtexec's definitions.
 
 Each step runs in its own process under a time limit taken from one
 overall budget; what did not fit is reported as not run. One summary table
@@ -58,7 +58,7 @@ class Step:
 def probe() -> dict[str, Any]:
     """What this machine has: GPU, PyTorch with CUDA, cuda-python, TensorRT (imports nothing it cannot)."""
     from enet._lazy import available
-    from enet.engine.cuda import gpu_available
+    from enet.engine.runtime.cuda import gpu_available
 
     facts: dict[str, Any] = {"gpu": gpu_available(), "torch": None, "torch_cuda": False, "gpu_name": None,
                              "cuda_python": available("cuda.bindings.runtime") or available("cuda.cudart"),
@@ -74,7 +74,7 @@ def probe() -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - a broken torch counts as none
         pass
     if available("tensorrt"):
-        from enet.engine.trt_build import installed_features
+        from enet.engine.trt.build import installed_features
 
         facts["tensorrt"] = str(installed_features().version)
     return facts

@@ -127,7 +127,7 @@ class CudartEventTimer:
     name = "cuda_events(cudart)"
 
     def __init__(self, pool: int = 8) -> None:
-        from enet.engine import cuda
+        from enet.engine.runtime import cuda
 
         self._cuda = cuda
         self._events = [cuda.create_event() for _ in range(pool)]

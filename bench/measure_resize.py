@@ -14,8 +14,7 @@ import argparse
 
 from enet.cli import parse_size
 from enet.defaults import default_camvid_root
-from enet.engine.backend import infer_labels
-from enet.engine.torch_backend import TorchBackend
+from enet.engine.runtime.torch_backend import TorchBackend
 from enet.evaluate import evaluate
 from enet.transforms import RESIZE_METHODS
 from enet.weights import resolve_model
@@ -37,7 +36,7 @@ def main() -> None:
         with TorchBackend(model, device="cpu", input_shape=(1, 3, h, w), threads=args.threads) as b:
             row = []
             for method in RESIZE_METHODS:
-                s = evaluate(lambda x: infer_labels(b, x), root, "val", meta=dict(b.meta, resize=method),
+                s = evaluate(b.infer_labels, root, "val", meta=dict(b.meta, resize=method),
                              input_shape=b.input_shape)
                 row.append(100 * s["miou"])
         print(f"{w}x{h:<6}" + "".join(f"{v:9.2f}" for v in row), flush=True)

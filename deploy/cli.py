@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from enet.engine.runtime.backend import BACKEND_CHOICES
 from enet.cli import (ArgumentParser, add_engine_precision, capture_size_text, check_writable, guard,
                       non_negative_float, positive_float, positive_int, setup_logging, size_text, unit_float)
 
@@ -39,7 +40,7 @@ class RunConfig:
     outputs: list[str] = field(default_factory=list)
     model: str | None = None
     backend: str = "auto"
-    precision: str = "fp16"
+    precision: str = "auto"
     size: str | None = None
     alpha: float = 0.5
     visualize: str = "overlay"
@@ -130,9 +131,7 @@ def run(cfg: RunConfig) -> Any:
             check_writable(u.location, what="output video")
     if cfg.stats:
         check_writable(cfg.stats, what="--stats")
-    from enet.weights import resolve_model
-
-    model = resolve_model(cfg.model)
+    model = cfg.model  # a file or a shipped name (None: the default): resolved with the backend below
 
     stop = threading.Event()
     opts = CaptureOptions(size=parse_size(cfg.input_size) if cfg.input_size else None, rate=cfg.input_rate,
@@ -203,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("outputs", metavar="OUTPUT", nargs="*", help="output URIs or video files")
     p.add_argument("--model", help="checkpoint (.pth), ONNX, engine, or shipped weights name "
                                    "(default: camvid, or $ENET_MODEL)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "ort-fast", "openvino", "trt"],
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                    help="inference backend (default: auto, the fastest available: with TensorRT and a GPU a "
                         ".pth/.onnx becomes a TensorRT engine on first run, cached for the next; else OpenVINO, "
                         "else ONNX Runtime; the log says which)")

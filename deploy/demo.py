@@ -95,6 +95,7 @@ def _frame_count(clip: Path) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from enet.cli import ArgumentParser, add_engine_precision, non_negative_int, positive_int, size_text
+    from enet.engine.runtime.backend import BACKEND_CHOICES
 
     p = ArgumentParser(prog="enet-demo",
                        description="Run the car-camera pipeline on a short CamVid road clip.",
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "  enet-demo --model enet.int8.onnx --backend ort --size 480x352\n"
                               "  enet-demo --data-root ../shared/data/camvid --sheet 0   # no contact sheet")
     p.add_argument("--model", help="checkpoint/ONNX/engine or shipped weights name (default: the reference camvid)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "ort", "ort-fast", "openvino", "trt"],
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                    help="default auto: the fastest available (with TensorRT and a GPU: an engine built on first "
                         "run and cached; on a CPU: OpenVINO when installed)")
     add_engine_precision(p)
@@ -139,13 +140,15 @@ def _demo(args: argparse.Namespace) -> int:
     from enet.errors import DataError, EnetError
     from enet.weights import resolve_model
 
-    model = resolve_model(args.model)
+    model = resolve_model(args.model)  # a shipped name is resolved again in the run (its packaged ONNX)
     if not model.is_file():
         raise EnetError(f"model {model} does not exist; pass --model or train one with enet-train")
+    given_file = bool(args.model) and Path(args.model).exists()
     root = Path(args.camvid) if args.camvid else default_camvid_root()
     out = Path(args.output_dir)
     check_writable(out, folder=True, what="-o")
-    _check_model(model)
+    if given_file:
+        _check_model(model)
     try:
         frames = camvid_frames(root, limit=args.frames)
     except DataError:
@@ -157,7 +160,7 @@ def _demo(args: argparse.Namespace) -> int:
     new_dirs = [d for d in (out, *out.parents) if not d.exists()]  # innermost first
     new_files = [p for p in (clip, video, stats, sheet_path) if not p.exists()]
     try:
-        summary = _build_and_run(args, model, root, frames, clip, video, stats, sheet_path)
+        summary = _build_and_run(args, model if given_file else args.model, root, frames, clip, video, stats, sheet_path)
     except Exception:
         # a demo that fails (e.g. a backend that cannot run) leaves nothing it created
         for f in new_files:
@@ -176,7 +179,7 @@ def _sequence(frames: Sequence[Path]) -> str:
     return frames[0].name.split("_")[0]
 
 
-def _build_and_run(args: argparse.Namespace, model: Path, root: Path, frames: list[Path] | None, clip: Path,
+def _build_and_run(args: argparse.Namespace, model: Path | str | None, root: Path, frames: list[Path] | None, clip: Path,
                    video: Path, stats: Path, sheet_path: Path) -> Any:
     """Build ``clip`` from ``frames`` (none: ``clip`` is the bundled one) and run the pipeline on it.
 
@@ -198,7 +201,7 @@ def _build_and_run(args: argparse.Namespace, model: Path, root: Path, frames: li
     sheets = [ContactSheet(sheet_path, sheet_indices(n_frames, args.sheet), columns=2, thumb_width=560)
               ] if args.sheet else []
     summary = run(RunConfig(
-        input=str(clip), outputs=[str(video)], model=str(model), backend=args.backend,
+        input=str(clip), outputs=[str(video)], model=None if model is None else str(model), backend=args.backend,
         precision=args.precision, size=args.size,
         visualize="overlay,mask", stats=str(stats), extra_sinks=sheets,
         output_rate=CLIP_FPS, max_frames=None if frames else args.frames, threads=args.threads,
@@ -209,7 +212,7 @@ def _build_and_run(args: argparse.Namespace, model: Path, root: Path, frames: li
 
 def _check_model(model: Path) -> None:
     """Read the model's metadata before a clip is built (a broken file fails in one line, nothing written)."""
-    from enet.engine.backend import backend_kind
+    from enet.engine.runtime.backend import backend_kind
 
     kind = backend_kind(model)
     if kind == "torch":
@@ -217,7 +220,7 @@ def _check_model(model: Path) -> None:
 
         load_checkpoint(model)
     elif kind == "ort":
-        from enet.engine.onnx_info import load_onnx
+        from enet.engine.runtime.onnx_info import load_onnx
 
         load_onnx(model, check=False)
 

@@ -168,10 +168,11 @@ def add_verbosity(p: argparse.ArgumentParser) -> None:
 
 
 def add_engine_precision(p: argparse.ArgumentParser) -> None:
-    """``--precision`` of the TensorRT engine ``--backend auto`` builds on first run (enet-eval, enet-run, enet-demo)."""
-    p.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16",
-                   help="precision of the TensorRT engine --backend auto builds on first run when TensorRT and a "
-                        "GPU are present (default fp16; int8: the calibrated Q/DQ model)")
+    """``--precision`` (enet-eval, enet-run, enet-demo): what :func:`enet.engine.runtime.resolve.resolve` takes."""
+    p.add_argument("--precision", choices=("auto", "fp16", "int8", "fp32"), default="auto",
+                   help="auto (default): with TensorRT and a GPU, the engine --backend auto builds on first run is "
+                        "fp16; on a CPU backend that runs INT8 faster (OpenVINO), a shipped model (camvid) runs its "
+                        "calibrated INT8 ONNX. int8: the calibrated Q/DQ model; fp32: the model as exported")
 
 
 def configure_logging(level: int, fmt: str = "%(message)s") -> None:

@@ -33,3 +33,7 @@ class MissingDependencyError(EnetError):
 
 class UsageError(EnetError):
     """The command line is wrong by itself (options that contradict each other): exit status 2, like argparse."""
+
+
+class InputError(EnetError, ValueError):
+    """A frame the API cannot take (not an 8-bit image of 1, 3 or 4 channels, or empty)."""

@@ -2,7 +2,7 @@
 
 The loop takes a *predictor*, a callable from the network input to class
 labels, so the core runs a checkpoint, an ONNX model or a TensorRT engine
-without importing the layers that open them (``enet.engine.backend.
+without importing the layers that open them (``enet.engine.runtime.backend.
 evaluate_backend`` passes a backend's). Frames go through the model's one
 :class:`enet.transforms.Preprocess` (size, mean/std, resize method from its
 metadata); predictions are resized back to each label's size with nearest

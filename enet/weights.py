@@ -57,6 +57,19 @@ class Weights:
         data = _resource(self.filename.rsplit(".", 1)[0] + ".json").read_text(encoding="utf-8")
         return json.loads(data)
 
+    def onnx_files(self) -> dict[str, Path]:
+        """The exported ONNX files shipped with these weights, by precision (``fp32``, ``int8``), sha256 verified.
+
+        Listed in the JSON's ``exports`` section, which
+        ``python -m enet.engine.pretrained_build NAME`` writes with the files;
+        an entry whose files were never generated has none (its ``.pth`` runs).
+
+        Raises:
+            EnetError: a listed file is missing or not the one the JSON names.
+        """
+        exports = self.meta().get("exports", {})
+        return {precision: _verified(e["file"], e["sha256"]) for precision, e in exports.items()}
+
 
 WEIGHTS: dict[str, Weights] = {w.name: w for w in (
     Weights("camvid", "enet_camvid.pth", "ef920c8ae12cc4e61284e4c22ca199be2dfeebacb50cdbfd6f66641cd9ffc2ee",
@@ -64,15 +77,20 @@ WEIGHTS: dict[str, Weights] = {w.name: w for w in (
 )}
 
 
+def pretrained_dir() -> Path:
+    """The package's ``pretrained/`` folder (shipped checkpoints, their JSON and exported ONNX)."""
+    return Path(str(resources.files("enet") / "pretrained"))
+
+
 def _resource(filename: str) -> Path:
-    return Path(str(resources.files("enet") / "pretrained" / filename))
+    return pretrained_dir() / filename
 
 
 @lru_cache(maxsize=None)
 def _verified(filename: str, sha256: str) -> Path:
     p = _resource(filename)
     if not p.is_file():
-        raise EnetError(f"the packaged weights {filename} are missing from {p.parent}; reinstall enet-rt "
+        raise EnetError(f"the packaged model file {filename} is missing from {p.parent}; reinstall enet-rt "
                         "or pass a checkpoint path")
     got = sha256_file(p)
     if got != sha256:

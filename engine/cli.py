@@ -98,9 +98,9 @@ def _precision(args: argparse.Namespace) -> str:
 
 def _calib_spec(args: argparse.Namespace) -> Any:
     from enet.defaults import default_camvid_root
-    from enet.engine.build import CalibrationSpec
-    from enet.engine.calibration import DEFAULT_CALIB_IMAGES
-    from enet.engine.calib_stats import DEFAULT_PERCENTILE
+    from enet.engine.quant.convert import CalibrationSpec
+    from enet.engine.quant.calibration import DEFAULT_CALIB_IMAGES
+    from enet.engine.quant.calib_stats import DEFAULT_PERCENTILE
 
     return CalibrationSpec(
         data=args.calib_data or args.data_root or default_camvid_root(),
@@ -128,7 +128,7 @@ def _report_val(args: argparse.Namespace, reference: str, candidate: Path, preci
     """Print FP32 vs converted val mIoU (ONNX Runtime); returns the drop in points, None if not measured."""
     from enet.datasets import open_dataset
     from enet.defaults import default_camvid_root
-    from enet.engine.build import compare_val
+    from enet.engine.quant.convert import compare_val
 
     if args.val_images == 0:
         return None
@@ -158,7 +158,7 @@ def _convert(args: argparse.Namespace, model: Path, out: Path, precision: str, c
 
 
 def _convert_into(args: argparse.Namespace, model: Path, out: Path, precision: str, calib: Any) -> Any:
-    from enet.engine.build import convert_onnx, edge_layers
+    from enet.engine.quant.convert import convert_onnx, edge_layers
 
     res = convert_onnx(model, out, precision=precision, calib=calib, keep_fp32=args.keep_fp32)
     _report_int8(res)
@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.timing_cache, what="--timing-cache")
     if suffix != ".onnx" and not available("tensorrt") and not args.dry_run:
         from enet._lazy import install_hint
-        from enet.engine.trt_build import converted_path
+        from enet.engine.trt.build import converted_path
 
         hint = ("" if precision == "fp32" else f"; for a {precision.upper()} model that runs here with ONNX Runtime: "
                 f"enet-build-engine {model} --{precision} -o {converted_path(output, precision)}")
@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace, model: Path, output: Path, precision: str, calib: Any,
           features: Any = None) -> Any:
-    from enet.engine.trt_build import plan_engine
+    from enet.engine.trt.build import plan_engine
 
     return plan_engine(model, output, precision=precision, features=features, int8_mode=args.int8_mode,
                        calib=calib, batch=args.batch, dla_core=args.dla_core, workspace_mb=args.workspace,
@@ -229,8 +229,8 @@ def _plan(args: argparse.Namespace, model: Path, output: Path, precision: str, c
 def _dry_run(args: argparse.Namespace, model: Path, output: Path, precision: str, calib: Any) -> int:
     """Print the plan for --trt-version (or the installed TensorRT) and build nothing."""
     from enet._lazy import available
-    from enet.engine.trt_build import describe
-    from enet.engine.trt_compat import features_for_version
+    from enet.engine.trt.build import describe
+    from enet.engine.trt.compat import features_for_version
 
     if output.suffix.lower() == ".onnx":
         raise EnetError("--dry-run plans a TensorRT engine; pass -o X.engine")
@@ -258,7 +258,7 @@ def _report_verification(res: Any) -> None:
 
 
 def _build(args: argparse.Namespace, model: Path, output: Path, precision: str, calib: Any) -> int:
-    from enet.engine.trt_build import build_engine, describe
+    from enet.engine.trt.build import build_engine, describe
 
     job = _plan(args, model, output, precision, calib)
     print("\n".join(describe(job)))

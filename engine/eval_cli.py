@@ -13,6 +13,7 @@ import json
 import logging
 from typing import Any
 
+from enet.engine.runtime.backend import BACKEND_CHOICES
 from enet.cli import ArgumentParser, add_dataset_kind, add_engine_precision, add_verbosity, check_writable, cli, positive_int
 
 log = logging.getLogger("enet.eval")
@@ -36,7 +37,7 @@ def eval_parser() -> argparse.ArgumentParser:
                    "../shared/data/camvid)")
     add_dataset_kind(p)
     p.add_argument("--split", choices=("train", "val", "test"), default="val")
-    p.add_argument("--backend", choices=("auto", "torch", "ort", "ort-fast", "openvino", "trt"), default="auto",
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
                    help="default auto: from the file type; with TensorRT and a GPU, a .pth/.onnx runs as a "
                         "TensorRT engine built on first run and cached; else an .onnx without a CUDA "
                         "onnxruntime runs in the fastest installed CPU backend (openvino, else ort-fast)")
@@ -54,32 +55,22 @@ def eval_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     """enet-eval."""
     from enet.defaults import default_camvid_root
-    from enet.engine.backend import evaluate_backend, open_backend
+    from enet.engine.runtime.backend import evaluate_backend, open_backend
+    from enet.engine.runtime.resolve import resolve
     from enet.fileio import write_text
     from enet.metrics import format_table
-    from enet.weights import resolve_model
 
     if args.json:
         check_writable(args.json, what="--json")
     if args.save_predictions:
         check_writable(args.save_predictions, folder=True, what="--save-predictions")
-    model = str(resolve_model(args.model))
     data_root = args.data_root or default_camvid_root()
-    kind = None if args.backend == "auto" else args.backend
-    cpu_note = None  # said once the model has opened: a broken file gets its one error line only
-    if kind is None:
-        from enet.engine.engine_cache import auto_engine
-
-        model = str(auto_engine(model, precision=args.precision, data_root=data_root) or model)
-        if model.lower().endswith(".onnx"):
-            from enet.engine.cpu_choice import fastest_cpu_kind, ort_has_cuda, preference_text
-
-            if not ort_has_cuda() and (kind := fastest_cpu_kind()):
-                cpu_note = f"running {model} in {kind}, the fastest installed CPU backend ({preference_text()})"
-    opts: dict[str, Any] = {"device": args.device} if model.endswith((".pth", ".pt")) else {}
-    with open_backend(model, kind, **opts) as backend:
-        if cpu_note:
-            log.info("%s", cpu_note)
+    choice = resolve(args.model, backend=args.backend, precision=args.precision, data_root=data_root,
+                     measure=True)
+    model = str(choice.path)
+    opts: dict[str, Any] = {"device": args.device} if choice.kind == "torch" else {}
+    with open_backend(choice.path, choice.kind, **opts) as backend:
+        log.debug("running %s in %s (%s)", model, choice.kind, choice.why)
         summary = evaluate_backend(backend, data_root, args.split, save_predictions=args.save_predictions,
                                    limit=args.limit, progress=not args.quiet, dataset=args.dataset,
                                    model_name=model)

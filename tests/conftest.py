@@ -22,7 +22,7 @@ CAMVID = Path(os.environ.get("ENET_CAMVID", ROOT.parent / "shared" / "data" / "c
 
 
 def _has_gpu() -> bool:
-    from enet.engine.cuda import gpu_available
+    from enet.engine.runtime.cuda import gpu_available
 
     return gpu_available()
 

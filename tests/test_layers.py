@@ -68,9 +68,13 @@ def module_files() -> list[tuple[Path, str, str]]:
     return out
 
 
+#: The package root re-exports the public API (``enet.Segmenter``), lazily: its one arrow upwards.
+FACADE = {("enet.__init__", "enet.engine.runtime.segmenter")}
+
+
 def check_source(source: str, package: str, module: str) -> list[str]:
     return [f"line {line}: {why}" for line, name in imported_modules(source, package, module)
-            if (why := violation(package, name))]
+            if (module, name) not in FACADE and (why := violation(package, name))]
 
 
 def test_every_module_imports_downwards_only() -> None:
@@ -85,11 +89,11 @@ def test_every_module_imports_downwards_only() -> None:
 
 @pytest.mark.parametrize("package,module,source", [
     # the upward imports this test was written against (main before issue 11)
-    ("enet", "enet.cli", "def eval_main():\n    from enet.engine.backend import open_backend\n"),
-    ("enet", "enet.train", "class T:\n    def __init__(self):\n        from enet.engine.torch_backend import resolve_device\n"),
+    ("enet", "enet.cli", "def eval_main():\n    from enet.engine.runtime.backend import open_backend\n"),
+    ("enet", "enet.train", "class T:\n    def __init__(self):\n        from enet.engine.runtime.torch_backend import resolve_device\n"),
     ("enet", "enet.x", "import enet.export.onnx\n"),
     ("enet", "enet.x", "from enet import deploy\n"),
-    ("enet.export", "enet.export.x", "from enet.engine.onnx_info import load_onnx\n"),
+    ("enet.export", "enet.export.x", "from enet.engine.runtime.onnx_info import load_onnx\n"),
     ("enet.export", "enet.export.x", "from ..engine import backend\n"),
     ("enet.engine", "enet.engine.x", "from enet.bench.harness import measure\n"),
     ("enet.engine", "enet.engine.x", "from enet.deploy.backends import choose\n"),
@@ -103,8 +107,32 @@ def test_the_checker_catches_each_forbidden_arrow(package: str, module: str, sou
 @pytest.mark.parametrize("package,module,source", [
     ("enet.engine", "enet.engine.x", "from enet.export.metadata import read_onnx_metadata\nimport enet.transforms\n"),
     ("enet.export", "enet.export.onnx", "from .metadata import onnx_metadata\nfrom .parity import verify_parity\n"),
-    ("enet.deploy", "enet.deploy.x", "from enet.engine import cuda\nfrom enet.deploy.uri import parse_input\n"),
+    ("enet.deploy", "enet.deploy.x", "from enet.engine.runtime import cuda\nfrom enet.deploy.uri import parse_input\n"),
     ("enet", "enet.x", "import numpy\nfrom enet.errors import EnetError\n"),
 ])
 def test_the_checker_allows_downward_imports(package: str, module: str, source: str) -> None:
     assert check_source(source, package, module) == []
+
+
+def test_deploy_uses_only_the_runtime_part_of_engine() -> None:
+    """``enet.deploy`` opens backends; it never converts precision or builds engines itself."""
+    problems = []
+    for path, package, module in module_files():
+        if package != "enet.deploy":
+            continue
+        for line, name in imported_modules(path.read_text(encoding="utf-8"), package, module):
+            if layer_of(name) == "enet.engine" and not name.startswith("enet.engine.runtime"):
+                problems.append(f"{path.relative_to(ROOT)} line {line}: imports {name}")
+    assert not problems, "\n".join(problems)
+
+
+def test_engine_runtime_imports_no_build_part_at_module_level() -> None:
+    """``enet.engine.runtime`` sits under ``quant`` and ``trt``: only the first-run engine build reaches up, lazily."""
+    problems = []
+    for path in sorted((ROOT / "engine" / "runtime").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:  # module level only; resolve.resolve imports trt.engine_cache inside
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            problems += [f"{path.name}: {n}" for n in names if n.startswith(("enet.engine.quant", "enet.engine.trt"))]
+    assert not problems, problems

@@ -83,3 +83,15 @@ def test_torch_commands_say_how_to_get_torch(tmp_path: Path) -> None:
     errors = [ln for ln in r.stderr.splitlines() if ": error:" in ln]
     assert len(errors) == 2 and all("enet-rt[torch]" in ln for ln in errors), r.stderr
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_shipped_camvid_runs_without_torch(tiny_camvid: Path, tmp_path: Path) -> None:
+    """``pip install .`` alone runs the shipped model: enet-run's default (camvid) is its packaged ONNX."""
+    commands = [["enet-run", str(tiny_camvid / "val"), str(tmp_path / "seg.mp4"), "--capture", "opencv",
+                 "--writer", "opencv", "--no-display"]]
+    r = subprocess.run([sys.executable, "-c", CHILD], input="\n".join(json.dumps(c) for c in commands),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
+    assert result == {"codes": {"enet-run": 0}, "torch_modules": []}, r.stderr
+    assert "enet_camvid" in r.stderr and (tmp_path / "seg.mp4").stat().st_size > 0

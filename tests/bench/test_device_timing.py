@@ -158,14 +158,14 @@ def test_cpu_report_has_no_gpu_section():
 
 
 def test_no_tensorrt_build_code_in_bench():
-    """Bench engines come from enet.engine.trt_build, like enet-build-engine's (one builder, one sidecar)."""
+    """Bench engines come from enet.engine.trt.build, like enet-build-engine's (one builder, one sidecar)."""
     forbidden = re.compile(r"build_engine_bytes|make_sidecar|write_sidecar|write_engine_pair|plan_build|"
                            r"trt_features|polygraphy|require\(\"tensorrt\"\)|import tensorrt|create_network|"
                            r"build_serialized_network|BuilderFlag")
     for path in sorted((ROOT / "bench").glob("*.py")):
         hits = [ln for ln in path.read_text().splitlines() if forbidden.search(ln) and not ln.lstrip().startswith("#")]
         assert not hits, f"{path.name} holds TensorRT build code: {hits}"
-    assert "trt_build" in (ROOT / "bench" / "backends.py").read_text()
+    assert "enet.engine.trt.build" in (ROOT / "bench" / "backends.py").read_text()
 
 
 def test_torch_fp16_needs_cuda():
@@ -182,10 +182,10 @@ def test_torch_fp16_needs_cuda():
 @pytest.mark.slow
 def test_bench_engines_come_from_the_engine_builder(tmp_path, tiny_checkpoint, tiny_camvid, monkeypatch):
     """trt-int8 in the bench compiles the bench's own ort-int8 ONNX and carries enet-build-engine's sidecar."""
-    import enet.engine.trt_build as trt_build
+    import enet.engine.trt.build as trt_build
     from enet.bench import backends as bk
-    from enet.engine import cuda
-    from enet.engine.sidecar import read_sidecar, sidecar_onnx
+    from enet.engine.runtime import cuda
+    from enet.engine.runtime.sidecar import read_sidecar, sidecar_onnx
 
     from tests.engine.test_engine_trt_compat import TRT103
 

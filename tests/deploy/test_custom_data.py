@@ -32,7 +32,7 @@ def test_custom_model_from_checkpoint_to_enet_run(tiny_custom: Path, tiny_custom
     pytest.importorskip("onnxruntime")
     from enet.deploy.cli import RunConfig, run
     from enet.engine.cli import main as build_main
-    from enet.engine.onnx_info import read_meta
+    from enet.engine.runtime.onnx_info import read_meta
     from enet.export.cli import main as export_main
 
     onnx_path, int8 = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"

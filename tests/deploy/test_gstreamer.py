@@ -95,7 +95,7 @@ import numpy as np
 from enet.deploy.gst import gst
 gst()                        # as enet-run does when it opens a GStreamer source
 import onnxruntime           # what choosing the backend imports next
-from enet.engine.backend import open_backend
+from enet.engine.runtime.backend import open_backend
 with open_backend(sys.argv[1], "openvino") as b:
     b.infer(np.zeros(b.input_shape, np.float32))
 print("OK")

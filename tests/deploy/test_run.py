@@ -56,7 +56,7 @@ def test_max_frames_and_errors(tmp_path, tiny_checkpoint, capsys):
 def test_auto_takes_the_fastest_cpu_backend(tmp_path, tiny_checkpoint):
     pytest.importorskip("onnxruntime")
     from enet._lazy import available
-    from enet.engine.cpu_choice import ort_has_cuda
+    from enet.engine.runtime.cpu_choice import ort_has_cuda
 
     s = run(RunConfig(input="test://?frames=9", model=str(tiny_checkpoint), backend="auto",
                       cache_dir=str(tmp_path), stats=str(tmp_path / "s.jsonl")))

@@ -38,8 +38,8 @@ def test_custom_train_and_eval_cli(tiny_custom: Path, tmp_path: Path, capsys: py
 
 
 def test_cityscapes_training_and_evaluation(tiny_cityscapes: Path, tmp_path: Path):
-    from enet.engine.backend import evaluate_backend
-    from enet.engine.torch_backend import TorchBackend
+    from enet.engine.runtime.backend import evaluate_backend
+    from enet.engine.runtime.torch_backend import TorchBackend
 
     cfg = TrainConfig(data_root=str(tiny_cityscapes), dataset="cityscapes", output=str(tmp_path / "cs"), epochs=1,
                       batch_size=8, size=(32, 48), val_size=(48, 64), threads=1)

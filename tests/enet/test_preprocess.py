@@ -67,7 +67,7 @@ def _reference(paths: list[Path], meta: dict) -> np.ndarray:
 
 @pytest.mark.parametrize("resize", [None, *RESIZE_METHODS])
 def test_evaluation_and_calibration_inputs(tiny_camvid: Path, frames: list[Path], resize: str | None) -> None:
-    from enet.engine.calibration import iter_batches
+    from enet.engine.quant.calibration import iter_batches
     from enet.evaluate import evaluate
 
     meta = _meta(resize)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from enet.engine.build import CalibrationSpec, compare_val, convert_onnx
+from enet.engine.quant.convert import CalibrationSpec, compare_val, convert_onnx
 
 pytestmark = [pytest.mark.slow, pytest.mark.camvid]
 VAL_FRAMES = 20

@@ -20,9 +20,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import enet.engine.trt_build as trt_build
-from enet.engine import cuda
-from enet.engine.trt_compat import BuildPlan
+import enet.engine.trt.build as trt_build
+from enet.engine.runtime import cuda
+from enet.engine.trt.compat import BuildPlan
 
 pg_trt = pytest.importorskip("polygraphy.backend.trt")
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,8 +131,8 @@ def test_every_polygraphy_call_of_the_builder_binds(name, polygraphy_recorders, 
 
 
 def test_the_runner_polygraphy_calls_bind(monkeypatch, tmp_path) -> None:
-    from enet.engine.backend import open_backend
-    from enet.engine.sidecar import make_sidecar, write_engine_pair
+    from enet.engine.runtime.backend import open_backend
+    from enet.engine.runtime.sidecar import make_sidecar, write_engine_pair
 
     calls: list[str] = []
     monkeypatch.setitem(sys.modules, "tensorrt", _stand_in_trt())
@@ -177,7 +177,7 @@ def test_polygraphy_calibrator_reads_our_cache_and_gets_no_frames(tmp_path) -> N
     has no frames to calibrate with, so a rejected cache fails the build instead of calibrating quietly.
     In a fresh interpreter: Polygraphy caches its lazily imported tensorrt module."""
     cache = tmp_path / "c.cache"
-    from enet.engine.trt_calib_cache import write_calibration_cache
+    from enet.engine.trt.calib_cache import write_calibration_cache
 
     write_calibration_cache(cache, {"input": 1.0}, "10.3.0")
     code = f"""
@@ -202,8 +202,8 @@ runtime = pytest.importorskip("cuda.bindings.runtime")
 
 
 def _cuda_uses() -> tuple[list[tuple[str, int]], set[tuple[str, ...]]]:
-    """(function, positional args) of every cudart call in engine/cuda.py, and every attribute chain read off it."""
-    tree = ast.parse((ROOT / "engine" / "cuda.py").read_text())
+    """(function, positional args) of every cudart call in engine/runtime/cuda.py, and every attribute chain read off it."""
+    tree = ast.parse((ROOT / "engine" / "runtime" / "cuda.py").read_text())
 
     def chain(node):
         names = []

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enet.engine.backend import Backend, infer_labels, open_backend
-from enet.engine.sidecar import (check_sidecar, make_sidecar, read_sidecar, sidecar_path, write_engine_pair,
+from enet.engine.runtime.backend import Backend, open_backend
+from enet.engine.runtime.sidecar import (check_sidecar, make_sidecar, read_sidecar, sidecar_path, write_engine_pair,
                                  write_sidecar)
 from enet.errors import EnetError, ShapeError
 
@@ -24,7 +24,7 @@ def test_ort_backend_runs_and_reads_metadata(tiny_onnx: Path) -> None:
     x = np.random.default_rng(0).standard_normal(b.input_shape).astype(np.float32)
     with b:
         y = b.infer(x)
-        lab = infer_labels(b, x)
+        lab = b.infer_labels(x)
         assert b.name.startswith("ort-cpu")
     assert y.shape == (1, 11, 64, 96) and y.dtype == np.float32
     np.testing.assert_array_equal(lab, y.argmax(1))
@@ -72,7 +72,7 @@ def test_corrupt_or_foreign_onnx(tmp_path: Path) -> None:
 
 
 def test_providers_resolution() -> None:
-    from enet.engine.ort_backend import resolve_providers
+    from enet.engine.runtime.ort_backend import resolve_providers
 
     assert resolve_providers("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     assert resolve_providers("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"])[0] == "CUDAExecutionProvider"
@@ -132,7 +132,7 @@ def test_engine_from_another_tensorrt_or_gpu_is_refused_before_deserialising(tmp
     import sys
     from types import SimpleNamespace
 
-    from enet.engine import cuda
+    from enet.engine.runtime import cuda
 
     engine = tmp_path / "tiny.engine"
     write_engine_pair(engine, b"plan", _sidecar())
@@ -153,7 +153,7 @@ def test_engine_from_another_tensorrt_or_gpu_is_refused_before_deserialising(tmp
 def test_engine_and_sidecar_are_written_as_a_pair(tmp_path: Path, monkeypatch) -> None:
     import os
 
-    from enet.engine import sidecar as sc
+    from enet.engine.runtime import sidecar as sc
 
     engine = tmp_path / "tiny.engine"
     side = write_engine_pair(engine, b"plan-1", _sidecar())

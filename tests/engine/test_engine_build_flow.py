@@ -17,12 +17,12 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-import enet.engine.trt_build as trt_build
-from enet.engine import cuda
+import enet.engine.trt.build as trt_build
+from enet.engine.runtime import cuda
 from enet.engine.cli import main
-from enet.engine.onnx_info import precision_of
-from enet.engine.sidecar import read_sidecar, sidecar_onnx
-from enet.engine.trt_calib_cache import read_calibration_cache
+from enet.engine.runtime.onnx_info import precision_of
+from enet.engine.runtime.sidecar import read_sidecar, sidecar_onnx
+from enet.engine.trt.calib_cache import read_calibration_cache
 from enet.fileio import sha256_file
 
 from tests.engine.test_engine_trt_compat import TRT11, TRT85, TRT103  # noqa: E402 - sibling test module
@@ -252,9 +252,9 @@ def test_build_ends_with_the_comparison(tiny_onnx, tiny_camvid, tmp_path, monkey
 
 def test_verify_engine_agreement_and_miou(tiny_onnx, tiny_camvid, monkeypatch) -> None:
     """The comparison itself, with ONNX Runtime standing in for the engine (so agreement must be total)."""
-    import enet.engine.trt_backend as trt_backend
-    from enet.engine import verify
-    from enet.engine.ort_backend import OrtBackend
+    import enet.engine.runtime.trt_backend as trt_backend
+    from enet.engine.trt import verify
+    from enet.engine.runtime.ort_backend import OrtBackend
 
     monkeypatch.setattr(trt_backend, "TrtBackend", lambda path: OrtBackend(path, providers="cpu"))
     frames = verify.engine_frames(3, tiny_camvid)

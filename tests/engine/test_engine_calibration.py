@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enet.engine.calibration import iter_batches, select_calibration_images
+from enet.engine.quant.calibration import iter_batches, select_calibration_images
 from enet.errors import DataError
 
 META = {"mean": [0.4, 0.4, 0.4], "std": [0.3, 0.3, 0.3]}

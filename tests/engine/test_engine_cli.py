@@ -12,8 +12,8 @@ import pytest
 
 from enet._lazy import available
 from enet.engine.cli import main
-from enet.engine.onnx_info import precision_of, read_meta
-from enet.engine.qdq import check_qdq
+from enet.engine.runtime.onnx_info import precision_of, read_meta
+from enet.engine.quant.qdq import check_qdq
 
 pytest.importorskip("onnxruntime")
 

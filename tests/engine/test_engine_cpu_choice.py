@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from enet.engine.cpu_choice import CPU_PREFERENCE, fastest_cpu_kind, preference_text
+from enet.engine.runtime.cpu_choice import CPU_PREFERENCE, fastest_cpu_kind, preference_text
 
 
 def test_fastest_cpu_kind_follows_the_preference_order() -> None:
@@ -20,28 +20,27 @@ def test_fastest_cpu_kind_follows_the_preference_order() -> None:
     assert preference_text() == "openvino > ort-fast"
 
 
-def test_deploy_auto_picks_and_says_the_cpu_backend(tiny_onnx: Path, tiny_checkpoint: Path, tmp_path: Path,
+def test_auto_picks_and_says_the_cpu_backend(tiny_onnx: Path, tiny_checkpoint: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from enet.deploy import backends as db
-    from enet.engine import cpu_choice
+    from enet.engine.runtime import cpu_choice, resolve
 
     monkeypatch.setattr(cpu_choice, "ort_has_cuda", lambda: False)
     monkeypatch.setattr(cpu_choice, "_available", lambda m: m == "onnxruntime")
-    c = db.choose(tiny_onnx, "auto", (64, 96), tmp_path)
+    c = resolve.resolve(tiny_onnx, backend="auto", cache_dir=tmp_path)
     assert c.kind == "ort-fast" and "fastest installed CPU backend" in c.why and "openvino > ort-fast" in c.why
     monkeypatch.setattr(cpu_choice, "_available", lambda m: True)
-    assert db.choose(tiny_onnx, "auto", (64, 96), tmp_path).kind == "openvino"
-    assert db.choose(tiny_onnx, "ort", (64, 96), tmp_path).kind == "ort"  # explicit wins
-    c = db.choose(tiny_onnx, "ort-fast", (64, 96), tmp_path)
+    assert resolve.resolve(tiny_onnx, backend="auto", cache_dir=tmp_path).kind == "openvino"
+    assert resolve.resolve(tiny_onnx, backend="ort", cache_dir=tmp_path).kind == "ort"  # explicit wins
+    c = resolve.resolve(tiny_onnx, backend="ort-fast", cache_dir=tmp_path)
     assert (c.kind, c.path) == ("ort-fast", tiny_onnx)
     monkeypatch.setattr(cpu_choice, "ort_has_cuda", lambda: True)
-    assert db.choose(tiny_onnx, "auto", (64, 96), tmp_path).kind == "ort"  # a CUDA onnxruntime stays first
+    assert resolve.resolve(tiny_onnx, backend="auto", cache_dir=tmp_path).kind == "ort"  # a CUDA onnxruntime stays first
 
 
 def test_ort_fast_backend_matches_ort(tiny_onnx_labels: Path) -> None:
     import numpy as np
 
-    from enet.engine.backend import open_backend
+    from enet.engine.runtime.backend import open_backend
 
     pytest.importorskip("onnxruntime")
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
@@ -63,7 +62,7 @@ RUN_WITHOUT_TORCH = textwrap.dedent("""
 
     sys.meta_path.insert(0, Block())
     from enet._lazy import available
-    from enet.engine.backend import open_backend
+    from enet.engine.runtime.backend import open_backend
 
     x = np.zeros((1, 3, 64, 96), np.float32)
     kinds = [k for k, m in (("ort", "onnxruntime"), ("ort-fast", "onnxruntime"), ("openvino", "openvino"))

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.gpu
 @pytest.fixture()
 def cuda():
     pytest.importorskip("cuda.bindings.runtime")
-    from enet.engine import cuda as c
+    from enet.engine.runtime import cuda as c
 
     c.set_device(0)
     return c
@@ -91,7 +91,7 @@ def torch_cuda():
 
 
 def test_torch_on_cuda_fp32_and_fp16_agree_with_the_cpu(torch_cuda, tiny_checkpoint) -> None:
-    from enet.engine.torch_backend import TorchBackend
+    from enet.engine.runtime.torch_backend import TorchBackend
 
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
     with TorchBackend(tiny_checkpoint, device="cpu") as cpu:
@@ -114,7 +114,7 @@ def test_torch_on_cuda_fp32_and_fp16_agree_with_the_cpu(torch_cuda, tiny_checkpo
 def test_device_timing_with_torch_events(torch_cuda, tiny_checkpoint) -> None:
     from enet.bench.device_timing import StreamEvents, measure_device
     from enet.bench.harness import MeasureConfig, argmax_postprocess, summarize
-    from enet.engine.torch_backend import TorchBackend
+    from enet.engine.runtime.torch_backend import TorchBackend
 
     frames = [np.zeros((1, 64, 96, 3), np.uint8)]
     cfg = MeasureConfig(warmup_s=0, duration_s=0, min_iterations=5, max_iterations=5)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-import enet.engine.trt_build as trt_build
-from enet.engine import cuda, engine_cache
-from enet.engine.sidecar import read_sidecar
+import enet.engine.trt.build as trt_build
+from enet.engine.runtime import cuda, resolve
+from enet.engine.trt import engine_cache
+from enet.engine.runtime.sidecar import read_sidecar
 
 from tests.engine.test_engine_trt_compat import TRT85, TRT103  # noqa: E402 - sibling test module
 
@@ -113,14 +114,13 @@ def test_enet_eval_auto_runs_the_first_run_engine(tiny_onnx, monkeypatch, tmp_pa
         return None  # no TensorRT here: enet-eval goes on with the ONNX
 
     monkeypatch.setattr(engine_cache, "auto_engine", fake_auto)
+    monkeypatch.setattr(resolve, "trt_ready", lambda: True)
     camvid = Path(__file__).parents[1] / "nowhere"
     assert eval_main([str(tiny_onnx), "--precision", "int8", "--data-root", str(camvid), "-q"]) == 1
-    assert seen == {"model": str(tiny_onnx), "precision": "int8", "data_root": str(camvid)}
+    assert seen == {"model": tiny_onnx, "precision": "int8", "data_root": str(camvid)}
 
 
-def test_camera_pipeline_auto_picks_the_first_run_engine(tiny_onnx, monkeypatch, tmp_path) -> None:
-    from enet.deploy import backends as dbk
-
+def test_auto_resolution_picks_the_first_run_engine(tiny_onnx, monkeypatch, tmp_path) -> None:
     engine = tmp_path / "cached.engine"
     calls = {}
 
@@ -128,12 +128,13 @@ def test_camera_pipeline_auto_picks_the_first_run_engine(tiny_onnx, monkeypatch,
         calls.update(model=Path(model), precision=precision)
         return engine
 
-    monkeypatch.setattr(dbk, "trt_usable", lambda: True)
+    monkeypatch.setattr(resolve, "trt_ready", lambda: True)
     monkeypatch.setattr(engine_cache, "auto_engine", fake_auto)
-    choice = dbk.choose(tiny_onnx, "auto", (64, 96), tmp_path, precision="int8")
+    choice = resolve.resolve(tiny_onnx, precision="int8", cache_dir=tmp_path)
     assert (choice.path, choice.kind) == (engine, "trt") and "first run" in choice.why
     assert calls == {"model": tiny_onnx, "precision": "int8"}
-    monkeypatch.setattr(dbk, "trt_usable", lambda: False)  # without TensorRT: an ONNX runtime, as before
-    choice = dbk.choose(tiny_onnx, "auto", (64, 96), tmp_path)
-    runner = dbk.onnx_runner()
+    assert resolve.resolve(tiny_onnx, cache_dir=tmp_path).path == engine and calls["precision"] == "fp16"  # auto
+    monkeypatch.setattr(resolve, "trt_ready", lambda: False)  # without TensorRT: an ONNX runtime, as before
+    choice = resolve.resolve(tiny_onnx, cache_dir=tmp_path)
+    runner = resolve.onnx_runner()
     assert runner is not None and choice.kind == runner[0] and choice.why.endswith(runner[1])

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enet.engine.backend import open_backend
+from enet.engine.runtime.backend import open_backend
 from enet.engine.cli import main
-from enet.engine.sidecar import sidecar_onnx, sidecar_path
+from enet.engine.runtime.sidecar import sidecar_onnx, sidecar_path
 from enet.errors import EnetError
 
 pytestmark = [pytest.mark.gpu, pytest.mark.trt]
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.trt]
 def test_build_run_and_compare(tiny_onnx: Path, calib_root: Path, tiny_camvid: Path, tmp_path: Path,
                                flag: list[str], capsys) -> None:
     from enet._lazy import require
-    from enet.engine.trt_compat import features_for_version
+    from enet.engine.trt.compat import features_for_version
 
     if "calibrator" in flag and not features_for_version(require("tensorrt").__version__).calibrators:
         pytest.skip("this TensorRT has no calibrators (11+)")
@@ -82,7 +82,7 @@ def test_device_stages_and_cuda_graph_match_infer(tiny_onnx: Path, tmp_path: Pat
 
 
 def test_first_run_engine_is_built_once(tiny_onnx: Path, tmp_path: Path, monkeypatch) -> None:
-    from enet.engine import engine_cache
+    from enet.engine.trt import engine_cache
 
     monkeypatch.setenv("ENET_CACHE_DIR", str(tmp_path / "cache"))
     said: list[str] = []

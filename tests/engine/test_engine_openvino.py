@@ -9,8 +9,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from enet.engine.backend import Backend, infer_labels, open_backend
-from enet.engine.ov_backend import compile_config, int8_sums_saturate, requantize_weights_7bit
+from enet.engine.runtime.backend import Backend, open_backend
+from enet.engine.runtime.ov_backend import compile_config, int8_sums_saturate, requantize_weights_7bit
 from enet.errors import EnetError, ShapeError
 
 ov = pytest.importorskip("openvino")
@@ -36,7 +36,7 @@ def test_openvino_runs_the_onnx_like_onnxruntime(tiny_onnx: Path) -> None:
     with b:
         y = b.infer(x)
         assert b.name == "openvino-cpu-fp32" and y.dtype == np.float32
-        np.testing.assert_array_equal(infer_labels(b, x), y.argmax(1))
+        np.testing.assert_array_equal(b.infer_labels(x), y.argmax(1))
         y2 = b.infer(x)
     np.testing.assert_array_equal(y, y2)  # outputs are copies, not the request's reused buffer
     b.__exit__(None, None, None)  # idempotent
@@ -132,8 +132,8 @@ def test_7bit_weights_make_openvino_compute_the_qdq_arithmetic() -> None:
 def test_openvino_fp32_and_int8_accuracy_on_camvid_val(camvid_root: Path, tmp_path: Path) -> None:
     """Shipped model, 20 val frames: FP32 as ONNX Runtime, INT8 (7-bit weights where needed) within 1 pt."""
     from enet.defaults import default_model_path
-    from enet.engine.build import CalibrationSpec, convert_onnx
-    from enet.engine.backend import evaluate_backend
+    from enet.engine.quant.convert import CalibrationSpec, convert_onnx
+    from enet.engine.runtime.backend import evaluate_backend
     from enet.export.onnx import export_onnx
 
     fp32 = export_onnx(default_model_path(), tmp_path / "enet.onnx").path

@@ -9,12 +9,12 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from enet.engine.calibration import iter_batches, select_calibration_images
-from enet.engine.onnx_info import read_meta
-from enet.engine.calib_stats import collect_amax, entropy_amax, percentile_amax
-from enet.engine.fp16 import convert_fp16
-from enet.engine.qdq import check_qdq, insert_qdq, quantizable_nodes
-from enet.engine.quantize import quantize_int8
+from enet.engine.quant.calibration import iter_batches, select_calibration_images
+from enet.engine.runtime.onnx_info import read_meta
+from enet.engine.quant.calib_stats import collect_amax, entropy_amax, percentile_amax
+from enet.engine.quant.fp16 import convert_fp16
+from enet.engine.quant.qdq import check_qdq, insert_qdq, quantizable_nodes
+from enet.engine.quant.quantize import quantize_int8
 from enet.errors import EnetError
 
 ort = pytest.importorskip("onnxruntime")

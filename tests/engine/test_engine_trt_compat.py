@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from packaging.version import Version
 
-from enet.engine.trt_compat import features_for_version, plan_build, trt_features
+from enet.engine.trt.compat import features_for_version, plan_build, trt_features
 from enet.errors import EnetError
 
 

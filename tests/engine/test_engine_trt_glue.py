@@ -20,9 +20,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from enet.engine import cuda
-from enet.engine.backend import open_backend
-from enet.engine.sidecar import make_sidecar, write_engine_pair
+from enet.engine.runtime import cuda
+from enet.engine.runtime.backend import open_backend
+from enet.engine.runtime.sidecar import make_sidecar, write_engine_pair
 from enet.errors import EnetError, ShapeError
 
 SHAPE = (1, 3, 8, 16)

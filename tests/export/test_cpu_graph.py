@@ -144,7 +144,7 @@ def test_prelu_rewrites_are_exact_at_zero_and_signs(slopes: list[float], two_op:
 
 
 def test_int8_qdq_graph_keeps_its_numbers(exports) -> None:
-    from enet.engine.quantize import quantize_int8
+    from enet.engine.quant.quantize import quantize_int8
 
     model = exports["mask"]
     rng = np.random.default_rng(5)

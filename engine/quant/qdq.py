@@ -15,7 +15,7 @@ Q/DQ placement follows TensorRT's explicit-quantization rules
   per-output-channel scales on deconvolution weights (axis 1 of ``(Cin,
   Cout/g, kh, kw)``).
 * Activation scales come from the calibrated ranges of
-  :mod:`enet.engine.calib_stats`.
+  :mod:`enet.engine.quant.calib_stats`.
 
 :func:`check_qdq` checks a model against these rules.
 """
@@ -87,7 +87,7 @@ def scale_from_amax(amax: np.ndarray | float) -> np.ndarray:
     """float32 int8 scale ``amax / 127`` (symmetric); the one amax -> scale rule of the toolkit.
 
     The Q/DQ ONNX and the TensorRT calibration cache
-    (:mod:`enet.engine.trt_calib_cache`) both take their scales from here.
+    (:mod:`enet.engine.trt.calib_cache`) both take their scales from here.
     """
     a = np.asarray(amax, dtype=np.float32)
     # a dead channel or an all-zero tensor: any positive scale is exact for zeros

@@ -7,10 +7,10 @@
   needs the FP16 or the calibrated Q/DQ file, build with Polygraphy
   (:func:`build_engine_bytes`), write engine and sidecar as one pair, then
   compare the engine with ONNX Runtime on the dataset's val frames
-  (:func:`enet.engine.verify.verify_engine`).
+  (:func:`enet.engine.trt.verify.verify_engine`).
 
 ``enet-build-engine``, ``enet-bench`` and the first-run engine cache
-(:mod:`enet.engine.engine_cache`) all build through these functions, so an
+(:mod:`enet.engine.trt.engine_cache`) all build through these functions, so an
 engine and its sidecar are the same whoever built them.
 
 Never run on a GPU in this project's CI (see docs/engines.md).
@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from enet._lazy import require
-from enet.engine.build import CalibrationSpec, calibrate_ranges, convert_onnx
-from enet.engine.onnx_info import input_dims, load_onnx, output_roles, precision_of, read_meta, static_input_shape
-from enet.engine.trt_compat import BuildPlan, TrtFeatures, plan_build, trt_features
-from enet.engine.verify import engine_frames, verify_engine
+from enet.engine.quant.convert import CalibrationSpec, calibrate_ranges, convert_onnx
+from enet.engine.runtime.onnx_info import input_dims, load_onnx, output_roles, precision_of, read_meta, static_input_shape
+from enet.engine.trt.compat import BuildPlan, TrtFeatures, plan_build, trt_features
+from enet.engine.trt.verify import engine_frames, verify_engine
 from enet.errors import EnetError, ShapeError
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class EngineJob:
         output: the engine path; the sidecar goes to ``<output>.json``.
         precision: ``fp32|fp16|int8``.
         features: the TensorRT the plan is for; ``installed`` says whether it is this machine's.
-        plan: :class:`~enet.engine.trt_compat.BuildPlan`.
+        plan: :class:`~enet.engine.trt.compat.BuildPlan`.
         given_precision: precision of ``model``.
         compiled: the ONNX TensorRT parses (``model`` or the converted file beside the engine).
         input_name, input_shape: the network input; ``dynamic``: its ONNX dims are not all fixed,
@@ -214,7 +214,7 @@ def build_engine_bytes(onnx_path: str | os.PathLike[str], plan: BuildPlan, *, wo
 
     Args:
         calib_cache: calibrator path only: the TensorRT calibration cache
-            (:mod:`enet.engine.trt_calib_cache`). The calibrator gets no frames,
+            (:mod:`enet.engine.trt.calib_cache`). The calibrator gets no frames,
             so if TensorRT rejected the cache the build fails instead of
             quietly calibrating ranges of its own.
         profile_shape: a dynamic input's shape; adds the optimization profile
@@ -305,11 +305,11 @@ def build_engine(job: EngineJob, *, keep_fp32: Sequence[str] = (), rebuild_comma
     (beside the engine, :func:`converted_path`), writes the TensorRT
     calibration cache on the calibrator path, builds, writes engine and
     sidecar as one pair, then compares the engine with ONNX Runtime
-    (:func:`~enet.engine.verify.verify_engine`) when ``job.verify_images`` and a val split allow.
+    (:func:`~enet.engine.trt.verify.verify_engine`) when ``job.verify_images`` and a val split allow.
 
     Args:
         convert: ``(model, out, precision)`` replacing the plain
-            :func:`~enet.engine.build.convert_onnx` call (the CLI reports
+            :func:`~enet.engine.quant.convert.convert_onnx` call (the CLI reports
             accuracy there; the bench reuses its cached ONNX).
 
     Raises:
@@ -317,9 +317,9 @@ def build_engine(job: EngineJob, *, keep_fp32: Sequence[str] = (), rebuild_comma
 
     Never run on a GPU in this project's CI (see docs/engines.md).
     """
-    from enet.engine.cuda import gpu_info
-    from enet.engine.sidecar import make_sidecar, write_engine_pair
-    from enet.engine.trt_calib_cache import write_calibration_cache
+    from enet.engine.runtime.cuda import gpu_info
+    from enet.engine.runtime.sidecar import make_sidecar, write_engine_pair
+    from enet.engine.trt.calib_cache import write_calibration_cache
     from enet.fileio import sha256_file
 
     plan = job.plan

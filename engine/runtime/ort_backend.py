@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from enet._lazy import require
-from enet.engine.onnx_model import OnnxModelBackend
+from enet.engine.runtime.onnx_model import OnnxModelBackend
 from enet.errors import EnetError
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from enet.data import read_image
-from enet.engine.backend import infer_labels
-from enet.engine.calibration import evenly_spaced
+from enet.engine.quant.calibration import evenly_spaced
 from enet.errors import DataError
 
 
@@ -49,8 +48,8 @@ def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathL
         the mIoU values (0..1, void excluded, at label resolution) are None
         when no frame has a label (same file name) in ``labels_dir``.
     """
-    from enet.engine.ort_backend import OrtBackend
-    from enet.engine.trt_backend import TrtBackend
+    from enet.engine.runtime.ort_backend import OrtBackend
+    from enet.engine.runtime.trt_backend import TrtBackend
 
     images = [read_image(f) for f in frames]
     with TrtBackend(engine_path) as eng, OrtBackend(onnx_path, providers="cpu") as ref:
@@ -73,7 +72,7 @@ def _labels_per_frame(backend: Any, images: Sequence[np.ndarray]) -> list[np.nda
     from enet.transforms import Preprocess
 
     n, _, h, w = (int(v) for v in backend.input_shape)
-    return predict_labels(lambda x: infer_labels(backend, x), Preprocess.from_meta(backend.meta, (h, w)), n,
+    return predict_labels(backend.infer_labels, Preprocess.from_meta(backend.meta, (h, w)), n,
                           images)
 
 

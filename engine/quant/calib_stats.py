@@ -1,10 +1,10 @@
 """Calibration statistics for INT8: activation ranges (``amax``) from real frames.
 
 :func:`collect_amax` runs the float32 ONNX in ONNX Runtime on calibration
-batches (:mod:`enet.engine.calibration`) and reduces each activation to one
+batches (:mod:`enet.engine.quant.calibration`) and reduces each activation to one
 absolute range by ``max``, ``percentile`` or ``entropy`` (TensorRT's
 KL-divergence method on a 2048-bin histogram of ``|x|``, as
-``IInt8EntropyCalibrator2``). :mod:`enet.engine.qdq` turns the ranges into
+``IInt8EntropyCalibrator2``). :mod:`enet.engine.quant.qdq` turns the ranges into
 scales.
 """
 

@@ -3,13 +3,13 @@
 Hand-written on purpose (Polygraphy's ``TrtRunner`` does the same job with
 more per-call bookkeeping, which the camera loop pays every frame): one
 execution context, page-locked host buffers and device buffers allocated
-once in ``__enter__`` with :mod:`enet.engine.cuda` (mapped zero-copy buffers
+once in ``__enter__`` with :mod:`enet.engine.runtime.cuda` (mapped zero-copy buffers
 on an integrated GPU such as Jetson's), the name-based tensor API
 (``get_tensor_name``, ``set_input_shape``, ``set_tensor_address``,
 ``execute_async_v3``; TensorRT 8.5 .. 11) on one stream.
 
 The model metadata, the build facts and the tensor names come from the
-engine's JSON sidecar (:mod:`enet.engine.sidecar`): the input and the
+engine's JSON sidecar (:mod:`enet.engine.runtime.sidecar`): the input and the
 logits/labels outputs are the tensors the sidecar names (the ONNX output
 names), never guessed by dtype or position. An engine built for another
 TensorRT release or GPU, or one that does not match its sidecar, is refused
@@ -33,14 +33,15 @@ from typing import Any
 import numpy as np
 
 from enet._lazy import require
-from enet.engine import cuda
-from enet.engine.sidecar import check_engine_bytes, check_sidecar, read_sidecar
+from enet.engine.runtime import cuda
+from enet.engine.runtime.backend import BackendBase
+from enet.engine.runtime.sidecar import check_engine_bytes, check_sidecar, read_sidecar
 from enet.errors import EnetError, ShapeError
 
 log = logging.getLogger(__name__)
 
 
-class TrtBackend:
+class TrtBackend(BackendBase):
     """A serialized TensorRT engine with its sidecar.
 
     Args:
@@ -219,6 +220,18 @@ class TrtBackend:
         y = self._run_polygraphy(x, self._logits) if self._pg is not None else self._run(x, self._logits)
         return y.astype(np.float32, copy=False)
 
+    @property
+    def labels_in_graph(self) -> bool:
+        """The engine computes the labels itself (built from an ``enet-export --labels`` ONNX)."""
+        return self._labels is not None
+
+    @property
+    def device_timing(self) -> bool:
+        """``device_stages()`` times the lean runner's steps (not Polygraphy's)."""
+        return self._runner_kind == "lean"
+
+    cuda_graph = device_timing
+
     def infer_labels(self, x: np.ndarray) -> np.ndarray:
         """float32 ``(N, 3, H, W)`` -> int64 labels ``(N, H, W)`` (the in-graph ArgMax when the engine has one)."""
         if self._labels is None:
@@ -249,7 +262,7 @@ class TrtStages:
     ``load`` is host work (the frame into the page-locked input buffer);
     ``h2d``, ``compute`` (the enqueue, or the CUDA graph launch) and ``d2h``
     only queue work on ``stream``; read ``output()`` after ``synchronize()``.
-    ``events = "cudart"``: time it with :class:`enet.engine.cuda.Event` on ``stream``.
+    ``events = "cudart"``: time it with :class:`enet.engine.runtime.cuda.Event` on ``stream``.
     """
 
     events = "cudart"

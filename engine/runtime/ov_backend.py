@@ -46,7 +46,7 @@ from onnx import numpy_helper
 
 from enet._lazy import require
 from enet.cpus import usable_cpus
-from enet.engine.onnx_model import OnnxModelBackend
+from enet.engine.runtime.onnx_model import OnnxModelBackend
 from enet.errors import EnetError
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Calibration frames: deterministic selection of a dataset's train images.
 
-INT8 calibration (``enet.engine.calib_stats``) and the legacy TensorRT entropy
+INT8 calibration (``enet.engine.quant.calib_stats``) and the legacy TensorRT entropy
 calibrator both read frames through this module, so the same images in the
 same order feed every path. Selection is name-sorted and evenly spaced over
 the folder (CamVid train holds several driving sequences back to back, so a

@@ -2,9 +2,9 @@
 
 The legacy calibrator path (``--int8-mode calibrator``, or TensorRT < 8.5)
 does not let TensorRT calibrate: it hands TensorRT a calibration cache
-written here from the ranges enet-rt measured (:mod:`enet.engine.calib_stats`),
+written here from the ranges enet-rt measured (:mod:`enet.engine.quant.calib_stats`),
 so every scale TensorRT reads is the scale of the Q/DQ ONNX
-(:func:`enet.engine.qdq.scale_from_amax`).
+(:func:`enet.engine.quant.qdq.scale_from_amax`).
 
 Format (the text TensorRT's ``IInt8EntropyCalibrator2`` writes and reads)::
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from enet.engine.qdq import scale_from_amax
+from enet.engine.quant.qdq import scale_from_amax
 from enet.errors import EnetError
 from enet.fileio import write_text
 

@@ -47,7 +47,7 @@ def make_sidecar(*, tensorrt_version: str, gpu_name: str, compute_capability: st
 
     Args:
         outputs: ``{"logits": name or None, "labels": name or None}``, the
-            ONNX output names (:func:`enet.engine.onnx_info.output_roles`).
+            ONNX output names (:func:`enet.engine.runtime.onnx_info.output_roles`).
     """
     data = {
         "format": FORMAT,

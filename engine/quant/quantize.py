@@ -4,9 +4,9 @@ TensorRT 11 reads precision from the network itself (strong typing, explicit
 Q/DQ) and has no INT8 calibrators; TensorRT 8.5-10 accept the same Q/DQ ONNX
 (explicit quantization). So precision is produced here, as ONNX that ONNX
 Runtime also runs, and INT8 accuracy is measured on the CPU before any engine
-is built. The pieces: :mod:`enet.engine.calib_stats` (activation ranges),
-:mod:`enet.engine.qdq` (Q/DQ insertion and TensorRT's placement rules);
-FP16 is :mod:`enet.engine.fp16`.
+is built. The pieces: :mod:`enet.engine.quant.calib_stats` (activation ranges),
+:mod:`enet.engine.quant.qdq` (Q/DQ insertion and TensorRT's placement rules);
+FP16 is :mod:`enet.engine.quant.fp16`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from enet.engine.calib_stats import DEFAULT_PERCENTILE, collect_amax
-from enet.engine.qdq import check_qdq, ensure_node_names, insert_qdq, quantizable_nodes
+from enet.engine.quant.calib_stats import DEFAULT_PERCENTILE, collect_amax
+from enet.engine.quant.qdq import check_qdq, ensure_node_names, insert_qdq, quantizable_nodes
 from enet.errors import EnetError
 
 
@@ -54,7 +54,7 @@ def quantize_int8(model: onnx.ModelProto, batches: Callable[[], Iterable[np.ndar
     Args:
         model: float32 ONNX (static input shape).
         batches: callable returning a fresh iterable of float32 NCHW batches
-            (see :func:`enet.engine.calibration.iter_batches`).
+            (see :func:`enet.engine.quant.calibration.iter_batches`).
         method: ``entropy | percentile | max``.
         keep_float: node names kept in float32 (reported as user-requested).
         amax: precomputed ranges (e.g. from a calibration cache); skips calibration.

@@ -5,7 +5,7 @@
 * :func:`convert_onnx`: FP32 ONNX -> FP16 ONNX or INT8 Q/DQ ONNX.
 * :func:`compare_val`: FP32 vs converted val mIoU with ONNX Runtime.
 
-TensorRT engines are built from these files by :mod:`enet.engine.trt_build`.
+TensorRT engines are built from these files by :mod:`enet.engine.trt.build`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import onnx
 
-from enet.engine.calibration import DEFAULT_CALIB_IMAGES, iter_batches, select_calibration_images
-from enet.engine.onnx_info import PRECISION_KEY, load_onnx, precision_of, read_meta, static_input_shape
-from enet.engine.calib_stats import DEFAULT_PERCENTILE, collect_amax
-from enet.engine.fp16 import convert_fp16
-from enet.engine.quantize import QuantizeReport, int8_activation_tensors, quantize_int8
+from enet.engine.quant.calibration import DEFAULT_CALIB_IMAGES, iter_batches, select_calibration_images
+from enet.engine.runtime.onnx_info import PRECISION_KEY, load_onnx, precision_of, read_meta, static_input_shape
+from enet.engine.quant.calib_stats import DEFAULT_PERCENTILE, collect_amax
+from enet.engine.quant.fp16 import convert_fp16
+from enet.engine.quant.quantize import QuantizeReport, int8_activation_tensors, quantize_int8
 from enet.errors import EnetError
 from enet.export.metadata import set_prop
 from enet.fileio import atomic_path, write_text
@@ -92,7 +92,7 @@ def calibrate_ranges(model: onnx.ModelProto, calib: CalibrationSpec, meta: dict[
     """INT8 activation ranges of ``model``: read from ``calib.cache``, else calibrated (and cached).
 
     Ranges cover the input of every quantizable Conv/ConvTranspose
-    (:func:`enet.engine.quantize.int8_activation_tensors`), whatever
+    (:func:`enet.engine.quant.quantize.int8_activation_tensors`), whatever
     ``--keep-fp32`` leaves in float, so one cache serves every variant. The
     Q/DQ ONNX and the legacy calibrator's TensorRT cache both take their
     scales from these ranges.
@@ -168,7 +168,7 @@ def convert_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[st
 
 def edge_layers(onnx_path: str | os.PathLike[str]) -> list[str]:
     """Names of the first and the last weighted layer (input conv, output deconvolution)."""
-    from enet.engine.qdq import ensure_node_names, quantizable_nodes
+    from enet.engine.quant.qdq import ensure_node_names, quantizable_nodes
 
     model = load_onnx(onnx_path)
     ensure_node_names(model)
@@ -185,8 +185,8 @@ def compare_val(reference: str | os.PathLike[str], candidate: str | os.PathLike[
         ``{"reference": summary, "candidate": summary, "drop": pts, "frames": n}``
         (mIoU in percent points).
     """
-    from enet.engine.backend import evaluate_backend
-    from enet.engine.ort_backend import OrtBackend
+    from enet.engine.runtime.backend import evaluate_backend
+    from enet.engine.runtime.ort_backend import OrtBackend
 
     out: dict[str, Any] = {}
     for key, path in (("reference", reference), ("candidate", candidate)):

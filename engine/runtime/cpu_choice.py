@@ -56,3 +56,8 @@ def ort_has_cuda() -> bool:
         return False
 
 
+
+
+#: CPU backends that run a calibrated INT8 Q/DQ ONNX faster than its FP32 form (docs/bench.md has the
+#: measurements): ``precision="auto"`` picks a shipped model's INT8 file for these.
+INT8_FASTER: tuple[str, ...] = ("openvino",)

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from enet.engine.onnx_info import load_onnx, output_roles, precision_of, read_meta, static_input_shape
+from enet.engine.runtime.backend import BackendBase
+from enet.engine.runtime.onnx_info import load_onnx, output_roles, precision_of, read_meta, static_input_shape
 from enet.errors import EnetError, ShapeError
 
 
-class OnnxModelBackend:
+class OnnxModelBackend(BackendBase):
     """Base of the ONNX backends: metadata, shape checks, ``infer`` and ``infer_labels``."""
 
     def __init__(self, path: str | os.PathLike[str], input_shape: tuple[int, int, int, int] | None) -> None:

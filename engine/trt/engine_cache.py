@@ -3,7 +3,7 @@
 ``enet-run``, ``enet-eval`` and ``enet-demo`` with ``--backend auto`` hand a
 ``.pth`` or ``.onnx`` here when TensorRT and a GPU are present
 (:func:`auto_engine`). The engine is built once through
-:mod:`enet.engine.trt_build` (the same plan, sidecar and check against ONNX
+:mod:`enet.engine.trt.build` (the same plan, sidecar and check against ONNX
 Runtime as ``enet-build-engine``; FP16 by default, ``--precision int8`` for the
 calibrated Q/DQ model) and kept in the user's cache folder
 (:func:`enet.cache.cache_dir`, ``engines/``) under a key made of what makes
@@ -31,14 +31,6 @@ PRECISIONS = ("fp16", "int8", "fp32")
 DEFAULT_PRECISION = "fp16"
 
 
-def trt_ready() -> bool:
-    """TensorRT imports and an NVIDIA GPU is visible (never raises)."""
-    from enet._lazy import available
-    from enet.engine.cuda import gpu_available
-
-    return available("tensorrt") and gpu_available()
-
-
 def engine_key(onnx_sha256: str, tensorrt_version: str, gpu_name: str, precision: str) -> str:
     """Folder name of one cached engine, e.g. ``3f2a...-trt10.3.0-nvidia-geforce-rtx-4090-fp16``."""
     gpu = re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-") or "gpu"
@@ -57,7 +49,7 @@ def cached_engine_path(onnx_path: str | os.PathLike[str], precision: str, *,
                        root: str | os.PathLike[str] | None = None) -> Path:
     """Where the engine for ``onnx_path`` at ``precision`` lives for this TensorRT and GPU (needs both)."""
     from enet._lazy import require
-    from enet.engine.cuda import gpu_info
+    from enet.engine.runtime.cuda import gpu_info
     from enet.fileio import sha256_file
 
     trt = require("tensorrt")
@@ -67,7 +59,7 @@ def cached_engine_path(onnx_path: str | os.PathLike[str], precision: str, *,
 
 
 def _usable(engine: Path) -> bool:
-    from enet.engine.sidecar import check_engine_bytes, read_sidecar
+    from enet.engine.runtime.sidecar import check_engine_bytes, read_sidecar
 
     if not engine.is_file():
         return False
@@ -96,8 +88,8 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
         EnetError: TensorRT failed, or INT8 without calibration frames.
     """
     from enet.defaults import default_camvid_root
-    from enet.engine.build import CalibrationSpec
-    from enet.engine.trt_build import build_engine, describe, plan_engine
+    from enet.engine.quant.convert import CalibrationSpec
+    from enet.engine.trt.build import build_engine, describe, plan_engine
 
     say = say or log.info
     if precision not in PRECISIONS:
@@ -152,8 +144,10 @@ def auto_engine(model: str | os.PathLike[str], *, precision: str = DEFAULT_PRECI
     A build that fails is reported as a warning and None is returned, so
     ``auto`` falls back to ONNX Runtime or PyTorch as it did before.
     """
+    from enet.engine.runtime import resolve
+
     model = Path(model)
-    if model.suffix.lower() not in (".pth", ".pt", ".onnx") or not trt_ready():
+    if model.suffix.lower() not in (".pth", ".pt", ".onnx") or not resolve.trt_ready():
         return None
     try:
         onnx_path = model if model.suffix.lower() == ".onnx" else onnx_for_checkpoint(model, size=size, root=root)

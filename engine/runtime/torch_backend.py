@@ -11,10 +11,11 @@ import torch
 
 from enet.checkpoint import load_model
 from enet.device import resolve_device
+from enet.engine.runtime.backend import BackendBase
 from enet.errors import ShapeError
 
 
-class TorchBackend:
+class TorchBackend(BackendBase):
     """ENet checkpoint in PyTorch, eval mode, ``torch.inference_mode``.
 
     Args:
@@ -49,6 +50,11 @@ class TorchBackend:
         self.precision = precision
         self._dtype = torch.float16 if precision == "fp16" else torch.float32
         self.name = f"torch-{self.device.type}" + ("-fp16" if precision == "fp16" else "")
+
+    @property
+    def device_timing(self) -> bool:
+        """``device_stages()`` exists on CUDA (CUDA-event timing in ``enet-bench``)."""
+        return self.device.type == "cuda"
 
     def __enter__(self) -> TorchBackend:
         if self._threads or self.device.type == "cpu":
