@@ -66,10 +66,10 @@ def parse_backends(text: str) -> list[BenchBackend]:
     """``"torch,ort"`` -> specs, in the order given, duplicates dropped."""
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
-        raise EnetError(f"--backends is empty; choose from {','.join(BACKENDS)}")
+        raise EnetError(f"--backend is empty; choose from {','.join(BACKENDS)}")
     bad = [n for n in names if n not in BACKENDS]
     if bad:
-        raise EnetError(f"unknown backend {', '.join(bad)} in --backends; choose from {','.join(BACKENDS)}")
+        raise EnetError(f"unknown backend {', '.join(bad)} in --backend; choose from {','.join(BACKENDS)}")
     return [BACKENDS[n] for n in dict.fromkeys(names)]
 
 
@@ -291,7 +291,7 @@ class Artifacts:
                           data_root=self.camvid)
         for line in describe(job):
             log.info("%s", line)
-        calib = ["--calib-data", str(job.calib.data), "--calib-images", str(job.calib.images)] if job.calib else []
+        calib = ["--calib-data", str(job.calib.data), "--calib-frames", str(job.calib.images)] if job.calib else []
         res = build_engine(job, convert=convert, extra={"built_by": "enet-bench"}, rebuild_command=shlex.join(
             ["enet-build-engine", str(onnx_path), *(["--" + precision] if precision != "fp32" else []), *calib,
              "-o", str(target)]))

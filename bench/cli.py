@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from enet.cli import (ArgumentParser, check_writable, guard, non_negative_float, non_negative_int, positive_float,
-                      positive_int, setup_logging)
+from enet.cli import (ArgumentParser, add_alias, add_data_root, add_frames, add_model, add_output, add_verbosity,
+                      check_writable, guard, non_negative_float, non_negative_int, positive_float, positive_int,
+                      setup_logging)
 from enet.errors import EnetError
 
 log = logging.getLogger("enet.bench")
@@ -33,21 +34,21 @@ def parse_resolutions(text: str) -> list[tuple[int, int]]:
             continue
         w, sep, h = item.lower().partition("x")
         if not sep or not w.isdigit() or not h.isdigit() or int(w) <= 0 or int(h) <= 0:
-            raise EnetError(f"bad resolution {item!r} in --resolutions; expected WIDTHxHEIGHT, e.g. 640x360")
+            raise EnetError(f"bad size {item!r} in --size; expected WIDTHxHEIGHT, e.g. 640x360")
         if int(w) % 8 or int(h) % 8:
             raise EnetError(
-                f"resolution {item} is not a multiple of 8 in width and height; ENet needs both divisible "
+                f"size {item} is not a multiple of 8 in width and height; ENet needs both divisible "
                 f"by 8, e.g. {max(8, round(int(w) / 8) * 8)}x{max(8, round(int(h) / 8) * 8)}"
             )
         if (int(w), int(h)) not in out:
             out.append((int(w), int(h)))
     if not out:
-        raise EnetError("--resolutions is empty; e.g. --resolutions 640x360")
+        raise EnetError("--size is empty; e.g. --size 640x360")
     return out
 
 
 def _resolutions_arg(text: str) -> str:
-    """argparse type: ``--resolutions`` checked by :func:`parse_resolutions`, kept as written."""
+    """argparse type: ``--size`` (a list) checked by :func:`parse_resolutions`, kept as written."""
     try:
         parse_resolutions(text)
     except EnetError as exc:
@@ -60,25 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
         prog="enet-bench",
         description="Benchmark ENet per backend and resolution (trtexec-style timing) and compare with "
                     "the paper's Table 2 (speed) and Table 3 (size). Writes bench.json, bench.md, bench.png. "
-                    "--device desktop needs an NVIDIA GPU and --device jetson a Jetson: a bench never "
-                    "reports a device it is not running on.",
+                    "--device desktop needs an NVIDIA GPU and --device jetson a Jetson (--device cuda: either): "
+                    "a bench never reports a device it is not running on.",
         epilog="examples:\n"
-               "  enet-bench --device cpu --backends torch,ort,ort-int8,ort-fast,openvino,openvino-int8 \\\n"
-               "      --resolutions 480x360 --threads 2 --rounds 5 --accuracy-frames 101 -o out/bench-cpu\n"
-               "  enet-bench --model enet.onnx --backends ort,ort-int8 --iterations 50 -o bench-onnx\n"
-               "  enet-bench --device jetson --backends trt-fp32,trt-fp16,trt-int8   # on the Jetson\n"
-               "  enet-bench --accuracy-frames 101 --data-root ../shared/data/camvid",
+               "  enet-bench --device cpu --backend torch,ort,ort-int8,ort-fast,openvino,openvino-int8 \\\n"
+               "      --size 480x360 --threads 2 --rounds 5 --val-frames 101 -o out/bench-cpu\n"
+               "  enet-bench --model enet.onnx --backend ort,ort-int8 --iterations 50 -o bench-onnx\n"
+               "  enet-bench --device jetson --backend trt-fp32,trt-fp16,trt-int8   # on the Jetson\n"
+               "  enet-bench --val-frames 101 --data-root ../shared/data/camvid",
     )
-    p.add_argument("--device", choices=("auto", "cpu", "desktop", "jetson"), default="auto",
-                   help="what to probe and where to run: cpu, desktop (NVIDIA GPU), jetson; auto detects")
-    p.add_argument("--model", default=None,
-                   help="enet-rt checkpoint (.pth) or shipped weights name, or an ONNX model (.onnx: ort/trt "
-                        "backends at its own size, no PyTorch needed); default: camvid (or $ENET_MODEL)")
-    p.add_argument("--backends", default=DEFAULT_BACKENDS,
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "desktop", "jetson"), default="auto",
+                   help="what to probe and where to run: cpu, cuda (an NVIDIA GPU: desktop or jetson, detected), "
+                        "desktop (NVIDIA GPU), jetson; auto detects")
+    add_model(p, positional=False,
+              help="enet-rt checkpoint (.pth) or shipped weights name, or an ONNX model (.onnx: ort/trt "
+                   "backends at its own size, no PyTorch needed); default: camvid (or $ENET_MODEL)")
+    p.add_argument("--backend", default=DEFAULT_BACKENDS, metavar="LIST",
                    help=f"comma-separated, from: {DEFAULT_BACKENDS} (default: all; unavailable ones are skipped)")
-    p.add_argument("--resolutions", type=_resolutions_arg, default=None,
-                   help=f"WIDTHxHEIGHT list, multiples of 8 (default: the paper's {DEFAULT_RESOLUTIONS}; "
-                        "an ONNX model's own size)")
+    add_alias(p, "--backends", "--backend", "backend")
+    p.add_argument("--size", type=_resolutions_arg, default=None, metavar="WxH[,WxH...]",
+                   help=f"sizes, multiples of 8 (default: the paper's {DEFAULT_RESOLUTIONS}; an ONNX model's own "
+                        "size)")
+    add_alias(p, "--resolutions", "--size", "size", type=_resolutions_arg)
     p.add_argument("--batch", type=positive_int, default=1, help="frames per inference (default 1, as the paper)")
     p.add_argument("--warmup-s", type=non_negative_float, default=0.5, help="warm-up seconds per run (default 0.5)")
     g = p.add_mutually_exclusive_group()
@@ -96,21 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "profiler and report milliseconds per op type (default 0: off)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="TensorRT: capture the enqueue in a CUDA graph and time its launch (trtexec --useCudaGraph)")
-    p.add_argument("--accuracy-frames", type=non_negative_int, default=0,
-                   help="also report val mIoU of each backend on N frames of --data-root (default 0: off)")
-    p.add_argument("--calib-images", type=positive_int, default=64,
-                   help="train frames of --data-root for INT8 calibration when an INT8 ONNX is built (default 64)")
-    p.add_argument("--data-root", "--camvid", dest="data_root", type=Path, default=None,
-                   help="dataset the model was trained on (val for frames and accuracy, train for calibration); "
-                        "default ENET_CAMVID or ../shared/data/camvid")
-    p.add_argument("--cv-threshold", type=positive_float, default=0.10,
+    add_frames(p, "--val-frames", "also report val mIoU of each backend on N frames of --data-root, spaced "
+                                  "over the split (default 0: off)", default=0, zero=True, old=["--accuracy-frames"])
+    add_frames(p, "--calib-frames", "train frames of --data-root for INT8 calibration when an INT8 ONNX is built "
+                                    "(default 64)", default=64, old=["--calib-images"])
+    add_data_root(p, help="dataset the model was trained on (val for frames and accuracy, train for calibration); "
+                          "default ENET_CAMVID or ../shared/data/camvid")
+    p.add_argument("--max-cv", type=positive_float, default=0.10, metavar="RATIO",
                    help="warn when std/mean latency exceeds this (default 0.10)")
+    add_alias(p, "--cv-threshold", "--max-cv", "max_cv", type=positive_float)
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
-    p.add_argument("-o", "--output", type=Path, default=Path("bench-results"),
-                   help="report folder (default bench-results); built ONNX/engines are cached in the user's "
-                        "cache folder ($ENET_CACHE_DIR or ~/.cache/enet-rt)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    add_output(p, "report folder (default bench-results; missing folders are created); built ONNX/engines are "
+                  "cached in the user's cache folder ($ENET_CACHE_DIR or ~/.cache/enet-rt)",
+               type=Path, default=Path("bench-results"))
+    add_verbosity(p)
     return p
 
 
@@ -228,15 +231,15 @@ def _finish(job: dict[str, Any], args: argparse.Namespace, camvid: Path, device_
         _say(f"{job['tag']}: {status} ({reason})")
         return report.make_record(*job["rec_args"], status=status, reason=reason)
     m = harness.merge_measurements(job["parts"])
-    timing = harness.summarize(m, cv_threshold=args.cv_threshold)
+    timing = harness.summarize(m, cv_threshold=args.max_cv)
     timing["input"] = job["source"]
     backend = job["backend"]
     timing["backend_name"] = getattr(backend, "name", job["spec"].name)
     power = sampler.summary(frames=m.frames, seconds=m.measure_s) if sampler else None
     accuracy = None
-    if args.accuracy_frames:
+    if args.val_frames:
         try:
-            s = evaluate_backend(backend, camvid, "val", limit=args.accuracy_frames, spaced=True)
+            s = evaluate_backend(backend, camvid, "val", limit=args.val_frames, spaced=True)
             accuracy = {k: s[k] for k in ("miou", "global_acc", "frames", "split", "eval_size")}
         except EnetError as exc:
             _say(f"{job['tag']}: skipped ({exc})")
@@ -270,25 +273,25 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from enet.transforms import Preprocess
     from enet.weights import resolve_model
 
-    specs = bk.parse_backends(args.backends)
+    specs = bk.parse_backends(args.backend)
     model_path = resolve_model(args.model)
     if not model_path.is_file():
         raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth) "
                         "or ONNX model (.onnx)")
     camvid = Path(args.data_root or default_camvid_root())
-    artifacts = bk.Artifacts(model_path, camvid=camvid, calib_images=args.calib_images, say=_say)  # refuses other kinds
+    artifacts = bk.Artifacts(model_path, camvid=camvid, calib_images=args.calib_frames, say=_say)  # refuses other kinds
     model = _model_facts(model_path)  # a broken model fails here, before anything is printed
-    if args.resolutions is None and artifacts.onnx_shape is not None:
+    if args.size is None and artifacts.onnx_shape is not None:
         resolutions = [(int(artifacts.onnx_shape[3]), int(artifacts.onnx_shape[2]))]
     else:
-        resolutions = parse_resolutions(args.resolutions or DEFAULT_RESOLUTIONS)
+        resolutions = parse_resolutions(args.size or DEFAULT_RESOLUTIONS)
     if not has_val(camvid):
-        if args.accuracy_frames:
-            raise EnetError(f"--accuracy-frames needs a val split, not found under {camvid}; pass --data-root")
+        if args.val_frames:
+            raise EnetError(f"--val-frames needs a val split, not found under {camvid}; pass --data-root")
         camvid_for_frames = None
     else:
         camvid_for_frames = camvid
-        if args.accuracy_frames:  # the model's classes must be the dataset's, before any timing
+        if args.val_frames:  # the model's classes must be the dataset's, before any timing
             from enet.datasets import open_dataset
 
             if artifacts.kind == "ort":
@@ -420,8 +423,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 "batch": args.batch, "warmup_s": config.warmup_s, "duration_s": config.duration_s,
                 "min_iterations": config.min_iterations, "max_iterations": config.max_iterations,
                 "threads": args.threads, "rounds": args.rounds, "op_profile": args.op_profile,
-                "accuracy_frames": args.accuracy_frames, "calib_images": args.calib_images,
-                "cv_threshold": args.cv_threshold, "cuda_graph": args.cuda_graph,
+                "accuracy_frames": args.val_frames, "calib_images": args.calib_frames,
+                "cv_threshold": args.max_cv, "cuda_graph": args.cuda_graph,
                 "artifacts_built": artifacts.built},
         command="enet-bench " + shlex.join(list(argv)), warnings=warnings)
     paths = report.write_reports(doc, out_dir, plot=not args.no_plot)
@@ -430,7 +433,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         _say(line)
     if not any(r["status"] == "ok" for r in records_sorted):
         raise EnetError("no backend could run here (see the skipped list in the report); "
-                        "pass --backends torch,ort or install the missing runtime")
+                        "pass --backend torch,ort or install the missing runtime")
     return 1 if failed else 0
 
 
