@@ -90,12 +90,12 @@ def unavailable_reason(spec: BenchBackend, device_kind: str, *,
                        has_gpu: Callable[[], bool] = gpu_available,
                        torch_cuda: Callable[[], bool] = _torch_cuda) -> str | None:
     """Why ``spec`` cannot run on this machine, or None if it can (nothing is built)."""
+    from enet._lazy import install_hint
+
     for mod in spec.needs:
         if not available(mod):
-            fix = {"tensorrt": "pip install 'enet-rt[tensorrt]' (on Jetson: JetPack's TensorRT, venv with "
-                               "--system-site-packages)",
-                   "openvino": "pip install 'enet-rt[openvino]'"}.get(mod, f"pip install {mod}")
-            return f"{mod} is not installed ({fix})"
+            # the shared hint: torch is the project's CPU build or NVIDIA's Jetson wheel, never a bare pip install
+            return f"{mod} is not installed ({install_hint(mod)})"
     if spec.kind == "torch" and spec.precision == "fp16":
         if device_kind == "cpu":
             return "FP16 PyTorch runs on CUDA only; --device cpu was chosen (or no GPU was found)"

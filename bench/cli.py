@@ -141,6 +141,9 @@ def _say(msg: str) -> None:
 def _model_facts(path: Path) -> dict[str, Any]:
     if path.suffix.lower() == ".onnx":
         return _onnx_facts(path)
+    from enet._lazy import require
+
+    require("torch")  # a .pth in a runtime-only install: one line naming the extra, not a traceback
     from enet.checkpoint import load_model
     from enet.fileio import sha256_file
     from enet.model import count_flops, count_parameters

@@ -214,6 +214,9 @@ def _check_model(model: Path) -> None:
 
     kind = backend_kind(model)
     if kind == "torch":
+        from enet._lazy import require
+
+        require("torch")  # a runtime-only install: one line naming the extra, not a traceback
         from enet.checkpoint import load_checkpoint
 
         load_checkpoint(model)

@@ -104,11 +104,15 @@ def add_model(p: ArgumentParser, *, positional: bool, help: str | None = None, m
     p.on_parsed(merge)
 
 
-def add_data_root(p: argparse.ArgumentParser, help: str | None = None) -> None:
-    """``--data-root DIR`` (the dataset: SegNet layout, your own classes or Cityscapes); ``--camvid`` is deprecated."""
+def add_data_root(p: argparse.ArgumentParser, help: str | None = None, *, camvid_alias: bool = True) -> None:
+    """``--data-root DIR`` (the dataset: SegNet layout, your own classes or Cityscapes).
+
+    ``camvid_alias``: the command used to accept ``--camvid``, kept as a deprecated alias.
+    """
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help=help or "dataset folder (default: $ENET_CAMVID or ../shared/data/camvid)")
-    add_alias(p, "--camvid", "--data-root", "data_root", metavar="DIR")
+    if camvid_alias:
+        add_alias(p, "--camvid", "--data-root", "data_root", metavar="DIR")
 
 
 def add_frames(p: argparse.ArgumentParser | argparse._ActionsContainer, option: str, help: str, *,
@@ -345,7 +349,8 @@ def train_parser() -> argparse.ArgumentParser:
                "  torchrun --nproc-per-node 4 --no-python enet-train --data-root DIR -o runs/ddp\n"
                "see docs/custom_data.md")
     add_data_root(p, help="dataset folder: SegNet layout (train/ trainannot/ val/ valannot/, plus classes.json "
-                          "for your own classes) or Cityscapes (default: ../shared/data/camvid)")
+                          "for your own classes) or Cityscapes (default: ../shared/data/camvid)",
+                  camvid_alias=False)
     add_dataset_kind(p)
     add_output(p, "run folder (default runs/enet); one that holds an earlier run is refused unless --resume "
                   "or --overwrite")
@@ -383,8 +388,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=positive_int, default=1, help="validate every N epochs")
     p.add_argument("--init-from", default=None, metavar="CKPT", help="start from these weights (fine-tuning)")
     p.add_argument("--resume", default=None, metavar="LAST.pth", help="continue an interrupted run exactly")
-    add_frames(p, "--train-frames", "train on the first N train frames only (quick trials)", old=["--train-limit"])
-    add_frames(p, "--val-frames", "validate on the first N val frames only (quick trials)", old=["--val-limit"])
+    add_frames(p, "--train-frames", "train on the first N train frames only (quick trials)")
+    add_frames(p, "--val-frames", "validate on the first N val frames only (quick trials)")
     add_verbosity(p)
     return p
 

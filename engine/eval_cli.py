@@ -32,7 +32,7 @@ def eval_parser() -> argparse.ArgumentParser:
                "  enet-eval runs/full/best.pth --save-predictions preds/\n"
                "  enet-eval runs/road/best.pth --data-root my_road_data --split val")
     add_model(p, positional=True)
-    add_data_root(p, help="dataset folder, as for enet-train (default: ../shared/data/camvid)")
+    add_data_root(p, help="dataset folder, as for enet-train (default: ../shared/data/camvid)", camvid_alias=False)
     add_dataset_kind(p)
     p.add_argument("--split", choices=("train", "val", "test"), default="val")
     p.add_argument("--backend", choices=("auto", "torch", "ort", "ort-fast", "openvino", "trt"), default="auto",
