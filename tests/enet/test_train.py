@@ -78,7 +78,7 @@ def test_resume_needs_training_state(tiny_camvid: Path, tmp_path: Path, tiny_che
 
 def test_train_and_eval_cli(tiny_camvid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     out = tmp_path / "cli"
-    rc = train_main(["--data-root", str(tiny_camvid), "-o", str(out), "--epochs", "1", "--batch-size", "3",
+    rc = train_main(["--data-root", str(tiny_camvid), "-o", str(out), "--epochs", "1", "--batch", "3",
                      "--size", "48x32", "--val-size", "64x48", "--threads", "1", "-q"])
     assert rc == 0
     assert "best val mIoU" in capsys.readouterr().out
