@@ -207,11 +207,9 @@ def open_predictor(model: str | os.PathLike[str], *, backend: str = "auto", size
 
     ``streams`` (CPU backends: OpenVINO, and ONNX Runtime on the CPU):
     frames inferred at once. Default: 2 on 2+ CPUs when ``threads`` is not
-    given, every CPU shared between them. On the idle 2-core machine two
-    one-thread OpenVINO requests ran ``make demo`` at 21.7-22.7 fps against
-    20.5-22.9 for one two-thread request and 17.1-17.5 for one thread;
-    ``ort-fast`` 15.8 fps against 10.2-12.6 with one run at a time, ``ort``
-    11.9 against 6.7-9.0 (docs/deploy.md).
+    given, every CPU shared between them: on a 2-core machine that ran
+    ``make demo`` faster than one request at a time, for every CPU backend
+    (the figures: docs/deploy.md).
     ``threads`` None: :func:`enet.cpus.default_threads` less one CPU for
     one-frame-at-a-time backends (capture, preprocessing and rendering run
     beside).

@@ -128,7 +128,7 @@ def convert_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[st
         output: ``.onnx`` path to write.
         precision: ``fp16`` or ``int8``.
         calib: calibration spec, required for ``int8`` (default method ``max``:
-            on CamVid, entropy's clipping cost 1.6 pt mIoU, max 0.6 pt).
+            entropy's clipping costs more mIoU on CamVid, docs/engines.md).
         keep_fp32: INT8 only: node names left in float32.
         reasons: why each of ``keep_fp32`` is kept (reported); default "on request".
         ranges: activation ranges from an earlier calibration of this model (skips calibrating).

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_frames(g, "--calib-frames", "frames, evenly spaced over the name-sorted folder (default 300)",
                old=["--calib-images"])
     g.add_argument("--calib-method", choices=("entropy", "percentile", "max"), default="max",
-                   help="default max: measured best on CamVid (entropy clips ENet activations, -1.6 pt)")
+                   help="default max: the best on CamVid (entropy clips ENet activations; docs/engines.md)")
     g.add_argument("--percentile", type=percent, default=None, metavar="P",
                    help="for --calib-method percentile: the share of each activation's values kept in range, "
                         "0 < P <= 100 (default 99.99)")
