@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from enet._lazy import require
 from enet.errors import EnetError
@@ -78,11 +79,20 @@ def dataset_name(path: str | os.PathLike[str], recs: list[dict]) -> str | None:
 
 
 def plot_training(logs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str]) -> None:
-    """Draw the logs one after another (e.g. half-res stage, then full-res) into a PNG.
+    """Draw the logs one after another (e.g. half-res stage, then full-res) into a PNG (:func:`draw_training`).
 
-    The mIoU panel is titled with the dataset of the logs (:func:`dataset_name`); every point is marked.
+    Missing folders above ``output`` are created (docs/cli.md).
     """
     stages = [(path, read_log(path)) for path in logs]  # every log checked before matplotlib starts
+    fig = draw_training(stages)
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    require("matplotlib.pyplot").close(fig)
+
+
+def draw_training(stages: Sequence[tuple[str | os.PathLike[str], list[dict]]]) -> Any:
+    """The figure of :func:`plot_training` from ``(log path, records)`` stages: loss, and val mIoU titled with
+    the dataset; every point marked, so a one-epoch stage is visible."""
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # "generated new fontManager" is no news
     matplotlib = require("matplotlib")
     matplotlib.use("Agg")
@@ -99,10 +109,10 @@ def plot_training(logs: Sequence[str | os.PathLike[str]], output: str | os.PathL
             label += f" (val at {size})"
         ep = [offset + r["epoch"] for r in recs]
         # a marker on every point: a one-epoch stage is a single point, invisible as a bare line
-        ax1.plot(ep, [r["train_loss"] for r in recs], marker=".", label=label)
+        ax1.plot(ep, [r["train_loss"] for r in recs], marker="o" if len(ep) == 1 else ".", label=label)
         val = [(offset + r["epoch"], 100 * r["val_miou"]) for r in recs if r.get("val_miou") is not None]
         if val:
-            ax2.plot(*zip(*val), marker=".", label=label)
+            ax2.plot(*zip(*val), marker="o" if len(val) == 1 else ".", label=label)
         offset = ep[-1]
     ax1.set(xlabel="epoch", ylabel="loss", title="training loss")
     ax2.set(xlabel="epoch", ylabel="mIoU %", title=" / ".join(sorted(names)) + " val mIoU" if names else "val mIoU")
@@ -110,6 +120,4 @@ def plot_training(logs: Sequence[str | os.PathLike[str]], output: str | os.PathL
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    return fig

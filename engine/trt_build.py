@@ -47,7 +47,7 @@ def converted_path(engine_path: str | os.PathLike[str], precision: str) -> Path:
     An engine already named for its precision keeps one: ``enet.int8.engine`` -> ``enet.int8.onnx``.
     """
     p = Path(engine_path)
-    stem = p.stem.removesuffix(f".{precision}") if p.stem.lower().endswith(f".{precision}") else p.stem
+    stem = p.stem[: -len(precision) - 1] if p.stem.lower().endswith(f".{precision}") else p.stem
     return p.with_name(f"{stem}.{precision}.onnx")
 
 

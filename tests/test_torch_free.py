@@ -73,13 +73,20 @@ def test_onnx_paths_run_without_torch(tiny_checkpoint: Path, tiny_camvid: Path, 
 
 
 def test_torch_commands_say_how_to_get_torch(tmp_path: Path) -> None:
-    """Without torch, commands that need it fail in one line naming the extra."""
-    commands = [["enet-export", "-o", str(tmp_path / "x.onnx")], ["enet-summary"]]
+    """Without torch, commands that need it fail in one line naming the extra.
+
+    enet-demo and enet-bench run the shipped .pth by default: in a runtime-only install they say so too (no
+    ModuleNotFoundError traceback), and leave nothing behind.
+    """
+    commands = [["enet-export", "-o", str(tmp_path / "x.onnx")], ["enet-summary"],
+                ["enet-demo", "-o", str(tmp_path / "demo"), "--frames", "2"],
+                ["enet-bench", "--device", "cpu", "-o", str(tmp_path / "bench"), "--iterations", "1"]]
     r = subprocess.run([sys.executable, "-c", CHILD], input="\n".join(json.dumps(c) for c in commands),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
-    assert result["codes"] == {"enet-export": 1, "enet-summary": 1}
+    assert result["codes"] == {"enet-export": 1, "enet-summary": 1, "enet-demo": 1, "enet-bench": 1}
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
     errors = [ln for ln in r.stderr.splitlines() if ": error:" in ln]
-    assert len(errors) == 2 and all("enet-rt[torch]" in ln for ln in errors), r.stderr
-    assert not (tmp_path / "x.onnx").exists()
+    assert len(errors) == 4 and all("enet-rt[torch]" in ln for ln in errors), r.stderr
+    assert list(tmp_path.iterdir()) == []
