@@ -355,7 +355,8 @@ def train_parser() -> argparse.ArgumentParser:
     add_output(p, "run folder (default runs/enet); one that holds an earlier run is refused unless --resume "
                   "or --overwrite")
     p.add_argument("--overwrite", action="store_true",
-                   help="start a new run in an -o folder that holds an earlier one (its files are replaced)")
+                   help="start a new run in an -o folder that holds an earlier one (its last.pth, best.pth and "
+                        "log.jsonl are deleted)")
     p.add_argument("--epochs", type=positive_int, default=None, help="total epochs (default 100)")
     p.add_argument("--batch", type=positive_int, default=8, metavar="N", help="batch size per process (default 8)")
     add_alias(p, "--batch-size", "--batch", "batch", type=positive_int, metavar="N")
@@ -446,6 +447,9 @@ def train_main(args: argparse.Namespace) -> int:
             device=args.device, workers=args.workers, threads=args.threads, val_every=args.val_every,
             init_from=args.init_from, train_limit=args.train_frames, val_limit=args.val_frames)
         trainer = Trainer(cfg, progress=not args.quiet)
+        if args.overwrite and trainer.main:  # the earlier run's files go once the new run has checked its inputs
+            for name in RUN_FILES:
+                (trainer.out / name).unlink(missing_ok=True)
     try:
         metrics = trainer.fit()
     finally:

@@ -97,6 +97,20 @@ def test_train_and_eval_cli(tiny_camvid: Path, tmp_path: Path, capsys: pytest.Ca
         assert p.dtype.name == "uint8" and p.shape == (48, 64) and p.max() < 11
 
 
+def test_train_over_an_earlier_run(tiny_camvid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """Re-running enet-train -o DIR is refused (one line naming --resume and --overwrite); --overwrite starts over."""
+    argv = ["--data-root", str(tiny_camvid), "-o", str(tmp_path), "--epochs", "1", "--batch", "3",
+            "--size", "48x32", "--val-size", "48x32", "--threads", "1", "-q"]
+    (tmp_path / "log.jsonl").write_text('{"epoch": 1, "train_loss": 9.0}\n{"epoch": 2, "train_loss": 9.0}\n')
+    assert train_main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume" in err[0] and "--overwrite" in err[0]
+    assert train_main([*argv, "--overwrite"]) == 0
+    records = [json.loads(ln) for ln in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1] and records[0]["train_loss"] != 9.0
+    assert records[0]["dataset"] == "camvid"
+
+
 @pytest.mark.parametrize("content,match", [
     (None, "does not exist"),
     (b"garbage bytes, definitely not a zip or pickle", "not a readable checkpoint"),
