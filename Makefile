@@ -38,8 +38,8 @@ gpu-check: $(STAMP)
 # on 2 CPU cores. Re-running continues an interrupted stage (--resume).
 CAMVID ?= ../shared/data/camvid
 RUNS ?= runs
-STAGE_A := --size 240x176 --val-size 240x176 --batch-size 4 --epochs 70 --lr 1e-3 --warmup-epochs 1 --scale 0.75 1.5 --threads 2
-STAGE_B := --size 480x360 --val-size 480x360 --batch-size 4 --epochs 40 --lr 3e-4 --scale 0.75 1.25 --threads 2
+STAGE_A := --size 240x176 --val-size 240x176 --batch 4 --epochs 70 --lr 1e-3 --warmup-epochs 1 --scale 0.75 1.5 --threads 2
+STAGE_B := --size 480x360 --val-size 480x360 --batch 4 --epochs 40 --lr 3e-4 --scale 0.75 1.25 --threads 2
 
 reference-model: $(STAMP)
 	$(BIN)/enet-train --data-root $(CAMVID) -o $(RUNS)/half $(STAGE_A) \

@@ -66,10 +66,10 @@ def parse_backends(text: str) -> list[BenchBackend]:
     """``"torch,ort"`` -> specs, in the order given, duplicates dropped."""
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
-        raise EnetError(f"--backends is empty; choose from {','.join(BACKENDS)}")
+        raise EnetError(f"--backend is empty; choose from {','.join(BACKENDS)}")
     bad = [n for n in names if n not in BACKENDS]
     if bad:
-        raise EnetError(f"unknown backend {', '.join(bad)} in --backends; choose from {','.join(BACKENDS)}")
+        raise EnetError(f"unknown backend {', '.join(bad)} in --backend; choose from {','.join(BACKENDS)}")
     return [BACKENDS[n] for n in dict.fromkeys(names)]
 
 
@@ -90,12 +90,12 @@ def unavailable_reason(spec: BenchBackend, device_kind: str, *,
                        has_gpu: Callable[[], bool] = gpu_available,
                        torch_cuda: Callable[[], bool] = _torch_cuda) -> str | None:
     """Why ``spec`` cannot run on this machine, or None if it can (nothing is built)."""
+    from enet._lazy import install_hint
+
     for mod in spec.needs:
         if not available(mod):
-            fix = {"tensorrt": "pip install 'enet-rt[tensorrt]' (on Jetson: JetPack's TensorRT, venv with "
-                               "--system-site-packages)",
-                   "openvino": "pip install 'enet-rt[openvino]'"}.get(mod, f"pip install {mod}")
-            return f"{mod} is not installed ({fix})"
+            # the shared hint: torch is the project's CPU build or NVIDIA's Jetson wheel, never a bare pip install
+            return f"{mod} is not installed ({install_hint(mod)})"
     if spec.kind == "torch" and spec.precision == "fp16":
         if device_kind == "cpu":
             return "FP16 PyTorch runs on CUDA only; --device cpu was chosen (or no GPU was found)"
@@ -291,7 +291,7 @@ class Artifacts:
                           data_root=self.camvid)
         for line in describe(job):
             log.info("%s", line)
-        calib = ["--calib-data", str(job.calib.data), "--calib-images", str(job.calib.images)] if job.calib else []
+        calib = ["--calib-data", str(job.calib.data), "--calib-frames", str(job.calib.images)] if job.calib else []
         res = build_engine(job, convert=convert, extra={"built_by": "enet-bench"}, rebuild_command=shlex.join(
             ["enet-build-engine", str(onnx_path), *(["--" + precision] if precision != "fp32" else []), *calib,
              "-o", str(target)]))

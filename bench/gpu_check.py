@@ -37,8 +37,8 @@ from typing import Any
 
 RESOLUTIONS = "640x360,1280x720,1920x1080"
 BUDGET_S = 470.0  # under 8 minutes, with the probes and the summary
-BENCH_ARGS = ["--device", "desktop", "--resolutions", RESOLUTIONS, "--warmup-s", "0.5", "--duration-s", "1",
-              "--min-iterations", "10", "--calib-images", "32", "--no-plot"]
+BENCH_ARGS = ["--device", "desktop", "--size", RESOLUTIONS, "--warmup-s", "0.5", "--duration-s", "1",
+              "--min-iterations", "10", "--calib-frames", "32", "--no-plot"]
 
 
 @dataclass
@@ -86,12 +86,12 @@ def plan_steps(facts: dict[str, Any], out: Path, python: str = sys.executable) -
     bench = [python, "-m", "enet.bench.cli", *BENCH_ARGS]
     steps = [Step("gpu tests without TensorRT", [*pytest, "-m", "gpu and not trt"], 90)]
     if facts["torch_cuda"]:
-        steps.append(Step("enet-bench torch FP32/FP16", [*bench, "--backends", "torch,torch-fp16",
+        steps.append(Step("enet-bench torch FP32/FP16", [*bench, "--backend", "torch,torch-fp16",
                                                          "-o", str(out / "bench-torch")], 80,
                           report=out / "bench-torch" / "bench.json"))
     if facts["tensorrt"]:  # the numbers first; the tests take what is left of the budget
         steps.append(Step("enet-bench TensorRT FP32/FP16/INT8 (build, verify, time)",
-                          [*bench, "--backends", "trt-fp32,trt-fp16,trt-int8", "-o", str(out / "bench-trt")], 220,
+                          [*bench, "--backend", "trt-fp32,trt-fp16,trt-int8", "-o", str(out / "bench-trt")], 220,
                           report=out / "bench-trt" / "bench.json"))
         steps.append(Step("gpu tests with TensorRT", [*pytest, "-m", "gpu and trt"], 150))
     return steps

@@ -359,8 +359,9 @@ def device_label(info: dict[str, Any]) -> str:
     cpu = info.get("cpu", {})
     cores = cpu.get("available_cores") or cpu.get("logical_cores")
     n = cpu.get("threads_used")
-    threads = f"{n} thread{'s' if n != 1 else ''}" if n else "threads unknown"
-    cpu_txt = f"{cpu.get('model') or 'unknown CPU'} ({cores} cores available, {threads} used)"
+    # no --threads and no torch loaded: each runtime (ONNX Runtime, OpenVINO) picks its own pool size
+    threads = f"{n} thread{'s' if n != 1 else ''} used" if n else "each runtime's default threads"
+    cpu_txt = f"{cpu.get('model') or 'unknown CPU'} ({cores} cores available, {threads})"
     if info.get("kind") == "jetson":
         j = info.get("jetson", {})
         mode = (j.get("nvpmodel") or {}).get("name", "mode unknown")

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from enet.engine.runtime.backend import BACKEND_CHOICES
-from enet.cli import (ArgumentParser, add_engine_precision, capture_size_text, check_writable, guard,
-                      non_negative_float, positive_float, positive_int, setup_logging, size_text, unit_float)
+from enet.cli import (ArgumentParser, add_engine_precision, add_frames, add_model, capture_size_text, check_writable,
+                      guard, non_negative_float, positive_float, positive_int, setup_logging, size_text, unit_float)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,11 @@ def _stop_on_signals(stop: Callable[[str], None]) -> Iterator[None]:
             signal.signal(s, h)
 
 
+def has_display() -> bool:
+    """True when a window can be opened: an X11 or Wayland display is named in the environment."""
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def threading_main() -> bool:
     import threading
 
@@ -123,12 +128,16 @@ def run(cfg: RunConfig) -> Any:
         if value is not None and value < 1:
             raise EnetError(f"{opt} must be at least 1, not {value}")
     if cfg.max_frames is not None and cfg.max_frames <= 0:
-        raise EnetError(f"--max-frames must be positive, not {cfg.max_frames}")
+        raise EnetError(f"--frames must be positive, not {cfg.max_frames}")
     if cfg.stats and not cfg.stats.endswith(".jsonl"):
         raise EnetError(f"--stats {cfg.stats}: expected a .jsonl file name")
     for u in outputs:  # every output location before the source, the model or a frame
         if u.kind == "file":
             check_writable(u.location, what="output video")
+        elif u.kind == "display" and not has_display():
+            # a window opened without a display crashes inside the GUI toolkit (segfault, no message)
+            raise EnetError(f"{u.text}: no display here (DISPLAY and WAYLAND_DISPLAY are "
+                            "unset); write a video file (out.mp4) or a stream (rtsp://, udp://) instead")
     if cfg.stats:
         check_writable(cfg.stats, what="--stats")
     model = cfg.model  # a file or a shipped name (None: the default): resolved with the backend below
@@ -200,8 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", metavar="INPUT", help="input URI or path")
     p.add_argument("outputs", metavar="OUTPUT", nargs="*", help="output URIs or video files")
-    p.add_argument("--model", help="checkpoint (.pth), ONNX, engine, or shipped weights name "
-                                   "(default: camvid, or $ENET_MODEL)")
+    add_model(p, positional=False)
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                    help="inference backend (default: auto, the fastest available: with TensorRT and a GPU a "
                         ".pth/.onnx becomes a TensorRT engine on first run, cached for the next; else OpenVINO, "
@@ -212,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--visualize", default="overlay", metavar="LIST",
                    help="panels, comma-separated from overlay,mask,input (default overlay)")
     p.add_argument("--stats", metavar="FILE.jsonl", help="per-frame JSON lines: timestamp, latencies, class areas")
-    p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N output frames")
+    add_frames(p, "--frames", "stop after N output frames", old=["--max-frames"])
     p.add_argument("--no-display", action="store_true", help="no window even when a display exists")
     p.add_argument("--no-hud", action="store_true", help="no fps/latency text")
     p.add_argument("--no-legend", action="store_true", help="no class legend panel")
@@ -248,11 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args, fmt=LOG_FORMAT)
-    display = not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    display = not args.no_display and has_display()
     cfg = RunConfig(
         input=args.input, outputs=args.outputs, model=args.model, backend=args.backend,
         precision=args.precision, size=args.size,
-        alpha=args.alpha, visualize=args.visualize, stats=args.stats, max_frames=args.max_frames,
+        alpha=args.alpha, visualize=args.visualize, stats=args.stats, max_frames=args.frames,
         display=display, capture=args.capture, writer=args.writer, input_size=args.input_size,
         input_rate=args.input_rate, input_codec=args.input_codec, input_flip=args.input_flip,
         output_rate=args.output_rate, cache_dir=args.cache_dir, hud=not args.no_hud, legend=not args.no_legend,

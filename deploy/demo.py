@@ -94,7 +94,8 @@ def _frame_count(clip: Path) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from enet.cli import ArgumentParser, add_engine_precision, non_negative_int, positive_int, size_text
+    from enet.cli import (ArgumentParser, add_alias, add_data_root, add_engine_precision, add_frames, add_model,
+                          add_output, non_negative_int, positive_int, size_text)
     from enet.engine.runtime.backend import BACKEND_CHOICES
 
     p = ArgumentParser(prog="enet-demo",
@@ -104,15 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
                               "  enet-demo --frames 30 -o /tmp/demo --sheet 4\n"
                               "  enet-demo --model enet.int8.onnx --backend ort --size 480x352\n"
                               "  enet-demo --data-root ../shared/data/camvid --sheet 0   # no contact sheet")
-    p.add_argument("--model", help="checkpoint/ONNX/engine or shipped weights name (default: the reference camvid)")
+    add_model(p, positional=False)
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                    help="default auto: the fastest available (with TensorRT and a GPU: an engine built on first "
                         "run and cached; on a CPU: OpenVINO when installed)")
     add_engine_precision(p)
-    p.add_argument("--data-root", "--camvid", dest="camvid", metavar="ROOT",
-                   help="CamVid root (default: ../shared/data/camvid or ENET_CAMVID)")
-    p.add_argument("--frames", type=positive_int, default=None, metavar="N", help="clip length (default: the whole sequence)")
-    p.add_argument("-o", "--output-dir", default="demo_out", metavar="DIR", help="where to write (default demo_out)")
+    add_data_root(p, help="CamVid root (default: ../shared/data/camvid or ENET_CAMVID)")
+    add_frames(p, "--frames", "clip length (default: the whole sequence)")
+    add_output(p, "folder to write into (default demo_out; missing folders are created)", default="demo_out")
+    add_alias(p, "--output-dir", "--output", "output")
     p.add_argument("--sheet", type=non_negative_int, default=6, metavar="K",
                    help="frames on the contact sheet (default 6; 0: no sheet)")
     p.add_argument("--size", type=size_text, metavar="WxH", help="inference size (default: the model's)")
@@ -120,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU inference threads (default: see enet-run --threads)")
     p.add_argument("--streams", type=positive_int, metavar="N", help="frames inferred at once, openvino only "
                                                                      "(default: see enet-run --streams)")
-    p.add_argument("-v", "--verbose", action="count", default=0)
-    p.add_argument("-q", "--quiet", action="count", default=0)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     return p
 
 
@@ -144,15 +145,15 @@ def _demo(args: argparse.Namespace) -> int:
     if not model.is_file():
         raise EnetError(f"model {model} does not exist; pass --model or train one with enet-train")
     given_file = bool(args.model) and Path(args.model).exists()
-    root = Path(args.camvid) if args.camvid else default_camvid_root()
-    out = Path(args.output_dir)
+    root = Path(args.data_root) if args.data_root else default_camvid_root()
+    out = Path(args.output)
     check_writable(out, folder=True, what="-o")
     if given_file:
         _check_model(model)
     try:
         frames = camvid_frames(root, limit=args.frames)
     except DataError:
-        if args.camvid or not BUNDLED_CLIP.is_file():
+        if args.data_root or not BUNDLED_CLIP.is_file():
             raise
         frames = None
     clip = out / f"camvid_{_sequence(frames)}.mp4" if frames else BUNDLED_CLIP
@@ -216,6 +217,9 @@ def _check_model(model: Path) -> None:
 
     kind = backend_kind(model)
     if kind == "torch":
+        from enet._lazy import require
+
+        require("torch")  # a runtime-only install: one line naming the extra, not a traceback
         from enet.checkpoint import load_checkpoint
 
         load_checkpoint(model)

@@ -24,6 +24,7 @@ from enet.deploy import gst as gstmod
 from enet.deploy import gstpipes
 from enet.deploy.errors import SinkError
 from enet.deploy.uri import MediaUri
+from enet.fileio import make_parents, remove_empty
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,9 @@ class VideoFileSink:
         self.fps = fps if fps and fps > 0 else 30.0
         if writer not in WRITERS:
             raise SinkError(f"unknown writer {writer!r}; choose one of {', '.join(WRITERS)}")
-        folder = self.path.parent if str(self.path.parent) else Path(".")
-        if not folder.is_dir():
-            raise SinkError(f"cannot write {self.path}: folder {folder} does not exist")
         if self.path.is_dir():
             raise SinkError(f"cannot write {self.path}: it is a folder; give a file name such as out.mp4")
+        self._made = make_parents(self.path)  # missing folders are created (docs/cli.md), removed if nothing is written
         self._writer = writer
         self._tmp = partial_path(self.path)
         self._impl: Any = None
@@ -123,6 +122,7 @@ class VideoFileSink:
             else:
                 with contextlib.suppress(FileNotFoundError):
                     self._tmp.unlink()
+                remove_empty(self._made)
 
 
 class StreamSink:
@@ -235,9 +235,7 @@ class StatsWriter:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        folder = self.path.parent if str(self.path.parent) else Path(".")
-        if not folder.is_dir():
-            raise SinkError(f"cannot write stats {self.path}: folder {folder} does not exist")
+        self._made = make_parents(self.path)  # missing folders are created (docs/cli.md)
         self._f: IO[str] | None = None
         self._closed = False
         self.records = 0
@@ -257,6 +255,7 @@ class StatsWriter:
     def close(self) -> None:
         self._closed = True
         if self._f is None:
+            remove_empty(self._made)
             return
         f, self._f = self._f, None
         f.flush()

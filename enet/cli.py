@@ -41,6 +41,99 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        ns, rest = super().parse_known_args(args, namespace)
+        for finish in getattr(self, "_finishers", ()):
+            finish(self, ns)
+        return ns, rest
+
+    def on_parsed(self, finish: Callable[[ArgumentParser, argparse.Namespace], None]) -> None:
+        """Run ``finish(parser, args)`` after parsing (merging an option with its positional form, ...)."""
+        self.__dict__.setdefault("_finishers", []).append(finish)
+
+
+# -- the shared vocabulary (docs/cli.md): one spelling per concept -------------
+class DeprecatedAlias(argparse.Action):
+    """A former spelling kept so that users' scripts keep working: hidden from ``--help``, one warning line.
+
+    It stores into the new option's ``dest``, so the command sees one value.
+    ``replacement`` is the spelling to use instead (named in the warning).
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, replacement: str, **kwargs: Any) -> None:
+        kwargs["help"] = argparse.SUPPRESS
+        self.replacement = replacement
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog}: warning: {option_string} is deprecated; use {self.replacement}", file=sys.stderr)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def add_alias(p: argparse.ArgumentParser | argparse._ActionsContainer, old: str, replacement: str, dest: str,
+              **kwargs: Any) -> None:
+    """Keep ``old`` working as a hidden, deprecated spelling of ``replacement`` (same ``dest``, same type)."""
+    p.add_argument(old, dest=dest, action=DeprecatedAlias, replacement=replacement, default=argparse.SUPPRESS,
+                   **kwargs)
+
+
+def add_model(p: ArgumentParser, *, positional: bool, help: str | None = None, metavar: str = "MODEL") -> None:
+    """The model: ``--model`` in every command; commands whose one input is the model also take it positionally.
+
+    ``enet-export model.pth`` and ``enet-export --model model.pth`` are the same; giving both is an error.
+    ``args.model`` is None when neither is given (the shipped default, resolved by the command).
+    """
+    text = help or ("checkpoint (.pth), ONNX (.onnx), TensorRT engine (.engine) or shipped weights name "
+                    "(default: camvid, or $ENET_MODEL)")
+    if not positional:
+        p.add_argument("--model", default=None, metavar=metavar, help=text)
+        return
+    p.add_argument("model", nargs="?", default=None, metavar=metavar, help=text)
+    p.add_argument("--model", dest="model_option", default=None, metavar=metavar,
+                   help=f"the same as the positional {metavar}")
+
+    def merge(parser: ArgumentParser, ns: argparse.Namespace) -> None:
+        option = ns.__dict__.pop("model_option", None)
+        if option is not None:
+            if ns.model is not None and ns.model != option:
+                parser.error(f"two models given ({ns.model} and --model {option}); give one")
+            ns.model = option
+
+    p.on_parsed(merge)
+
+
+def add_data_root(p: argparse.ArgumentParser, help: str | None = None, *, camvid_alias: bool = True) -> None:
+    """``--data-root DIR`` (the dataset: SegNet layout, your own classes or Cityscapes).
+
+    ``camvid_alias``: the command used to accept ``--camvid``, kept as a deprecated alias.
+    """
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help=help or "dataset folder (default: $ENET_CAMVID or ../shared/data/camvid)")
+    if camvid_alias:
+        add_alias(p, "--camvid", "--data-root", "data_root", metavar="DIR")
+
+
+def add_frames(p: argparse.ArgumentParser | argparse._ActionsContainer, option: str, help: str, *,
+               default: int | None = None, zero: bool = False, old: Sequence[str] = ()) -> None:
+    """A frame count ``--<purpose>-frames N`` (``--frames``, ``--verify-frames``, ``--val-frames``, ...).
+
+    ``zero=True``: 0 is allowed (it turns the step off). ``old``: former spellings, kept as deprecated aliases.
+    """
+    cast = non_negative_int if zero else positive_int
+    dest = option.lstrip("-").replace("-", "_")
+    p.add_argument(option, type=cast, default=default, metavar="N", help=help)
+    for name in old:
+        add_alias(p, name, option, dest, type=cast, metavar="N")
+
+
+def add_output(p: argparse.ArgumentParser, help: str, *, required: bool = False, default: Any = None,
+               type: Callable[[str], Any] | None = None) -> None:
+    """``-o/--output``: where the command writes; missing folders above it are created (docs/cli.md)."""
+    kwargs: dict[str, Any] = {"type": type} if type else {}
+    p.add_argument("-o", "--output", required=required, default=default, help=help, **kwargs)
+
 
 def _number(cast: Callable[[str], Any], text: str, low: float, *, strict: bool, high: float | None = None) -> Any:
     try:
@@ -121,8 +214,9 @@ def capture_size_text(text: str) -> str:
 def check_writable(path: str | os.PathLike[str], *, folder: bool = False, what: str = "output") -> None:
     """Fail early (exit 1) when ``path`` cannot be written, before any long work; creates nothing.
 
-    ``folder=False``: a file; its folder must exist. ``folder=True``: a folder
-    that may not exist yet; its nearest existing parent must be writable.
+    ``folder=False``: a file; ``folder=True``: a folder. Either may lie in
+    folders that do not exist yet (they are created when the output is
+    written, docs/cli.md); the nearest existing one must be writable.
     Probed by creating and removing a temp file (mode bits lie to root).
 
     Raises:
@@ -136,16 +230,15 @@ def check_writable(path: str | os.PathLike[str], *, folder: bool = False, what: 
         if p.exists() and not p.is_dir():
             raise EnetError(f"cannot write {what} {p}: it exists and is not a folder; choose another location")
         probe = p
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        if not probe.is_dir():
-            raise EnetError(f"cannot write {what} {p}: {probe} is not a folder; choose another location")
     else:
         if p.is_dir():
             raise EnetError(f"cannot write {what} {p}: it is a folder; give a file name")
         probe = p.parent if str(p.parent) else Path(".")
-        if not probe.is_dir():
-            raise EnetError(f"cannot write {what} {p}: folder {probe} does not exist; create it first")
+    # one rule for every command (docs/cli.md): missing folders are created when the file is written
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise EnetError(f"cannot write {what} {p}: {probe} is not a folder; choose another location")
     try:
         fd, tmp = tempfile.mkstemp(prefix=".enet-probe.", dir=probe)
     except OSError as exc:
@@ -249,20 +342,25 @@ def train_parser() -> argparse.ArgumentParser:
                     "Under torchrun, trains on every process with DistributedDataParallel.",
         epilog="examples:\n"
                "  enet-train --data-root ../shared/data/camvid --epochs 1\n"
-               "  enet-train --data-root DIR --size 240x176 --batch-size 8 --epochs 150 -o runs/half\n"
+               "  enet-train --data-root DIR --size 240x176 --batch 8 --epochs 150 -o runs/half\n"
                "  enet-train --data-root DIR --init-from runs/half/best.pth --lr 2e-4 -o runs/full\n"
                "  enet-train --data-root DIR --resume runs/full/last.pth\n"
-               "  enet-train --data-root my_road_data -o runs/road --size 480x352   # has classes.json\n"
+               "  enet-train --data-root my_road_data -o runs/road --size 480x352 --epochs 10   # has classes.json\n"
                "  enet-train --data-root CITYSCAPES --dataset cityscapes --size 1024x512 --val-size 1024x512\n"
                "  torchrun --nproc-per-node 4 --no-python enet-train --data-root DIR -o runs/ddp\n"
                "see docs/custom_data.md")
-    p.add_argument("--data-root", default=None, help="dataset folder: SegNet layout (train/ trainannot/ val/ "
-                   "valannot/, plus classes.json for your own classes) or Cityscapes (default: "
-                   "../shared/data/camvid)")
+    add_data_root(p, help="dataset folder: SegNet layout (train/ trainannot/ val/ valannot/, plus classes.json "
+                          "for your own classes) or Cityscapes (default: ../shared/data/camvid)",
+                  camvid_alias=False)
     add_dataset_kind(p)
-    p.add_argument("-o", "--output", default=None, help="run folder (default runs/enet)")
+    add_output(p, "run folder (default runs/enet); one that holds an earlier run is refused unless --resume "
+                  "or --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an -o folder that holds an earlier one (its last.pth, best.pth and "
+                        "log.jsonl are deleted)")
     p.add_argument("--epochs", type=positive_int, default=None, help="total epochs (default 100)")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="per process (default 8)")
+    p.add_argument("--batch", type=positive_int, default=8, metavar="N", help="batch size per process (default 8)")
+    add_alias(p, "--batch-size", "--batch", "batch", type=positive_int, metavar="N")
     p.add_argument("--size", type=parse_size, default=(360, 480), metavar="WxH",
                    help="training crop size, multiples of 8 (default 480x360)")
     p.add_argument("--val-size", type=parse_size, default=(360, 480), metavar="WxH",
@@ -292,10 +390,29 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=positive_int, default=1, help="validate every N epochs")
     p.add_argument("--init-from", default=None, metavar="CKPT", help="start from these weights (fine-tuning)")
     p.add_argument("--resume", default=None, metavar="LAST.pth", help="continue an interrupted run exactly")
-    p.add_argument("--train-limit", type=positive_int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--val-limit", type=positive_int, default=None, help=argparse.SUPPRESS)
+    add_frames(p, "--train-frames", "train on the first N train frames only (quick trials)")
+    add_frames(p, "--val-frames", "validate on the first N val frames only (quick trials)")
     add_verbosity(p)
     return p
+
+
+#: Files of a run folder that mean an earlier run is there.
+RUN_FILES = ("last.pth", "best.pth", "log.jsonl")
+
+
+def refuse_earlier_run(output: str | os.PathLike[str]) -> None:
+    """``enet-train -o DIR`` over an earlier run: refused, naming --resume and --overwrite (nothing is replaced).
+
+    Raises:
+        EnetError: ``output`` holds a checkpoint or log of an earlier run (exit 1: the files decide).
+    """
+    from pathlib import Path
+
+    found = [n for n in RUN_FILES if (Path(output) / n).exists()]
+    if found:
+        resume = Path(output) / "last.pth"
+        raise EnetError(f"-o {output} holds an earlier run ({', '.join(found)}); continue it with --resume {resume}, "
+                         "start over with --overwrite, or choose another -o")
 
 
 @cli(train_parser)
@@ -316,19 +433,24 @@ def train_main(args: argparse.Namespace) -> int:
     output = args.output or "runs/enet"
     if args.output or not args.resume:
         check_writable(output, folder=True, what="run folder")
+    if not args.resume and not args.overwrite:
+        refuse_earlier_run(output)
     if args.resume:
         trainer = Trainer(resume=args.resume, progress=not args.quiet, overrides={
             "data_root": args.data_root, "output": args.output, "epochs": args.epochs, "device": args.device,
             "workers": args.workers, "threads": args.threads})
     else:
         cfg = TrainConfig(
-            data_root=data_root, dataset=args.dataset, output=output, epochs=args.epochs or 100, batch_size=args.batch_size,
+            data_root=data_root, dataset=args.dataset, output=output, epochs=args.epochs or 100, batch_size=args.batch,
             size=args.size, val_size=args.val_size, lr=args.lr, weight_decay=args.weight_decay,
             schedule=args.schedule, step_size=args.step_size, warmup_epochs=args.warmup_epochs, encoder_epochs=args.encoder_epochs,
             weighting=args.weighting, loss=args.loss, ema=args.ema, scale=tuple(args.scale), jitter=args.jitter, seed=args.seed,
             device=args.device, workers=args.workers, threads=args.threads, val_every=args.val_every,
-            init_from=args.init_from, train_limit=args.train_limit, val_limit=args.val_limit)
+            init_from=args.init_from, train_limit=args.train_frames, val_limit=args.val_frames)
         trainer = Trainer(cfg, progress=not args.quiet)
+        if args.overwrite and trainer.main:  # the earlier run's files go once the new run has checked its inputs
+            for name in RUN_FILES:
+                (trainer.out / name).unlink(missing_ok=True)
     try:
         metrics = trainer.fit()
     finally:
@@ -387,8 +509,8 @@ def plot_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n"
                               "  enet-plot runs/enet/log.jsonl -o curve.png\n"
                               "  enet-plot runs/half/log.jsonl runs/full/log.jsonl -o runs/training_curve.png")
-    p.add_argument("logs", nargs="+", help="one or more log.jsonl (stages are drawn one after the other)")
-    p.add_argument("-o", "--output", required=True, help="PNG file")
+    p.add_argument("logs", nargs="+", metavar="LOG", help="one or more log.jsonl (stages are drawn one after the other)")
+    add_output(p, "PNG file (missing folders are created)", required=True)
     add_verbosity(p)
     return p
 

@@ -2,9 +2,9 @@
 
 ``os.cpu_count()`` counts every core of the machine; a container, ``taskset``
 or a Jetson power mode may allow fewer, and asking for more threads than
-that oversubscribes (PyTorch fell from 97 ms to 4.6 s a frame with 2 threads
-on 2 CPUs while another process ran). One helper, used by the torch and ONNX
-Runtime backends and the camera pipeline.
+that oversubscribes (PyTorch slowed by more than an order of magnitude with
+2 threads on 2 CPUs while another process ran; docs/bench.md). One helper,
+used by the torch and ONNX Runtime backends and the camera pipeline.
 """
 
 from __future__ import annotations

@@ -116,8 +116,9 @@ class DatasetInfo:
             "input_size": [int(v) for v in input_size],
         }
 
-    def check_model(self, meta: dict[str, Any], model: str) -> None:
-        """Refuse a model whose classes are not this dataset's.
+    def check_model(self, meta: dict[str, Any], model: str, *,
+                    fix: str = "evaluate on the dataset it was trained on") -> None:
+        """Refuse a model whose classes are not this dataset's (``fix``: the advice that ends the message).
 
         Raises:
             DataError: the class count differs, or the names do.
@@ -128,10 +129,8 @@ class DatasetInfo:
         where = f"{self.root / custom.CLASSES_FILE}" if self.kind == "custom" else f"{self.root} ({self.kind})"
         if len(names) != self.num_classes:
             raise DataError(f"{model} predicts {len(names)} classes ({_short(names)}) but {where} has "
-                            f"{self.num_classes} ({_short(self.classes)}); evaluate on the dataset it was "
-                            "trained on")
-        raise DataError(f"{model} names its classes {_short(names)} but {where} says {_short(self.classes)}; "
-                        "evaluate on the dataset it was trained on")
+                            f"{self.num_classes} ({_short(self.classes)}); {fix}")
+        raise DataError(f"{model} names its classes {_short(names)} but {where} says {_short(self.classes)}; {fix}")
 
 
 def _short(names: Sequence[str], n: int = 4) -> str:

@@ -97,12 +97,10 @@ def evaluate(predict: Predictor, data_root: str | os.PathLike[str], split: str =
         # predictions go to a temp folder that becomes save_predictions only when every frame is done
         out_dir = stack.enter_context(atomic_folder(save_predictions)) if save_predictions else None
         cm = ConfusionMatrix(num_classes)
-        it: Any = range(0, len(samples), batch)
-        if progress:
-            from tqdm import tqdm
+        from enet.progress import progress as show_progress
 
-            it = tqdm(it, total=(len(samples) + batch - 1) // batch, desc=f"eval {split}", unit="batch",
-                      dynamic_ncols=True, leave=False)
+        it: Any = show_progress(range(0, len(samples), batch), total=(len(samples) + batch - 1) // batch,
+                                desc=f"eval {split}", unit="batch", enabled=progress)
         for i in it:
             chunk = samples[i:i + batch]
             pairs = [info.load_pair(s) for s in chunk]

@@ -47,27 +47,57 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
 
     ``suffix`` ends the temp name (``".tmp.onnx"`` where a reader goes by the suffix).
 
+    Missing folders above ``path`` are created (the rule of every enet-*
+    command, docs/cli.md) and removed again when the write fails.
+
     Raises:
-        EnetError: the folder does not exist or cannot be written.
+        EnetError: the folder cannot be created or written.
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise EnetError(f"cannot write {target}: folder {folder} does not exist")
+    made = make_parents(target)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=folder)
     except OSError as exc:
+        remove_empty(made)
         raise EnetError(f"cannot write {target}: {exc.strerror}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600; give the final file the usual umask-based mode.
     os.chmod(tmp_path, new_file_mode())
+    ok = False
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+        ok = True
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if not ok:
+            remove_empty(made)
+
+
+def make_parents(path: str | os.PathLike[str]) -> list[Path]:
+    """Create the missing folders above ``path``; returns them, innermost first (for :func:`remove_empty`).
+
+    Raises:
+        EnetError: a folder cannot be created (a file in the way, no permission).
+    """
+    folder = Path(path).parent
+    missing = [d for d in (folder, *folder.parents) if str(d) and not d.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        remove_empty(missing)
+        raise EnetError(f"cannot write {path}: cannot create folder {folder} ({exc.strerror})") from None
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove the folders of ``folders`` that are empty (innermost first); quietly keeps the others."""
+    for d in folders:
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 @contextlib.contextmanager

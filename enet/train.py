@@ -51,6 +51,7 @@ from enet.fileio import atomic_open
 from enet.losses import EMA, SegmentationLoss
 from enet.metrics import ConfusionMatrix
 from enet.model import ENet, check_input_size
+from enet.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -372,15 +373,13 @@ class Trainer:
         Ctrl-C or SIGTERM finishes the current batch, saves ``last.pth`` and
         raises :class:`KeyboardInterrupt` for the CLI to report.
         """
-        from tqdm import tqdm
-
         self._last_metrics: dict[str, Any] | None = None
         old_term = signal.signal(signal.SIGTERM, self._request_stop)
         # under torchrun Ctrl-C only raises a flag: all ranks stop after the same batch
         old_int = signal.signal(signal.SIGINT, self._request_stop) if self.dist.enabled else None
         try:
             while self.epoch < self.cfg.epochs:
-                self._run_epoch(tqdm)
+                self._run_epoch()
         except (KeyboardInterrupt, _StopRequested):
             path = self.save_last()
             raise KeyboardInterrupt(
@@ -402,7 +401,7 @@ class Trainer:
             out = self.model(x)
         return self.criterion(out, y[:, 4::8, 4::8] if encoder_only else y)
 
-    def _run_epoch(self, tqdm: Any) -> None:
+    def _run_epoch(self) -> None:
         cfg = self.cfg
         lr = self._set_lr()
         self.train_set.set_epoch(self.epoch)
@@ -416,8 +415,8 @@ class Trainer:
         n_batches = math.ceil(self.sampler.per_rank / bs)
         t0 = time.time()
         (self.ddp or self.model).train()
-        bar = tqdm(loader, total=n_batches, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                   unit="batch", disable=not self.progress, leave=False, dynamic_ncols=True)
+        bar = progress(loader, total=n_batches, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                       unit="batch", enabled=self.progress)
         for x, y in bar:
             x, y = x.to(self.device), y.to(self.device)
             loss = self._loss(x, y)
@@ -439,7 +438,8 @@ class Trainer:
         self.epoch += 1
         self.step_in_epoch, self.running = 0, [0.0, 0]
         record: dict[str, Any] = {"epoch": self.epoch, "train_loss": train_loss, "lr": lr,
-                                  "train_time_s": round(train_time, 1)}
+                                  "train_time_s": round(train_time, 1), "dataset": self.info.kind,
+                                  "data_root": str(cfg.data_root)}
         if self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs:
             t1 = time.time()
             cm = confusion_matrix(self.eval_model, self.val_set, device=self.device, batch_size=4,

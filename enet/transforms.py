@@ -99,8 +99,8 @@ def _scale_chw(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) 
 
     One formula, in one order of float32 operations, for one frame or a
     stack: a batch is bit-identical to its frames done one by one. uint8
-    pixels go through :func:`_table` (bit-identical to the formula, about
-    4x faster, which matters in the camera pipeline); other dtypes use the
+    pixels go through :func:`_table` (bit-identical to the formula and
+    faster, which matters in the camera pipeline); other dtypes use the
     formula.
     """
     if pixels.dtype == np.uint8:

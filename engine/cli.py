@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from enet.cli import (ArgumentParser, check_writable, guard, non_negative_int, percent,
-                      positive_int, setup_logging)
+from enet.cli import (ArgumentParser, add_data_root, add_frames, add_model, add_output, add_verbosity,
+                      check_writable, guard, non_negative_int, percent, positive_int, setup_logging)
 from enet.errors import EnetError
 
 log = logging.getLogger("enet.engine.cli")
@@ -39,21 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
                "  enet-build-engine enet.onnx --int8 -o enet.engine --dry-run --trt-version 10.3\n"
                "  enet-build-engine enet.onnx --fp16 -o enet.engine            # with TensorRT and a GPU\n"
                "  enet-build-engine enet.onnx --int8 --int8-mode calibrator -o enet.engine   # legacy path")
-    p.add_argument("model", metavar="MODEL.onnx", help="float32 ONNX from enet-export")
+    add_model(p, positional=True, help="float32 ONNX (.onnx) from enet-export")
+    p.on_parsed(_require_model)
     prec = p.add_mutually_exclusive_group()
-    prec.add_argument("--fp16", action="store_true", help="FP16 (float32 inputs/outputs)")
-    prec.add_argument("--int8", action="store_true", help="INT8 with calibration on the dataset's train frames")
-    p.add_argument("-o", "--output", required=True, metavar="PATH", help=".onnx (converted ONNX only) or .engine")
-    p.add_argument("--data-root", "--camvid", dest="data_root", metavar="DIR",
-                   help="dataset the model was trained on: its train images calibrate INT8, its val split "
-                        "gives --val-images/--verify-images (default: ../shared/data/camvid or $ENET_CAMVID)")
+    prec.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                      help="fp32 (default; an .engine only), fp16 (float32 inputs/outputs), or int8 (calibrated "
+                           "on the dataset's train frames)")
+    prec.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="--precision fp16")
+    prec.add_argument("--int8", dest="precision", action="store_const", const="int8", help="--precision int8")
+    add_output(p, ".onnx (converted ONNX only) or .engine (missing folders are created)", required=True)
+    add_data_root(p, help="dataset the model was trained on: its train frames calibrate INT8, its val split "
+                          "gives --val-frames/--verify-frames (default: ../shared/data/camvid or $ENET_CAMVID)")
     g = p.add_argument_group("INT8 calibration")
     g.add_argument("--calib-data", metavar="DIR",
                    help="a folder of frames, or a dataset root (its train images are used); default: --data-root")
-    g.add_argument("--calib-images", type=positive_int, default=None, metavar="N",
-                   help="frames, evenly spaced over the name-sorted folder (default 300)")
+    add_frames(g, "--calib-frames", "frames, evenly spaced over the name-sorted folder (default 300)",
+               old=["--calib-images"])
     g.add_argument("--calib-method", choices=("entropy", "percentile", "max"), default="max",
-                   help="default max: measured best on CamVid (entropy clips ENet activations, -1.6 pt)")
+                   help="default max: the best on CamVid (entropy clips ENet activations; docs/engines.md)")
     g.add_argument("--percentile", type=percent, default=None, metavar="P",
                    help="for --calib-method percentile: the share of each activation's values kept in range, "
                         "0 < P <= 100 (default 99.99)")
@@ -69,16 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="engine INT8 path: auto = the calibrated Q/DQ ONNX on every TensorRT from 8.5 (the legacy "
                         "calibrator below 8.5); calibrator = TensorRT's implicit INT8 from a calibration cache "
                         "written from the same ranges (accuracy not measured before the build)")
-    g.add_argument("--val-images", type=non_negative_int, default=None, metavar="N",
-                   help="report FP32 vs converted val mIoU on the first N val frames of --data-root (default all; "
-                        "0 skips)")
+    add_frames(g, "--val-frames", "report FP32 vs converted val mIoU on the first N val frames of --data-root "
+                                  "(default all; 0 skips)", zero=True, old=["--val-images"])
     t = p.add_argument_group("TensorRT")
     t.add_argument("--workspace", type=positive_int, default=None, metavar="MB", help="builder workspace limit")
     t.add_argument("--dla-core", type=non_negative_int, default=None, metavar="N", help="build for DLA core N (Jetson), GPU fallback on")
     t.add_argument("--timing-cache", metavar="FILE", help="load and update a tactic timing cache")
-    t.add_argument("--verify-images", type=non_negative_int, default=5, metavar="N",
-                   help="val frames of --data-root the finished engine is compared with ONNX Runtime on: argmax "
-                        "agreement and val mIoU (default 5; 0 skips)")
+    add_frames(t, "--verify-frames", "val frames of --data-root the finished engine is compared with ONNX "
+                                     "Runtime on: argmax agreement and val mIoU (default 5; 0 skips)",
+               default=5, zero=True, old=["--verify-images"])
     t.add_argument("--batch", type=positive_int, default=None, metavar="N",
                    help="batch of the optimization profile for a dynamic-batch ONNX (default 1)")
     t.add_argument("--dry-run", action="store_true",
@@ -86,14 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "needed with --trt-version")
     t.add_argument("--trt-version", metavar="X.Y", help="with --dry-run: plan for this TensorRT (8.5 .. 11), "
                                                         "installed or not")
-    v = p.add_mutually_exclusive_group()
-    v.add_argument("-v", "--verbose", action="store_true")
-    v.add_argument("-q", "--quiet", action="store_true")
+    add_verbosity(p)
     return p
 
 
+def _require_model(parser: ArgumentParser, args: argparse.Namespace) -> None:
+    if args.model is None:
+        parser.error("the following arguments are required: MODEL (a float32 .onnx from enet-export)")
+
+
 def _precision(args: argparse.Namespace) -> str:
-    return "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+    return args.precision
 
 
 def _calib_spec(args: argparse.Namespace) -> Any:
@@ -104,7 +109,7 @@ def _calib_spec(args: argparse.Namespace) -> Any:
 
     return CalibrationSpec(
         data=args.calib_data or args.data_root or default_camvid_root(),
-        images=args.calib_images if args.calib_images is not None else DEFAULT_CALIB_IMAGES,
+        images=args.calib_frames if args.calib_frames is not None else DEFAULT_CALIB_IMAGES,
         method=args.calib_method,
         percentile=args.percentile if args.percentile is not None else DEFAULT_PERCENTILE,
         cache=args.calib_cache,
@@ -124,20 +129,51 @@ def _report_int8(result: Any) -> None:
         print("  no layer kept in higher precision")
 
 
-def _report_val(args: argparse.Namespace, reference: str, candidate: Path, precision: str) -> float | None:
-    """Print FP32 vs converted val mIoU (ONNX Runtime); returns the drop in points, None if not measured."""
+#: The advice when the model's classes are not the val dataset's (enet-build-engine, not enet-eval).
+CLASSES_FIX = "pass --data-root with the dataset the model was trained on, or --val-frames 0 to skip the val report"
+
+
+def _val_root(args: argparse.Namespace) -> Path | None:
+    """The dataset whose val split the FP32 vs converted report uses; None when there is none (or --val-frames 0)."""
     from enet.datasets import open_dataset
     from enet.defaults import default_camvid_root
-    from enet.engine.quant.convert import compare_val
 
-    if args.val_images == 0:
+    if args.val_frames == 0:
         return None
     root = Path(args.data_root) if args.data_root else default_camvid_root()
     if not root.is_dir() or not open_dataset(root).has_split("val"):
-        log.warning("no val split found at %s; skipping the FP32 vs %s mIoU report", root, precision)
         return None
-    log.info("val mIoU of FP32 and %s with ONNX Runtime (--val-images 0 skips)", precision.upper())
-    res = compare_val(reference, candidate, root, limit=args.val_images, progress=not args.quiet)
+    return root
+
+
+def _check_val_classes(args: argparse.Namespace, model: Path) -> None:
+    """A model whose classes are not the val dataset's fails before calibration, in one line that fits this command."""
+    from enet.datasets import open_dataset
+    from enet.engine.runtime.onnx_info import load_onnx, read_meta
+
+    root = _val_root(args)
+    if root is not None:
+        open_dataset(root).check_model(read_meta(load_onnx(model, check=False), str(model)), str(model),
+                                       fix=CLASSES_FIX)
+
+
+def _report_val(args: argparse.Namespace, reference: str, candidate: Path, precision: str,
+                name: Path) -> float | None:
+    """Print FP32 vs converted val mIoU (ONNX Runtime); returns the drop in points, None if not measured.
+
+    ``candidate`` may be a temp file; messages call it ``name`` (the output it becomes).
+    """
+    from enet.engine.quant.convert import compare_val
+
+    root = _val_root(args)
+    if root is None:
+        if args.val_frames != 0:
+            log.warning("no val split found at %s; skipping the FP32 vs %s mIoU report",
+                        args.data_root or "the default dataset", precision)
+        return None
+    log.info("val mIoU of FP32 and %s with ONNX Runtime (--val-frames 0 skips)", precision.upper())
+    res = compare_val(reference, candidate, root, limit=args.val_frames, progress=not args.quiet,
+                      names=(reference, str(name)))
     r, c = res["reference"]["miou"] * 100, res["candidate"]["miou"] * 100
     print(f"val mIoU (ONNX Runtime, {res['frames']} frames): FP32 {r:.2f}  {precision.upper()} {c:.2f}  "
           f"drop {r - c:+.2f} pt")
@@ -153,16 +189,17 @@ def _convert(args: argparse.Namespace, model: Path, out: Path, precision: str, c
     from enet.fileio import atomic_path
 
     with atomic_path(out, suffix=".tmp.onnx") as tmp:
-        res = _convert_into(args, model, tmp, precision, calib)
+        res = _convert_into(args, model, tmp, precision, calib, name=out)
     return dataclasses.replace(res, path=out)
 
 
-def _convert_into(args: argparse.Namespace, model: Path, out: Path, precision: str, calib: Any) -> Any:
+def _convert_into(args: argparse.Namespace, model: Path, out: Path, precision: str, calib: Any, *,
+                  name: Path) -> Any:
     from enet.engine.quant.convert import convert_onnx, edge_layers
 
     res = convert_onnx(model, out, precision=precision, calib=calib, keep_fp32=args.keep_fp32)
     _report_int8(res)
-    drop = _report_val(args, str(model), out, precision)
+    drop = _report_val(args, str(model), out, precision, name)
     if precision != "int8" or drop is None or drop <= args.max_drop or args.keep_fp32:
         return res
     edges = edge_layers(model)
@@ -172,9 +209,9 @@ def _convert_into(args: argparse.Namespace, model: Path, out: Path, precision: s
     res = convert_onnx(model, out, precision=precision, calib=calib, keep_fp32=edges,
                        reasons=dict.fromkeys(edges, why), ranges=res.report.amax)
     _report_int8(res)
-    drop = _report_val(args, str(model), out, precision)
+    drop = _report_val(args, str(model), out, precision, name)
     if drop is not None and drop > args.max_drop:
-        log.warning("INT8 still loses %.2f pt; try --calib-method percentile/max, more --calib-images, or --keep-fp32",
+        log.warning("INT8 still loses %.2f pt; try --calib-method percentile/max, more --calib-frames, or --keep-fp32",
                     drop)
     return res
 
@@ -210,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
     if suffix == ".onnx":
         if output.resolve() == model.resolve():
             raise EnetError(f"-o {output} would overwrite the input model; choose another name")
+        _check_val_classes(args, model)
         res = _convert(args, model, output, precision, calib)
         print(f"wrote {output} ({precision}, input {tuple(res.input_shape)})")
         return 0
@@ -223,7 +261,7 @@ def _plan(args: argparse.Namespace, model: Path, output: Path, precision: str, c
 
     return plan_engine(model, output, precision=precision, features=features, int8_mode=args.int8_mode,
                        calib=calib, batch=args.batch, dla_core=args.dla_core, workspace_mb=args.workspace,
-                       timing_cache=args.timing_cache, verify_images=args.verify_images, data_root=args.data_root)
+                       timing_cache=args.timing_cache, verify_images=args.verify_frames, data_root=args.data_root)
 
 
 def _dry_run(args: argparse.Namespace, model: Path, output: Path, precision: str, calib: Any) -> int:
@@ -260,6 +298,7 @@ def _report_verification(res: Any) -> None:
 def _build(args: argparse.Namespace, model: Path, output: Path, precision: str, calib: Any) -> int:
     from enet.engine.trt.build import build_engine, describe
 
+    _check_val_classes(args, model)
     job = _plan(args, model, output, precision, calib)
     print("\n".join(describe(job)))
     res = build_engine(job, keep_fp32=args.keep_fp32, rebuild_command=shlex.join(["enet-build-engine", *args.argv]),

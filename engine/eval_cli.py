@@ -14,7 +14,8 @@ import logging
 from typing import Any
 
 from enet.engine.runtime.backend import BACKEND_CHOICES
-from enet.cli import ArgumentParser, add_dataset_kind, add_engine_precision, add_verbosity, check_writable, cli, positive_int
+from enet.cli import (ArgumentParser, add_data_root, add_dataset_kind, add_engine_precision, add_frames, add_model,
+                      add_verbosity, check_writable, cli)
 
 log = logging.getLogger("enet.eval")
 
@@ -27,14 +28,12 @@ def eval_parser() -> argparse.ArgumentParser:
                     "Classes come from the model; they must match the dataset's.",
         epilog="examples:\n"
                "  enet-eval --split val --json val.json      # the shipped camvid weights\n"
-               "  enet-eval enet.int8.onnx --limit 20\n"
+               "  enet-eval enet.int8.onnx --frames 20\n"
                "  enet-eval enet.onnx --precision int8      # with TensorRT: first-run INT8 engine, cached\n"
                "  enet-eval runs/full/best.pth --save-predictions preds/\n"
                "  enet-eval runs/road/best.pth --data-root my_road_data --split val")
-    p.add_argument("model", nargs="?", default=None,
-                   help="model file or shipped weights name (default: camvid, or $ENET_MODEL)")
-    p.add_argument("--data-root", default=None, help="dataset folder, as for enet-train (default: "
-                   "../shared/data/camvid)")
+    add_model(p, positional=True)
+    add_data_root(p, help="dataset folder, as for enet-train (default: ../shared/data/camvid)", camvid_alias=False)
     add_dataset_kind(p)
     p.add_argument("--split", choices=("train", "val", "test"), default="val")
     p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
@@ -46,7 +45,7 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as JSON")
     p.add_argument("--save-predictions", default=None, metavar="DIR",
                    help="write one 8-bit class-index PNG per image (same name and size as its label)")
-    p.add_argument("--limit", type=positive_int, default=None, help="first N frames only")
+    add_frames(p, "--frames", "the first N frames of the split only", old=["--limit"])
     add_verbosity(p)
     return p
 
@@ -72,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
     with open_backend(choice.path, choice.kind, **opts) as backend:
         log.debug("running %s in %s (%s)", model, choice.kind, choice.why)
         summary = evaluate_backend(backend, data_root, args.split, save_predictions=args.save_predictions,
-                                   limit=args.limit, progress=not args.quiet, dataset=args.dataset,
+                                   limit=args.frames, progress=not args.quiet, dataset=args.dataset,
                                    model_name=model)
     summary["model"] = model
     print(format_table(summary, f"{model} on {args.split} ({summary['frames']} frames, {summary['backend']}):"))

@@ -12,8 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from enet.cli import (MAX_SIDE, ArgumentParser, check_writable, guard, non_negative_int, positive_int,
-                      setup_logging)
+from enet.cli import (MAX_SIDE, ArgumentParser, add_alias, add_data_root, add_frames, add_model, add_output,
+                      add_verbosity, check_writable, guard, parse_size, positive_int, setup_logging)
 
 DEFAULT_VERIFY = 3
 
@@ -35,16 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "PyTorch on real val frames of --data-root (CamVid by default) before the file is written.",
         epilog="examples:\n"
                "  enet-export -o enet.onnx                            # the shipped camvid weights\n"
-               "  enet-export runs/full/best.pth -o enet.onnx --height 720 --width 960\n"
+               "  enet-export runs/full/best.pth -o enet.onnx --size 960x720\n"
                "  enet-export best.pth -o enet.op13.onnx --opset 13   # TensorRT 8.0/8.2 (JetPack 4.6)\n"
-               "  enet-export best.pth -o enet.labels.onnx --labels --verify 0",
+               "  enet-export best.pth -o enet.labels.onnx --labels --verify-frames 0",
     )
-    p.add_argument("model", nargs="?", default=None,
-                   help="enet-rt checkpoint (.pth) or shipped weights name; default: the reference model "
-                        "camvid (or $ENET_MODEL)")
-    p.add_argument("-o", "--output", required=True, help="ONNX file to write (atomically), e.g. enet.onnx")
-    p.add_argument("--height", type=multiple_of_8, default=None, help="input height, multiple of 8 (default: checkpoint's)")
-    p.add_argument("--width", type=multiple_of_8, default=None, help="input width, multiple of 8 (default: checkpoint's)")
+    add_model(p, positional=True, help="enet-rt checkpoint (.pth) or shipped weights name; default: the reference "
+                                      "model camvid (or $ENET_MODEL)")
+    add_output(p, "ONNX file to write (atomically; missing folders are created), e.g. enet.onnx", required=True)
+    p.add_argument("--size", type=parse_size, default=None, metavar="WxH",
+                   help="input size, multiples of 8, e.g. 960x720 (default: the checkpoint's)")
+    add_alias(p, "--height", "--size WxH", "height", type=multiple_of_8)
+    add_alias(p, "--width", "--size WxH", "width", type=multiple_of_8)
+    p.on_parsed(_merge_size)
     b = p.add_mutually_exclusive_group()
     b.add_argument("--batch", type=positive_int, default=1, help="static batch size (default 1)")
     b.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis N")
@@ -56,16 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", action="store_true",
                    help="add an int32 'labels' output (N, H, W): in-graph argmax over classes")
     p.add_argument("--no-simplify", action="store_true", help="skip onnx-simplifier")
-    p.add_argument("--verify", type=non_negative_int, default=DEFAULT_VERIFY, metavar="N",
-                   help=f"compare ONNX Runtime with PyTorch on N val frames of --data-root before writing "
-                        f"(default {DEFAULT_VERIFY}; 0 skips)")
-    p.add_argument("--data-root", "--camvid", dest="data_root", default=None,
-                   help="dataset whose val/ frames --verify uses (default: $ENET_CAMVID or ../shared/data/camvid; "
-                        "random frames when absent)")
-    v = p.add_mutually_exclusive_group()
-    v.add_argument("-v", "--verbose", action="store_true", help="log more")
-    v.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    add_frames(p, "--verify-frames", f"compare ONNX Runtime with PyTorch on N val frames of --data-root before "
+                                     f"writing (default {DEFAULT_VERIFY}; 0 skips)",
+               default=DEFAULT_VERIFY, zero=True, old=["--verify"])
+    add_data_root(p, help="dataset whose val/ frames --verify-frames uses (default: $ENET_CAMVID or "
+                          "../shared/data/camvid; random frames when absent)")
+    add_verbosity(p)
     return p
+
+
+def _merge_size(parser: ArgumentParser, args: argparse.Namespace) -> None:
+    """``--size WxH`` and the deprecated ``--height``/``--width`` -> ``args.height``, ``args.width``."""
+    if args.size is not None:
+        if getattr(args, "height", None) is not None or getattr(args, "width", None) is not None:
+            parser.error("give the size once: --size WxH (not with --height/--width)")
+        args.height, args.width = args.size
+    args.height, args.width = getattr(args, "height", None), getattr(args, "width", None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,7 +92,7 @@ def _export(args: argparse.Namespace) -> int:
     result = export_onnx(
         args.model, args.output, height=args.height, width=args.width, batch=args.batch,
         dynamic_batch=args.dynamic_batch, opset=args.opset, unpool=args.unpool,
-        simplify=not args.no_simplify, labels=args.labels, verify=args.verify,
+        simplify=not args.no_simplify, labels=args.labels, verify=args.verify_frames,
         camvid_root=args.data_root,
     )
     if not args.quiet:

@@ -45,6 +45,8 @@ numpy and onnx are imported: running an ``.onnx`` needs no torch.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -153,22 +155,13 @@ def _static_hw(model: onnx.ModelProto, tensor: str) -> tuple[int, int] | None:
     return None
 
 
-def select_unpool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
-    """Rewrite each mask-form pool/unpool pair into the full-resolution select form (module docstring).
+def _decoders_by_mask(model: onnx.ModelProto, g: _Graph) -> dict[str, list[tuple]]:
+    """The mask-form unpoolings, grouped by the encoder mask they read.
 
-    Args:
-        model: an ONNX model from ``enet-export`` (any precision; Q/DQ nodes
-            around convolutions are left alone). Not modified.
-
-    Returns:
-        ``(new model, number of encoder masks rewritten)``; a graph without
-        the mask form (``--unpool native``, or a pattern this module does not
-        recognise) comes back unchanged with 0.
+    A decoder is ``Where(mask, Unsqueeze(y), 0) -> Reshape -> Transpose(d2s) -> Reshape``;
+    returns ``{mask tensor: [(where, unsqueeze, [reshape, transpose, reshape]), ...]}``.
     """
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    g = _Graph(model)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
-    decoders = []  # (where, unsqueeze, [reshape, transpose, reshape])
+    masks: dict[str, list[tuple]] = {}
     for w in model.graph.node:
         if w.op_type != "Where":
             continue
@@ -184,95 +177,143 @@ def select_unpool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         if (unsq is None or unsq.op_type != "Unsqueeze" or len(chain) != 3
                 or list(_attr(chain[1], "perm", [])) != _D2S_PERM):
             continue
-        decoders.append((w, unsq, chain))
-    masks: dict[str, list[tuple]] = {}
-    for dec in decoders:
-        masks.setdefault(dec[0].input[0], []).append(dec)
+        masks.setdefault(w.input[0], []).append((w, unsq, chain))
+    return masks
 
-    remove: set[int] = set()
-    insert_after: dict[int, list[onnx.NodeProto]] = {}
-    extra_inits: list[onnx.TensorProto] = []
-    new_mask: dict[str, str] = {}
-    zero = _fresh(model, "cpu_graph/zero")
-    scales = _fresh(model, "cpu_graph/up2_scales")
-    weights = _fresh(model, "cpu_graph/window_weights")
 
-    def upsample(src: str, dst: str, name: str) -> onnx.NodeProto:
-        if opset >= 13:
-            return helper.make_node("Resize", [src, "", scales], [dst], name=name, mode="nearest",
+@dataclass
+class _Encoder:
+    """One matched mask-form pooling: its input ``x`` (static ``h`` x ``w``), first Reshape, ReduceMax and cone."""
+
+    x: str
+    r0: onnx.NodeProto
+    rmax: onnx.NodeProto
+    cone_ids: set[int]
+    h: int
+    w: int
+
+
+def _match_encoder(model: onnx.ModelProto, g: _Graph, m5: str, decs: list[tuple]) -> _Encoder | None:
+    """The encoder pattern that computes mask ``m5``, or None when the graph differs (left unchanged).
+
+    X -> Reshape -> Transpose(s2d) -> Reshape -> R5 -> ReduceMax(axis 2) = P, Equal(R5, P) ... -> m5, with no
+    intermediate leaving the pattern (only P and the mask, read by ``decs`` alone).
+    """
+    transposes = [n for n in _backward_cone(g, m5, set(), stop_at_s2d=True) if _is_s2d(n)]
+    if len(transposes) != 1:
+        return None
+    r0 = g.producer.get(transposes[0].input[0])
+    if r0 is None or r0.op_type != "Reshape":
+        return None
+    x = r0.input[0]
+    cone = [n for n in _backward_cone(g, m5, {x}) if n.op_type != "Constant"]
+    rmax = [n for n in cone if n.op_type == "ReduceMax"]
+    if len(rmax) != 1 or int(_attr(rmax[0], "keepdims", 1)) != 0:
+        return None
+    axes = _attr(rmax[0], "axes") or (list(g.const(rmax[0].input[1])) if len(rmax[0].input) > 1 else None)
+    if axes is None or [int(a) for a in axes] != [2]:
+        return None
+    pooled = rmax[0].output[0]
+    cone_ids = {id(n) for n in cone}
+    internal = {o for n in cone for o in n.output} - {pooled, m5}
+    leaks = [t for t in internal if t in g.graph_outputs
+             or any(id(c) not in cone_ids for c in g.consumers.get(t, []))]
+    dec_ids = {id(n) for d in decs for n in (d[0], d[1], *d[2])}
+    if leaks or any(id(c) not in dec_ids for c in g.consumers.get(m5, [])) or m5 in g.graph_outputs:
+        return None
+    hw = _static_hw(model, x)
+    if hw is None or hw[0] % 2 or hw[1] % 2:
+        return None
+    return _Encoder(x, r0, rmax[0], cone_ids, *hw)
+
+
+class _SelectBuilder:
+    """Makes the select-form nodes (shared constants: zero, the x2 scales, the window weights)."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+        self.zero = _fresh(model, "cpu_graph/zero")
+        self.scales = _fresh(model, "cpu_graph/up2_scales")
+        self.weights = _fresh(model, "cpu_graph/window_weights")
+        self.inits: list[onnx.TensorProto] = []
+
+    def upsample(self, src: str, dst: str, name: str) -> onnx.NodeProto:
+        if self.opset >= 13:
+            return helper.make_node("Resize", [src, "", self.scales], [dst], name=name, mode="nearest",
                                     coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-        return helper.make_node("Resize", [src, "", scales], [dst], name=name, mode="nearest")  # pragma: no cover
+        return helper.make_node("Resize", [src, "", self.scales], [dst], name=name, mode="nearest")  # pragma: no cover
 
-    for m5, decs in masks.items():
-        # encoder: X -> Reshape -> Transpose(s2d) -> Reshape -> R5 -> ReduceMax(axis 2) = P, Equal(R5, P) ... -> m5
-        transposes = [n for n in _backward_cone(g, m5, set(), stop_at_s2d=True) if _is_s2d(n)]
-        if len(transposes) != 1:
-            continue
-        tr = transposes[0]
-        r0 = g.producer.get(tr.input[0])
-        if r0 is None or r0.op_type != "Reshape":
-            continue
-        x = r0.input[0]
-        cone = [n for n in _backward_cone(g, m5, {x}) if n.op_type != "Constant"]
-        rmax = [n for n in cone if n.op_type == "ReduceMax"]
-        if len(rmax) != 1 or int(_attr(rmax[0], "keepdims", 1)) != 0:
-            continue
-        rmax_node = rmax[0]
-        axes = _attr(rmax_node, "axes") or (list(g.const(rmax_node.input[1])) if len(rmax_node.input) > 1 else None)
-        if axes is None or [int(a) for a in axes] != [2]:
-            continue
-        pooled = rmax_node.output[0]
-        cone_ids = {id(n) for n in cone}
-        # every intermediate must stay inside the pattern: only P and the mask leave it
-        internal = {o for n in cone for o in n.output} - {pooled, m5}
-        leaks = [t for t in internal if t in g.graph_outputs
-                 or any(id(c) not in cone_ids for c in g.consumers.get(t, []))]
-        dec_ids = {id(n) for d in decs for n in (d[0], d[1], *d[2])}
-        if leaks or any(id(c) not in dec_ids for c in g.consumers.get(m5, [])) or m5 in g.graph_outputs:
-            continue
-        hw = _static_hw(model, x)
-        if hw is None or hw[0] % 2 or hw[1] % 2:
-            continue
-        h, w = hw
-        tag = rmax_node.name.rsplit("/", 1)[0] + "/select" if "/" in rmax_node.name else f"select_{len(new_mask)}"
-        wfull = _fresh(model, f"{tag}/weights_tiled")
-        extra_inits.append(numpy_helper.from_array(np.array([1, 1, h // 2, w // 2], dtype=np.int64),
-                                                   wfull + "_repeats"))
+    def encoder(self, enc: _Encoder, tag: str) -> tuple[list[onnx.NodeProto], str]:
+        """MaxPool plus the full-resolution first-maximum mask; returns the nodes and the mask's name."""
+        x, pooled = enc.x, enc.rmax.output[0]
+        wfull = _fresh(self.model, f"{tag}/weights_tiled")
+        self.inits.append(numpy_helper.from_array(np.array([1, 1, enc.h // 2, enc.w // 2], dtype=np.int64),
+                                                  wfull + "_repeats"))
         up_p, eq, s, smax, up_s, mask = (f"{tag}/{k}" for k in ("up_max", "is_max", "score", "window_score",
                                                               "up_window_score", "first_max"))
-        new = [
+        return [
             helper.make_node("MaxPool", [x], [pooled], name=f"{tag}/MaxPool", kernel_shape=[2, 2], strides=[2, 2]),
-            upsample(pooled, up_p, f"{tag}/ResizeMax"),
+            self.upsample(pooled, up_p, f"{tag}/ResizeMax"),
             helper.make_node("Equal", [x, up_p], [eq], name=f"{tag}/Equal"),
-            helper.make_node("Tile", [weights, wfull + "_repeats"], [wfull], name=f"{tag}/Tile"),
-            helper.make_node("Where", [eq, wfull, zero], [s], name=f"{tag}/Score"),
+            helper.make_node("Tile", [self.weights, wfull + "_repeats"], [wfull], name=f"{tag}/Tile"),
+            helper.make_node("Where", [eq, wfull, self.zero], [s], name=f"{tag}/Score"),
             helper.make_node("MaxPool", [s], [smax], name=f"{tag}/MaxScore", kernel_shape=[2, 2], strides=[2, 2]),
-            upsample(smax, up_s, f"{tag}/ResizeScore"),
+            self.upsample(smax, up_s, f"{tag}/ResizeScore"),
             helper.make_node("Equal", [s, up_s], [mask], name=f"{tag}/FirstMax"),
-        ]
-        remove |= cone_ids
-        insert_after[id(r0)] = new
-        new_mask[m5] = mask
+        ], mask
+
+    def decoder(self, y: str, out: str, mask: str, tag: str) -> list[onnx.NodeProto]:
+        """Unpooling as ``Where(mask, nearest-upsampled y, 0)``."""
+        return [self.upsample(y, f"{tag}/up", f"{tag}/Resize"),
+                helper.make_node("Where", [mask, f"{tag}/up", self.zero], [out], name=f"{tag}/Place")]
+
+    def constants(self) -> list[onnx.TensorProto]:
+        return self.inits + [numpy_helper.from_array(np.array(0.0, dtype=np.float32), self.zero),
+                             numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.float32), self.scales),
+                             numpy_helper.from_array(_WINDOW_WEIGHTS, self.weights)]
+
+
+def select_unpool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """Rewrite each mask-form pool/unpool pair into the full-resolution select form (module docstring).
+
+    Args:
+        model: an ONNX model from ``enet-export`` (any precision; Q/DQ nodes
+            around convolutions are left alone). Not modified.
+
+    Returns:
+        ``(new model, number of encoder masks rewritten)``; a graph without
+        the mask form (``--unpool native``, or a pattern this module does not
+        recognise) comes back unchanged with 0.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = _Graph(model)
+    build = _SelectBuilder(model)
+    remove: set[int] = set()
+    insert_after: dict[int, list[onnx.NodeProto]] = {}
+    rewritten = 0
+    for m5, decs in _decoders_by_mask(model, g).items():
+        enc = _match_encoder(model, g, m5, decs)
+        if enc is None:
+            continue
+        name = enc.rmax.name
+        tag = name.rsplit("/", 1)[0] + "/select" if "/" in name else f"select_{rewritten}"
+        insert_after[id(enc.r0)], mask = build.encoder(enc, tag)
+        remove |= enc.cone_ids
+        rewritten += 1
         for where, unsq, chain in decs:
-            y = unsq.input[0]
             out = chain[-1].output[0]
             dtag = where.name.rsplit("/", 1)[0] + "/select" if "/" in where.name else f"unpool_{out}"
             remove |= {id(where), id(unsq), *(id(n) for n in chain)}
-            insert_after[id(chain[-1])] = [
-                upsample(y, f"{dtag}/up", f"{dtag}/Resize"),
-                helper.make_node("Where", [mask, f"{dtag}/up", zero], [out], name=f"{dtag}/Place"),
-            ]
-    if not new_mask:
+            insert_after[id(chain[-1])] = build.decoder(unsq.input[0], out, mask, dtag)
+    if not rewritten:
         return model, 0
     # the replaced nodes are inserted where the removed ones were (after the first Reshape of the
     # encoder, after the last Reshape of the decoder), so their inputs are defined before them
-    extra_inits += [numpy_helper.from_array(np.array(0.0, dtype=np.float32), zero),
-                    numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.float32), scales),
-                    numpy_helper.from_array(_WINDOW_WEIGHTS, weights)]
     _replace_nodes(model, remove, insert_after)
-    model.graph.initializer.extend(extra_inits)
+    model.graph.initializer.extend(build.constants())
     _prune_unused(model)
-    return model, len(new_mask)
+    return model, rewritten
 
 
 def _prune_unused(model: onnx.ModelProto) -> None:

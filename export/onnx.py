@@ -226,8 +226,10 @@ def check_output_path(output: str | os.PathLike[str]) -> Path:
     folder = out.parent if str(out.parent) else Path(".")
     if out.is_dir():
         raise ExportError(f"cannot write {out}: it is a folder; give a file name such as {out / 'enet.onnx'}")
+    while not folder.exists() and folder != folder.parent:  # missing folders are created on write (docs/cli.md)
+        folder = folder.parent
     if not folder.is_dir():
-        raise ExportError(f"cannot write {out}: folder {folder} does not exist; create it first")
+        raise ExportError(f"cannot write {out}: {folder} is not a folder; choose another -o")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ExportError(f"cannot write {out}: folder {folder} is not writable; choose another -o")
     return out

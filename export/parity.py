@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -165,21 +166,12 @@ def parity_frames(n: int, height: int, width: int, *, camvid_root: str | os.Path
     return [read_image(files[i]) for i in picks], source
 
 
-def verify_parity(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], model: ENet, *,
-                  mean: Sequence[float], std: Sequence[float], resize: str = DEFAULT_RESIZE, frames: int = 3,
-                  camvid_root: str | os.PathLike[str] | None = None, threads: int | None = None) -> ParityResult:
-    """Run ``onnx_model`` in ONNX Runtime (CPU) and ``model`` in PyTorch on the same frames.
+def _ort_session(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], threads: int | None
+                 ) -> tuple[Any, list[str], list[tuple[str, str]] | None]:
+    """An ONNX Runtime CPU session of ``onnx_model`` with its pooling choices exposed as extra outputs.
 
-    The PyTorch reference is ``model`` in its training form (``indices``:
-    MaxPool2d/MaxUnpool2d), so the check covers the unpool rewrite too.
-
-    Args:
-        onnx_model: model proto, serialized bytes or a path.
-        model: the checkpoint's ENet.
-        mean, std, resize: the metadata's preprocessing (:class:`enet.transforms.Preprocess`).
-        frames: images to compare (>= 1).
-        camvid_root: CamVid root (default: :func:`enet.defaults.default_camvid_root`).
-        threads: ORT intra-op threads (default: ORT's).
+    Returns:
+        ``(session, the model's own output names, pool probes or None)`` (:func:`pool_probes`).
     """
     ort = require("onnxruntime")
     if isinstance(onnx_model, onnx.ModelProto):
@@ -199,7 +191,83 @@ def verify_parity(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], 
         for _kind, name in probes:
             proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
         data = proto.SerializeToString()
-    sess = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"]), out_names, probes
+
+
+@dataclasses.dataclass
+class _Tally:
+    """Per-frame and overall agreement of ONNX Runtime with PyTorch, filled one batch at a time."""
+
+    n: int
+    readable: bool  # ORT's pooling choices can be compared with PyTorch's
+    diffs: list[float] = dataclasses.field(default_factory=list)
+    agreement: list[float] = dataclasses.field(default_factory=list)
+    flips: list[int] = dataclasses.field(default_factory=list)
+    flip_gaps: list[float] = dataclasses.field(default_factory=list)
+    pool_diff: float | None = None
+    agree: int = 0
+    total: int = 0
+    lab_agree: int = 0
+
+    def __post_init__(self) -> None:
+        self.diffs, self.agreement = [0.0] * self.n, [1.0] * self.n
+        self.flips, self.flip_gaps = [0] * self.n, [0.0] * self.n
+
+    def pool_choices(self, probes: list[tuple[str, str]], pool_inputs: list[Tensor], got: list[np.ndarray],
+                     batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Windows per frame where ORT's max-pool chose another element than PyTorch's, and their top-2 gaps."""
+        flips, gaps = np.zeros(batch, np.int64), np.zeros(batch)
+        self.readable = self.readable and len(pool_inputs) == len(probes)
+        if not self.readable:
+            return flips, gaps
+        for (kind, _name), t, out in zip(probes, pool_inputs, got):
+            fl, gap, diff = compare_pool_choices(t.numpy(), out, kind)
+            if fl is None:  # layout not understood: no explanation possible
+                self.readable = False
+                break
+            flips += fl
+            gaps = np.maximum(gaps, gap)
+            if diff is not None:
+                self.pool_diff = diff if self.pool_diff is None else max(self.pool_diff, diff)
+        return flips, gaps
+
+    def add(self, idx: list[int], logits: np.ndarray, ref: np.ndarray, labels: np.ndarray | None,
+            flips: np.ndarray, gaps: np.ndarray) -> None:
+        """One batch: ``idx`` the frames it holds (a cycled tail is counted once)."""
+        if logits.shape != ref.shape:
+            raise ParityError(f"ONNX logits shape {logits.shape} differs from PyTorch's {ref.shape}")
+        ref_cls = ref.argmax(1)
+        for k, i in enumerate(idx[: self.n - idx[0]]):
+            self.diffs[i] = float(np.abs(logits[k] - ref[k]).max())
+            same = logits[k].argmax(0) == ref_cls[k]
+            self.agreement[i] = float(same.mean())
+            self.agree += int(same.sum())
+            self.total += same.size
+            if labels is not None:
+                lab_same = labels[k] == ref_cls[k]
+                self.lab_agree += int(lab_same.sum())
+                self.agreement[i] = min(self.agreement[i], float(lab_same.mean()))
+            self.flips[i] = int(flips[k])
+            self.flip_gaps[i] = float(gaps[k])
+
+
+def verify_parity(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], model: ENet, *,
+                  mean: Sequence[float], std: Sequence[float], resize: str = DEFAULT_RESIZE, frames: int = 3,
+                  camvid_root: str | os.PathLike[str] | None = None, threads: int | None = None) -> ParityResult:
+    """Run ``onnx_model`` in ONNX Runtime (CPU) and ``model`` in PyTorch on the same frames.
+
+    The PyTorch reference is ``model`` in its training form (``indices``:
+    MaxPool2d/MaxUnpool2d), so the check covers the unpool rewrite too.
+
+    Args:
+        onnx_model: model proto, serialized bytes or a path.
+        model: the checkpoint's ENet.
+        mean, std, resize: the metadata's preprocessing (:class:`enet.transforms.Preprocess`).
+        frames: images to compare (>= 1).
+        camvid_root: CamVid root (default: :func:`enet.defaults.default_camvid_root`).
+        threads: ORT intra-op threads (default: ORT's).
+    """
+    sess, out_names, probes = _ort_session(onnx_model, threads)
     inp = sess.get_inputs()[0]
     dims = list(inp.shape)
     h, w = int(dims[2]), int(dims[3])
@@ -214,11 +282,7 @@ def verify_parity(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], 
     hooks = [m.register_forward_pre_hook(lambda _m, args: pool_inputs.append(args[0]))
              for m in (ref_model.down1, ref_model.down2)]
     n_img = len(images)
-    diffs, agreement = [0.0] * n_img, [1.0] * n_img
-    flips, flip_gaps = [0] * n_img, [0.0] * n_img
-    readable = probes is not None  # ORT's pooling choices can be compared with PyTorch's
-    pool_diff: float | None = None
-    agree = total = lab_agree = 0
+    tally = _Tally(n_img, readable=probes is not None)
     try:
         for start in range(0, n_img, bsz):
             idx = [(start + k) % n_img for k in range(bsz)]
@@ -228,43 +292,18 @@ def verify_parity(onnx_model: onnx.ModelProto | bytes | str | os.PathLike[str], 
             pool_inputs.clear()
             with torch.inference_mode():
                 ref = ref_model(torch.from_numpy(x)).numpy()
-            frame_flips = np.zeros(len(idx), np.int64)
-            frame_gaps = np.zeros(len(idx))
-            readable = readable and len(pool_inputs) == len(probes)
-            if readable:
-                for (kind, _name), t, got in zip(probes, pool_inputs, run[len(out_names):]):
-                    fl, gap, diff = compare_pool_choices(t.numpy(), got, kind)
-                    if fl is None:  # layout not understood: no explanation possible
-                        readable = False
-                        break
-                    frame_flips += fl
-                    frame_gaps = np.maximum(frame_gaps, gap)
-                    if diff is not None:
-                        pool_diff = diff if pool_diff is None else max(pool_diff, diff)
-            logits = outs["logits"]
-            if logits.shape != ref.shape:
-                raise ParityError(f"ONNX logits shape {logits.shape} differs from PyTorch's {ref.shape}")
-            ref_cls = ref.argmax(1)
-            for k, i in enumerate(idx[: n_img - start]):
-                diffs[i] = float(np.abs(logits[k] - ref[k]).max())
-                same = logits[k].argmax(0) == ref_cls[k]
-                agreement[i] = float(same.mean())
-                agree += int(same.sum())
-                total += same.size
-                if "labels" in outs:
-                    lab_same = outs["labels"][k] == ref_cls[k]
-                    lab_agree += int(lab_same.sum())
-                    agreement[i] = min(agreement[i], float(lab_same.mean()))
-                flips[i] = int(frame_flips[k])
-                flip_gaps[i] = float(frame_gaps[k])
+            flips, gaps = tally.pool_choices(probes or [], pool_inputs, run[len(out_names):], len(idx))
+            tally.add(idx, outs["logits"], ref, outs.get("labels"), flips, gaps)
     finally:
         for hk in hooks:
             hk.remove()
-    return ParityResult(frames=n_img, source=source, max_abs_diff=max(diffs), argmax_agreement=agree / total,
-                        labels_agreement=(lab_agree / total) if "labels" in out_names else None,
-                        input_shape=(bsz, 3, h, w), frame_diffs=diffs, frame_agreement=agreement,
-                        flips=flips if readable else None, flip_gaps=flip_gaps if readable else None,
-                        pool_input_diff=pool_diff if readable else None)
+    readable = tally.readable
+    return ParityResult(frames=n_img, source=source, max_abs_diff=max(tally.diffs),
+                        argmax_agreement=tally.agree / tally.total,
+                        labels_agreement=(tally.lab_agree / tally.total) if "labels" in out_names else None,
+                        input_shape=(bsz, 3, h, w), frame_diffs=tally.diffs, frame_agreement=tally.agreement,
+                        flips=tally.flips if readable else None, flip_gaps=tally.flip_gaps if readable else None,
+                        pool_input_diff=tally.pool_diff if readable else None)
 
 
 def pool_probes(model: onnx.ModelProto) -> list[tuple[str, str]] | None:

@@ -16,8 +16,8 @@ Add a case with one line in ``CASES``: ``(id, command line, exit code)`` or
 ``(id, command line, exit code, regex the stderr line must match)``.
 Placeholders: ``{ws}`` the working folder (cwd, empty), ``{ro}`` a folder
 nobody can write to, ``{bad}`` a folder of broken files (see ``bad_files``),
-``{pth}``/``{onnx}`` a tiny valid checkpoint/ONNX (64x96), ``{pth5}`` a
-5-class checkpoint, ``{data}`` a tiny CamVid-layout data set, ``{frames}`` a
+``{pth}``/``{onnx}`` a tiny valid checkpoint/ONNX (64x96), ``{pth5}``/``{onnx5}`` a
+5-class checkpoint/ONNX, ``{earlier}`` the run folder of an earlier training, ``{data}`` a tiny CamVid-layout data set, ``{frames}`` a
 folder of valid PNG frames, ``{clip}`` a valid short MP4.
 """
 
@@ -44,8 +44,9 @@ TRAIN = "enet-train --data-root {data} -o {ws}/run --size 96x64 --val-size 96x64
 CASES: list[tuple] = [
     # ---- enet-train
     ("train-unwritable-output", "enet-train --data-root {data} -o {ro}/run --epochs 1", 1),
+    ("train-over-an-earlier-run", "enet-train --data-root {data} -o {earlier} --epochs 1", 1, "--resume .*--overwrite"),
     ("train-missing-data", "enet-train --data-root {ws}/nope -o {ws}/run --epochs 1", 1),
-    ("train-batch-0", TRAIN + " --epochs 1 --batch-size 0", 2, "--batch-size"),
+    ("train-batch-0", TRAIN + " --epochs 1 --batch 0", 2, "--batch"),
     ("train-lr-negative", TRAIN + " --epochs 1 --lr -1", 2, "--lr"),
     ("train-workers-negative", TRAIN + " --epochs 1 --workers -1", 2, "--workers"),
     ("train-scale-reversed", TRAIN + " --epochs 1 --scale 2 1", 2, "--scale"),
@@ -65,7 +66,7 @@ CASES: list[tuple] = [
     ("eval-random-engine", "enet-eval {bad}/random.engine --data-root {data}", 1),
     ("eval-engine-bad-sidecar", "enet-eval {bad}/sidecar.engine --data-root {data}", 1),
     ("eval-missing-model", "enet-eval {ws}/nope.pth --data-root {data}", 1),
-    ("eval-limit-0", "enet-eval {pth} --data-root {data} --limit 0", 2, "--limit"),
+    ("eval-frames-0", "enet-eval {pth} --data-root {data} --frames 0", 2, "--frames"),
     ("eval-json-unwritable", "enet-eval {pth} --data-root {data} --json {ro}/m.json", 1),
     ("eval-predictions-unwritable", "enet-eval {pth} --data-root {data} --save-predictions {ro}/pred", 1),
     ("eval-wrong-classes", "enet-eval {pth5} --data-root {data}", 1, "class"),
@@ -77,30 +78,35 @@ CASES: list[tuple] = [
     ("plot-random-log", "enet-plot {bad}/random.pth -o {ws}/p.png", 1),
     ("plot-missing-log", "enet-plot {ws}/nope.jsonl -o {ws}/p.png", 1),
     # ---- enet-export
-    ("export-random-pth", "enet-export {bad}/random.pth -o {ws}/x.onnx --verify 0", 1),
-    ("export-truncated-pth", "enet-export {bad}/truncated.pth -o {ws}/x.onnx --verify 0", 1),
-    ("export-onnx-as-pth", "enet-export {onnx} -o {ws}/x.onnx --verify 0", 1),
-    ("export-verify-negative", "enet-export {pth} -o {ws}/x.onnx --verify -1", 2, "--verify"),
-    ("export-unwritable", "enet-export {pth} -o {ro}/x.onnx --verify 0", 1),
-    ("export-missing-dir", "enet-export {pth} -o {ws}/no/such/x.onnx --verify 0", 1),
-    ("export-height-odd", "enet-export {pth} -o {ws}/x.onnx --height 61 --verify 0", 2, "--height"),
+    ("export-random-pth", "enet-export {bad}/random.pth -o {ws}/x.onnx --verify-frames 0", 1),
+    ("export-truncated-pth", "enet-export {bad}/truncated.pth -o {ws}/x.onnx --verify-frames 0", 1),
+    ("export-onnx-as-pth", "enet-export {onnx} -o {ws}/x.onnx --verify-frames 0", 1),
+    ("export-verify-negative", "enet-export {pth} -o {ws}/x.onnx --verify-frames -1", 2, "--verify-frames"),
+    ("export-unwritable", "enet-export {pth} -o {ro}/x.onnx --verify-frames 0", 1),
+    ("export-file-in-the-way", "enet-export {pth} -o {bad}/random.pth/x.onnx --verify-frames 0", 1, "not a folder"),
+    ("export-size-odd", "enet-export {pth} -o {ws}/x.onnx --size 96x61 --verify-frames 0", 2, "--size"),
+    ("export-two-models", "enet-export {pth} --model {pth5} -o {ws}/x.onnx", 2, "two models"),
     # ---- enet-build-engine
     ("build-random-onnx", "enet-build-engine {bad}/random.onnx --fp16 -o {ws}/x.onnx", 1),
     ("build-truncated-onnx", "enet-build-engine {bad}/truncated.onnx --fp16 -o {ws}/x.onnx", 1),
     ("build-pth-as-onnx", "enet-build-engine {pth} --fp16 -o {ws}/x.onnx", 1),
-    ("build-int8-missing-dir", "enet-build-engine {onnx} --int8 -o {ws}/no/x.onnx --data-root {data}", 1),
+    ("build-int8-file-in-the-way", "enet-build-engine {onnx} --int8 -o {bad}/random.onnx/x.onnx --data-root {data}",
+     1, "not a folder"),
+    ("build-int8-other-classes", "enet-build-engine {onnx5} --int8 -o {ws}/no/x.onnx --data-root {data}", 1,
+     r"^(?!.*\.tmp\.onnx).*pass --data-root with the dataset the model was trained on"),
+    ("build-no-model", "enet-build-engine --int8 -o {ws}/x.onnx", 2, "MODEL"),
     ("build-int8-unwritable", "enet-build-engine {onnx} --int8 -o {ro}/x.onnx --data-root {data}", 1),
     ("build-engine-without-trt", "enet-build-engine {onnx} --int8 -o {ws}/x.engine --data-root {data}", 1,
      "TensorRT"),
     ("build-calib-cache-random", "enet-build-engine {onnx} --int8 -o {ws}/x.onnx --data-root {data} "
      "--calib-cache {bad}/calib.json", 1),
-    ("build-calib-images-0", "enet-build-engine {onnx} --int8 -o {ws}/x.onnx --calib-images 0", 2),
+    ("build-calib-images-0", "enet-build-engine {onnx} --int8 -o {ws}/x.onnx --calib-frames 0", 2),
     ("build-percentile-over-100", "enet-build-engine {onnx} --int8 -o {ws}/x.onnx --calib-method percentile "
      "--percentile 150", 2, "--percentile"),
     ("build-calib-cache-unwritable", "enet-build-engine {onnx} --int8 -o {ws}/x.onnx --data-root {data} "
      "--calib-cache {ro}/ranges.json", 1, "--calib-cache"),
-    ("build-calib-cache-missing-dir", "enet-build-engine {onnx} --int8 -o {ws}/x.onnx --data-root {data} "
-     "--calib-cache {ws}/no/ranges.json", 1, "--calib-cache"),
+    ("build-calib-cache-file-in-the-way", "enet-build-engine {onnx} --int8 -o {ws}/x.onnx --data-root {data} "
+     "--calib-cache {bad}/random.pth/ranges.json", 1, "--calib-cache"),
     ("build-timing-cache-unwritable", "enet-build-engine {onnx} --fp16 -o {ws}/x.engine --dry-run --trt-version 10.3 "
      "--timing-cache {ro}/t.cache", 1, "--timing-cache"),
     # ---- enet-bench
@@ -108,8 +114,8 @@ CASES: list[tuple] = [
     ("bench-random-pth", "enet-bench --device cpu --model {bad}/random.pth -o {ws}/b", 1),
     ("bench-duration-0", "enet-bench --device cpu --model {pth} --duration-s 0 -o {ws}/b", 2, "--duration-s"),
     ("bench-threads-0", "enet-bench --device cpu --model {pth} --threads 0 -o {ws}/b", 2, "--threads"),
-    ("bench-resolution-malformed", "enet-bench --device cpu --model {pth} --resolutions 12x -o {ws}/b", 2),
-    ("bench-unwritable", "enet-bench --device cpu --model {pth} --backends ort -o {ro}/b", 1),
+    ("bench-resolution-malformed", "enet-bench --device cpu --model {pth} --size 12x -o {ws}/b", 2),
+    ("bench-unwritable", "enet-bench --device cpu --model {pth} --backend ort -o {ro}/b", 1),
     ("bench-jetson-elsewhere", "enet-bench --device jetson --model {pth} -o {ws}/b", 1, "Jetson"),
     ("bench-desktop-without-gpu", "enet-bench --device desktop --model {pth} -o {ws}/b", 1, "GPU"),
     # ---- enet-run
@@ -125,7 +131,9 @@ CASES: list[tuple] = [
     ("run-size-malformed", "enet-run {frames} --model {onnx} --no-display --size 12x", 2, "--size"),
     ("run-size-huge", "enet-run {frames} --model {onnx} --no-display --size 100000x100000", 2, "--size"),
     ("run-alpha-2", "enet-run {frames} --model {onnx} --no-display --alpha 2", 2, "--alpha"),
-    ("run-max-frames-0", "enet-run {frames} --model {onnx} --no-display --max-frames 0", 2, "--max-frames"),
+    ("run-frames-0", "enet-run {frames} --model {onnx} --no-display --frames 0", 2, "--frames"),
+    ("run-display-without-display", "enet-run {frames} display://0 --model {onnx}", 1, "no display"),
+    ("run-video-file-in-the-way", "enet-run {frames} {bad}/random.png/seg.mp4 --model {onnx} --no-display", 1),
     ("run-unwritable-video", "enet-run {frames} {ro}/out.mp4 --model {onnx} --no-display", 1),
     ("run-unwritable-stats", "enet-run {frames} --model {onnx} --no-display --stats {ro}/s.jsonl", 1),
     # ---- enet-demo
@@ -133,7 +141,7 @@ CASES: list[tuple] = [
     ("demo-frames-0", "enet-demo --model {onnx} -o {ws}/demo --frames 0", 2, "--frames"),
     ("demo-size-malformed", "enet-demo --model {onnx} -o {ws}/demo --size 12x", 2, "--size"),
     ("demo-random-pth", "enet-demo --model {bad}/random.pth -o {ws}/demo", 1),
-    ("demo-backend-fails-after-the-clip", "enet-demo --model {onnx} --backend trt -o {ws}/demo -q --camvid {data}",
+    ("demo-backend-fails-after-the-clip", "enet-demo --model {onnx} --backend trt -o {ws}/demo -q --data-root {data}",
      1, "engine"),
 ]
 
@@ -184,6 +192,11 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -
     meta.update(input_size=[64, 96], classes=meta["classes"][:5], palette=meta["palette"][:5])
     pth5 = root / "five.pth"
     save_checkpoint(pth5, make_checkpoint(ENet(5).eval(), meta))
+    onnx5 = root / "five.onnx"
+    export_onnx(pth5, onnx5)
+    earlier = root / "earlier_run"  # what enet-train leaves: a log (and checkpoints)
+    earlier.mkdir()
+    (earlier / "log.jsonl").write_text('{"epoch": 1, "train_loss": 1.0}\n')
 
     data = write_camvid_like(root / "data", splits={"train": 2, "val": 2}, size=(64, 96))
     frames = root / "frames"
@@ -195,7 +208,7 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -
     for _ in range(5):
         vw.write(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8))
     vw.release()
-    return {"bad": bad, "pth": tiny_checkpoint, "onnx": onnx, "pth5": pth5, "data": data,
+    return {"bad": bad, "pth": tiny_checkpoint, "onnx": onnx, "pth5": pth5, "onnx5": onnx5, "earlier": earlier, "data": data,
             "frames": frames, "clip": clip, "root": root}
 
 

@@ -48,11 +48,11 @@ def test_onnx_paths_run_without_torch(tiny_checkpoint: Path, tiny_camvid: Path, 
     export_onnx(tiny_checkpoint, model)
     commands = [
         ["enet-eval", str(model), "--data-root", str(tiny_camvid), "--json", str(tmp_path / "eval.json"), "-q"],
-        ["enet-bench", "--device", "cpu", "--model", str(model), "--backends", "torch,ort,ort-int8",
-         "--warmup-s", "0", "--iterations", "2", "--accuracy-frames", "2", "--calib-images", "2",
-         "--camvid", str(tiny_camvid), "--no-plot", "-q", "-o", str(tmp_path / "bench")],
+        ["enet-bench", "--device", "cpu", "--model", str(model), "--backend", "torch,ort,ort-int8",
+         "--warmup-s", "0", "--iterations", "2", "--val-frames", "2", "--calib-frames", "2",
+         "--data-root", str(tiny_camvid), "--no-plot", "-q", "-o", str(tmp_path / "bench")],
         ["enet-build-engine", str(model), "--int8", "-o", str(tmp_path / "tiny.int8.onnx"),
-         "--calib-data", str(tiny_camvid), "--calib-images", "2", "--val-images", "2", "--data-root",
+         "--calib-data", str(tiny_camvid), "--calib-frames", "2", "--val-frames", "2", "--data-root",
          str(tiny_camvid), "-q"],
         ["enet-run", str(tiny_camvid / "val"), str(tmp_path / "seg.mp4"), "--model", str(model),
          "--capture", "opencv", "--writer", "opencv", "--no-display", "-q"],
@@ -73,16 +73,26 @@ def test_onnx_paths_run_without_torch(tiny_checkpoint: Path, tiny_camvid: Path, 
 
 
 def test_torch_commands_say_how_to_get_torch(tmp_path: Path) -> None:
-    """Without torch, commands that need it fail in one line naming the extra."""
-    commands = [["enet-export", "-o", str(tmp_path / "x.onnx")], ["enet-summary"]]
+    """Without torch, commands that need it fail in one line naming the extra.
+
+    enet-demo and enet-bench given a .pth say so too (no ModuleNotFoundError traceback), and leave nothing
+    behind. (By default they run the shipped model's packaged ONNX, which needs no torch.)
+    """
+    from enet.weights import get_weights
+
+    pth = str(get_weights("camvid").path())
+    commands = [["enet-export", "-o", str(tmp_path / "x.onnx")], ["enet-summary"],
+                ["enet-demo", "--model", pth, "-o", str(tmp_path / "demo"), "--frames", "2"],
+                ["enet-bench", "--model", pth, "--device", "cpu", "-o", str(tmp_path / "bench"), "--iterations", "1"]]
     r = subprocess.run([sys.executable, "-c", CHILD], input="\n".join(json.dumps(c) for c in commands),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
-    assert result["codes"] == {"enet-export": 1, "enet-summary": 1}
+    assert result["codes"] == {"enet-export": 1, "enet-summary": 1, "enet-demo": 1, "enet-bench": 1}
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
     errors = [ln for ln in r.stderr.splitlines() if ": error:" in ln]
-    assert len(errors) == 2 and all("enet-rt[torch]" in ln for ln in errors), r.stderr
-    assert not (tmp_path / "x.onnx").exists()
+    assert len(errors) == 4 and all("enet-rt[torch]" in ln for ln in errors), r.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_shipped_camvid_runs_without_torch(tiny_camvid: Path, tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ def collect_amax(model: onnx.ModelProto, tensors: Sequence[str], batches: Callab
             amax[t] = max(amax[t], float(np.max(np.abs(outs[k]))))
         n += 1
     if n == 0:
-        raise EnetError("calibration saw no frames; check --calib-data and --calib-images")
+        raise EnetError("calibration saw no frames; check --calib-data and --calib-frames")
     if method == "max":
         return amax, n
     hists = {t: np.zeros(num_bins, dtype=np.int64) for t in tensors}

@@ -62,7 +62,7 @@ def select_calibration_images(path: str | os.PathLike[str], count: int = DEFAULT
         DataError: the folder is missing or holds no images, or ``count < 1``.
     """
     if count < 1:
-        raise DataError(f"--calib-images must be at least 1, got {count}")
+        raise DataError(f"--calib-frames must be at least 1, got {count}")
     folder = calibration_folder(path)
     if not folder.is_dir():
         raise DataError(

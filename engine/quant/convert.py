@@ -128,7 +128,7 @@ def convert_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[st
         output: ``.onnx`` path to write.
         precision: ``fp16`` or ``int8``.
         calib: calibration spec, required for ``int8`` (default method ``max``:
-            on CamVid, entropy's clipping cost 1.6 pt mIoU, max 0.6 pt).
+            entropy's clipping costs more mIoU on CamVid, docs/engines.md).
         keep_fp32: INT8 only: node names left in float32.
         reasons: why each of ``keep_fp32`` is kept (reported); default "on request".
         ranges: activation ranges from an earlier calibration of this model (skips calibrating).
@@ -178,8 +178,11 @@ def edge_layers(onnx_path: str | os.PathLike[str]) -> list[str]:
 
 def compare_val(reference: str | os.PathLike[str], candidate: str | os.PathLike[str],
                 data_root: str | os.PathLike[str], *, limit: int | None = None,
-                threads: int | None = None, progress: bool = False) -> dict[str, Any]:
+                threads: int | None = None, progress: bool = False,
+                names: tuple[str, str] | None = None) -> dict[str, Any]:
     """Val mIoU of two ONNX models with ONNX Runtime on the CPU (``progress``: a bar per model).
+
+    ``names``: what messages call the two models (the candidate may be a temp file that becomes the output).
 
     Returns:
         ``{"reference": summary, "candidate": summary, "drop": pts, "frames": n}``
@@ -189,9 +192,10 @@ def compare_val(reference: str | os.PathLike[str], candidate: str | os.PathLike[
     from enet.engine.runtime.ort_backend import OrtBackend
 
     out: dict[str, Any] = {}
-    for key, path in (("reference", reference), ("candidate", candidate)):
+    shown = names or (str(reference), str(candidate))
+    for key, path, name in (("reference", reference, shown[0]), ("candidate", candidate, shown[1])):
         with OrtBackend(path, providers="cpu", threads=threads) as b:
-            out[key] = evaluate_backend(b, data_root, "val", limit=limit, progress=progress)
+            out[key] = evaluate_backend(b, data_root, "val", limit=limit, progress=progress, model_name=name)
     ref, cand = _miou(out["reference"]), _miou(out["candidate"])
     out["drop"] = (ref - cand) if ref is not None and cand is not None else None
     out["frames"] = out["reference"].get("frames")

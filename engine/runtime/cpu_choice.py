@@ -3,8 +3,8 @@
 ``--backend auto`` without a GPU takes the first backend of
 :data:`CPU_PREFERENCE` whose runtime is installed. The order is measured, not
 timed at run time (a run-time race would pick differently from run to run on
-a busy machine): one ``enet-bench --device cpu`` run on a 2-core AMD EPYC
-(AVX2), 480x360, batch 1 (README "Speed", docs/bench.md):
+a busy machine): ``enet-bench --device cpu`` at 480x360, batch 1 (the
+figures and the machine: README "Speed", docs/bench.md):
 
 1. ``openvino``: OpenVINO on the exact CPU form of the graph;
 2. ``ort-fast``: ONNX Runtime on its exact CPU form;

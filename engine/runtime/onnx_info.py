@@ -105,7 +105,7 @@ def static_input_shape(model: onnx.ModelProto, requested: tuple[int, ...] | None
             if isinstance(have, int) and have > 0 and have != want:
                 raise ShapeError(
                     f"input shape {requested} does not fit the model's input {tuple(dims)}; "
-                    "re-export with enet-export --height/--width/--batch"
+                    "re-export with enet-export --size WxH --batch N"
                 )
         return requested  # type: ignore[return-value]
     filled = []

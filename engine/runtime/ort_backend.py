@@ -75,10 +75,8 @@ class OrtBackend(OnnxModelBackend):
             select-form unpooling, PReLU as Max(x, x * s), which the CPU
             provider vectorises) and intra-op threads that sleep instead of
             spinning between ops (``session.intra_op.allow_spinning=0``):
-            on the 2-core machine, idle, ``enet-bench --rounds 5`` measured
-            ort-fast at 96 ms median without spinning and 111 ms with it
-            (the baseline 116 and 112 ms); busy, spinning threads took the
-            cores from the ones with work, 2x slower (docs/bench.md).
+            faster idle, and on a busy machine spinning threads take the
+            cores from the ones with work (the measurements: docs/bench.md).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, providers: str | Sequence[str] = "auto",
@@ -128,8 +126,8 @@ class OrtBackend(OnnxModelBackend):
         used = self._session.get_providers()[0]
         self.name = f"{self._prefix}-{used.replace('ExecutionProvider', '').lower()}-{self.precision}"
         if self.precision == "int8" and used == "CPUExecutionProvider":
-            log.info("%s: ONNX Runtime's CPU provider runs this INT8 Q/DQ model slower than the FP32 one "
-                     "(0.83x on a 2-core AVX2 CPU, docs/bench.md); OpenVINO runs it faster (--backend openvino, "
+            log.info("%s: ONNX Runtime's CPU provider may run this INT8 Q/DQ model slower than the FP32 one "
+                     "(see docs/bench.md); OpenVINO runs it faster (--backend openvino, "
                      "pip install 'enet-rt[openvino]')", self.path.name)
         return self
 

@@ -157,8 +157,7 @@ class OvBackend(OnnxModelBackend):
         graph: ``"cpu"`` (default) compiles the exact CPU form of the graph,
             without an in-graph ``labels`` output when the model also has
             logits (OpenVINO's ArgMax, a TopK, cost more than numpy's argmax
-            on the logits: measured 16 ms against 10 ms per 480x360 frame on
-            one core); ``"as-is"`` compiles the file unchanged.
+            on the logits, docs/bench.md); ``"as-is"`` compiles the file unchanged.
         int8_weights_7bit: requantize INT8 weights to 7 bits; default (None):
             on CPUs whose int8 sums saturate (:func:`int8_sums_saturate`).
         streams: frames that may run at once (``concurrency``): ``infer``

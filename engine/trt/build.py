@@ -42,9 +42,13 @@ DEFAULT_VERIFY_IMAGES = 5
 
 
 def converted_path(engine_path: str | os.PathLike[str], precision: str) -> Path:
-    """Where the converted ONNX goes beside an engine: ``enet.engine`` -> ``enet.int8.onnx``."""
+    """Where the converted ONNX goes beside an engine: ``enet.engine`` -> ``enet.int8.onnx``.
+
+    An engine already named for its precision keeps one: ``enet.int8.engine`` -> ``enet.int8.onnx``.
+    """
     p = Path(engine_path)
-    return p.with_name(f"{p.stem}.{precision}.onnx")
+    stem = p.stem[: -len(precision) - 1] if p.stem.lower().endswith(f".{precision}") else p.stem
+    return p.with_name(f"{stem}.{precision}.onnx")
 
 
 def calibration_cache_path(engine_path: str | os.PathLike[str]) -> Path:
@@ -190,7 +194,7 @@ def describe(job: EngineJob, *, dry_run: bool = False) -> list[str]:
         out.append(f"  then        compare the engine with ONNX Runtime ({job.compiled.name}) on {job.verify_images} "
                    f"val frames from {root}: argmax agreement and val mIoU of both")
     else:
-        out.append("  then        no comparison with ONNX Runtime (--verify-images 0)")
+        out.append("  then        no comparison with ONNX Runtime (--verify-frames 0)")
     if p.onnx_precision == "int8":
         out.append("  accuracy    the engine compiles the Q/DQ ONNX whose val mIoU is measured above")
     elif p.calibrator:

@@ -107,3 +107,10 @@ def test_real_onnx_and_int8_builders(tmp_path, tiny_checkpoint, tiny_camvid):
     before = art.calib_cache.stat().st_mtime_ns
     art.get(bk.BACKENDS["ort-int8"], 32, 48, 1)
     assert art.calib_cache.stat().st_mtime_ns == before
+
+
+def test_missing_torch_hint_is_the_projects_not_a_bare_pip_install():
+    """A torch-free install is told the extra and the CPU build, never a bare `pip install torch` (README)."""
+    r = bk.unavailable_reason(bk.BACKENDS["torch"], "cpu", available={"onnxruntime"}.__contains__)
+    assert r.startswith("torch is not installed") and "enet-rt[torch]" in r
+    assert "pip install torch)" not in r and "pip install torch " not in r.replace("pip install torch --index-url", "")

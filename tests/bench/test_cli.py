@@ -23,7 +23,7 @@ def test_help_imports_nothing_heavy():
         """)
     subprocess.run([sys.executable, "-c", code], check=True)
     out = subprocess.run([sys.executable, "-m", "enet.bench.cli", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "--duration-s" in out.stdout and "--accuracy-frames" in out.stdout
+    assert out.returncode == 0 and "--duration-s" in out.stdout and "--val-frames" in out.stdout
 
 
 def test_parse_resolutions():
@@ -37,13 +37,13 @@ def test_parse_resolutions():
 
 def _run(tmp_path, *extra):
     out = tmp_path / "out"
-    argv = ["--device", "cpu", "--resolutions", "96x64", "--warmup-s", "0", "--iterations", "2",
-            "--camvid", str(tmp_path / "no-camvid"), "-o", str(out), "-q", *extra]
+    argv = ["--device", "cpu", "--size", "96x64", "--warmup-s", "0", "--iterations", "2",
+            "--data-root", str(tmp_path / "no-camvid"), "-o", str(out), "-q", *extra]
     return main(argv), out
 
 
 def test_cli_torch_and_skipped_trt(tmp_path, tiny_checkpoint, capsys):
-    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backends", "torch,trt-fp16", "--no-plot",
+    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backend", "torch,trt-fp16", "--no-plot",
                    "--threads", "1")
     assert rc == 0
     err = capsys.readouterr().err
@@ -65,7 +65,7 @@ def test_cli_torch_and_skipped_trt(tmp_path, tiny_checkpoint, capsys):
 
 
 def test_cli_all_skipped_is_an_error(tmp_path, tiny_checkpoint, capsys):
-    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backends", "trt-fp32,trt-int8", "--no-plot")
+    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backend", "trt-fp32,trt-int8", "--no-plot")
     assert rc == 1
     err = capsys.readouterr().err
     assert "enet-bench: error: no backend could run here" in err and "Traceback" not in err
@@ -74,8 +74,8 @@ def test_cli_all_skipped_is_an_error(tmp_path, tiny_checkpoint, capsys):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--resolutions", "100x64"], 2, "not a multiple of 8"),
-    (["--backends", "tflite"], 1, "unknown backend tflite"),
+    (["--size", "100x64"], 2, "not a multiple of 8"),
+    (["--backend", "tflite"], 1, "unknown backend tflite"),
     (["--batch", "0"], 2, "argument --batch: 0 is out of range"),
     (["--model", "/nonexistent/enet.pth"], 1, "does not exist"),
 ])
@@ -98,8 +98,8 @@ def test_cli_duration_and_iterations_are_exclusive(capsys):
 
 @pytest.mark.slow
 def test_cli_ort_with_accuracy_and_plot(tmp_path, tiny_checkpoint, tiny_camvid, capsys):
-    rc = main(["--device", "cpu", "--model", str(tiny_checkpoint), "--backends", "ort", "--resolutions", "96x64",
-               "--warmup-s", "0", "--iterations", "2", "--accuracy-frames", "2", "--camvid", str(tiny_camvid),
+    rc = main(["--device", "cpu", "--model", str(tiny_checkpoint), "--backend", "ort", "--size", "96x64",
+               "--warmup-s", "0", "--iterations", "2", "--val-frames", "2", "--data-root", str(tiny_camvid),
                "-o", str(tmp_path / "out"), "-q"])
     assert rc == 0
     doc = json.loads((tmp_path / "out" / "bench.json").read_text())
@@ -119,7 +119,7 @@ def test_cli_jetson_mode_records_why_power_is_missing(tmp_path, tiny_checkpoint,
     if shutil.which("tegrastats"):
         pytest.skip("a real Jetson: tegrastats is present")
     monkeypatch.setattr(probes, "is_jetson", lambda root=None: True)  # a Jetson without its tools
-    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backends", "torch", "--no-plot",
+    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backend", "torch", "--no-plot",
                    "--device", "jetson")
     assert rc == 0
     doc = json.loads((out / "bench.json").read_text())
@@ -133,7 +133,7 @@ def test_cli_jetson_mode_records_why_power_is_missing(tmp_path, tiny_checkpoint,
 def test_cli_unwritable_output_is_one_line(tmp_path, tiny_checkpoint, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    rc = main(["--device", "cpu", "--model", str(tiny_checkpoint), "--backends", "torch", "--resolutions", "96x64",
+    rc = main(["--device", "cpu", "--model", str(tiny_checkpoint), "--backend", "torch", "--size", "96x64",
                "--iterations", "1", "-o", str(blocker / "sub")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and err == [f"enet-bench: error: cannot write report folder -o {blocker / 'sub'}: {blocker} is "
@@ -142,7 +142,7 @@ def test_cli_unwritable_output_is_one_line(tmp_path, tiny_checkpoint, capsys):
 
 def test_cli_rounds_interleave_cpu_backends(tmp_path, tiny_checkpoint, capsys):
     pytest.importorskip("onnxruntime")
-    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backends", "ort,ort-fast", "--no-plot",
+    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backend", "ort,ort-fast", "--no-plot",
                    "--rounds", "2", "--threads", "1", "--op-profile", "2")
     assert rc == 0
     doc = json.loads((out / "bench.json").read_text())

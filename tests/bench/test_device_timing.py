@@ -204,5 +204,5 @@ def test_bench_engines_come_from_the_engine_builder(tmp_path, tiny_checkpoint, t
     assert side["built_by"] == "enet-bench" and side["plan"] == {"strongly_typed": True, "flags": [],
                                                                  "calibrator": False}
     assert {"tensorrt_version", "gpu_name", "outputs", "engine_sha256", "rebuild_command", "meta"} <= set(side)
-    assert "--calib-images 2" in side["rebuild_command"]
+    assert "--calib-frames 2" in side["rebuild_command"]
     assert any("100.00% argmax agreement" in s for s in said)

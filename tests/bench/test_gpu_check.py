@@ -17,8 +17,8 @@ def test_steps_follow_what_the_machine_has(tmp_path) -> None:
     assert steps[0].argv[-2:] == ["-m", "gpu and not trt"]
     bench = steps[1].argv
     assert bench[:3] == ["py", "-m", "enet.bench.cli"] and "desktop" in bench
-    assert bench[bench.index("--resolutions") + 1] == "640x360,1280x720,1920x1080"
-    assert bench[bench.index("--backends") + 1] == "torch,torch-fp16"
+    assert bench[bench.index("--size") + 1] == "640x360,1280x720,1920x1080"
+    assert bench[bench.index("--backend") + 1] == "torch,torch-fp16"
     with_trt = gpu_check.plan_steps(dict(FACTS, tensorrt="10.3.0"), tmp_path, python="py")
     assert any("trt-fp32,trt-fp16,trt-int8" in s.argv for s in with_trt)
     assert with_trt[-1].argv[-2:] == ["-m", "gpu and trt"]

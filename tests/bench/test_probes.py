@@ -294,3 +294,11 @@ def test_parsers_misc():
     assert probes.parse_device_tree_model(None) is None
     assert probes.parse_nv_tegra_release("# R28 (release), REVISION: 2.1, GCID: 11272647") == "28.2.1"
     assert probes.parse_nv_tegra_release("garbage") is None
+
+
+def test_threads_without_torch_are_the_runtimes_default(monkeypatch):
+    """No --threads and no torch loaded: the label says who picks the threads, not "threads unknown"."""
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    label = probes.device_label(probes.device_info("cpu", threads=None))
+    assert "unknown" not in label and "each runtime's default threads" in label
+    assert "2 threads used" in probes.device_label(probes.device_info("cpu", threads=2))

@@ -36,9 +36,9 @@ def test_custom_model_from_checkpoint_to_enet_run(tiny_custom: Path, tiny_custom
     from enet.export.cli import main as export_main
 
     onnx_path, int8 = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
-    assert export_main([str(tiny_custom_checkpoint), "-o", str(onnx_path), "--verify", "0", "-q"]) == 0
+    assert export_main([str(tiny_custom_checkpoint), "-o", str(onnx_path), "--verify-frames", "0", "-q"]) == 0
     assert build_main([str(onnx_path), "--int8", "-o", str(int8), "--data-root", str(tiny_custom),
-                       "--calib-images", "8", "-q"]) == 0
+                       "--calib-frames", "8", "-q"]) == 0
     out = capsys.readouterr().out
     assert "8 calibration frames" in out and "val mIoU (ONNX Runtime, 8 frames)" in out
     meta = read_meta(int8)

@@ -41,10 +41,11 @@ def test_end_to_end_video_and_stats(tmp_path, tiny_checkpoint, writer):
 
 
 def test_max_frames_and_errors(tmp_path, tiny_checkpoint, capsys):
-    out = tmp_path / "o.mp4"
+    out = tmp_path / "new" / "o.mp4"  # missing folders are created (docs/cli.md)
+    stats = tmp_path / "new2" / "s.jsonl"
     assert main(["test://?frames=50", str(out), "--model", str(tiny_checkpoint), "--backend", "torch",
-                 "--max-frames", "5", "--writer", "opencv", "--no-display", "-q"]) == 0
-    assert _count(out)[0] == 5
+                 "--frames", "5", "--writer", "opencv", "--no-display", "--stats", str(stats), "-q"]) == 0
+    assert _count(out)[0] == 5 and len(stats.read_text().splitlines()) == 5
     assert main([str(tmp_path / "none.mp4"), "--model", str(tiny_checkpoint), "-q"]) == 1
     with pytest.raises(SystemExit) as exc:  # not a multiple of 8: a bad command line (README "Exit codes")
         main(["test://?frames=3", "--model", str(tiny_checkpoint), "--backend", "torch", "--size", "100x60", "-q"])
@@ -160,7 +161,7 @@ def test_demo_falls_back_to_bundled_clip(tmp_path, tiny_checkpoint, capsys, monk
 def test_demo_with_explicit_missing_camvid_one_line(tmp_path, tiny_checkpoint, capsys):
     from enet.deploy.demo import main as demo
 
-    rc = demo(["--model", str(tiny_checkpoint), "--camvid", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
+    rc = demo(["--model", str(tiny_checkpoint), "--data-root", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
     assert rc == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "CamVid not found" in err[0]

@@ -17,7 +17,7 @@ from tests.datagen import CLASSES, PALETTE
 
 def test_custom_train_and_eval_cli(tiny_custom: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     run = tmp_path / "run"
-    rc = train_main(["--data-root", str(tiny_custom), "-o", str(run), "--epochs", "1", "--batch-size", "8",
+    rc = train_main(["--data-root", str(tiny_custom), "-o", str(run), "--epochs", "1", "--batch", "8",
                      "--size", "48x32", "--val-size", "64x48", "--threads", "1", "-q"])
     assert rc == 0
     capsys.readouterr()

@@ -88,8 +88,8 @@ def test_torchrun_two_processes_on_the_cpu(tiny_custom: Path, tmp_path: Path, ca
     run = tmp_path / "RUN2"
     r = subprocess.run([str(bindir / "torchrun"), "--nproc-per-node", "2", "--no-python", str(bindir / "enet-train"),
                         "--data-root", str(tiny_custom), "-o", str(run), "--epochs", "1", "--size", "48x32",
-                        "--val-size", "64x48", "--batch-size", "4", "--device", "cpu", "-q",
-                        "--train-limit", "8", "--val-limit", "4"],
+                        "--val-size", "64x48", "--batch", "4", "--device", "cpu", "-q",
+                        "--train-frames", "8", "--val-frames", "4"],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("best val mIoU") == 1  # rank 0 reports, rank 1 is silent

@@ -24,6 +24,10 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_folder_is_one_line_error(tmp_path):
-    with pytest.raises(EnetError, match="does not exist"):
-        write_bytes(tmp_path / "nope" / "c.bin", b"x")
+def test_missing_folder_is_created_and_a_file_in_the_way_is_one_line_error(tmp_path):
+    write_bytes(tmp_path / "new" / "sub" / "c.bin", b"x")  # docs/cli.md: missing folders are created
+    assert (tmp_path / "new" / "sub" / "c.bin").read_bytes() == b"x"
+    (tmp_path / "afile").write_bytes(b"")
+    with pytest.raises(EnetError, match="cannot create folder"):
+        write_bytes(tmp_path / "afile" / "sub" / "c.bin", b"x")
+    assert not (tmp_path / "afile" / "sub").exists()

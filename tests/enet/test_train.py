@@ -78,7 +78,7 @@ def test_resume_needs_training_state(tiny_camvid: Path, tmp_path: Path, tiny_che
 
 def test_train_and_eval_cli(tiny_camvid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     out = tmp_path / "cli"
-    rc = train_main(["--data-root", str(tiny_camvid), "-o", str(out), "--epochs", "1", "--batch-size", "3",
+    rc = train_main(["--data-root", str(tiny_camvid), "-o", str(out), "--epochs", "1", "--batch", "3",
                      "--size", "48x32", "--val-size", "64x48", "--threads", "1", "-q"])
     assert rc == 0
     assert "best val mIoU" in capsys.readouterr().out
@@ -95,6 +95,20 @@ def test_train_and_eval_cli(tiny_camvid: Path, tmp_path: Path, capsys: pytest.Ca
     for lab in (tiny_camvid / "valannot").iterdir():
         p = cv2.imread(str(preds / lab.name), cv2.IMREAD_UNCHANGED)
         assert p.dtype.name == "uint8" and p.shape == (48, 64) and p.max() < 11
+
+
+def test_train_over_an_earlier_run(tiny_camvid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """Re-running enet-train -o DIR is refused (one line naming --resume and --overwrite); --overwrite starts over."""
+    argv = ["--data-root", str(tiny_camvid), "-o", str(tmp_path), "--epochs", "1", "--batch", "3",
+            "--size", "48x32", "--val-size", "48x32", "--threads", "1", "-q"]
+    (tmp_path / "log.jsonl").write_text('{"epoch": 1, "train_loss": 9.0}\n{"epoch": 2, "train_loss": 9.0}\n')
+    assert train_main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume" in err[0] and "--overwrite" in err[0]
+    assert train_main([*argv, "--overwrite"]) == 0
+    records = [json.loads(ln) for ln in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1] and records[0]["train_loss"] != 9.0
+    assert records[0]["dataset"] == "camvid"
 
 
 @pytest.mark.parametrize("content,match", [

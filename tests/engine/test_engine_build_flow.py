@@ -52,7 +52,7 @@ def _no_tensorrt(monkeypatch) -> None:
 
 
 def _calib(calib_root: Path, n: int = 2, cache: Path | None = None) -> list[str]:
-    return ["--calib-data", str(calib_root), "--calib-images", str(n),
+    return ["--calib-data", str(calib_root), "--calib-frames", str(n),
             *(["--calib-cache", str(cache)] if cache else [])]
 
 
@@ -66,7 +66,7 @@ def _act_scales(model: onnx.ModelProto) -> dict[str, float]:
 def test_trt11_int8_compiles_the_qdq_onnx(tiny_onnx, calib_root, tmp_path, monkeypatch, recorder, capsys) -> None:
     _use(monkeypatch, TRT11)
     eng = tmp_path / "enet.engine"
-    rc = main([str(tiny_onnx), "--int8", *_calib(calib_root), "--val-images", "0", "--verify-images", "0",
+    rc = main([str(tiny_onnx), "--int8", *_calib(calib_root), "--val-frames", "0", "--verify-frames", "0",
                "-o", str(eng)])
     assert rc == 0
     (call,) = recorder
@@ -79,7 +79,7 @@ def test_trt11_int8_compiles_the_qdq_onnx(tiny_onnx, calib_root, tmp_path, monke
     assert side["precision"] == "int8" and side["input_shape"] == [1, 3, 64, 96]
     assert side["onnx"] == "enet.int8.onnx" and sidecar_onnx(eng, side).is_file()
     assert side["input_name"] == "input" and side["outputs"] == {"logits": "logits", "labels": None}
-    assert "--calib-images 2" in side["rebuild_command"] and side["meta"]["input_size"] == [64, 96]
+    assert "--calib-frames 2" in side["rebuild_command"] and side["meta"]["input_size"] == [64, 96]
     assert side["onnx_sha256"] == sha256_file(tmp_path / "enet.int8.onnx")
     assert side["engine_sha256"] == __import__("hashlib").sha256(b"serialized-plan").hexdigest()
     out = capsys.readouterr().out
@@ -90,7 +90,7 @@ def test_trt10_int8_auto_compiles_the_measured_qdq_onnx(tiny_onnx, calib_root, t
                                                          recorder, capsys) -> None:
     _use(monkeypatch, TRT103)
     eng = tmp_path / "enet.engine"
-    assert main([str(tiny_onnx), "--int8", *_calib(calib_root), "--val-images", "0", "--verify-images", "0",
+    assert main([str(tiny_onnx), "--int8", *_calib(calib_root), "--val-frames", "0", "--verify-frames", "0",
                  "-o", str(eng)]) == 0
     (call,) = recorder
     assert call["onnx"] == tmp_path / "enet.int8.onnx" and call["plan"].strongly_typed
@@ -104,10 +104,10 @@ def test_calibrator_path_feeds_tensorrt_the_measured_ranges(tiny_onnx, calib_roo
     _use(monkeypatch, TRT103)
     ranges = tmp_path / "ranges.json"
     qdq = tmp_path / "measured.int8.onnx"
-    assert main([str(tiny_onnx), "--int8", *_calib(calib_root, 3, ranges), "--val-images", "0", "-o", str(qdq)]) == 0
+    assert main([str(tiny_onnx), "--int8", *_calib(calib_root, 3, ranges), "--val-frames", "0", "-o", str(qdq)]) == 0
     eng = tmp_path / "enet.engine"
     assert main([str(tiny_onnx), "--int8", "--int8-mode", "calibrator", *_calib(calib_root, 3, ranges),
-                 "--verify-images", "0", "-o", str(eng)]) == 0
+                 "--verify-frames", "0", "-o", str(eng)]) == 0
     (call,) = recorder
     assert call["plan"].calibrator and call["plan"].flags == ("INT8", "FP16") and call["onnx"] == tiny_onnx
     cache = tmp_path / "enet.calib.cache"
@@ -126,7 +126,7 @@ def test_calibrator_path_feeds_tensorrt_the_measured_ranges(tiny_onnx, calib_roo
 def test_trt85_fp16_uses_the_builder_flag(tiny_onnx, tmp_path, monkeypatch, recorder) -> None:
     _use(monkeypatch, TRT85)
     eng = tmp_path / "enet.engine"
-    assert main([str(tiny_onnx), "--fp16", "--verify-images", "0", "--workspace", "256",
+    assert main([str(tiny_onnx), "--fp16", "--verify-frames", "0", "--workspace", "256",
                  "--timing-cache", str(tmp_path / "t.cache"), "-o", str(eng)]) == 0
     (call,) = recorder
     assert call["plan"].flags == ("FP16",) and not call["plan"].strongly_typed and call["onnx"] == tiny_onnx
@@ -141,7 +141,7 @@ def test_dynamic_batch_gets_an_optimization_profile(tiny_checkpoint, tmp_path, m
     export_onnx(tiny_checkpoint, model, dynamic_batch=True)
     _use(monkeypatch, TRT103)
     eng = tmp_path / "dyn.engine"
-    assert main([str(model), "--batch", "2", "--verify-images", "0", "-o", str(eng)]) == 0
+    assert main([str(model), "--batch", "2", "--verify-frames", "0", "-o", str(eng)]) == 0
     (call,) = recorder
     assert call["profile_shape"] == (2, 3, 64, 96) and call["input_name"] == "input"
     side = read_sidecar(eng)
@@ -217,7 +217,7 @@ def test_dry_run_needs_a_version_without_tensorrt(tiny_onnx, tmp_path, monkeypat
 
 def test_real_build_prints_the_dry_run_plan(tiny_onnx, calib_root, tmp_path, monkeypatch, recorder, capsys) -> None:
     eng = tmp_path / "enet.engine"
-    args = [str(tiny_onnx), "--int8", *_calib(calib_root), "--val-images", "0", "--verify-images", "0", "-o", str(eng)]
+    args = [str(tiny_onnx), "--int8", *_calib(calib_root), "--val-frames", "0", "--verify-frames", "0", "-o", str(eng)]
     _no_tensorrt(monkeypatch)
     assert main([*args, "--dry-run", "--trt-version", "10.3.0"]) == 0
     planned = capsys.readouterr().out.splitlines()
@@ -241,7 +241,7 @@ def test_build_ends_with_the_comparison(tiny_onnx, tiny_camvid, tmp_path, monkey
 
     monkeypatch.setattr(trt_build, "verify_engine", fake_verify)
     eng = tmp_path / "enet.engine"
-    assert main([str(tiny_onnx), "--verify-images", "3", "--data-root", str(tiny_camvid), "-o", str(eng)]) == 0
+    assert main([str(tiny_onnx), "--verify-frames", "3", "--data-root", str(tiny_camvid), "-o", str(eng)]) == 0
     assert seen["onnx"] == tiny_onnx and len(seen["frames"]) == 3 and seen["labels"] == tiny_camvid / "valannot"
     out = capsys.readouterr().out
     assert "99.50% argmax agreement; val mIoU on these frames: engine 41.00, ONNX Runtime 42.00 (3 labelled)" in out

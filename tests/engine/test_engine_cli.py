@@ -26,8 +26,8 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_int8_onnx_with_calibration_and_cache(tiny_onnx: Path, calib_root: Path, tmp_path: Path, capsys) -> None:
     out, cache = tmp_path / "tiny.int8.onnx", tmp_path / "ranges.json"
-    rc, stdout, _ = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(calib_root), "--calib-images", "3",
-                         "--calib-cache", str(cache), "--val-images", "0", "-o", str(out))
+    rc, stdout, _ = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(calib_root), "--calib-frames", "3",
+                         "--calib-cache", str(cache), "--val-frames", "0", "-o", str(out))
     assert rc == 0, stdout
     assert "INT8: " in stdout and "no layer kept in higher precision" in stdout
     m = onnx.load(str(out))
@@ -38,20 +38,20 @@ def test_int8_onnx_with_calibration_and_cache(tiny_onnx: Path, calib_root: Path,
     # the cache is reused: same ranges without calibration data
     out2 = tmp_path / "again.onnx"
     rc, stdout, _ = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(tmp_path / "none"),
-                         "--calib-cache", str(cache), "--val-images", "0", "-o", str(out2))
+                         "--calib-cache", str(cache), "--val-frames", "0", "-o", str(out2))
     assert rc == 0 and "cached" in stdout
     a = {i.name: i.raw_data for i in m.graph.initializer if i.name.endswith("_act_scale")}
     b = {i.name: i.raw_data for i in onnx.load(str(out2)).graph.initializer if i.name.endswith("_act_scale")}
     assert a == b
     # another method does not reuse it
     rc, _, err = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(tmp_path / "none"), "--calib-method", "entropy",
-                      "--calib-cache", str(cache), "--val-images", "0", "-o", str(out2))
+                      "--calib-cache", str(cache), "--val-frames", "0", "-o", str(out2))
     assert rc != 0 and "does not exist" in err
 
 
 def test_fp16_onnx(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "tiny.fp16.onnx"
-    rc, stdout, _ = _run(capsys, str(tiny_onnx), "--fp16", "-o", str(out), "--val-images", "0")
+    rc, stdout, _ = _run(capsys, str(tiny_onnx), "--fp16", "-o", str(out), "--val-frames", "0")
     assert rc == 0 and out.is_file() and precision_of(onnx.load(str(out))) == "fp16"
 
 
@@ -60,8 +60,8 @@ def test_engine_without_tensorrt_is_refused_up_front(tiny_onnx: Path, calib_root
                                                      capsys) -> None:
     """Refused before calibrating, on stderr, naming the ONNX command that works here; nothing written."""
     eng = tmp_path / "tiny.engine"
-    rc, stdout, err = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(calib_root), "--calib-images", "2",
-                           "--val-images", "0", "-o", str(eng))
+    rc, stdout, err = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(calib_root), "--calib-frames", "2",
+                           "--val-frames", "0", "-o", str(eng))
     assert rc == 1 and not stdout and list(tmp_path.iterdir()) == []
     line, = err.strip().splitlines()
     assert "needs TensorRT" in line and "ONNX Runtime" in line and "tiny.int8.onnx" in line
@@ -76,7 +76,7 @@ def test_bad_inputs_fail_in_one_line(tiny_onnx: Path, tmp_path: Path, capsys) ->
          "does not exist"),
         ([str(tiny_onnx), "-o", str(tmp_path / "c.onnx")], "add --fp16 or --int8"),
         ([str(tiny_onnx), "--fp16", "-o", str(tmp_path / "d.txt")], "expected a .onnx"),
-        ([str(tiny_onnx), "--fp16", "-o", str(tmp_path / "nofolder" / "e.onnx")], "does not exist"),
+        ([str(tiny_onnx), "--fp16", "-o", str(corrupt / "e.onnx")], "not a folder"),
     ]
     for argv, expect in cases:
         rc, _, err = _run(capsys, *argv)
@@ -86,8 +86,8 @@ def test_bad_inputs_fail_in_one_line(tiny_onnx: Path, tmp_path: Path, capsys) ->
 
 def test_int8_of_an_int8_onnx_is_refused(tiny_onnx: Path, calib_root: Path, tmp_path: Path, capsys) -> None:
     q = tmp_path / "q.onnx"
-    assert _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(calib_root), "--calib-images", "1",
-                "--calib-method", "max", "--val-images", "0", "-o", str(q))[0] == 0
+    assert _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(calib_root), "--calib-frames", "1",
+                "--calib-method", "max", "--val-frames", "0", "-o", str(q))[0] == 0
     rc, _, err = _run(capsys, str(q), "--fp16", "-o", str(tmp_path / "q16.onnx"))
     assert rc != 0 and "already int8" in err
 
@@ -102,8 +102,8 @@ def test_help_without_heavy_imports() -> None:
 def test_int8_over_max_drop_keeps_edge_layers_and_says_why(tiny_onnx: Path, tiny_camvid: Path, tmp_path: Path,
                                                            capsys) -> None:
     out = tmp_path / "t.onnx"
-    rc, stdout, _ = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(tiny_camvid), "--calib-images", "2",
-                         "--calib-method", "max", "--data-root", str(tiny_camvid), "--val-images", "2",
+    rc, stdout, _ = _run(capsys, str(tiny_onnx), "--int8", "--calib-data", str(tiny_camvid), "--calib-frames", "2",
+                         "--calib-method", "max", "--data-root", str(tiny_camvid), "--val-frames", "2",
                          "--max-drop", "-100", "-o", str(out))
     assert rc == 0, stdout
     assert stdout.count("val mIoU (ONNX Runtime, 2 frames)") == 2

@@ -29,9 +29,9 @@ def test_build_run_and_compare(tiny_onnx: Path, calib_root: Path, tiny_camvid: P
     if "calibrator" in flag and not features_for_version(require("tensorrt").__version__).calibrators:
         pytest.skip("this TensorRT has no calibrators (11+)")
     eng = tmp_path / "tiny.engine"
-    calib = ["--calib-data", str(calib_root), "--calib-images", "3", "--calib-cache", str(tmp_path / "c.json")]
-    rc = main([str(tiny_onnx), *flag, *(calib if "--int8" in flag else []), "--val-images", "0",
-               "--verify-images", "3", "--data-root", str(tiny_camvid),
+    calib = ["--calib-data", str(calib_root), "--calib-frames", "3", "--calib-cache", str(tmp_path / "c.json")]
+    rc = main([str(tiny_onnx), *flag, *(calib if "--int8" in flag else []), "--val-frames", "0",
+               "--verify-frames", "3", "--data-root", str(tiny_camvid),
                "--timing-cache", str(tmp_path / "timing.cache"), "-o", str(eng)])
     assert rc == 0 and eng.is_file()
     out = capsys.readouterr().out
@@ -47,7 +47,7 @@ def test_build_run_and_compare(tiny_onnx: Path, calib_root: Path, tiny_camvid: P
 
 def test_polygraphy_runner_matches_lean_runner(tiny_onnx: Path, tmp_path: Path) -> None:
     eng = tmp_path / "tiny.engine"
-    assert main([str(tiny_onnx), "--fp16", "--verify-images", "0", "--val-images", "0", "-o", str(eng)]) == 0
+    assert main([str(tiny_onnx), "--fp16", "--verify-frames", "0", "--val-frames", "0", "-o", str(eng)]) == 0
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
     with open_backend(eng) as lean, open_backend(eng, runner="polygraphy") as pg:
         np.testing.assert_allclose(lean.infer(x), pg.infer(x), atol=1e-3)
@@ -56,7 +56,7 @@ def test_polygraphy_runner_matches_lean_runner(tiny_onnx: Path, tmp_path: Path) 
 
 def test_engine_from_another_tensorrt_is_refused(tiny_onnx: Path, tmp_path: Path) -> None:
     eng = tmp_path / "tiny.engine"
-    assert main([str(tiny_onnx), "--verify-images", "0", "-o", str(eng)]) == 0
+    assert main([str(tiny_onnx), "--verify-frames", "0", "-o", str(eng)]) == 0
     side = json.loads(sidecar_path(eng).read_text())
     side["tensorrt_version"] = "8.5.2"
     sidecar_path(eng).write_text(json.dumps(side))
@@ -67,7 +67,7 @@ def test_engine_from_another_tensorrt_is_refused(tiny_onnx: Path, tmp_path: Path
 
 def test_device_stages_and_cuda_graph_match_infer(tiny_onnx: Path, tmp_path: Path) -> None:
     eng = tmp_path / "tiny.engine"
-    assert main([str(tiny_onnx), "--fp16", "--verify-images", "0", "--val-images", "0", "-o", str(eng)]) == 0
+    assert main([str(tiny_onnx), "--fp16", "--verify-frames", "0", "--val-frames", "0", "-o", str(eng)]) == 0
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
     with open_backend(eng) as b:
         ref = b.infer(x)

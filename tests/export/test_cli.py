@@ -53,21 +53,21 @@ def test_bad_checkpoints(kind: str, tmp_path: Path, capsys):
     src = _bad_files(tmp_path / "in")[kind]
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    rc = main([str(src), "-o", str(out_dir / "enet.onnx"), "--verify", "0"])
+    rc = main([str(src), "-o", str(out_dir / "enet.onnx"), "--verify-frames", "0"])
     _assert_one_line_error(capsys, rc)
     assert list(out_dir.iterdir()) == []
 
 
 @pytest.mark.parametrize("args, code, match", [
-    (["--height", "60"], 2, "multiple of 8"),
-    (["--width", "100"], 2, "multiple of 8"),
+    (["--size", "96x60"], 2, "multiples of 8"),
+    (["--size", "100x64"], 2, "multiples of 8"),
     (["--opset", "8"], 1, "opset"),
     (["--batch", "0"], 2, "batch"),
 ])
 def test_bad_options(tiny_checkpoint: Path, tmp_path: Path, capsys, args, code, match):
     """README "Exit codes": 2 when argparse's types refuse a value, 1 when the export does."""
     try:
-        rc = main([str(tiny_checkpoint), "-o", str(tmp_path / "enet.onnx"), "--verify", "0", *args])
+        rc = main([str(tiny_checkpoint), "-o", str(tmp_path / "enet.onnx"), "--verify-frames", "0", *args])
     except SystemExit as exc:
         rc = exc.code
     assert rc == code
@@ -76,10 +76,12 @@ def test_bad_options(tiny_checkpoint: Path, tmp_path: Path, capsys, args, code, 
 
 
 def test_unwritable_outputs(tiny_checkpoint: Path, tmp_path: Path, capsys):
-    rc = main([str(tiny_checkpoint), "-o", str(tmp_path / "no" / "such" / "enet.onnx"), "--verify", "0"])
-    assert "does not exist" in _assert_one_line_error(capsys, rc)
+    (tmp_path / "afile").write_text("")
+    rc = main([str(tiny_checkpoint), "-o", str(tmp_path / "afile" / "such" / "enet.onnx"), "--verify-frames", "0"])
+    assert "not a folder" in _assert_one_line_error(capsys, rc)
+    (tmp_path / "afile").unlink()
     (tmp_path / "adir.onnx").mkdir()
-    rc = main([str(tiny_checkpoint), "-o", str(tmp_path / "adir.onnx"), "--verify", "0"])
+    rc = main([str(tiny_checkpoint), "-o", str(tmp_path / "adir.onnx"), "--verify-frames", "0"])
     assert "folder" in _assert_one_line_error(capsys, rc)
     assert [p.name for p in tmp_path.iterdir()] == ["adir.onnx"] and not any((tmp_path / "adir.onnx").iterdir())
 
@@ -91,7 +93,7 @@ def test_failed_write_leaves_nothing(tiny_checkpoint: Path, tmp_path: Path, caps
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Path, "write_bytes", boom)
-    rc = main([str(tiny_checkpoint), "-o", str(tmp_path / "enet.onnx"), "--verify", "0"])
+    rc = main([str(tiny_checkpoint), "-o", str(tmp_path / "enet.onnx"), "--verify-frames", "0"])
     assert "No space left" in _assert_one_line_error(capsys, rc)
     assert list(tmp_path.iterdir()) == []
 
@@ -105,15 +107,15 @@ def test_parity_failure_writes_nothing(tiny_checkpoint: Path, tmp_path: Path, ca
                                frame_agreement=[0.5])
 
     monkeypatch.setattr(eo, "verify_parity", bad)
-    rc = main([str(tiny_checkpoint), "-o", str(tmp_path / "enet.onnx"), "--verify", "1"])
+    rc = main([str(tiny_checkpoint), "-o", str(tmp_path / "enet.onnx"), "--verify-frames", "1"])
     assert "parity" in _assert_one_line_error(capsys, rc)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_export_prints_report(tiny_checkpoint: Path, tmp_path: Path, capsys):
     out = tmp_path / "enet.onnx"
-    rc = main([str(tiny_checkpoint), "-o", str(out), "--verify", "1", "--labels",
-               "--camvid", str(tmp_path / "no-camvid")])
+    rc = main([str(tiny_checkpoint), "-o", str(out), "--verify-frames", "1", "--labels",
+               "--data-root", str(tmp_path / "no-camvid")])
     text = capsys.readouterr().out
     assert rc == 0 and out.is_file()
     for needle in ("wrote", "opset 17", "unpool mask", "parameters", "MB", "TensorRT 8.5", "PRelu", "Where",
@@ -123,6 +125,16 @@ def test_export_prints_report(tiny_checkpoint: Path, tmp_path: Path, capsys):
 
 
 def test_native_report_says_not_tensorrt(tiny_checkpoint: Path, tmp_path: Path, capsys):
-    rc = main([str(tiny_checkpoint), "-o", str(tmp_path / "n.onnx"), "--unpool", "native", "--verify", "0"])
+    rc = main([str(tiny_checkpoint), "-o", str(tmp_path / "n.onnx"), "--unpool", "native", "--verify-frames", "0"])
     text = capsys.readouterr().out
     assert rc == 0 and "NOT parseable by TensorRT" in text and "MaxUnpool" in text
+
+
+def test_missing_output_folders_are_created(tiny_checkpoint: Path, tmp_path: Path, capsys):
+    """docs/cli.md's one rule: -o out/sub/enet.onnx creates out/sub/; a failed export leaves no folder."""
+    assert main([str(tiny_checkpoint), "-o", str(tmp_path / "out" / "sub" / "enet.onnx"), "--verify-frames", "0",
+                 "-q"]) == 0
+    assert (tmp_path / "out" / "sub" / "enet.onnx").is_file()
+    rc = main([str(tmp_path / "nope.pth"), "-o", str(tmp_path / "new" / "enet.onnx"), "--verify-frames", "0"])
+    _assert_one_line_error(capsys, rc)
+    assert not (tmp_path / "new").exists()
