@@ -9,7 +9,9 @@ calibrated Q/DQ model) and kept in the user's cache folder
 (:func:`enet.cache.cache_dir`, ``engines/``) under a key made of what makes
 an engine valid: the ONNX's sha256, the TensorRT version, the GPU and the
 precision. A later run with the same four reuses it; anything else builds
-anew. Without TensorRT, :func:`auto_engine` returns None and ``auto``
+anew. The build's gate applies: an engine that disagrees with ONNX Runtime
+on val frames (below ``min_agreement``) is not cached, the folder made for
+it is removed, and the run goes on without TensorRT. Without TensorRT, :func:`auto_engine` returns None and ``auto``
 behaves as before.
 
 Never run on a GPU in this project's CI: see docs/engines.md.
@@ -82,6 +84,7 @@ def _usable(engine: Path) -> bool:
 def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFAULT_PRECISION,
                      root: str | os.PathLike[str] | None = None,
                      data_root: str | os.PathLike[str] | None = None,
+                     min_agreement: float | None = None,
                      say: Callable[[str], None] | None = None) -> Path:
     """The cached engine for ``onnx_path``, built first when missing.
 
@@ -90,14 +93,19 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
             calibrated on CamVid train, ``data_root`` or the shared CamVid)
             or ``fp32``.
         root: cache folder (default ``<cache_dir>/engines``).
+        min_agreement: the gate in percent (default
+            :data:`enet.engine.trt_build.DEFAULT_MIN_AGREEMENT`).
         say: where the user-facing lines go (default: this module's log at INFO).
 
     Raises:
-        EnetError: TensorRT failed, or INT8 without calibration frames.
+        EnetError: TensorRT failed, the engine failed the gate (nothing is
+            cached), or INT8 without calibration frames.
     """
+    import shutil
+
     from enet.defaults import default_camvid_root
     from enet.engine.build import CalibrationSpec
-    from enet.engine.trt_build import build_engine, describe, plan_engine
+    from enet.engine.trt_build import DEFAULT_MIN_AGREEMENT, build_engine, describe, plan_engine
 
     say = say or log.info
     if precision not in PRECISIONS:
@@ -107,16 +115,23 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
     if _usable(engine):
         say(f"using the cached TensorRT {precision} engine {engine}")
         return engine
+    made = not engine.parent.exists()
     engine.parent.mkdir(parents=True, exist_ok=True)
     calib = None
     if precision == "int8":
         calib = CalibrationSpec(data=data_root or default_camvid_root(), cache=engine.parent / "int8-ranges.json")
     say(f"first run with TensorRT: building a {precision} engine for {onnx_path.name} into {engine.parent} "
         "(once; the next run reuses it)")
-    job = plan_engine(onnx_path, engine, precision=precision, calib=calib, data_root=data_root)
-    for line in describe(job):
-        log.debug("%s", line)
-    res = build_engine(job, extra={"built_by": "first run"})
+    try:
+        job = plan_engine(onnx_path, engine, precision=precision, calib=calib, data_root=data_root,
+                          min_agreement=DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement)
+        for line in describe(job):
+            log.debug("%s", line)
+        res = build_engine(job, extra={"built_by": "first run"})
+    except BaseException:
+        if made:  # nothing of a failed build stays in the cache
+            shutil.rmtree(engine.parent, ignore_errors=True)
+        raise
     v = res.verification
     check = (f"; vs ONNX Runtime on {v['frames']} val frames: {v['agreement'] * 100:.2f}% argmax agreement"
              if v else "")
