@@ -33,7 +33,7 @@ def gpu_here(monkeypatch, tmp_path):
 
     monkeypatch.setitem(sys.modules, "tensorrt", TRT103)
     monkeypatch.setattr(trt_build, "build_engine_bytes", fake_build)
-    monkeypatch.setattr(trt_build, "verify_engine", lambda engine, onnx, frames, labels_dir=None: {
+    monkeypatch.setattr(trt_build, "verify_engine", lambda engine, onnx, frames, data_root=None: {
         "frames": len(frames), "agreement": 0.99, "miou_engine": None, "miou_onnx": None, "labelled": 0})
     monkeypatch.setattr(cuda, "gpu_info", lambda device=0: ("NVIDIA Stand-in 4090", "8.9"))
     monkeypatch.setattr(cuda, "gpu_available", lambda: True)
@@ -101,6 +101,23 @@ def test_auto_engine_falls_back_when_the_build_fails(tiny_onnx, gpu_here, monkey
     monkeypatch.setattr(trt_build, "build_engine_bytes", broken)
     assert engine_cache.auto_engine(tiny_onnx, say=lambda m: None) is None
     assert "running it without TensorRT" in caplog.text
+
+
+def test_a_first_run_engine_that_fails_the_gate_is_not_cached(tiny_onnx, tiny_camvid, gpu_here, monkeypatch,
+                                                               caplog, tmp_path) -> None:
+    monkeypatch.setattr(trt_build, "verify_engine", lambda engine, onnx, frames, data_root=None: {
+        "frames": len(frames), "agreement": 0.40, "miou_engine": None, "miou_onnx": None, "labelled": 0})
+    for precision in ("fp16", "int8"):
+        assert engine_cache.auto_engine(tiny_onnx, precision=precision, data_root=tiny_camvid,
+                                        say=lambda m: None) is None
+        assert "40.00% of the pixels" in caplog.text and "running it without TensorRT" in caplog.text
+    assert len(gpu_here) == 2  # built twice, cached never
+    root = tmp_path / "cache" / "engines"
+    assert not root.exists() or list(root.iterdir()) == []  # no engine, no Q/DQ ONNX, no ranges, no folder
+    with pytest.raises(Exception, match="below --min-agreement 95"):
+        engine_cache.first_run_engine(tiny_onnx, data_root=tiny_camvid, say=lambda m: None)
+    engine = engine_cache.first_run_engine(tiny_onnx, data_root=tiny_camvid, min_agreement=30, say=lambda m: None)
+    assert engine.is_file() and read_sidecar(engine)["check"]["checked"]  # settable
 
 
 def test_enet_eval_auto_runs_the_first_run_engine(tiny_onnx, monkeypatch, tmp_path) -> None:
