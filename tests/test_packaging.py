@@ -1,0 +1,46 @@
+"""pyproject.toml: the Python range JetPack needs, and one CUDA major for the CUDA bindings in every extra."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+tomllib = pytest.importorskip("tomllib") if sys.version_info >= (3, 11) else pytest.importorskip("tomli")
+
+
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _requirement(spec: str) -> tuple[str, str]:
+    """``"cuda-python>=12.6,<13; marker"`` -> ``("cuda-python", ">=12.6,<13")``."""
+    m = re.match(r"\s*([A-Za-z0-9_.-]+)\s*([^;]*)", spec)
+    assert m, spec
+    return m.group(1).lower().replace("_", "-"), m.group(2).replace(" ", "")
+
+
+def test_the_runtime_installs_on_jetpack_5s_python() -> None:
+    assert _project()["requires-python"] == ">=3.8"  # JetPack 5.1: Python 3.8, TensorRT 8.5
+
+
+def test_cuda_bindings_are_pinned_to_one_cuda_major_in_every_extra() -> None:
+    from enet.engine.cuda import CUDA_MAJOR
+
+    extras = _project()["optional-dependencies"]
+    pins = {}
+    for extra, specs in extras.items():
+        for spec in specs:
+            name, version = _requirement(spec)
+            if name in ("cuda-python", "cuda-bindings"):
+                pins[extra] = version
+    assert set(pins) >= {"dev", "tensorrt"}, "cuda-python must be in the dev and tensorrt extras"
+    assert len(set(pins.values())) == 1, f"different cuda-python pins: {pins}"
+    (pin,) = set(pins.values())
+    assert f"<{CUDA_MAJOR + 1}" in pin and f">={CUDA_MAJOR}" in pin, pin
+    # the TensorRT wheel of the same CUDA major (plain `tensorrt` follows NVIDIA's newest CUDA)
+    names = [_requirement(s)[0] for s in extras["tensorrt"]]
+    assert f"tensorrt-cu{CUDA_MAJOR}" in names and "tensorrt" not in names
