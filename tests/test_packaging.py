@@ -44,3 +44,13 @@ def test_cuda_bindings_are_pinned_to_one_cuda_major_in_every_extra() -> None:
     # the TensorRT wheel of the same CUDA major (plain `tensorrt` follows NVIDIA's newest CUDA)
     names = [_requirement(s)[0] for s in extras["tensorrt"]]
     assert f"tensorrt-cu{CUDA_MAJOR}" in names and "tensorrt" not in names
+
+
+def test_training_and_export_refuse_old_pythons_in_one_line(monkeypatch) -> None:
+    from enet._lazy import require_training_python
+    from enet.errors import EnetError
+
+    require_training_python("enet-train")  # this Python (3.10+) passes
+    monkeypatch.setattr(sys, "version_info", (3, 8, 18, "final", 0))
+    with pytest.raises(EnetError, match=r"enet-train needs Python 3.10 or newer .* this is Python 3.8"):
+        require_training_python("enet-train")

@@ -74,3 +74,9 @@ def test_int8_conversion_eval_and_bench(tmp_path: Path) -> None:
 def test_an_engine_without_tensorrt_is_one_line(tmp_path: Path) -> None:
     p = enet("enet-build-engine", str(FIX / "tiny.onnx"), "--fp16", "-o", str(tmp_path / "e.engine"), cwd=tmp_path)
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and "needs TensorRT" in p.stderr
+
+
+def test_training_and_export_say_they_need_310(tmp_path: Path) -> None:
+    p = enet("enet-export", str(tmp_path / "m.pth"), "-o", str(tmp_path / "m.onnx"), cwd=tmp_path)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr[-2000:]
+    assert "enet-export needs Python 3.10 or newer" in p.stderr and "Python 3.8" in p.stderr
