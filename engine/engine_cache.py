@@ -157,12 +157,12 @@ def onnx_for_checkpoint(model: str | os.PathLike[str], *, size: tuple[int, int] 
 
 def auto_engine(model: str | os.PathLike[str], *, precision: str = DEFAULT_PRECISION,
                 size: tuple[int, int] | None = None, root: str | os.PathLike[str] | None = None,
-                data_root: str | os.PathLike[str] | None = None,
+                data_root: str | os.PathLike[str] | None = None, min_agreement: float | None = None,
                 say: Callable[[str], None] | None = None) -> Path | None:
     """``--backend auto``'s engine for a ``.pth``/``.onnx``: cached or built now; None without TensorRT.
 
     ``data_root``: the dataset INT8 calibrates on and the engine is compared
-    on (default: the shared CamVid).
+    on (default: the shared CamVid); ``min_agreement``: the gate in percent.
 
     A build that fails is reported as a warning and None is returned, so
     ``auto`` falls back to ONNX Runtime or PyTorch as it did before.
@@ -172,7 +172,8 @@ def auto_engine(model: str | os.PathLike[str], *, precision: str = DEFAULT_PRECI
         return None
     try:
         onnx_path = model if model.suffix.lower() == ".onnx" else onnx_for_checkpoint(model, size=size, root=root)
-        return first_run_engine(onnx_path, precision=precision, root=root, data_root=data_root, say=say)
+        return first_run_engine(onnx_path, precision=precision, root=root, data_root=data_root,
+                                min_agreement=min_agreement, say=say)
     except EnetError as exc:
         log.warning("no TensorRT engine for %s (%s); running it without TensorRT", model.name, exc)
         return None
