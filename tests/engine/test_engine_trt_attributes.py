@@ -3,9 +3,10 @@
 Opt-in by nature: it runs where a ``tensorrt`` module imports (``trt``
 marker; a Jetson, ``make gpu-check``, a desktop with ``enet-rt[tensorrt]``),
 and needs no GPU. It could not run on the machines this project was built
-on: PyPI's ``tensorrt-cu12`` 11.4 (and its ``-bindings``/``-libs``) are
-placeholder packages that download the real wheel from pypi.nvidia.com at
-install time, which those machines cannot reach (docs/engines.md).
+on: PyPI's ``tensorrt-cu12-bindings`` wheel imports only with the
+``libnvinfer`` libraries of ``tensorrt-cu12-libs``, a placeholder package
+that downloads the real wheel from pypi.nvidia.com at install time, which
+those machines cannot reach (docs/engines.md, "Checking against the real module").
 """
 
 from __future__ import annotations
