@@ -68,15 +68,27 @@ def cached_engine_path(onnx_path: str | os.PathLike[str], precision: str, *,
     return engine_cache_root(root) / key / "enet.engine"
 
 
-def _usable(engine: Path) -> bool:
+def _usable(engine: Path, data_root: str | os.PathLike[str] | None) -> bool:
+    """A cached pair that matches, and was checked against ONNX Runtime unless there is still nothing to check on.
+
+    An engine cached unchecked (no val frames at its first run) is built
+    again, through the gate, once val frames are there.
+    """
+    from enet.defaults import default_camvid_root
     from enet.engine.sidecar import check_engine_bytes, read_sidecar
+    from enet.engine.verify import engine_frames
 
     if not engine.is_file():
         return False
     try:
-        check_engine_bytes(engine, engine.read_bytes(), read_sidecar(engine))
+        side = read_sidecar(engine)
+        check_engine_bytes(engine, engine.read_bytes(), side)
     except EnetError as exc:
         log.warning("cached engine %s is not usable (%s); building it again", engine, exc)
+        return False
+    if not side.get("check", {}).get("checked") and engine_frames(1, data_root or default_camvid_root()):
+        log.warning("cached engine %s was never checked against ONNX Runtime and val frames are here now; "
+                    "building it again, through the check", engine)
         return False
     return True
 
@@ -112,7 +124,7 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
         raise EnetError(f"unknown engine precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     onnx_path = Path(onnx_path)
     engine = cached_engine_path(onnx_path, precision, root=root)
-    if _usable(engine):
+    if _usable(engine, data_root):
         say(f"using the cached TensorRT {precision} engine {engine}")
         return engine
     made = not engine.parent.exists()

@@ -154,3 +154,16 @@ def test_camera_pipeline_auto_picks_the_first_run_engine(tiny_onnx, monkeypatch,
     choice = dbk.choose(tiny_onnx, "auto", (64, 96), tmp_path)
     runner = dbk.onnx_runner()
     assert runner is not None and choice.kind == runner[0] and choice.why.endswith(runner[1])
+
+
+def test_an_unchecked_cached_engine_is_rebuilt_once_val_frames_are_there(tiny_onnx, tiny_camvid, gpu_here,
+                                                                        tmp_path) -> None:
+    said: list[str] = []
+    nowhere = tmp_path / "no-dataset"
+    engine = engine_cache.first_run_engine(tiny_onnx, data_root=nowhere, say=said.append)
+    assert read_sidecar(engine)["check"] == {"checked": False}
+    assert any("could not check the engine" in m for m in said)
+    assert engine_cache.first_run_engine(tiny_onnx, data_root=nowhere, say=said.append) == engine
+    assert len(gpu_here) == 1  # still nothing to check on: reused
+    assert engine_cache.first_run_engine(tiny_onnx, data_root=tiny_camvid, say=said.append) == engine
+    assert len(gpu_here) == 2 and read_sidecar(engine)["check"]["checked"]  # rebuilt through the gate
