@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
