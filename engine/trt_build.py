@@ -185,8 +185,8 @@ def describe(job: EngineJob, *, dry_run: bool = False) -> list[str]:
     else:
         out.append("  network     " + ("strongly typed (NetworkDefinitionCreationFlag.STRONGLY_TYPED)"
                                       if p.strongly_typed else "weakly typed"))
-    flags = [f"BuilderFlag.{f}" for f in p.flags] + (["BuilderFlag.OBEY_PRECISION_CONSTRAINTS"] if p.fp32_mask
-                                                     else [])
+    pin = p.fp32_mask and bool(job.mask_tensors)
+    flags = [f"BuilderFlag.{f}" for f in p.flags] + (["BuilderFlag.OBEY_PRECISION_CONSTRAINTS"] if pin else [])
     out.append("  flags       " + (", ".join(flags) or "none"))
     if p.fp32_mask:
         out.append(f"  mask        {len(job.mask_tensors)} layers of the unpooling masks (space-to-depth, ReduceMax, "
