@@ -37,10 +37,14 @@ def test_cuda_bindings_are_pinned_to_one_cuda_major_in_every_extra() -> None:
             name, version = _requirement(spec)
             if name in ("cuda-python", "cuda-bindings"):
                 pins[extra] = version
-    assert set(pins) >= {"dev", "tensorrt"}, "cuda-python must be in the dev and tensorrt extras"
-    assert len(set(pins.values())) == 1, f"different cuda-python pins: {pins}"
-    (pin,) = set(pins.values())
+    assert set(pins) >= {"dev", "tensorrt", "jetpack5", "jetpack6"}, f"cuda-python pins: {pins}"
+    cuda12 = {pins[e] for e in ("dev", "tensorrt", "jetpack6")}  # CI tests what CUDA 12 users get
+    assert len(cuda12) == 1, f"different cuda-python pins for CUDA {CUDA_MAJOR}: {pins}"
+    (pin,) = cuda12
     assert f"<{CUDA_MAJOR + 1}" in pin and f">={CUDA_MAJOR}" in pin, pin
+    assert pins["jetpack5"].endswith("<12") and pins["jetpack5"].startswith(">=11")  # JetPack 5.1: CUDA 11.4
+    for extra, version in pins.items():  # every pin names an upper bound: a new CUDA major never slips in
+        assert "<" in version, (extra, version)
     # the TensorRT wheel of the same CUDA major (plain `tensorrt` follows NVIDIA's newest CUDA)
     names = [_requirement(s)[0] for s in extras["tensorrt"]]
     assert f"tensorrt-cu{CUDA_MAJOR}" in names and "tensorrt" not in names
