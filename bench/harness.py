@@ -29,6 +29,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+import typing
 from typing import Any, Protocol
 
 import numpy as np
@@ -303,7 +304,7 @@ class Measurement:
 
 
 #: One timed iteration: batch of uint8 frames -> samples in ms; ``compute`` and ``e2e`` always present.
-Step = Callable[[np.ndarray], dict[str, float]]
+Step = typing.Callable[[np.ndarray], typing.Dict[str, float]]  # typing.: evaluated at run time on Python 3.8
 
 
 def _iteration(pipe: Pipeline, frames: np.ndarray, timer: Timer) -> dict[str, float]:

@@ -23,13 +23,14 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+import typing
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[[Sequence[str]], "str | None"]
+Runner = typing.Callable[[typing.Sequence[str]], typing.Optional[str]]  # typing.: run time on Python 3.8
 
 
 def run_command(cmd: Sequence[str], timeout: float = 5.0) -> str | None:

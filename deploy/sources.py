@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+import typing
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 CAPTURE_KINDS = ("auto", "gst", "opencv")
 
-Item = tuple[np.ndarray, "float | None"]
+Item = typing.Tuple[np.ndarray, typing.Optional[float]]  # typing.: evaluated at run time on Python 3.8
 
 
 class Source(Protocol):

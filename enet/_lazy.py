@@ -68,3 +68,22 @@ def available(name: str) -> bool:
     except Exception:  # noqa: BLE001 - a broken install counts as missing
         return False
     return True
+
+
+#: Training and export (PyTorch, the ONNX exporters) need this Python; the runtime runs from 3.8 (JetPack 5.1).
+TRAINING_PYTHON = (3, 10)
+
+
+def require_training_python(prog: str) -> None:
+    """Refuse ``prog`` (enet-train, enet-export) below Python 3.10, in one line.
+
+    Raises:
+        MissingDependencyError: on Python 3.8/3.9.
+    """
+    import sys
+
+    if sys.version_info < TRAINING_PYTHON:
+        have = ".".join(str(v) for v in sys.version_info[:2])
+        raise MissingDependencyError(
+            f"{prog} needs Python 3.10 or newer (training and export), this is Python {have}; the runtime "
+            "(enet-run, enet-eval, enet-bench, enet-build-engine) runs here: export the ONNX on a 3.10+ machine")

@@ -418,9 +418,10 @@ def refuse_earlier_run(output: str | os.PathLike[str]) -> None:
 @cli(train_parser)
 def train_main(args: argparse.Namespace) -> int:
     """enet-train."""
-    from enet._lazy import require
+    from enet._lazy import require, require_training_python
     from enet.defaults import default_camvid_root
 
+    require_training_python("enet-train")
     require("torch")
     from enet.distributed import env_world_size
     from enet.train import Trainer, TrainConfig

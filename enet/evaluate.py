@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+import typing
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 #: float32 ``(N, 3, H, W)`` -> class labels ``(N, H, W)`` (any integer dtype)
 #: or logits ``(N, C, H, W)``.
-Predictor = Callable[[np.ndarray], np.ndarray]
+Predictor = typing.Callable[[np.ndarray], np.ndarray]  # typing.: evaluated at run time on Python 3.8
 
 
 def predict_labels(predict: Predictor, preprocess: Preprocess, batch: int,

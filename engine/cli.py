@@ -31,14 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="enet-build-engine",
         description="Convert an ENet ONNX to FP16 or INT8 (Q/DQ, calibrated on the train images of --data-root) and "
                     "build a TensorRT engine. -o X.onnx writes only the converted ONNX (any machine); -o X.engine "
-                    "builds with TensorRT, prints the build plan first and ends by comparing the engine with ONNX "
-                    "Runtime.",
+                    "builds with TensorRT, prints the build plan first, compares the engine with ONNX Runtime on "
+                    "val frames and writes it only if they agree (--min-agreement).",
         epilog="examples:\n"
                "  enet-build-engine enet.onnx --int8 -o enet.int8.onnx         # any machine: calibrate, Q/DQ, val mIoU\n"
                "  enet-build-engine road.onnx --int8 -o road.int8.onnx --data-root my_road_data\n"
                "  enet-build-engine enet.onnx --int8 -o enet.engine --dry-run --trt-version 10.3\n"
                "  enet-build-engine enet.onnx --fp16 -o enet.engine            # with TensorRT and a GPU\n"
-               "  enet-build-engine enet.onnx --int8 --int8-mode calibrator -o enet.engine   # legacy path")
+               "  enet-build-engine enet.onnx --int8 -o enet.engine --min-agreement 99   # a stricter gate")
     add_model(p, positional=True, help="float32 ONNX (.onnx) from enet-export")
     p.on_parsed(_require_model)
     prec = p.add_mutually_exclusive_group()
@@ -61,17 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for --calib-method percentile: the share of each activation's values kept in range, "
                         "0 < P <= 100 (default 99.99)")
     g.add_argument("--calib-cache", metavar="FILE",
-                   help="reuse/save the INT8 activation ranges (JSON); the Q/DQ ONNX and the calibrator path's "
-                        "TensorRT cache (written beside the engine) both take their scales from them")
+                   help="reuse/save the INT8 activation ranges (JSON) the Q/DQ ONNX takes its scales from")
     g.add_argument("--keep-fp32", action="append", default=[], metavar="NODE",
                    help="leave this Conv/ConvTranspose node in float32 (repeatable)")
     g.add_argument("--max-drop", type=float, default=1.0, metavar="PT",
                    help="if INT8 loses more val mIoU points than this, retry with the input/output layers in FP32 "
                         "(default 1.0)")
-    g.add_argument("--int8-mode", choices=("auto", "qdq", "calibrator"), default="auto",
-                   help="engine INT8 path: auto = the calibrated Q/DQ ONNX on every TensorRT from 8.5 (the legacy "
-                        "calibrator below 8.5); calibrator = TensorRT's implicit INT8 from a calibration cache "
-                        "written from the same ranges (accuracy not measured before the build)")
     add_frames(g, "--val-frames", "report FP32 vs converted val mIoU on the first N val frames of --data-root "
                                   "(default all; 0 skips)", zero=True, old=["--val-images"])
     t = p.add_argument_group("TensorRT")
@@ -79,12 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dla-core", type=non_negative_int, default=None, metavar="N", help="build for DLA core N (Jetson), GPU fallback on")
     t.add_argument("--timing-cache", metavar="FILE", help="load and update a tactic timing cache")
     add_frames(t, "--verify-frames", "val frames of --data-root the finished engine is compared with ONNX "
-                                     "Runtime on: argmax agreement and val mIoU (default 5; 0 skips)",
+                                     "Runtime on before it is written: argmax agreement and val mIoU (default 5; "
+                                     "0 writes the engine unchecked)",
                default=5, zero=True, old=["--verify-images"])
+    t.add_argument("--min-agreement", type=percent, default=None, metavar="PERCENT",
+                   help="the gate: the least share of pixels whose argmax must agree with ONNX Runtime, else the "
+                        "build fails and writes nothing (default 95; docs/engines.md)")
     t.add_argument("--batch", type=positive_int, default=None, metavar="N",
                    help="batch of the optimization profile for a dynamic-batch ONNX (default 1)")
     t.add_argument("--dry-run", action="store_true",
-                   help="print the build plan (which ONNX, strong typing or flags, calibrator) and exit; no TensorRT "
+                   help="print the build plan (which ONNX, strong typing or flags, the gate) and exit; no TensorRT "
                         "needed with --trt-version")
     t.add_argument("--trt-version", metavar="X.Y", help="with --dry-run: plan for this TensorRT (8.5 .. 11), "
                                                         "installed or not")
@@ -257,11 +256,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace, model: Path, output: Path, precision: str, calib: Any,
           features: Any = None) -> Any:
-    from enet.engine.trt.build import plan_engine
+    from enet.engine.trt.build import DEFAULT_MIN_AGREEMENT, plan_engine
 
-    return plan_engine(model, output, precision=precision, features=features, int8_mode=args.int8_mode,
-                       calib=calib, batch=args.batch, dla_core=args.dla_core, workspace_mb=args.workspace,
-                       timing_cache=args.timing_cache, verify_images=args.verify_frames, data_root=args.data_root)
+    agreement = DEFAULT_MIN_AGREEMENT if args.min_agreement is None else args.min_agreement
+    return plan_engine(model, output, precision=precision, features=features, calib=calib, batch=args.batch,
+                       dla_core=args.dla_core, workspace_mb=args.workspace, timing_cache=args.timing_cache,
+                       verify_images=args.verify_frames, min_agreement=agreement, data_root=args.data_root)
 
 
 def _dry_run(args: argparse.Namespace, model: Path, output: Path, precision: str, calib: Any) -> int:

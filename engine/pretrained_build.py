@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="registered weights name (enet.weights.WEIGHTS), e.g. camvid")
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="dataset: train frames calibrate INT8, val frames measure (default: ../shared/data/camvid)")
-    p.add_argument("--calib-images", type=positive_int, default=None, metavar="N",
+    p.add_argument("--calib-frames", type=positive_int, default=None, metavar="N",
                    help="INT8 calibration frames (default: enet-build-engine's)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="measure on the first N val frames only (tests; the shipped numbers use all)")
@@ -87,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
     files = {"fp32": f"{stem}.onnx", "int8": f"{stem}.int8.onnx"}
     quiet = ["-q"] if args.quiet else []
     given = ["--data-root", args.data_root] if args.data_root else []  # recorded as typed (default: omitted)
-    calib = ["--calib-images", str(args.calib_images)] if args.calib_images else []
+    calib = ["--calib-frames", str(args.calib_frames)] if args.calib_frames else []
     commands = {
         "fp32": ["enet-export", args.name, "-o", files["fp32"], "--labels"] + given,
         "int8": ["enet-build-engine", files["fp32"], "--int8", "-o", files["int8"]] + given + calib,
@@ -99,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
         _run(export_main, [str(pth), "-o", str(t / files["fp32"]), "--labels", "--data-root", data_root] + quiet)
         log.info("calibrating INT8 on the train frames of %s", data_root)
         _run(build_engine_main, [str(t / files["fp32"]), "--int8", "-o", str(t / files["int8"]),
-                                 "--data-root", data_root, "--val-images", "0"] + calib + quiet)
+                                 "--data-root", data_root, "--val-frames", "0"] + calib + quiet)
         for precision, name in files.items():
             log.info("measuring %s on the val split", name)
             report = t / f"{precision}.json"

@@ -83,9 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from enet._lazy import require
+    from enet._lazy import require, require_training_python
 
     check_writable(args.output, what="-o")
+    require_training_python("enet-export")
     require("torch")
     from enet.export.onnx import export_onnx, format_report
 

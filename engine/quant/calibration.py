@@ -1,8 +1,8 @@
 """Calibration frames: deterministic selection of a dataset's train images.
 
-INT8 calibration (``enet.engine.quant.calib_stats``) and the legacy TensorRT entropy
-calibrator both read frames through this module, so the same images in the
-same order feed every path. Selection is name-sorted and evenly spaced over
+INT8 calibration (``enet.engine.quant.calib_stats``) reads frames through this
+module (the Q/DQ ONNX, enet-bench's INT8 models, first-run INT8 engines), so
+the same images in the same order feed every path. Selection is name-sorted and evenly spaced over
 the folder (CamVid train holds several driving sequences back to back, so a
 prefix would see one sequence only); no randomness is involved.
 """

@@ -94,8 +94,7 @@ def calibrate_ranges(model: onnx.ModelProto, calib: CalibrationSpec, meta: dict[
     Ranges cover the input of every quantizable Conv/ConvTranspose
     (:func:`enet.engine.quant.quantize.int8_activation_tensors`), whatever
     ``--keep-fp32`` leaves in float, so one cache serves every variant. The
-    Q/DQ ONNX and the legacy calibrator's TensorRT cache both take their
-    scales from these ranges.
+    Q/DQ ONNX takes its scales from these ranges.
 
     Returns:
         ``(tensor -> amax, calibration frames used)``; no frames when the cache answered.

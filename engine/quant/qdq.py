@@ -86,8 +86,8 @@ def _safe(name: str) -> str:
 def scale_from_amax(amax: np.ndarray | float) -> np.ndarray:
     """float32 int8 scale ``amax / 127`` (symmetric); the one amax -> scale rule of the toolkit.
 
-    The Q/DQ ONNX and the TensorRT calibration cache
-    (:mod:`enet.engine.trt.calib_cache`) both take their scales from here.
+    Every Q/DQ scale of the INT8 ONNX (the one INT8 path, which TensorRT
+    8.5 to 11 compile) comes from here.
     """
     a = np.asarray(amax, dtype=np.float32)
     # a dead channel or an all-zero tensor: any positive scale is exact for zeros

@@ -61,6 +61,50 @@ def cudart() -> ModuleType:
         return require("cuda.cudart")
 
 
+#: ``cudaErrorInsufficientDriver``: the CUDA runtime is newer than the driver.
+INSUFFICIENT_DRIVER = 35
+#: The CUDA major the ``tensorrt`` extra and JetPack 6 use; pyproject pins cuda-python to it.
+CUDA_MAJOR = 12
+
+
+def _cuda_version(code: int) -> str:
+    """CUDA's integer version as text: 12020 -> ``12.2``."""
+    return f"{code // 1000}.{code % 1000 // 10}"
+
+
+def cuda_major_mismatch(runtime_version: int, driver_version: int) -> str | None:
+    """The one-line explanation of cudaErrorInsufficientDriver, or None when the majors agree.
+
+    Args:
+        runtime_version: ``cudaRuntimeGetVersion`` of the bindings (e.g. 13000).
+        driver_version: ``cudaDriverGetVersion`` (e.g. 12020; 0 without a driver).
+    """
+    if driver_version <= 0:
+        return None
+    run, drv = runtime_version // 1000, driver_version // 1000
+    if run <= drv:
+        return None
+    return (f"cuda-python's bindings use the CUDA {run} runtime but this NVIDIA driver supports CUDA "
+            f"{_cuda_version(driver_version)}: install the bindings of the driver's CUDA major, "
+            f"pip install 'cuda-python>={drv},<{drv + 1}' (enet-rt[tensorrt] pins CUDA {CUDA_MAJOR}), or update "
+            "the driver")
+
+
+def _driver_message(err: Any) -> str:
+    """The error line for a failed CUDA call; names a CUDA-major mismatch when that is the cause."""
+    if int(err) == INSUFFICIENT_DRIVER:
+        try:
+            rt = cudart()
+            codes = rt.cudaRuntimeGetVersion(), rt.cudaDriverGetVersion()
+            why = cuda_major_mismatch(int(codes[0][1]), int(codes[1][1]))
+        except Exception:  # noqa: BLE001 - the explanation is best effort; the error below still stands
+            why = None
+        if why:
+            return f"CUDA call failed: {err}: {why}"
+        return f"CUDA call failed: {err}: the NVIDIA driver is older than the CUDA runtime of cuda-python"
+    return f"CUDA call failed: {err}; is the NVIDIA driver loaded and a GPU visible?"
+
+
 def cuda_check(result: Any) -> Any:
     """Unpack a cuda-python ``(err, *values)`` tuple; raise on an error code."""
     if isinstance(result, tuple):
@@ -68,7 +112,7 @@ def cuda_check(result: Any) -> Any:
     else:
         err, rest = result, ()
     if int(err) != 0:
-        raise EnetError(f"CUDA call failed: {err}; is the NVIDIA driver loaded and a GPU visible?")
+        raise EnetError(_driver_message(err))
     if not rest:
         return None
     return rest[0] if len(rest) == 1 else rest

@@ -134,3 +134,43 @@ def output_roles(model: onnx.ModelProto) -> tuple[str | None, str | None]:
         elif et in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16) and logits is None:
             logits = out.name
     return logits, labels
+
+
+#: ONNX ops of the space-to-depth that feeds the unpooling mask's ReduceMax (enet.model.window_first_max_mask).
+_MASK_CHAIN_OPS = ("Reshape", "Transpose", "Cast")
+
+
+def unpool_mask_tensors(model: onnx.ModelProto) -> list[str]:
+    """Output tensors of the nodes that compute the unpooling masks of an ``unpool="mask"`` export.
+
+    :func:`enet.model.window_first_max_mask` exports as space-to-depth
+    (Reshape, Transpose, Reshape), ``ReduceMax`` over the window, ``Unsqueeze``
+    and ``Equal(window, max)``. Both sides of that ``Equal`` must see the same
+    values: a weakly typed FP16 build that ran the ReduceMax in FP16 and fed
+    the Equal float32 values would find no maximum and empty the mask. The
+    TensorRT builder pins the layers that produce these tensors to float32
+    (:func:`enet.engine.trt.build.pin_mask_layers`).
+
+    Returns:
+        Tensor names in graph order; empty for a model without mask unpooling.
+    """
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    names: list[str] = []
+    for eq in g.node:
+        if eq.op_type != "Equal" or len(eq.input) != 2:
+            continue
+        for window, other in (eq.input, reversed(eq.input)):
+            unsq = producer.get(other)
+            rmax = producer.get(unsq.input[0]) if unsq is not None and unsq.op_type == "Unsqueeze" else None
+            if rmax is None or rmax.op_type != "ReduceMax" or rmax.input[0] != window:
+                continue
+            chain, x = [], window
+            while x in producer and producer[x].op_type in _MASK_CHAIN_OPS:
+                chain.append(producer[x].output[0])
+                x = producer[x].input[0]
+            for t in [*reversed(chain), rmax.output[0], unsq.output[0], eq.output[0]]:
+                if t not in names:
+                    names.append(t)
+            break
+    return names

@@ -102,10 +102,10 @@ class TrtBackend(BackendBase):
             require("polygraphy")
             from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
-            self._pg = TrtRunner(EngineFromBytes(data))
+            self._pg = TrtRunner(EngineFromBytes(data, runtime=self._runtime(trt)))
             self._pg.activate()
             return self
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        runtime = self._runtime(trt)
         self._engine = runtime.deserialize_cuda_engine(data)
         if self._engine is None:
             raise EnetError(f"TensorRT cannot deserialize {self.path}; rebuild it: "
@@ -116,6 +116,23 @@ class TrtBackend(BackendBase):
             self.__exit__()
             raise
         return self
+
+    def _runtime(self, trt: Any) -> Any:
+        """A ``trt.Runtime`` on the DLA core the engine was built for (sidecar ``dla_core``), if any.
+
+        An engine built for a DLA core is deserialized on that core: the core
+        is part of the runtime, not of the engine (``IRuntime.DLA_core``).
+        """
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        core = self.sidecar.get("dla_core")
+        if core is not None:
+            available = int(getattr(runtime, "num_DLA_cores", 0))
+            if int(core) >= available:
+                raise EnetError(f"{self.path.name} was built for DLA core {core}, but this device has "
+                                f"{available} DLA cores; rebuild it: "
+                                f"{self.sidecar.get('rebuild_command', 'enet-build-engine')}")
+            runtime.DLA_core = int(core)
+        return runtime
 
     def _allocate(self, trt: Any) -> None:
         self._context = self._engine.create_execution_context()

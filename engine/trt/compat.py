@@ -3,13 +3,18 @@
 TensorRT 8.5/8.6 (JetPack 5), 10.x (JetPack 6, desktop) and 11 (desktop
 ``pip install tensorrt``) differ in how precision is chosen:
 
-* 8.5 .. 10: ``BuilderFlag.FP16``/``INT8`` exist; ``IInt8EntropyCalibrator2``
-  exists (deprecated since 10.1).
+* 8.5 .. 10: ``BuilderFlag.FP16``/``INT8`` exist.
 * 9.0+: ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``: tensor types (and
   Q/DQ) in the ONNX decide precision; precision flags must not be set.
 * 11: no FP16/INT8 flags and no calibrators at all; networks are always
   strongly typed (the ``STRONGLY_TYPED`` flag is kept but ignored, so a
   release without it and without precision flags counts as strongly typed).
+  11.0 to 11.3 have no DLA.
+
+INT8 has one path on all of them: the calibrated Q/DQ ONNX whose accuracy
+enet-rt measured (explicit quantization). TensorRT's legacy calibrators
+(implicit INT8) are not used: every release enet-rt builds with (8.5+)
+takes the Q/DQ model, and 11 has no calibrators.
 
 The installed module is probed by feature checks (:func:`trt_features`), never
 by comparing version strings; :func:`features_for_version` writes the same
@@ -29,7 +34,6 @@ from packaging.version import InvalidVersion, Version
 from enet.errors import EnetError
 
 PRECISIONS = ("fp32", "fp16", "int8")
-INT8_MODES = ("auto", "qdq", "calibrator")
 
 
 @dataclass(frozen=True)
@@ -39,11 +43,11 @@ class TrtFeatures:
     version: Version
     fp16_flag: bool
     int8_flag: bool
-    calibrators: bool
     strongly_typed: bool
     strongly_typed_flag: bool  # NetworkDefinitionCreationFlag.STRONGLY_TYPED exists (to set it)
     tensor_api: bool  # get_tensor_name / set_tensor_address / execute_async_v3 (8.5+)
     memory_pools: bool  # IBuilderConfig.set_memory_pool_limit (8.4+)
+    dla: bool = True  # DLA cores can be targeted (not in TensorRT 11.0 .. 11.3)
 
 
 def _has(obj: Any, *path: str) -> bool:
@@ -58,15 +62,16 @@ def trt_features(trt: Any) -> TrtFeatures:
     """Probe a ``tensorrt`` module (or a stand-in with the same attributes)."""
     fp16, int8 = _has(trt, "BuilderFlag", "FP16"), _has(trt, "BuilderFlag", "INT8")
     st_flag = _has(trt, "NetworkDefinitionCreationFlag", "STRONGLY_TYPED")
+    version = Version(str(trt.__version__))
     return TrtFeatures(
-        version=Version(str(trt.__version__)),
+        version=version,
         fp16_flag=fp16,
         int8_flag=int8,
-        calibrators=_has(trt, "IInt8EntropyCalibrator2"),
         strongly_typed=st_flag or not (fp16 or int8),
         strongly_typed_flag=st_flag,
         tensor_api=_has(trt, "ICudaEngine", "get_tensor_name") and _has(trt, "IExecutionContext", "execute_async_v3"),
         memory_pools=_has(trt, "IBuilderConfig", "set_memory_pool_limit"),
+        dla=_has(trt, "DeviceType", "DLA") and not _NO_DLA[0] <= version < _NO_DLA[1],
     )
 
 
@@ -75,6 +80,9 @@ _TENSOR_API = Version("8.5")  # get_tensor_name / set_tensor_address / execute_a
 _MEMORY_POOLS = Version("8.4")  # IBuilderConfig.set_memory_pool_limit
 _STRONGLY_TYPED_FLAG = Version("9.0")  # NetworkDefinitionCreationFlag.STRONGLY_TYPED
 _NO_WEAK_TYPING = Version("11.0")  # BuilderFlag.FP16/INT8 and the INT8 calibrators removed
+_NO_DLA = (Version("11.0"), Version("11.4"))  # releases without DLA support (issue 20)
+#: The oldest TensorRT enet-rt builds with: Polygraphy >= 0.49 and the name-based tensor API.
+OLDEST = _TENSOR_API
 
 
 def features_for_version(version: str) -> TrtFeatures:
@@ -89,9 +97,10 @@ def features_for_version(version: str) -> TrtFeatures:
         raise EnetError(f"--trt-version {version!r} is not a version number; e.g. 8.6, 10.3 or 11") from None
     weak = v < _NO_WEAK_TYPING
     st_flag = v >= _STRONGLY_TYPED_FLAG
-    return TrtFeatures(version=v, fp16_flag=weak, int8_flag=weak, calibrators=weak,
+    return TrtFeatures(version=v, fp16_flag=weak, int8_flag=weak,
                        strongly_typed=st_flag or not weak, strongly_typed_flag=st_flag,
-                       tensor_api=v >= _TENSOR_API, memory_pools=v >= _MEMORY_POOLS)
+                       tensor_api=v >= _TENSOR_API, memory_pools=v >= _MEMORY_POOLS,
+                       dla=not _NO_DLA[0] <= v < _NO_DLA[1])
 
 
 @dataclass(frozen=True)
@@ -103,8 +112,11 @@ class BuildPlan:
             ``int8`` is the calibrated Q/DQ ONNX whose accuracy was measured.
         strongly_typed: parse with ``STRONGLY_TYPED`` (types from the ONNX).
         flags: builder flags to set (``"FP16"``, ``"INT8"``).
-        calibrator: the legacy entropy calibrator (implicit INT8), fed with a
-            TensorRT calibration cache written from enet-rt's own ranges.
+        fp32_mask: weakly typed FP16 (TensorRT 8.5/8.6): the layers that
+            compute the unpooling mask (space-to-depth, ReduceMax, Equal) are
+            constrained to float32 (``layer.precision``, ``set_output_type``,
+            ``OBEY_PRECISION_CONSTRAINTS``), so the ReduceMax and the Equal
+            that looks for its result always see the same values.
         notes: human-readable reasons, printed with the plan.
         blocked: why enet-rt cannot build this plan with this TensorRT (the
             plan is still shown by a dry run); None when it can.
@@ -113,37 +125,32 @@ class BuildPlan:
     onnx_precision: str
     strongly_typed: bool
     flags: tuple[str, ...] = ()
-    calibrator: bool = False
+    fp32_mask: bool = False
     notes: tuple[str, ...] = field(default=())
     blocked: str | None = None
 
 
-def plan_build(features: TrtFeatures, precision: str, *, int8_mode: str = "auto",
-               onnx_precision: str = "fp32", dla: bool = False) -> BuildPlan:
+def plan_build(features: TrtFeatures, precision: str, *, onnx_precision: str = "fp32",
+               dla: bool = False) -> BuildPlan:
     """Choose how TensorRT gets the requested precision.
 
     INT8 has one path on every TensorRT from 8.5: the calibrated Q/DQ ONNX
     (explicit quantization), strongly typed where the release has it, else
     with the ``INT8`` builder flag (8.5/8.6; no ``FP16`` flag, so the layers
     left in float stay float32 exactly as in the ONNX whose accuracy was
-    measured). The legacy calibrator is used only when asked for
-    (``int8_mode="calibrator"``) or below TensorRT 8.5, where it is the only
-    INT8 path.
+    measured). Below 8.5 there is no INT8 (nor any build, :attr:`BuildPlan.blocked`).
 
     Args:
         features: :func:`trt_features` or :func:`features_for_version`.
         precision: requested engine precision ``fp32|fp16|int8``.
-        int8_mode: ``auto`` (Q/DQ from 8.5, the calibrator below), ``qdq`` or ``calibrator``.
         onnx_precision: precision of the ONNX the user passed.
-        dla: building for a DLA core (needs FP16 or INT8).
+        dla: building for a DLA core (needs FP16 or INT8, and a TensorRT with DLA).
 
     Raises:
         EnetError: the request contradicts itself or this TensorRT cannot do it.
     """
     if precision not in PRECISIONS:
         raise EnetError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if int8_mode not in INT8_MODES:
-        raise EnetError(f"unknown INT8 mode {int8_mode!r}; choose one of {', '.join(INT8_MODES)}")
     if onnx_precision != "fp32" and precision != onnx_precision:
         raise EnetError(
             f"the ONNX is already {onnx_precision}; building it as {precision} needs the float32 ONNX "
@@ -152,15 +159,21 @@ def plan_build(features: TrtFeatures, precision: str, *, int8_mode: str = "auto"
     if dla and precision == "fp32":
         raise EnetError("DLA runs FP16 or INT8 only; add --fp16 or --int8 to --dla-core")
     v = features.version
+    if dla and not features.dla:
+        raise EnetError(f"TensorRT {v} has no DLA support (TensorRT 11.0 to 11.3 dropped it); build for the GPU "
+                        "without --dla-core, or with the TensorRT of JetPack 5.1/6.x")
+    if precision == "int8" and not features.tensor_api:
+        raise EnetError(f"INT8 needs TensorRT 8.5 or newer (JetPack 5.1+), this plan is for TensorRT {v}: "
+                        "enet-rt's one INT8 path is the calibrated Q/DQ model")
     # Polygraphy (>= 0.49 needs TensorRT 8.5) and the runner's name-based tensor API
     blocked = None if features.tensor_api else (
         f"TensorRT {v} is older than 8.5: enet-rt builds with Polygraphy and runs engines through the "
         "name-based tensor API (execute_async_v3), both TensorRT 8.5 or newer (JetPack 5.1+)")
-    plan = _precision_plan(features, precision, int8_mode, onnx_precision)
-    return BuildPlan(plan.onnx_precision, plan.strongly_typed, plan.flags, plan.calibrator, plan.notes, blocked)
+    plan = _precision_plan(features, precision, onnx_precision)
+    return BuildPlan(plan.onnx_precision, plan.strongly_typed, plan.flags, plan.fp32_mask, plan.notes, blocked)
 
 
-def _precision_plan(features: TrtFeatures, precision: str, int8_mode: str, onnx_precision: str) -> BuildPlan:
+def _precision_plan(features: TrtFeatures, precision: str, onnx_precision: str) -> BuildPlan:
     v = features.version
     if precision == "fp32":
         return BuildPlan("fp32", strongly_typed=False, notes=("float32 engine",))
@@ -168,29 +181,16 @@ def _precision_plan(features: TrtFeatures, precision: str, int8_mode: str, onnx_
         if features.strongly_typed:
             return BuildPlan("fp16", strongly_typed=True,
                              notes=(f"TensorRT {v}: strongly typed network from the FP16 ONNX",))
-        if features.fp16_flag and onnx_precision == "fp32":
-            return BuildPlan("fp32", strongly_typed=False, flags=("FP16",),
-                             notes=(f"TensorRT {v}: no strong typing; FP16 builder flag on the FP32 ONNX",))
         if features.fp16_flag:
-            return BuildPlan("fp16", strongly_typed=False, flags=("FP16",),
-                             notes=(f"TensorRT {v}: FP16 ONNX with the FP16 builder flag",))
+            mask = ("the unpooling mask layers (space-to-depth, ReduceMax, Equal) are constrained to float32, "
+                    "so FP16 cannot make the Equal miss the ReduceMax's value")
+            if onnx_precision == "fp32":
+                return BuildPlan("fp32", strongly_typed=False, flags=("FP16",), fp32_mask=True,
+                                 notes=(f"TensorRT {v}: no strong typing; FP16 builder flag on the FP32 ONNX", mask))
+            return BuildPlan("fp16", strongly_typed=False, flags=("FP16",), fp32_mask=True,
+                             notes=(f"TensorRT {v}: FP16 ONNX with the FP16 builder flag", mask))
         raise EnetError(f"TensorRT {v} offers neither strong typing nor an FP16 builder flag")
-    # int8
-    if int8_mode == "calibrator" or (int8_mode == "auto" and not features.tensor_api):
-        if not (features.calibrators and features.int8_flag):
-            raise EnetError(
-                f"TensorRT {v} has no INT8 calibrator (removed in TensorRT 11); "
-                "use the Q/DQ path: --int8 (--int8-mode auto or qdq)"
-            )
-        if onnx_precision != "fp32":
-            raise EnetError("the calibrator path needs the float32 ONNX, not a Q/DQ one")
-        why = ("asked for with --int8-mode calibrator" if int8_mode == "calibrator"
-               else "the only INT8 path below TensorRT 8.5")
-        flags = ("INT8", "FP16") if features.fp16_flag else ("INT8",)
-        return BuildPlan("fp32", strongly_typed=False, flags=flags, calibrator=True, notes=(
-            f"TensorRT {v}: implicit INT8 with the legacy entropy calibrator ({why}), fed with a TensorRT "
-            "calibration cache written from enet-rt's measured ranges; TensorRT picks the INT8 layers itself, "
-            "so this engine is not the Q/DQ model whose accuracy enet-rt measured",))
+    # int8: the calibrated Q/DQ ONNX
     if features.strongly_typed:
         return BuildPlan("int8", strongly_typed=True,
                          notes=(f"TensorRT {v}: strongly typed network from the calibrated INT8 Q/DQ ONNX",))

@@ -9,7 +9,9 @@ calibrated Q/DQ model) and kept in the user's cache folder
 (:func:`enet.cache.cache_dir`, ``engines/``) under a key made of what makes
 an engine valid: the ONNX's sha256, the TensorRT version, the GPU and the
 precision. A later run with the same four reuses it; anything else builds
-anew. Without TensorRT, :func:`auto_engine` returns None and ``auto``
+anew. The build's gate applies: an engine that disagrees with ONNX Runtime
+on val frames (below ``min_agreement``) is not cached, the folder made for
+it is removed, and the run goes on without TensorRT. Without TensorRT, :func:`auto_engine` returns None and ``auto``
 behaves as before.
 
 Never run on a GPU in this project's CI: see docs/engines.md.
@@ -58,15 +60,27 @@ def cached_engine_path(onnx_path: str | os.PathLike[str], precision: str, *,
     return engine_cache_root(root) / key / "enet.engine"
 
 
-def _usable(engine: Path) -> bool:
+def _usable(engine: Path, data_root: str | os.PathLike[str] | None) -> bool:
+    """A cached pair that matches, and was checked against ONNX Runtime unless there is still nothing to check on.
+
+    An engine cached unchecked (no val frames at its first run) is built
+    again, through the gate, once val frames are there.
+    """
+    from enet.defaults import default_camvid_root
     from enet.engine.runtime.sidecar import check_engine_bytes, read_sidecar
+    from enet.engine.trt.verify import engine_frames
 
     if not engine.is_file():
         return False
     try:
-        check_engine_bytes(engine, engine.read_bytes(), read_sidecar(engine))
+        side = read_sidecar(engine)
+        check_engine_bytes(engine, engine.read_bytes(), side)
     except EnetError as exc:
         log.warning("cached engine %s is not usable (%s); building it again", engine, exc)
+        return False
+    if not side.get("check", {}).get("checked") and engine_frames(1, data_root or default_camvid_root()):
+        log.warning("cached engine %s was never checked against ONNX Runtime and val frames are here now; "
+                    "building it again, through the check", engine)
         return False
     return True
 
@@ -74,6 +88,7 @@ def _usable(engine: Path) -> bool:
 def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFAULT_PRECISION,
                      root: str | os.PathLike[str] | None = None,
                      data_root: str | os.PathLike[str] | None = None,
+                     min_agreement: float | None = None,
                      say: Callable[[str], None] | None = None) -> Path:
     """The cached engine for ``onnx_path``, built first when missing.
 
@@ -82,33 +97,45 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
             calibrated on CamVid train, ``data_root`` or the shared CamVid)
             or ``fp32``.
         root: cache folder (default ``<cache_dir>/engines``).
+        min_agreement: the gate in percent (default
+            :data:`enet.engine.trt.build.DEFAULT_MIN_AGREEMENT`).
         say: where the user-facing lines go (default: this module's log at INFO).
 
     Raises:
-        EnetError: TensorRT failed, or INT8 without calibration frames.
+        EnetError: TensorRT failed, the engine failed the gate (nothing is
+            cached), or INT8 without calibration frames.
     """
+    import shutil
+
     from enet.defaults import default_camvid_root
     from enet.engine.quant.convert import CalibrationSpec
-    from enet.engine.trt.build import build_engine, describe, plan_engine
+    from enet.engine.trt.build import DEFAULT_MIN_AGREEMENT, build_engine, describe, plan_engine
 
     say = say or log.info
     if precision not in PRECISIONS:
         raise EnetError(f"unknown engine precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     onnx_path = Path(onnx_path)
     engine = cached_engine_path(onnx_path, precision, root=root)
-    if _usable(engine):
+    if _usable(engine, data_root):
         say(f"using the cached TensorRT {precision} engine {engine}")
         return engine
+    made = not engine.parent.exists()
     engine.parent.mkdir(parents=True, exist_ok=True)
     calib = None
     if precision == "int8":
         calib = CalibrationSpec(data=data_root or default_camvid_root(), cache=engine.parent / "int8-ranges.json")
     say(f"first run with TensorRT: building a {precision} engine for {onnx_path.name} into {engine.parent} "
         "(once; the next run reuses it)")
-    job = plan_engine(onnx_path, engine, precision=precision, calib=calib, data_root=data_root)
-    for line in describe(job):
-        log.debug("%s", line)
-    res = build_engine(job, extra={"built_by": "first run"})
+    try:
+        job = plan_engine(onnx_path, engine, precision=precision, calib=calib, data_root=data_root,
+                          min_agreement=DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement)
+        for line in describe(job):
+            log.debug("%s", line)
+        res = build_engine(job, extra={"built_by": "first run"})
+    except BaseException:
+        if made:  # nothing of a failed build stays in the cache
+            shutil.rmtree(engine.parent, ignore_errors=True)
+        raise
     v = res.verification
     check = (f"; vs ONNX Runtime on {v['frames']} val frames: {v['agreement'] * 100:.2f}% argmax agreement"
              if v else "")
@@ -134,12 +161,12 @@ def onnx_for_checkpoint(model: str | os.PathLike[str], *, size: tuple[int, int] 
 
 def auto_engine(model: str | os.PathLike[str], *, precision: str = DEFAULT_PRECISION,
                 size: tuple[int, int] | None = None, root: str | os.PathLike[str] | None = None,
-                data_root: str | os.PathLike[str] | None = None,
+                data_root: str | os.PathLike[str] | None = None, min_agreement: float | None = None,
                 say: Callable[[str], None] | None = None) -> Path | None:
     """``--backend auto``'s engine for a ``.pth``/``.onnx``: cached or built now; None without TensorRT.
 
     ``data_root``: the dataset INT8 calibrates on and the engine is compared
-    on (default: the shared CamVid).
+    on (default: the shared CamVid); ``min_agreement``: the gate in percent.
 
     A build that fails is reported as a warning and None is returned, so
     ``auto`` falls back to ONNX Runtime or PyTorch as it did before.
@@ -151,7 +178,8 @@ def auto_engine(model: str | os.PathLike[str], *, precision: str = DEFAULT_PRECI
         return None
     try:
         onnx_path = model if model.suffix.lower() == ".onnx" else onnx_for_checkpoint(model, size=size, root=root)
-        return first_run_engine(onnx_path, precision=precision, root=root, data_root=data_root, say=say)
+        return first_run_engine(onnx_path, precision=precision, root=root, data_root=data_root,
+                                min_agreement=min_agreement, say=say)
     except EnetError as exc:
         log.warning("no TensorRT engine for %s (%s); running it without TensorRT", model.name, exc)
         return None

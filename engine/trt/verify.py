@@ -5,7 +5,11 @@
 :class:`enet.transforms.Preprocess` and the core's
 :func:`enet.evaluate.predict_labels`, and reports the per-pixel argmax
 agreement, and the val mIoU of both on the frames that have a label
-(counted at label resolution, void excluded, as ``enet-eval``).
+(counted at label resolution, void excluded, as ``enet-eval``). Labels are
+found and read through the dataset's own layout (:mod:`enet.datasets`:
+CamVid/SegNet ``valannot/``, Cityscapes ``gtFine/``, a custom
+``classes.json`` set). The build's gate (:mod:`enet.engine.trt.build`)
+decides on the agreement.
 """
 
 from __future__ import annotations
@@ -39,14 +43,18 @@ def engine_frames(count: int, data_root: str | os.PathLike[str] | None) -> list[
 
 
 def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathLike[str],
-                  frames: Sequence[Path], *, labels_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+                  frames: Sequence[Path], *, data_root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Compare an engine with ONNX Runtime (CPU) on ``frames``.
+
+    Args:
+        data_root: the dataset the frames come from; its layout
+            (:func:`enet.datasets.open_dataset`) says where each frame's label is.
 
     Returns:
         ``{"frames": n, "agreement": fraction of pixels whose argmax agrees,
         "miou_engine": ..., "miou_onnx": ..., "labelled": frames with a label}``;
         the mIoU values (0..1, void excluded, at label resolution) are None
-        when no frame has a label (same file name) in ``labels_dir``.
+        when no frame has a label in the dataset at ``data_root``.
     """
     from enet.engine.runtime.ort_backend import OrtBackend
     from enet.engine.runtime.trt_backend import TrtBackend
@@ -59,8 +67,8 @@ def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathL
     total = sum(a.size for a in preds[0])
     out: dict[str, Any] = {"frames": len(frames), "agreement": agree / max(total, 1),
                            "miou_engine": None, "miou_onnx": None, "labelled": 0}
-    if labels_dir is not None:
-        scores = _miou(frames, preds, Path(labels_dir), meta)
+    if data_root is not None:
+        scores = _miou(frames, preds, Path(data_root), meta)
         if scores is not None:
             out.update(miou_engine=scores[0], miou_onnx=scores[1], labelled=scores[2])
     return out
@@ -76,19 +84,37 @@ def _labels_per_frame(backend: Any, images: Sequence[np.ndarray]) -> list[np.nda
                           images)
 
 
-def _miou(frames: Sequence[Path], preds: tuple[list[np.ndarray], list[np.ndarray]], labels_dir: Path,
+def _val_labels(data_root: Path) -> tuple[dict[Path, Path], Any]:
+    """``{val image: its label}`` and the label reader of the dataset at ``data_root`` (empty without labels)."""
+    from enet.datasets import open_dataset
+
+    try:
+        info = open_dataset(data_root)
+        samples = info.samples("val")
+    except DataError:
+        return {}, None
+    return {Path(s.image).resolve(): Path(s.label) for s in samples}, info
+
+
+def _miou(frames: Sequence[Path], preds: tuple[list[np.ndarray], list[np.ndarray]], data_root: Path,
           meta: dict[str, Any]) -> tuple[float, float, int] | None:
-    from enet.data import read_label
     from enet.metrics import ConfusionMatrix
 
+    labels, info = _val_labels(data_root)
+    if not labels:
+        return None
+    try:
+        info.check_model(meta, "the engine")
+    except DataError:  # another dataset's classes: agreement still counts, mIoU would not mean anything
+        return None
     classes = len(meta["classes"])
     cms = ConfusionMatrix(classes), ConfusionMatrix(classes)
     labelled = 0
     for i, frame in enumerate(frames):
-        lab_path = labels_dir / frame.name
-        if not lab_path.is_file():
+        lab_path = labels.get(Path(frame).resolve())
+        if lab_path is None:
             continue
-        lab = read_label(lab_path, classes, meta.get("void_index"))
+        lab = info.read_label(lab_path)
         if lab.shape != preds[0][i].shape:
             raise DataError(f"{frame} and its label {lab_path} differ in size; image and label must be the same size")
         labelled += 1

@@ -202,7 +202,7 @@ def test_bench_engines_come_from_the_engine_builder(tmp_path, tiny_checkpoint, t
     qdq = art.path(bk.BACKENDS["ort-int8"], 64, 96, 1)
     assert sidecar_onnx(eng, side).read_bytes() == qdq.read_bytes() == Path(compiled[0]).read_bytes()
     assert side["built_by"] == "enet-bench" and side["plan"] == {"strongly_typed": True, "flags": [],
-                                                                 "calibrator": False}
+                                                                 "fp32_mask": False}
     assert {"tensorrt_version", "gpu_name", "outputs", "engine_sha256", "rebuild_command", "meta"} <= set(side)
     assert "--calib-frames 2" in side["rebuild_command"]
     assert any("100.00% argmax agreement" in s for s in said)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -62,11 +61,25 @@ class Recorder:
         return self.returns(*args, **kwargs) if self.returns else SimpleNamespace()
 
 
+class _Runtime:
+    """``trt.Runtime`` stand-in: records the DLA core set on it."""
+
+    num_DLA_cores = 2
+
+    def __init__(self, logger) -> None:
+        self.DLA_core = -1
+        RUNTIMES.append(self)
+
+
+RUNTIMES: list[_Runtime] = []
+
+
 def _stand_in_trt():
     return SimpleNamespace(
-        __version__="10.3.0", IInt8EntropyCalibrator2=type("IInt8EntropyCalibrator2", (), {}),
+        __version__="10.3.0", float32="float32", float16="float16", bool="bool",
         NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=1),
-        MemoryPoolType=SimpleNamespace(WORKSPACE="workspace"))
+        MemoryPoolType=SimpleNamespace(WORKSPACE="workspace"),
+        Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda self, level=None: None}), Runtime=_Runtime)
 
 
 @pytest.fixture()
@@ -97,7 +110,6 @@ def polygraphy_recorders(monkeypatch):
     monkeypatch.setattr(pg_trt, "NetworkFromOnnxPath", Recorder("NetworkFromOnnxPath", pg_trt.NetworkFromOnnxPath, calls))
     monkeypatch.setattr(pg_trt, "CreateConfig", Recorder("CreateConfig", pg_trt.CreateConfig, calls,
                                                          lambda **kw: lambda builder, net: SimpleNamespace()))
-    monkeypatch.setattr(pg_trt, "Calibrator", Recorder("Calibrator", pg_trt.Calibrator, calls))
     monkeypatch.setattr(pg_trt, "Profile", profile)
     monkeypatch.setattr(pg_trt, "EngineBytesFromNetwork",
                         Recorder("EngineBytesFromNetwork", pg_trt.EngineBytesFromNetwork, calls, engine_bytes))
@@ -109,7 +121,7 @@ PLANS = {
     "fp16 strongly typed": (BuildPlan("fp16", True), {}),
     "fp16 flag": (BuildPlan("fp32", False, ("FP16",)), {}),
     "int8 Q/DQ + flag": (BuildPlan("int8", False, ("INT8",)), {}),
-    "calibrator": (BuildPlan("fp32", False, ("INT8", "FP16"), calibrator=True), {"calib_cache": "CACHE"}),
+    "fp16 flag, mask pinned": (BuildPlan("fp32", False, ("FP16",), fp32_mask=True), {"mask_tensors": ("m",)}),
     "DLA, workspace, timing cache, profile": (
         BuildPlan("fp16", True), {"dla_core": 1, "workspace_mb": 512, "timing_cache": "t.cache",
                                   "profile_shape": (2, 3, 64, 96)}),
@@ -119,13 +131,9 @@ PLANS = {
 @pytest.mark.parametrize("name", list(PLANS))
 def test_every_polygraphy_call_of_the_builder_binds(name, polygraphy_recorders, tmp_path) -> None:
     plan, options = PLANS[name]
-    if options.get("calib_cache") == "CACHE":
-        (tmp_path / "c.cache").write_text("TRT-100300-EntropyCalibration2\n")
-        options = dict(options, calib_cache=tmp_path / "c.cache")
     assert trt_build.build_engine_bytes(tmp_path / "m.onnx", plan, **options) == b"engine"
     calls = polygraphy_recorders
     assert calls[0] == "NetworkFromOnnxPath" and "CreateConfig" in calls and "EngineBytesFromNetwork" in calls
-    assert ("Calibrator" in calls) == plan.calibrator
     assert ("Profile.add" in calls) == ("profile_shape" in options)
     assert calls[-1] == f"config DLA_core={options.get('dla_core')}"
 
@@ -172,28 +180,117 @@ def test_the_runner_polygraphy_calls_bind(monkeypatch, tmp_path) -> None:
     assert calls == ["EngineFromBytes", "activate", "infer ['images']", "deactivate"]
 
 
-def test_polygraphy_calibrator_reads_our_cache_and_gets_no_frames(tmp_path) -> None:
-    """The real Polygraphy Calibrator (TensorRT's base class stood in): it hands TensorRT enet-rt's cache and
-    has no frames to calibrate with, so a rejected cache fails the build instead of calibrating quietly.
-    In a fresh interpreter: Polygraphy caches its lazily imported tensorrt module."""
-    cache = tmp_path / "c.cache"
-    from enet.engine.trt.calib_cache import write_calibration_cache
+class _Tensor(SimpleNamespace):
+    pass
 
-    write_calibration_cache(cache, {"input": 1.0}, "10.3.0")
-    code = f"""
-import sys, types
-trt = types.ModuleType("tensorrt"); trt.__version__ = "10.3.0"
-for n in ("IInt8EntropyCalibrator2", "IInt8LegacyCalibrator", "IInt8Calibrator"):
-    setattr(trt, n, type(n, (), {{"__init__": lambda self: None}}))
-sys.modules["tensorrt"] = trt
-from polygraphy.backend.trt import Calibrator
-c = Calibrator([], cache={str(cache)!r}, BaseClass=trt.IInt8EntropyCalibrator2)
-assert c.read_calibration_cache() == open({str(cache)!r}, "rb").read()
-assert c.get_batch(["input"]) is None
-print("ok")
-"""
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+class _Layer:
+    """An ``ILayer`` stand-in: outputs with names and dtypes, ``precision`` and ``set_output_type`` recorded."""
+
+    def __init__(self, name: str, outputs: list[tuple[str, str]]) -> None:
+        self.name = name
+        self._outs = [_Tensor(name=n, dtype=d) for n, d in outputs]
+        self.precision = "unset"
+        self.output_types: dict[int, str] = {}
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self._outs)
+
+    def get_output(self, i: int) -> _Tensor:
+        return self._outs[i]
+
+    def set_output_type(self, i: int, dtype: str) -> None:
+        self.output_types[i] = dtype
+
+
+class _Network:
+    def __init__(self, layers: list[_Layer]) -> None:
+        self.layers = layers
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def get_layer(self, i: int) -> _Layer:
+        return self.layers[i]
+
+
+def test_fp16_on_weak_typing_pins_the_mask_layers_of_the_real_export(tiny_onnx, monkeypatch) -> None:
+    """The mask tensors of a real export, a network whose layers produce them (as TensorRT's ONNX parser
+    names its outputs), and the edits: float32 precision on exactly those layers, float32 outputs except
+    the Equal's bool, and the builder told to obey (Polygraphy's precision_constraints="obey")."""
+    import onnx
+
+    from enet.engine.runtime.onnx_info import unpool_mask_tensors
+
+    trt = _stand_in_trt()
+    tensors = unpool_mask_tensors(onnx.load(str(tiny_onnx)))
+    assert len(tensors) == 12
+    layers = [_Layer("conv", [("c", "float16")])]
+    layers += [_Layer(f"L{i}", [(t, "bool" if t.endswith("Equal_output_0") else "float16")])
+               for i, t in enumerate(tensors)]
+    layers.append(_Layer("pad", [("p", "float16")]))
+    net = _Network(layers)
+    pinned = trt_build.pin_mask_layers(trt, net, tensors)
+    assert pinned == [f"L{i}" for i in range(12)]
+    assert layers[0].precision == layers[-1].precision == "unset"  # nothing else is touched
+    for layer in layers[1:-1]:
+        assert layer.precision == "float32"
+        assert layer.output_types == ({} if layer.get_output(0).dtype == "bool" else {0: "float32"})
+    with pytest.raises(trt_build.EnetError, match="no layer producing the unpooling mask tensor"):
+        trt_build.pin_mask_layers(trt, _Network(layers[:3]), tensors)
+
+
+def test_the_mask_edit_runs_inside_polygraphys_network_loader(polygraphy_recorders, monkeypatch, tmp_path) -> None:
+    seen: dict = {}
+    real_create = pg_trt.CreateConfig.real  # the fixture put a Recorder there
+
+    def create(**kw):
+        check_binds(real_create, (), kw, "CreateConfig")
+        seen.update(kw)
+        return lambda builder, net: SimpleNamespace()
+
+    def engine_bytes(network, config=None, save_timing_cache=None):
+        def build():
+            seen["network"] = network() if callable(network) else network
+            return b"engine"
+        return build
+
+    net = _Network([_Layer("rm", [("m", "float16")])])
+    monkeypatch.setattr(pg_trt, "NetworkFromOnnxPath", lambda path, strongly_typed=None: lambda: ("b", net, "p"))
+    monkeypatch.setattr(pg_trt, "CreateConfig", create)
+    monkeypatch.setattr(pg_trt, "EngineBytesFromNetwork", engine_bytes)
+    plan = BuildPlan("fp32", False, ("FP16",), fp32_mask=True)
+    assert trt_build.build_engine_bytes(tmp_path / "m.onnx", plan, mask_tensors=("m",)) == b"engine"
+    assert seen["precision_constraints"] == "obey" and seen["fp16"] is True
+    assert seen["network"] == ("b", net, "p") and net.layers[0].precision == "float32"
+
+
+def test_the_runner_sets_the_dla_core_of_the_sidecar(monkeypatch, tmp_path) -> None:
+    from enet.engine.runtime.sidecar import make_sidecar, write_engine_pair
+    from enet.engine.runtime.trt_backend import TrtBackend
+    from enet.errors import EnetError
+
+    monkeypatch.setitem(sys.modules, "tensorrt", _stand_in_trt())
+    monkeypatch.setattr(cuda, "gpu_info", lambda device=0: ("Orin", "8.7"))
+    monkeypatch.setattr(cuda, "set_device", lambda device: None)
+    path = tmp_path / "e.engine"
+
+    def engine(core):
+        write_engine_pair(path, b"plan", make_sidecar(
+            tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7", precision="fp16",
+            input_shape=(1, 3, 8, 16), input_name="input", outputs={"logits": "logits", "labels": None},
+            onnx_path="e.onnx", onnx_sha256="0", rebuild_command="enet-build-engine e.onnx --fp16 --dla-core 1",
+            meta={"classes": list("abcd"), "mean": [0] * 3, "std": [1] * 3, "input_size": [8, 16]},
+            extra={"dla_core": core}))
+        return TrtBackend(path)
+
+    RUNTIMES.clear()
+    assert engine(1)._runtime(sys.modules["tensorrt"]).DLA_core == 1
+    assert engine(None)._runtime(sys.modules["tensorrt"]).DLA_core == -1  # a GPU engine: the runtime's default
+    with pytest.raises(EnetError, match="built for DLA core 3, but this device has 2 DLA cores"):
+        engine(3)._runtime(sys.modules["tensorrt"])
 
 
 # ------------------------------------------------------------------ cuda-python

@@ -1,4 +1,4 @@
-"""enet-build-engine -o X.engine up to the TensorRT call: plan, dry run, conversion, calibration cache, sidecar.
+"""enet-build-engine -o X.engine up to the TensorRT call: plan, dry run, conversion, the gate, sidecar.
 
 TensorRT is replaced by feature stand-ins (as in test_engine_trt_compat) and
 the Polygraphy build by a recorder, so everything around the build runs for
@@ -22,7 +22,6 @@ from enet.engine.runtime import cuda
 from enet.engine.cli import main
 from enet.engine.runtime.onnx_info import precision_of
 from enet.engine.runtime.sidecar import read_sidecar, sidecar_onnx
-from enet.engine.trt.calib_cache import read_calibration_cache
 from enet.fileio import sha256_file
 
 from tests.engine.test_engine_trt_compat import TRT11, TRT85, TRT103  # noqa: E402 - sibling test module
@@ -70,7 +69,7 @@ def test_trt11_int8_compiles_the_qdq_onnx(tiny_onnx, calib_root, tmp_path, monke
                "-o", str(eng)])
     assert rc == 0
     (call,) = recorder
-    assert call["plan"].strongly_typed and call["plan"].flags == () and not call["plan"].calibrator
+    assert call["plan"].strongly_typed and call["plan"].flags == () and not call["plan"].fp32_mask
     assert call["onnx"] == tmp_path / "enet.int8.onnx" and call["profile_shape"] is None
     assert precision_of(onnx.load(str(call["onnx"]))) == "int8"
     assert eng.read_bytes() == b"serialized-plan"
@@ -94,33 +93,9 @@ def test_trt10_int8_auto_compiles_the_measured_qdq_onnx(tiny_onnx, calib_root, t
                  "-o", str(eng)]) == 0
     (call,) = recorder
     assert call["onnx"] == tmp_path / "enet.int8.onnx" and call["plan"].strongly_typed
-    assert call["plan"].flags == () and not call["plan"].calibrator and call["calib_cache"] is None
+    assert call["plan"].flags == () and call["mask_tensors"] == ()
     out = capsys.readouterr().out
     assert "INT8: " in out and "Conv/ConvTranspose layers quantized" in out  # the CLI's conversion report ran
-
-
-def test_calibrator_path_feeds_tensorrt_the_measured_ranges(tiny_onnx, calib_root, tmp_path, monkeypatch,
-                                                            recorder, capsys) -> None:
-    _use(monkeypatch, TRT103)
-    ranges = tmp_path / "ranges.json"
-    qdq = tmp_path / "measured.int8.onnx"
-    assert main([str(tiny_onnx), "--int8", *_calib(calib_root, 3, ranges), "--val-frames", "0", "-o", str(qdq)]) == 0
-    eng = tmp_path / "enet.engine"
-    assert main([str(tiny_onnx), "--int8", "--int8-mode", "calibrator", *_calib(calib_root, 3, ranges),
-                 "--verify-frames", "0", "-o", str(eng)]) == 0
-    (call,) = recorder
-    assert call["plan"].calibrator and call["plan"].flags == ("INT8", "FP16") and call["onnx"] == tiny_onnx
-    cache = tmp_path / "enet.calib.cache"
-    assert call["calib_cache"] == cache
-    header, scales = read_calibration_cache(cache.read_text())
-    assert header == "TRT-100300-EntropyCalibration2"
-    qdq_scales = _act_scales(onnx.load(str(qdq)))
-    assert qdq_scales and scales == qdq_scales  # the same float32 scales, bit for bit
-    side = read_sidecar(eng)
-    assert side["plan"]["calibrator"] is True and side["calibration_cache"] == "enet.calib.cache"
-    out = capsys.readouterr().out
-    assert "accuracy was not measured on this machine" in out and "NOT measured" in out
-    assert not (tmp_path / "enet.int8.onnx").exists()  # no Q/DQ file: TensorRT compiles the FP32 ONNX
 
 
 def test_trt85_fp16_uses_the_builder_flag(tiny_onnx, tmp_path, monkeypatch, recorder) -> None:
@@ -130,6 +105,8 @@ def test_trt85_fp16_uses_the_builder_flag(tiny_onnx, tmp_path, monkeypatch, reco
                  "--timing-cache", str(tmp_path / "t.cache"), "-o", str(eng)]) == 0
     (call,) = recorder
     assert call["plan"].flags == ("FP16",) and not call["plan"].strongly_typed and call["onnx"] == tiny_onnx
+    assert call["plan"].fp32_mask and any(t.endswith("/ReduceMax_output_0") for t in call["mask_tensors"])
+    assert any(t.endswith("/Equal_output_0") for t in call["mask_tensors"])
     assert call["workspace_mb"] == 256 and str(call["timing_cache"]).endswith("t.cache")
     assert not (tmp_path / "enet.fp16.onnx").exists()
 
@@ -179,31 +156,51 @@ def test_dry_run_int8_plans_the_qdq_onnx_without_tensorrt(tiny_onnx, calib_root,
     assert f"TensorRT {version} (--trt-version; dry run, nothing is built)" in out.splitlines()[0]
     assert lines["parses"] == "enet.int8.onnx (calibrated INT8 Q/DQ ONNX)"
     assert lines["converts"].startswith("calibrate INT8 ranges on 2 frames") and "val mIoU" in lines["converts"]
-    assert lines["network"] == network and lines["flags"] == flags and lines["calibrator"] == "none"
+    assert lines["network"] == network and lines["flags"] == flags and "calibrator" not in lines
     assert "whose val mIoU is measured" in lines["accuracy"] and "blocked" not in lines
     assert not list(tmp_path.iterdir())  # nothing written
 
 
-def test_dry_run_below_85_plans_the_calibrator_and_says_the_build_stops(tiny_onnx, calib_root, tmp_path,
-                                                                       monkeypatch, capsys) -> None:
+def test_dry_run_below_85_says_int8_needs_85(tiny_onnx, calib_root, tmp_path, monkeypatch, capsys) -> None:
     _no_tensorrt(monkeypatch)
-    rc, out, _ = _dry(capsys, tiny_onnx, tmp_path / "enet.engine", "8.4.1", "--int8", *_calib(calib_root))
-    assert rc == 0
-    assert "calibrator  IInt8EntropyCalibrator2 reading enet.calib.cache" in out
-    assert "parses      tiny.onnx (float32 ONNX)" in out and "BuilderFlag.INT8, BuilderFlag.FP16" in out
-    assert "NOT measured on this machine" in out and "a real build stops here" in out
+    rc, out, err = _dry(capsys, tiny_onnx, tmp_path / "enet.engine", "8.4.1", "--int8", *_calib(calib_root))
+    assert rc == 1 and out == "" and "INT8 needs TensorRT 8.5 or newer" in err and err.count("\n") == 1
+    rc, out, _ = _dry(capsys, tiny_onnx, tmp_path / "enet.engine", "8.4.1", "--fp16")
+    assert rc == 0 and "a real build stops here" in out
 
 
-def test_dry_run_calibrator_only_when_asked_and_never_on_11(tiny_onnx, calib_root, tmp_path, monkeypatch,
-                                                          capsys) -> None:
+def test_dry_run_has_no_calibrator_option_or_line(tiny_onnx, calib_root, tmp_path, monkeypatch, capsys) -> None:
     _no_tensorrt(monkeypatch)
     eng = tmp_path / "enet.engine"
-    rc, out, _ = _dry(capsys, tiny_onnx, eng, "10.3", "--int8", "--int8-mode", "calibrator", *_calib(calib_root))
-    assert rc == 0 and "IInt8EntropyCalibrator2" in out and "asked for with --int8-mode calibrator" in out
-    rc, _, err = _dry(capsys, tiny_onnx, eng, "11", "--int8", "--int8-mode", "calibrator", *_calib(calib_root))
-    assert rc == 1 and "no INT8 calibrator (removed in TensorRT 11)" in err and err.count("\n") == 1
-    rc, out, _ = _dry(capsys, tiny_onnx, eng, "8.6", "--fp16")
-    assert rc == 0 and "flags       BuilderFlag.FP16" in out and "parses      tiny.onnx" in out
+    with pytest.raises(SystemExit) as e:
+        main([str(tiny_onnx), "--int8", "--int8-mode", "calibrator", "-o", str(eng), "--dry-run",
+              "--trt-version", "10.3"])
+    assert e.value.code == 2
+    for version in ("8.5", "8.6", "10.3", "11"):
+        rc, out, _ = _dry(capsys, tiny_onnx, eng, version, "--int8", *_calib(calib_root))
+        assert rc == 0 and "Calibrator" not in out and "calib.cache" not in out
+        assert "parses      enet.int8.onnx (calibrated INT8 Q/DQ ONNX)" in out
+
+
+def test_dry_run_fp16_on_weak_typing_pins_the_mask(tiny_onnx, tmp_path, monkeypatch, capsys) -> None:
+    _no_tensorrt(monkeypatch)
+    eng = tmp_path / "enet.engine"
+    for version in ("8.5", "8.6"):
+        rc, out, _ = _dry(capsys, tiny_onnx, eng, version, "--fp16")
+        assert rc == 0 and "flags       BuilderFlag.FP16, BuilderFlag.OBEY_PRECISION_CONSTRAINTS" in out
+        # down1 and down2: Reshape, Transpose, Reshape, ReduceMax, Unsqueeze, Equal each
+        assert "mask        12 layers of the unpooling masks" in out
+    for version in ("10.3", "11"):
+        rc, out, _ = _dry(capsys, tiny_onnx, eng, version, "--fp16")
+        assert rc == 0 and "mask " not in out and "OBEY_PRECISION_CONSTRAINTS" not in out
+
+
+def test_dla_core_is_refused_on_a_tensorrt_without_dla(tiny_onnx, tmp_path, monkeypatch, capsys) -> None:
+    _no_tensorrt(monkeypatch)
+    rc, _, err = _dry(capsys, tiny_onnx, tmp_path / "e.engine", "11.0", "--fp16", "--dla-core", "0")
+    assert rc == 1 and "no DLA support" in err and err.count("\n") == 1
+    rc, out, _ = _dry(capsys, tiny_onnx, tmp_path / "e.engine", "8.5", "--fp16", "--dla-core", "1")
+    assert rc == 0 and "DLA         core 1, GPU fallback on" in out
 
 
 def test_dry_run_needs_a_version_without_tensorrt(tiny_onnx, tmp_path, monkeypatch, capsys) -> None:
@@ -235,22 +232,60 @@ def test_build_ends_with_the_comparison(tiny_onnx, tiny_camvid, tmp_path, monkey
     _use(monkeypatch, TRT103)
     seen = {}
 
-    def fake_verify(engine, onnx_path, frames, labels_dir=None):
-        seen.update(engine=engine, onnx=onnx_path, frames=frames, labels=labels_dir)
+    def fake_verify(engine, onnx_path, frames, data_root=None):
+        seen.update(engine=Path(engine), onnx=onnx_path, frames=frames, root=data_root)
+        assert Path(engine).is_file() and not (tmp_path / "enet.engine").exists()  # checked before it is written
         return {"frames": len(frames), "agreement": 0.995, "miou_engine": 0.41, "miou_onnx": 0.42, "labelled": 3}
 
     monkeypatch.setattr(trt_build, "verify_engine", fake_verify)
     eng = tmp_path / "enet.engine"
     assert main([str(tiny_onnx), "--verify-frames", "3", "--data-root", str(tiny_camvid), "-o", str(eng)]) == 0
-    assert seen["onnx"] == tiny_onnx and len(seen["frames"]) == 3 and seen["labels"] == tiny_camvid / "valannot"
+    assert seen["onnx"] == tiny_onnx and len(seen["frames"]) == 3 and seen["root"] == tiny_camvid
+    assert seen["engine"].parent.parent == tmp_path and not seen["engine"].parent.exists()  # trial folder gone
     out = capsys.readouterr().out
     assert "99.50% argmax agreement; val mIoU on these frames: engine 41.00, ONNX Runtime 42.00 (3 labelled)" in out
+    check = read_sidecar(eng)["check"]
+    assert check["checked"] and check["agreement"] == 0.995 and check["min_agreement"] == 0.95
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["camvid", "enet.engine", "enet.engine.json"]
     monkeypatch.setattr(trt_build, "verify_engine", lambda *a, **k: pytest.fail("no frames, no comparison"))
     assert main([str(tiny_onnx), "--data-root", str(tmp_path / "nowhere"), "-o", str(eng)]) == 0
-    assert "the engine was not compared with ONNX Runtime" in capsys.readouterr().out
+    assert "could not check the engine: no val split found" in capsys.readouterr().out
+    assert read_sidecar(eng)["check"] == {"checked": False}
 
 
-def test_verify_engine_agreement_and_miou(tiny_onnx, tiny_camvid, monkeypatch) -> None:
+def _disagreeing(agreement: float):
+    def fake_verify(engine, onnx_path, frames, data_root=None):
+        return {"frames": len(frames), "agreement": agreement, "miou_engine": None, "miou_onnx": None,
+                "labelled": 0}
+    return fake_verify
+
+
+def test_the_gate_fails_a_disagreeing_engine_and_leaves_nothing(tiny_onnx, tiny_camvid, calib_root, tmp_path,
+                                                                monkeypatch, recorder, capsys) -> None:
+    _use(monkeypatch, TRT103)
+    monkeypatch.setattr(trt_build, "verify_engine", _disagreeing(0.62))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    eng = out_dir / "enet.engine"
+    rc = main([str(tiny_onnx), "--int8", *_calib(calib_root), "--val-frames", "0", "--verify-frames", "2",
+               "--data-root", str(tiny_camvid), "-o", str(eng)])
+    err = capsys.readouterr().err
+    assert rc == 1 and len(recorder) == 1  # built, then refused
+    assert "62.00% of the pixels of 2 val frames, below --min-agreement 95; nothing written" in err
+    errors = [ln for ln in err.splitlines() if "error:" in ln]  # (the calibration's progress line is logged too)
+    assert len(errors) == 1 and errors[0].startswith("enet-build-engine: error: ") and "Traceback" not in err
+    assert list(out_dir.iterdir()) == []  # no engine, no sidecar, no converted Q/DQ ONNX, no trial folder
+    # settable: the same engine passes a looser gate
+    rc = main([str(tiny_onnx), "--fp16", "--verify-frames", "2", "--data-root", str(tiny_camvid),
+               "--min-agreement", "60", "-o", str(eng)])
+    assert rc == 0 and eng.is_file() and read_sidecar(eng)["check"]["min_agreement"] == 0.6
+    assert "below 60% argmax agreement the build fails" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main([str(tiny_onnx), "--min-agreement", "101", "-o", str(eng)])
+    assert e.value.code == 2
+
+
+def test_verify_engine_agreement_and_miou(tiny_onnx, tiny_camvid, tmp_path, monkeypatch) -> None:
     """The comparison itself, with ONNX Runtime standing in for the engine (so agreement must be total)."""
     import enet.engine.runtime.trt_backend as trt_backend
     from enet.engine.trt import verify
@@ -258,9 +293,41 @@ def test_verify_engine_agreement_and_miou(tiny_onnx, tiny_camvid, monkeypatch) -
 
     monkeypatch.setattr(trt_backend, "TrtBackend", lambda path: OrtBackend(path, providers="cpu"))
     frames = verify.engine_frames(3, tiny_camvid)
-    v = verify.verify_engine(tiny_onnx, tiny_onnx, frames, labels_dir=tiny_camvid / "valannot")
+    v = verify.verify_engine(tiny_onnx, tiny_onnx, frames, data_root=tiny_camvid)
     assert v["frames"] == 3 and v["agreement"] == 1.0 and v["labelled"] == 3
     assert v["miou_engine"] == v["miou_onnx"] and 0.0 <= v["miou_onnx"] <= 1.0
-    v = verify.verify_engine(tiny_onnx, tiny_onnx, frames, labels_dir=tiny_camvid / "nolabels")
+    v = verify.verify_engine(tiny_onnx, tiny_onnx, frames, data_root=tmp_path / "nolabels")
     assert v["miou_engine"] is None and v["labelled"] == 0
     assert np.isclose(v["agreement"], 1.0)
+
+
+def test_the_check_reads_labels_in_the_datasets_own_layout(tmp_path, monkeypatch) -> None:
+    """Cityscapes keeps its labels in gtFine/, not valannot/: the check finds and decodes them there."""
+    import enet.engine.runtime.ort_backend as ort_backend
+    import enet.engine.runtime.trt_backend as trt_backend
+    from enet.datasets import open_dataset
+    from enet.engine.trt import verify
+
+    from tests.datagen import write_cityscapes
+
+    root = write_cityscapes(tmp_path / "cs", splits={"train": 1, "val": 3})
+    meta = open_dataset(root).metadata(mean=[0.5] * 3, std=[0.25] * 3, input_size=[32, 64])
+
+    class StandIn:
+        def __init__(self, path, **_):
+            self.input_shape, self.meta = (1, 3, 32, 64), meta
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def infer_labels(self, x):
+            return np.zeros((x.shape[0], 32, 64), np.int64)
+
+    monkeypatch.setattr(trt_backend, "TrtBackend", StandIn)
+    monkeypatch.setattr(ort_backend, "OrtBackend", StandIn)
+    frames = verify.engine_frames(3, root)
+    v = verify.verify_engine("e.engine", "e.onnx", frames, data_root=root)
+    assert v["labelled"] == 3 and v["agreement"] == 1.0 and v["miou_engine"] == v["miou_onnx"] is not None

@@ -34,7 +34,7 @@ def gpu_here(monkeypatch, tmp_path):
 
     monkeypatch.setitem(sys.modules, "tensorrt", TRT103)
     monkeypatch.setattr(trt_build, "build_engine_bytes", fake_build)
-    monkeypatch.setattr(trt_build, "verify_engine", lambda engine, onnx, frames, labels_dir=None: {
+    monkeypatch.setattr(trt_build, "verify_engine", lambda engine, onnx, frames, data_root=None: {
         "frames": len(frames), "agreement": 0.99, "miou_engine": None, "miou_onnx": None, "labelled": 0})
     monkeypatch.setattr(cuda, "gpu_info", lambda device=0: ("NVIDIA Stand-in 4090", "8.9"))
     monkeypatch.setattr(cuda, "gpu_available", lambda: True)
@@ -104,6 +104,23 @@ def test_auto_engine_falls_back_when_the_build_fails(tiny_onnx, gpu_here, monkey
     assert "running it without TensorRT" in caplog.text
 
 
+def test_a_first_run_engine_that_fails_the_gate_is_not_cached(tiny_onnx, tiny_camvid, gpu_here, monkeypatch,
+                                                               caplog, tmp_path) -> None:
+    monkeypatch.setattr(trt_build, "verify_engine", lambda engine, onnx, frames, data_root=None: {
+        "frames": len(frames), "agreement": 0.40, "miou_engine": None, "miou_onnx": None, "labelled": 0})
+    for precision in ("fp16", "int8"):
+        assert engine_cache.auto_engine(tiny_onnx, precision=precision, data_root=tiny_camvid,
+                                        say=lambda m: None) is None
+        assert "40.00% of the pixels" in caplog.text and "running it without TensorRT" in caplog.text
+    assert len(gpu_here) == 2  # built twice, cached never
+    root = tmp_path / "cache" / "engines"
+    assert not root.exists() or list(root.iterdir()) == []  # no engine, no Q/DQ ONNX, no ranges, no folder
+    with pytest.raises(Exception, match="below --min-agreement 95"):
+        engine_cache.first_run_engine(tiny_onnx, data_root=tiny_camvid, say=lambda m: None)
+    engine = engine_cache.first_run_engine(tiny_onnx, data_root=tiny_camvid, min_agreement=30, say=lambda m: None)
+    assert engine.is_file() and read_sidecar(engine)["check"]["checked"]  # settable
+
+
 def test_enet_eval_auto_runs_the_first_run_engine(tiny_onnx, monkeypatch, tmp_path) -> None:
     from enet.engine.eval_cli import main as eval_main
 
@@ -138,3 +155,16 @@ def test_auto_resolution_picks_the_first_run_engine(tiny_onnx, monkeypatch, tmp_
     choice = resolve.resolve(tiny_onnx, cache_dir=tmp_path)
     runner = resolve.onnx_runner()
     assert runner is not None and choice.kind == runner[0] and choice.why.endswith(runner[1])
+
+
+def test_an_unchecked_cached_engine_is_rebuilt_once_val_frames_are_there(tiny_onnx, tiny_camvid, gpu_here,
+                                                                        tmp_path) -> None:
+    said: list[str] = []
+    nowhere = tmp_path / "no-dataset"
+    engine = engine_cache.first_run_engine(tiny_onnx, data_root=nowhere, say=said.append)
+    assert read_sidecar(engine)["check"] == {"checked": False}
+    assert any("could not check the engine" in m for m in said)
+    assert engine_cache.first_run_engine(tiny_onnx, data_root=nowhere, say=said.append) == engine
+    assert len(gpu_here) == 1  # still nothing to check on: reused
+    assert engine_cache.first_run_engine(tiny_onnx, data_root=tiny_camvid, say=said.append) == engine
+    assert len(gpu_here) == 2 and read_sidecar(engine)["check"]["checked"]  # rebuilt through the gate

@@ -20,19 +20,19 @@ from enet.errors import EnetError
 pytestmark = [pytest.mark.gpu, pytest.mark.trt]
 
 
-@pytest.mark.parametrize("flag", [[], ["--fp16"], ["--int8"], ["--int8", "--int8-mode", "calibrator"]])
+#: The tiny model is untrained: its logits nearly tie, so FP16/INT8 rounding flips far more argmaxes than on
+#: a trained model; the gate is loosened to the 90% these tests assert themselves.
+LOOSE_GATE = ["--min-agreement", "90"]
+
+
+@pytest.mark.parametrize("flag", [[], ["--fp16"], ["--int8"]])
 def test_build_run_and_compare(tiny_onnx: Path, calib_root: Path, tiny_camvid: Path, tmp_path: Path,
                                flag: list[str], capsys) -> None:
-    from enet._lazy import require
-    from enet.engine.trt.compat import features_for_version
-
-    if "calibrator" in flag and not features_for_version(require("tensorrt").__version__).calibrators:
-        pytest.skip("this TensorRT has no calibrators (11+)")
     eng = tmp_path / "tiny.engine"
     calib = ["--calib-data", str(calib_root), "--calib-frames", "3", "--calib-cache", str(tmp_path / "c.json")]
     rc = main([str(tiny_onnx), *flag, *(calib if "--int8" in flag else []), "--val-frames", "0",
                "--verify-frames", "3", "--data-root", str(tiny_camvid),
-               "--timing-cache", str(tmp_path / "timing.cache"), "-o", str(eng)])
+               "--timing-cache", str(tmp_path / "timing.cache"), *LOOSE_GATE, "-o", str(eng)])
     assert rc == 0 and eng.is_file()
     out = capsys.readouterr().out
     assert "build plan, TensorRT" in out and "argmax agreement" in out and "val mIoU on these frames" in out
@@ -86,7 +86,7 @@ def test_first_run_engine_is_built_once(tiny_onnx: Path, tmp_path: Path, monkeyp
 
     monkeypatch.setenv("ENET_CACHE_DIR", str(tmp_path / "cache"))
     said: list[str] = []
-    first = engine_cache.auto_engine(tiny_onnx, say=said.append)
+    first = engine_cache.auto_engine(tiny_onnx, min_agreement=90, say=said.append)
     assert first is not None and first.is_file() and "building a fp16 engine" in said[0]
-    assert engine_cache.auto_engine(tiny_onnx, say=said.append) == first
+    assert engine_cache.auto_engine(tiny_onnx, min_agreement=90, say=said.append) == first
     assert said[-1].startswith("using the cached TensorRT fp16 engine")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from enet.engine.trt.build import calibration_cache_path, converted_path
+from enet.engine.trt.build import converted_path
 
 
 @pytest.mark.parametrize("engine, precision, onnx", [
@@ -19,7 +19,3 @@ from enet.engine.trt.build import calibration_cache_path, converted_path
 ])
 def test_converted_path_names_the_precision_once(engine: str, precision: str, onnx: str) -> None:
     assert converted_path(engine, precision) == Path(onnx)
-
-
-def test_calibration_cache_beside_the_engine() -> None:
-    assert calibration_cache_path("a/enet.engine") == Path("a/enet.calib.cache")
