@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from enet.defaults import env_note
 from enet.errors import EnetError, ShapeError
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def choose(model: Path, backend: str, size: tuple[int, int], cache_dir: Path | N
     if backend not in BACKENDS:
         raise EnetError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if not model.is_file():
-        raise EnetError(f"model file {model} does not exist; pass --model PATH to an enet-rt checkpoint, ONNX or engine")
+        raise EnetError(f"model file {model}{env_note(model)} does not exist; pass --model PATH to an enet-rt checkpoint, ONNX or engine")
     kind = _model_kind(model)
     engine = model.with_suffix(".engine")
     if backend == kind or (backend == "auto" and kind == "trt"):
@@ -261,7 +262,7 @@ def _native_size(model: Path) -> tuple[int, int]:
     from enet.engine.backend import open_backend
 
     if not model.is_file():
-        raise EnetError(f"model file {model} does not exist; pass --model PATH to an enet-rt checkpoint, ONNX or engine")
+        raise EnetError(f"model file {model}{env_note(model)} does not exist; pass --model PATH to an enet-rt checkpoint, ONNX or engine")
     b = open_backend(model)
     n, c, h, w = b.input_shape
     return int(h), int(w)

@@ -218,6 +218,17 @@ def guard(prog: str, body: Callable[[], int], *, interrupted: str = "interrupted
     except KeyboardInterrupt as exc:
         print(f"{prog}: {str(exc) or interrupted}", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # a full, read-only or failing disk met outside enet.fileio (a library's own write): the
+        # machine's fault, not a bug, so one line and status 1 like every other file problem
+        import errno
+
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"{prog}: error: storage failed{where}: {exc.strerror}; free space or choose a writable "
+              "location, then run again", file=sys.stderr)
+        return 1
 
 
 def run_cli(body: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,

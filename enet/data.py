@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from enet._lazy import require
+from enet.defaults import env_note
 from enet.errors import DataError
 from enet.transforms import DEFAULT_RESIZE, normalize, resize_rgb
 
@@ -58,9 +59,9 @@ def list_split(root: str | os.PathLike[str], split: str) -> list[Sample]:
     root = Path(root)
     img_dir, ann_dir = root / split, root / f"{split}annot"
     if not root.is_dir():
-        raise DataError(f"data root {root} does not exist; expected a dataset folder with {split}/ and {split}annot/")
+        raise DataError(f"data root {root}{env_note(root)} does not exist; expected a dataset folder with {split}/ and {split}annot/")
     if not img_dir.is_dir() or not ann_dir.is_dir():
-        raise DataError(f"{root} has no {split}/ and {split}annot/ folders (SegNet layout expected)")
+        raise DataError(f"{root}{env_note(root)} has no {split}/ and {split}annot/ folders (SegNet layout expected)")
     images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise DataError(f"{img_dir} holds no images")

@@ -7,6 +7,7 @@ report under the final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -36,6 +37,25 @@ def _umask() -> int:
     return mask
 
 
+#: errno values that mean the storage, not the program, failed: full disk or quota, a read-only or
+#: vanished file system, an I/O error, a folder that became unwritable. A write that fails with one of
+#: them is reported in one line (:func:`storage_error`) and leaves no partial file behind.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM,
+                            errno.EFBIG, errno.ESTALE})
+
+
+def storage_error(target: str | os.PathLike[str], exc: OSError) -> EnetError:
+    """A one-line :class:`EnetError` for a write of ``target`` that failed with ``exc``, with the fix."""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    fix = {errno.ENOSPC: "free space there or choose another location",
+           errno.EDQUOT: "free space there (disk quota) or choose another location",
+           errno.EFBIG: "the file is larger than this file system or ulimit -f allows; choose another location",
+           errno.EROFS: "the file system is read-only; choose a writable location",
+           errno.EIO: "the storage reported an I/O error; check the disk or choose another location",
+           }.get(exc.errno or 0, "check that the folder exists and is writable, or choose another location")
+    return EnetError(f"cannot write {target}: {why}; nothing was written there; {fix}")
+
+
 def new_file_mode() -> int:
     """The mode a plain ``open(path, "w")`` would give a new file (0o666 minus the umask)."""
     return 0o666 & ~_umask()
@@ -47,8 +67,12 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
 
     ``suffix`` ends the temp name (``".tmp.onnx"`` where a reader goes by the suffix).
 
+    A storage fault while the body writes (a full disk, a folder made
+    read-only, an I/O error: :data:`STORAGE_ERRNOS`) removes the temp file and
+    becomes one :class:`EnetError` line (:func:`storage_error`).
+
     Raises:
-        EnetError: the folder does not exist or cannot be written.
+        EnetError: the folder does not exist or cannot be written, or the write failed.
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
@@ -65,6 +89,10 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise storage_error(target, exc) from None
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
@@ -103,7 +131,12 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     except OSError as exc:
         raise EnetError(f"cannot write folder {target}: {exc.strerror}") from None
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.errno in STORAGE_ERRNOS:
+                raise storage_error(target, exc) from None
+            raise
         os.chmod(tmp, 0o777 & ~_umask())
         if target.is_dir():
             for f in tmp.iterdir():

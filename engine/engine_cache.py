@@ -95,9 +95,7 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
     Raises:
         EnetError: TensorRT failed, or INT8 without calibration frames.
     """
-    from enet.defaults import default_camvid_root
-    from enet.engine.build import CalibrationSpec
-    from enet.engine.trt_build import build_engine, describe, plan_engine
+    from enet.cache import entry_lock
 
     say = say or log.info
     if precision not in PRECISIONS:
@@ -108,6 +106,19 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
         say(f"using the cached TensorRT {precision} engine {engine}")
         return engine
     engine.parent.mkdir(parents=True, exist_ok=True)
+    with entry_lock(engine):  # a second process building the same engine waits, then reuses it
+        if _usable(engine):
+            say(f"using the cached TensorRT {precision} engine {engine} (built by another process meanwhile)")
+            return engine
+        return _build_first_run(onnx_path, engine, precision=precision, data_root=data_root, say=say)
+
+
+def _build_first_run(onnx_path: Path, engine: Path, *, precision: str, data_root: str | os.PathLike[str] | None,
+                     say: Callable[[str], None]) -> Path:
+    from enet.defaults import default_camvid_root
+    from enet.engine.build import CalibrationSpec
+    from enet.engine.trt_build import build_engine, describe, plan_engine
+
     calib = None
     if precision == "int8":
         calib = CalibrationSpec(data=data_root or default_camvid_root(), cache=engine.parent / "int8-ranges.json")
