@@ -349,6 +349,10 @@ def train_main(args: argparse.Namespace) -> int:
         return 0
     if metrics:
         print(format_table(metrics, f"val metrics after epoch {trainer.epoch}:"))
+    if trainer.history_best_epoch < 0:
+        raise EnetError(f"no epoch gave a usable model (non-finite or collapsed; see the warnings above), so no "
+                        f"best.pth was written; {trainer.out / 'last.pth'} holds the end of the run; train longer, "
+                        "lower --lr or check the data")
     print(f"best val mIoU {100 * trainer.best:.1f}% (epoch {trainer.history_best_epoch}); "
           f"checkpoints in {trainer.out}/ (best.pth, last.pth), log {trainer.out / 'log.jsonl'}")
     return 0
