@@ -37,7 +37,7 @@ def cache_dir(*parts: str) -> Path:
         EnetError: the folder cannot be created (names ``$ENET_CACHE_DIR`` as the fix).
     """
     folder = cache_root().joinpath(*parts)
-    chosen = "ENET_CACHE_DIR" if os.environ.get("ENET_CACHE_DIR") else "the default"
+    chosen = "set by ENET_CACHE_DIR" if os.environ.get("ENET_CACHE_DIR") else "the default location"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         # a folder that exists but is read-only (or on a full or read-only disk) fails here, in one

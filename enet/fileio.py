@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -61,6 +63,35 @@ def new_file_mode() -> int:
     return 0o666 & ~_umask()
 
 
+#: A temp file of :func:`atomic_path` untouched this long belongs to a process that was killed (the
+#: body only writes bytes it already holds, in seconds), so the next write of the same file removes it.
+STALE_TEMP_S = 600.0
+
+
+def clean_stale_temps(target: str | os.PathLike[str], *, suffix: str = ".tmp",
+                      older_than_s: float = STALE_TEMP_S) -> list[Path]:
+    """Remove temp files of ``target`` (``.<name>.XXXX<suffix>``) left by a killed writer; returns them.
+
+    A temp file is never read (its name is hidden and random), so a stale
+    one is only clutter; younger ones may belong to a write still running
+    in another process and are kept. Never raises.
+    """
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    removed = []
+    now = time.time()
+    try:
+        candidates = list(folder.glob(f".{glob.escape(target.name)}.*{glob.escape(suffix)}"))
+    except OSError:
+        return removed
+    for p in candidates:
+        with contextlib.suppress(OSError):
+            if p.is_file() and now - p.stat().st_mtime > older_than_s:
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success.
@@ -78,6 +109,7 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise EnetError(f"cannot write {target}: folder {folder} does not exist")
+    clean_stale_temps(target, suffix=suffix)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=folder)
     except OSError as exc:
