@@ -162,6 +162,12 @@ class VideoFileSink:
 
     def _check_finished(self) -> str | None:
         """Why the finished temp file is not a whole video (OpenCV's writer fails silently on a full disk)."""
+        with contextlib.suppress(ImportError, OSError, ValueError):
+            import resource
+
+            limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+            if limit != resource.RLIM_INFINITY and self._tmp.stat().st_size >= limit:
+                return f"the file reached the file-size limit of {limit} bytes (ulimit -f)"
         cv2 = require("cv2")
         cap = cv2.VideoCapture(str(self._tmp))
         try:

@@ -564,3 +564,129 @@ def test_fault(case: tuple, inputs: dict[str, Path], tmp_path: Path) -> None:
     with small_disk(tmp_path, needs_small) if needs_small else contextlib.nullcontext((None, None)) as (small, preexec):
         ctx.small, ctx.preexec = small, preexec
         check(ctx)
+
+
+# --------------------------------------------------------------------------- the same rules, in-process
+FRAMES = [  # (id, frame, order, expected RGB uint8 of the top-left pixel, or the error)
+    ("grey", np.full((4, 6), 7, np.uint8), "bgr", (7, 7, 7)),
+    ("grey-1ch", np.full((4, 6, 1), 7, np.uint8), "bgr", (7, 7, 7)),
+    ("bgr", np.tile(np.array([1, 2, 3], np.uint8), (4, 6, 1)), "bgr", (3, 2, 1)),
+    ("rgb", np.tile(np.array([1, 2, 3], np.uint8), (4, 6, 1)), "rgb", (1, 2, 3)),
+    ("bgra", np.tile(np.array([1, 2, 3, 9], np.uint8), (4, 6, 1)), "bgr", (3, 2, 1)),
+    ("16bit", np.tile(np.array([256, 512, 65535], np.uint16), (4, 6, 1)), "bgr", (255, 2, 1)),
+    ("float", np.tile(np.array([0.0, 0.5, 1.0], np.float32), (4, 6, 1)), "rgb", (0, 128, 255)),
+    ("odd-size", np.zeros((3, 5, 3), np.uint8), "bgr", (0, 0, 0)),
+    ("5-channels", np.zeros((4, 6, 5), np.uint8), "bgr", "shape"),
+    ("empty", np.zeros((0, 6, 3), np.uint8), "bgr", "empty"),
+    ("int32", np.zeros((4, 6, 3), np.int32), "bgr", "dtype"),
+    ("nan", np.full((4, 6, 3), np.nan, np.float32), "bgr", "NaN"),
+]
+
+
+@pytest.mark.parametrize("frame,order,want", [f[1:] for f in FRAMES], ids=[f[0] for f in FRAMES])
+def test_to_rgb8(frame: np.ndarray, order: str, want) -> None:
+    from enet.errors import ShapeError
+    from enet.transforms import to_rgb8
+
+    if isinstance(want, str):
+        with pytest.raises(ShapeError, match=want):
+            to_rgb8(frame, order=order)
+        return
+    before = frame.copy()
+    out = to_rgb8(frame, order=order)
+    assert out.dtype == np.uint8 and out.shape == (*frame.shape[:2], 3) and out.flags.c_contiguous
+    assert tuple(int(v) for v in out[0, 0]) == want
+    np.testing.assert_array_equal(frame, before)  # the input is never modified
+
+
+def test_huge_frames_are_refused_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    from enet import transforms
+    from enet.data import image_size, read_image
+    from enet.errors import ShapeError
+    from enet.transforms import to_rgb8
+
+    png = tmp_path / "big.png"
+    cv2.imwrite(str(png), np.zeros((64, 96, 3), np.uint8))
+    jpg = tmp_path / "big.jpg"
+    cv2.imwrite(str(jpg), np.zeros((64, 96, 3), np.uint8))
+    assert image_size(png.read_bytes()) == image_size(jpg.read_bytes()) == (96, 64)
+    monkeypatch.setattr(transforms, "MAX_FRAME_PIXELS", 48 * 32)
+    with pytest.raises(ShapeError, match="96x64"):
+        read_image(png)
+    assert read_image(png, reduce_large=True).shape == (32, 48, 3)  # enet-run: decoded at 1/2
+    assert read_image(jpg, reduce_large=True).shape == (32, 48, 3)
+    with pytest.raises(ShapeError, match="96x64"):
+        to_rgb8(np.zeros((64, 96, 3), np.uint8))
+
+
+@pytest.mark.parametrize("err", ["ENOSPC", "EROFS", "EIO", "EDQUOT"])
+def test_atomic_write_storage_faults_leave_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: str) -> None:
+    import errno
+
+    from enet import fileio
+    from enet.errors import EnetError
+
+    def fail(*a, **k):
+        raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)))
+
+    (tmp_path / "x.bin").write_bytes(b"old, good")
+    monkeypatch.setattr(fileio.os, "replace", fail)
+    with pytest.raises(EnetError, match=r"cannot write .*x\.bin: .*; nothing was written there"):
+        fileio.write_bytes(tmp_path / "x.bin", b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin"]  # no temp left
+    assert (tmp_path / "x.bin").read_bytes() == b"old, good"  # the earlier result survives
+
+
+def test_guard_reports_storage_oserrors_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    from enet.cli import guard
+
+    def body() -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", "/x/y.bin")
+
+    assert guard("enet-x", body) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("enet-x: error: storage failed (/x/y.bin): No space left")
+
+    def bug() -> int:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    with pytest.raises(OSError):  # anything else is a bug and keeps its traceback
+        guard("enet-x", bug)
+
+
+def test_env_variables_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from enet.datasets import open_dataset
+    from enet.defaults import default_camvid_root, env_note
+    from enet.errors import DataError, EnetError
+    from enet.weights import resolve_model
+
+    monkeypatch.setenv("ENET_MODEL", "gone/nothing.pth")
+    with pytest.raises(EnetError, match=r"ENET_MODEL=gone/nothing\.pth"):
+        resolve_model(None)
+    monkeypatch.setenv("ENET_CAMVID", str(tmp_path / "nope"))
+    with pytest.raises(DataError, match=r"\$ENET_CAMVID"):
+        open_dataset(default_camvid_root())
+    assert env_note(tmp_path / "elsewhere") == ""
+
+
+def test_collapsed_or_non_finite_models_never_become_best() -> None:
+    import torch
+
+    from enet.metrics import ConfusionMatrix
+    from enet.model import ENet
+    from enet.train import unusable_model
+
+    model = ENet(3)
+    cm = ConfusionMatrix(3)
+    cm.update(np.array([0, 1, 2, 1]), np.array([0, 1, 2, 2]))
+    assert unusable_model(model, cm) == ""
+    one = ConfusionMatrix(3)
+    one.update(np.array([0, 0, 0, 0]), np.array([0, 1, 2, 2]))
+    assert "collapsed" in unusable_model(model, one)
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("nan"))
+    assert "not finite" in unusable_model(model, cm)
