@@ -83,7 +83,7 @@ def _flock(lock: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock; the empty lock file stays for the next fill
 
 
-def clean_stale_temps(folder: str | os.PathLike[str], *, older_than_s: float = 3600.0) -> list[Path]:
+def clean_stale_temps(folder: str | os.PathLike[str], *, older_than_s: float = 600.0) -> list[Path]:
     """Remove temp files (``.*.tmp*``, ``.*.partial*``) a killed fill left in a cache folder.
 
     Only files untouched for ``older_than_s`` go, so a fill still running in

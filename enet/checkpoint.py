@@ -107,7 +107,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         # (IndexError, struct.error, UnicodeDecodeError, ... depending on the bytes): all mean unreadable;
         # PyTorch's own text (a weights_only upgrade notice, miniz internals) says nothing to a user
         log.debug("torch.load(%s): %s", p, exc)
-        raise CheckpointError(f"{p} is not a readable checkpoint ({_why_unreadable(p)}); "
+        raise CheckpointError(f"{p}{env_note(p)} is not a readable checkpoint ({_why_unreadable(p)}); "
                               "expected a .pth file written by enet-train") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(

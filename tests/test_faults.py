@@ -173,7 +173,7 @@ def _unwritable(tmp: Path) -> Path:
 
 
 @contextlib.contextmanager
-def small_disk(tmp: Path, size_kib: int):
+def small_disk(tmp: Path, size_kib: int, *, full: bool = False):
     """A folder on a tiny disk, and a preexec for the child: a tmpfs of ``size_kib`` when mount works
     (root, as in CI), else the folder as is plus ``RLIMIT_FSIZE`` in the child (writes past the limit
     fail with EFBIG instead of ENOSPC; SIGXFSZ ignored so the write fails rather than the process)."""
@@ -184,12 +184,18 @@ def small_disk(tmp: Path, size_kib: int):
         mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(folder)],
                                  capture_output=True).returncode == 0
     preexec = None
+    if mounted and full:  # nothing left: a filler takes every free block
+        free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+        with contextlib.suppress(OSError), open(folder / ".filler", "wb") as f:
+            f.write(b"\0" * free)
     if not mounted:
         import resource
 
+        limit = 0 if full else size_kib * 1024
+
         def preexec() -> None:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-            resource.setrlimit(resource.RLIMIT_FSIZE, (size_kib * 1024, size_kib * 1024))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     try:
         yield folder, preexec
     finally:
@@ -295,6 +301,13 @@ def full_disk_train(ctx: Ctx) -> None:
     r = run(ctx, [*TRAIN, "--data-root", str(ctx.inputs["data"]), "-o", str(ctx.small / "run"), "--epochs", "1"])
     one_error_line(r, "enet-train", r"\.pth")
     assert not list(ctx.small.rglob("*.pth")) and temps(ctx.small) == []
+
+
+def full_disk_eval_predictions(ctx: Ctx) -> None:
+    r = run(ctx, ["enet-eval", str(ctx.inputs["pth"]), "--data-root", str(ctx.inputs["data"]), "-q",
+                  "--save-predictions", str(ctx.small / "pred")])
+    one_error_line(r, "enet-eval", r"pred")
+    assert [p.name for p in ctx.small.iterdir() if p.name != ".filler"] == []
 
 
 def readonly_cache(ctx: Ctx) -> None:
@@ -528,6 +541,7 @@ CASES: list[tuple[str, Callable[[Ctx], None], int]] = [
     ("storage-full-run-stats", full_disk_run_stats, 16),
     ("storage-full-export", full_disk_export, 256),
     ("storage-full-train", full_disk_train, 256),
+    ("storage-full-eval-predictions", full_disk_eval_predictions, -1),
     ("storage-readonly-cache", readonly_cache, 0),
     ("kill-export", kill_export, 0),
     ("kill-calibration", kill_calibration, 0),
@@ -561,7 +575,7 @@ def test_fault(case: tuple, inputs: dict[str, Path], tmp_path: Path) -> None:
     env.pop("DISPLAY", None)
     env.pop("ENET_MODEL", None)
     ctx = Ctx(ws=ws, inputs=inputs, env=env)
-    with small_disk(tmp_path, needs_small) if needs_small else contextlib.nullcontext((None, None)) as (small, preexec):
+    with small_disk(tmp_path, max(needs_small, 64), full=needs_small < 0) if needs_small else contextlib.nullcontext((None, None)) as (small, preexec):
         ctx.small, ctx.preexec = small, preexec
         check(ctx)
 
