@@ -8,7 +8,12 @@ Outputs in ``--output`` (default ``runs/enet``):
 * ``last.pth``: resumable checkpoint (weights, metadata, optimizer, scheduler,
   epoch, position inside the epoch, RNG state), written every epoch and on
   Ctrl-C/SIGTERM.
-* ``best.pth``: weights + metadata of the best val mIoU so far (no optimizer).
+* ``best.pth``: weights + metadata of the best val mIoU so far (no optimizer);
+  never a model with non-finite weights or one that predicts a single class
+  (:func:`unusable_model`).
+* A non-finite loss or gradient stops the run before the optimizer step
+  (:class:`enet.errors.NumericalError`, one line, exit 1), leaving
+  ``last.pth`` at the last finished epoch (:meth:`Trainer._check_finite`).
 * ``log.jsonl``: one JSON record per epoch.
 
 Resume is exact: the sample order and every augmentation are pure functions
