@@ -152,13 +152,19 @@ class VideoFileSink:
         finally:
             ok = self.frames and not error and not self._failed and self._tmp.is_file()
             if ok:
-                os.replace(self._tmp, self.path)
-            else:
-                with contextlib.suppress(FileNotFoundError):
+                try:
+                    os.replace(self._tmp, self.path)
+                except OSError as exc:  # the folder became unwritable (or vanished) during the run
+                    error = exc.strerror or str(exc)
+                    ok = False
+            if not ok:
+                with contextlib.suppress(OSError):
                     self._tmp.unlink()
         if error and not self._failed:  # a failed write was reported already
-            raise SinkError(f"cannot write {self.path}: {error.rstrip('.')} after {self.frames} frame(s); the incomplete "
-                            "video was removed; free space or choose another location")
+            left = (f"the incomplete video is left as {self._tmp}" if self._tmp.exists()
+                    else "the incomplete video was removed")
+            raise SinkError(f"cannot write {self.path}: {error.rstrip('.')} after {self.frames} frame(s); {left}; "
+                            "free space or choose another location")
 
     def _check_finished(self) -> str | None:
         """Why the finished temp file is not a whole video (OpenCV's writer fails silently on a full disk)."""

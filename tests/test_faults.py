@@ -704,3 +704,23 @@ def test_collapsed_or_non_finite_models_never_become_best() -> None:
     with torch.no_grad():
         next(model.parameters())[0].fill_(float("nan"))
     assert "not finite" in unusable_model(model, cm)
+
+
+def test_video_folder_made_unwritable_during_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rename at the end fails (EACCES): one SinkError line, no video and no partial file left."""
+    import errno
+
+    from enet.deploy import sinks
+    from enet.deploy.errors import SinkError
+
+    sink = sinks.VideoFileSink(tmp_path / "out.avi", fps=10, writer="opencv")
+    for _ in range(3):
+        sink.write(np.zeros((32, 48, 3), np.uint8))
+
+    def denied(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(sinks.os, "replace", denied)
+    with pytest.raises(SinkError, match=r"out\.avi: Permission denied after 3 frame\(s\); the incomplete video was removed"):
+        sink.close()
+    assert list(tmp_path.iterdir()) == []
