@@ -724,3 +724,19 @@ def test_video_folder_made_unwritable_during_a_run(tmp_path: Path, monkeypatch: 
     with pytest.raises(SinkError, match=r"out\.avi: Permission denied after 3 frame\(s\); the incomplete video was removed"):
         sink.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_files_and_frames_convert_alike(tmp_path: Path) -> None:
+    """The dataset loaders (read_image, also enet-run's folders) and to_rgb8 (camera, video and API frames)
+    give the same pixels for every kind of image, so commands agree on an unusual frame."""
+    import cv2
+
+    from enet.data import read_image
+    from enet.transforms import to_rgb8
+
+    folder = _frame_kinds(tmp_path / "kinds")
+    for path in sorted(folder.iterdir()):
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if path.suffix == ".jpg":
+            raw = cv2.imread(str(path), cv2.IMREAD_COLOR)  # JPEG: one decode, then the same conversion
+        np.testing.assert_array_equal(read_image(path), to_rgb8(raw, order="bgr"), err_msg=path.name)
