@@ -304,17 +304,21 @@ class GstSink:
         if ret not in (Gst.FlowReturn.OK, Gst.FlowReturn.FLUSHING):
             raise SinkError(f"output {self.name} refused a frame ({ret.value_nick})")
 
-    def close(self, timeout_s: float = 30.0) -> None:
+    def close(self, timeout_s: float = 30.0) -> str | None:
+        """Send EOS and wait for the file or stream to finish; the error that stopped it, else None."""
         if self._pipeline is None:
-            return
+            return None
         Gst = gst()
+        error = None
         try:
             self._src.emit("end-of-stream")
             msg = self._pipeline.get_bus().timed_pop_filtered(
                 int(timeout_s * Gst.SECOND), Gst.MessageType.EOS | Gst.MessageType.ERROR)
             if msg is not None and msg.type == Gst.MessageType.ERROR:
                 err, _ = msg.parse_error()
-                log.warning("output %s: %s while finishing", self.name, err.message)
+                error = err.message
+                log.debug("output %s: %s while finishing", self.name, err.message)
         finally:
             self._pipeline.set_state(Gst.State.NULL)
             self._pipeline = None
+        return error

@@ -406,7 +406,9 @@ class Pipeline:
             try:
                 sink.close()
             except Exception as exc:  # noqa: BLE001 - finalise the others, report the first
-                log.error("could not finalise %s: %s", getattr(sink, "name", sink), exc)
+                # the first error is raised (the command's one line); later ones are logged
+                if self._errors:
+                    log.error("could not finalise %s: %s", getattr(sink, "name", sink), exc)
                 self._errors.append(exc)
         if capture_done:
             self.source.close()

@@ -78,6 +78,7 @@ class VideoFileSink:
         self._impl: Any = None
         self._kind = ""
         self.frames = 0
+        self._failed = False
 
     def _open(self, width: int, height: int) -> None:
         use_gst = self._writer == "gst" or (self._writer == "auto" and self.path.suffix.lower() in (".mp4", ".mkv")
@@ -97,8 +98,26 @@ class VideoFileSink:
         log.info("writing %s (%dx%d @ %.3g fps via %s)", self.path, width, height, self.fps, self._kind)
 
     def write(self, rgb: np.ndarray) -> None:
+        try:
+            self._write(rgb)
+        except BaseException as exc:
+            self._failed = True  # close() removes the partial file instead of renaming it into place
+            if isinstance(exc, (SinkError, OSError)) and self._impl is not None:
+                why = (exc.strerror if isinstance(exc, OSError) else str(exc)) or type(exc).__name__
+                why = why.replace(f"output {self.name} failed: ", "")
+                raise SinkError(f"cannot write {self.path}: {why.rstrip('.')} after {self.frames} frame(s); the "
+                                "incomplete video is removed; free space or choose another location") from None
+            raise
+
+    def _write(self, rgb: np.ndarray) -> None:
         if self._impl is None:
             self._open(rgb.shape[1], rgb.shape[0])
+            self._size = rgb.shape[:2]
+        elif rgb.shape[:2] != self._size:
+            # a folder of mixed sizes: a video has one size, the first frame's (a writer given
+            # another size drops the frame silently or fails)
+            cv2 = require("cv2")
+            rgb = cv2.resize(rgb, (self._size[1], self._size[0]), interpolation=cv2.INTER_AREA)
         if self._kind == "gst":
             self._impl.write(rgb)
         else:
@@ -107,22 +126,69 @@ class VideoFileSink:
         self.frames += 1
 
     def close(self) -> None:
-        """Finish the container and rename it into place (no file when no frame was written)."""
+        """Finish the container and rename it into place (no file when no frame was written).
+
+        Storage policy (README "Exit codes"): when the writer failed (a full
+        disk, a folder made unwritable, an I/O error) or the finished file
+        does not open as a video, the incomplete file is removed, never
+        renamed into place, and :class:`SinkError` says so; an MP4 cut short
+        by a full disk has no index and would not play anyway.
+
+        Raises:
+            SinkError: the video could not be completed (the partial file is gone).
+        """
         if self._impl is None:
             return
         impl, self._impl = self._impl, None
+        error = None
         try:
             if self._kind == "gst":
-                impl.close()
+                error = impl.close()
             else:
                 impl.release()
+            if not error and not self._failed and self.frames:
+                error = self._check_finished()
         finally:
-            if self.frames and self._tmp.is_file():
-                os.replace(self._tmp, self.path)
-            else:
-                with contextlib.suppress(FileNotFoundError):
+            ok = self.frames and not error and not self._failed and self._tmp.is_file()
+            if ok:
+                try:
+                    os.replace(self._tmp, self.path)
+                except OSError as exc:  # the folder became unwritable (or vanished) during the run
+                    error = exc.strerror or str(exc)
+                    ok = False
+            if not ok:
+                with contextlib.suppress(OSError):
                     self._tmp.unlink()
                 remove_empty(self._made)
+        if error and not self._failed:  # a failed write was reported already
+            left = (f"the incomplete video is left as {self._tmp}" if self._tmp.exists()
+                    else "the incomplete video was removed")
+            raise SinkError(f"cannot write {self.path}: {error.rstrip('.')} after {self.frames} frame(s); {left}; "
+                            "free space or choose another location")
+
+    def _check_finished(self) -> str | None:
+        """Why the finished temp file is not a whole video (OpenCV's writer fails silently on a full disk)."""
+        with contextlib.suppress(ImportError, OSError, ValueError):
+            import resource
+
+            limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+            if limit != resource.RLIM_INFINITY and self._tmp.stat().st_size >= limit:
+                return f"the file reached the file-size limit of {limit} bytes (ulimit -f)"
+        cv2 = require("cv2")
+        cap = cv2.VideoCapture(str(self._tmp))
+        try:
+            if not cap.isOpened():
+                return "the finished file does not open as a video (disk full or writer failure)"
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        finally:
+            cap.release()
+        if 0 < count < self.frames - 1:  # containers may round the count by one
+            return f"the finished file holds {count} of the frames (disk full or writer failure)"
+        if count <= 0:
+            with contextlib.suppress(OSError):
+                if os.statvfs(self._tmp.parent).f_bavail == 0:
+                    return "no space left on the device"
+        return None
 
 
 class StreamSink:
@@ -153,7 +219,9 @@ class StreamSink:
     def close(self) -> None:
         if self._impl is not None:
             impl, self._impl = self._impl, None
-            impl.close(timeout_s=2.0)
+            error = impl.close(timeout_s=2.0)
+            if error:
+                log.warning("output %s: %s while finishing", self.name, error)
 
 
 class DisplaySink:
@@ -248,8 +316,19 @@ class StatsWriter:
                 self._f = open(self.path, "w", encoding="utf-8")
             except OSError as exc:
                 raise SinkError(f"cannot write stats {self.path}: {exc.strerror}") from None
-        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._f.flush()
+        try:
+            self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._f.flush()
+        except OSError as exc:
+            # a full or failing disk: the last line may be torn, so the file goes (README "Exit codes")
+            f, self._f = self._f, None
+            self._closed = True
+            with contextlib.suppress(OSError):
+                f.close()
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            raise SinkError(f"cannot write stats {self.path}: {exc.strerror} after {self.records} record(s); "
+                            "the incomplete file was removed; free space or choose another location") from None
         self.records += 1
 
     def close(self) -> None:
@@ -258,9 +337,17 @@ class StatsWriter:
             remove_empty(self._made)
             return
         f, self._f = self._f, None
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                f.close()
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            raise SinkError(f"cannot write stats {self.path}: {exc.strerror}; the incomplete file was removed; "
+                            "free space or choose another location") from None
 
 
 class ContactSheet:

@@ -88,14 +88,17 @@ class FolderSource:
             return first
         if self._i >= len(self._files):
             return None
-        cv2 = require("cv2")
+        from enet.data import read_image
+
         path = self._files[self._i]
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise SourceError(f"cannot decode image {path}; expected a readable PNG/JPEG")
+        # the dataset loaders' reader: grey, alpha, 16-bit and huge images are handled alike everywhere
+        try:
+            rgb = read_image(path, reduce_large=True)
+        except EnetError as exc:
+            raise SourceError(f"cannot decode image {path} ({exc}); expected a readable PNG/JPEG") from None
         pts = self._i / self.fps if self.fps else None
         self._i += 1
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), pts
+        return rgb, pts
 
     def close(self) -> None:
         self._files = []
@@ -208,12 +211,9 @@ class OpenCVSource:
         return self
 
     def _to_rgb(self, frame: np.ndarray) -> np.ndarray:
-        cv2 = require("cv2")
-        if frame.ndim == 2:
-            return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
-        if frame.shape[2] == 4:
-            return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
-        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        from enet.transforms import to_rgb8
+
+        return to_rgb8(frame, order="bgr", what=f"a frame of {self.name}")
 
     def read(self) -> Item | None:
         if self._first is not None:

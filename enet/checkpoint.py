@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from enet.defaults import env_note
 from enet.errors import CheckpointError
 from enet.fileio import atomic_path
 from enet.model import ARCH_NAME, ARCH_VERSION, ENet, UnpoolMode
@@ -64,9 +65,20 @@ def make_checkpoint(model: ENet, meta: dict[str, Any], train_state: dict[str, An
 
 
 def save_checkpoint(path: str | os.PathLike[str], ckpt: dict[str, Any]) -> None:
-    """Write ``ckpt`` atomically: a crash never leaves a broken file at ``path``."""
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    """Write ``ckpt`` atomically: a crash never leaves a broken file at ``path``.
+
+    Serialised in memory first: ``torch.save`` to a full disk fails with an
+    opaque ``RuntimeError`` ("unexpected pos ..."), a plain write with
+    ``ENOSPC``, which :func:`enet.fileio.atomic_path` reports in one line.
+    """
+    import io
+
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(buf.getbuffer())
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _why_unreadable(p: Path) -> str:
@@ -88,14 +100,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"checkpoint {p} does not exist")
+        raise CheckpointError(f"checkpoint {p}{env_note(p)} does not exist")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - the weights_only unpickler raises anything on garbage
         # (IndexError, struct.error, UnicodeDecodeError, ... depending on the bytes): all mean unreadable;
         # PyTorch's own text (a weights_only upgrade notice, miniz internals) says nothing to a user
         log.debug("torch.load(%s): %s", p, exc)
-        raise CheckpointError(f"{p} is not a readable checkpoint ({_why_unreadable(p)}); "
+        raise CheckpointError(f"{p}{env_note(p)} is not a readable checkpoint ({_why_unreadable(p)}); "
                               "expected a .pth file written by enet-train") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(

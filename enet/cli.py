@@ -312,6 +312,17 @@ def guard(prog: str, body: Callable[[], int], *, interrupted: str = "interrupted
     except KeyboardInterrupt as exc:
         print(f"{prog}: {str(exc) or interrupted}", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # a full, read-only or failing disk met outside enet.fileio (a library's own write): the
+        # machine's fault, not a bug, so one line and status 1 like every other file problem
+        import errno
+
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"{prog}: error: storage failed{where}: {exc.strerror}; free space or choose a writable "
+              "location, then run again", file=sys.stderr)
+        return 1
 
 
 def run_cli(body: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
@@ -462,6 +473,10 @@ def train_main(args: argparse.Namespace) -> int:
         return 0
     if metrics:
         print(format_table(metrics, f"val metrics after epoch {trainer.epoch}:"))
+    if trainer.history_best_epoch < 0:
+        raise EnetError(f"no epoch gave a usable model (non-finite or collapsed; see the warnings above), so no "
+                        f"best.pth was written; {trainer.out / 'last.pth'} holds the end of the run; train longer, "
+                        "lower --lr or check the data")
     print(f"best val mIoU {100 * trainer.best:.1f}% (epoch {trainer.history_best_epoch}); "
           f"checkpoints in {trainer.out}/ (best.pth, last.pth), log {trainer.out / 'log.jsonl'}")
     return 0

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from enet._lazy import require
+from enet.defaults import env_note
 from enet.errors import DataError
 from enet.transforms import DEFAULT_RESIZE, normalize, resize_rgb
 
@@ -58,9 +59,9 @@ def list_split(root: str | os.PathLike[str], split: str) -> list[Sample]:
     root = Path(root)
     img_dir, ann_dir = root / split, root / f"{split}annot"
     if not root.is_dir():
-        raise DataError(f"data root {root} does not exist; expected a dataset folder with {split}/ and {split}annot/")
+        raise DataError(f"data root {root}{env_note(root)} does not exist; expected a dataset folder with {split}/ and {split}annot/")
     if not img_dir.is_dir() or not ann_dir.is_dir():
-        raise DataError(f"{root} has no {split}/ and {split}annot/ folders (SegNet layout expected)")
+        raise DataError(f"{root}{env_note(root)} has no {split}/ and {split}annot/ folders (SegNet layout expected)")
     images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise DataError(f"{img_dir} holds no images")
@@ -81,12 +82,41 @@ def _check_png_complete(path: Path, data: bytes) -> None:
         raise DataError(f"{path} is truncated or not a PNG (no IEND chunk); re-copy the file")
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a PNG or JPEG header, without decoding; None for other or garbled data."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        seg = int.from_bytes(data[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        i += 2 + seg
+    return None
+
+
+def read_image(path: str | os.PathLike[str], *, reduce_large: bool = False) -> np.ndarray:
     """Read an RGB image -> ``uint8 (H, W, 3)``.
 
+    Grey, colour + alpha (dropped) and 16-bit images are converted as
+    :func:`enet.transforms.to_rgb8` does; the size is read from the header
+    first, so a huge image is refused (or, with ``reduce_large``, decoded at
+    1/2, 1/4 or 1/8 size) before any memory is spent on it.
+
     Raises:
-        DataError: unreadable, truncated or not a colour image.
+        DataError: unreadable, truncated or not an image.
+        ShapeError: larger than :data:`enet.transforms.MAX_FRAME_PIXELS` (after reducing, if asked).
     """
+    from enet.transforms import MAX_FRAME_PIXELS, check_frame_pixels
+
     cv2 = require("cv2")
     path = Path(path)
     try:
@@ -94,9 +124,21 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}") from None
     _check_png_complete(path, data)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    flag = cv2.IMREAD_COLOR
+    size = image_size(data)
+    if size is not None:
+        w, h = size
+        if reduce_large and w * h > MAX_FRAME_PIXELS:
+            for f, reduced in ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                               (8, cv2.IMREAD_REDUCED_COLOR_8)):
+                if (w // f) * (h // f) <= MAX_FRAME_PIXELS:
+                    log.warning("%s is %dx%d; decoding it at 1/%d size to bound memory", path, w, h, f)
+                    flag, w, h = reduced, w // f, h // f
+                    break
+        check_frame_pixels(w, h, str(path))
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if img is None:
-        raise DataError(f"{path} is not a readable image")
+        raise DataError(f"{path} is not a readable image; expected a PNG or JPEG")
     return np.ascontiguousarray(img[:, :, ::-1])
 
 

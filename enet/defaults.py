@@ -31,3 +31,28 @@ def default_camvid_root() -> Path:
         if p.is_dir():
             return p
     return REPO_ROOT.parent / "shared" / "data" / "camvid"
+
+
+#: Environment variables that choose a default location, in the order :func:`env_note` checks them.
+ENV_VARS = ("ENET_MODEL", "ENET_CAMVID", "ENET_CACHE_DIR")
+
+
+def env_note(path: str | os.PathLike[str]) -> str:
+    """``" (from $VAR)"`` when ``path`` is, or lies under, what one of :data:`ENV_VARS` names; else ``""``.
+
+    Error messages about a default location add it, so a user who set the
+    variable long ago sees what chose the path: ``data root /x (from
+    $ENET_CAMVID) does not exist``.
+    """
+    try:
+        p = Path(path).expanduser().absolute()
+    except (TypeError, ValueError, OSError):
+        return ""
+    for var in ENV_VARS:
+        value = os.environ.get(var)
+        if not value:
+            continue
+        v = Path(value).expanduser().absolute()
+        if p == v or v in p.parents:
+            return f" (from ${var}; unset it or point it elsewhere)"
+    return ""

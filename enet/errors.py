@@ -27,6 +27,10 @@ class ShapeError(EnetError):
     """An input size the model or an engine cannot take."""
 
 
+class NumericalError(EnetError):
+    """Training produced a non-finite loss or gradient (a diverging run)."""
+
+
 class MissingDependencyError(EnetError):
     """An optional module (tensorrt, onnxruntime, cv2, gi, cuda) is missing."""
 

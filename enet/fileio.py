@@ -7,9 +7,12 @@ report under the final name.
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -36,9 +39,57 @@ def _umask() -> int:
     return mask
 
 
+#: errno values that mean the storage, not the program, failed: full disk or quota, a read-only or
+#: vanished file system, an I/O error, a folder that became unwritable. A write that fails with one of
+#: them is reported in one line (:func:`storage_error`) and leaves no partial file behind.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM,
+                            errno.EFBIG, errno.ESTALE})
+
+
+def storage_error(target: str | os.PathLike[str], exc: OSError) -> EnetError:
+    """A one-line :class:`EnetError` for a write of ``target`` that failed with ``exc``, with the fix."""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    fix = {errno.ENOSPC: "free space there or choose another location",
+           errno.EDQUOT: "free space there (disk quota) or choose another location",
+           errno.EFBIG: "the file is larger than this file system or ulimit -f allows; choose another location",
+           errno.EROFS: "the file system is read-only; choose a writable location",
+           errno.EIO: "the storage reported an I/O error; check the disk or choose another location",
+           }.get(exc.errno or 0, "check that the folder exists and is writable, or choose another location")
+    return EnetError(f"cannot write {target}: {why}; nothing was written there; {fix}")
+
+
 def new_file_mode() -> int:
     """The mode a plain ``open(path, "w")`` would give a new file (0o666 minus the umask)."""
     return 0o666 & ~_umask()
+
+
+#: A temp file of :func:`atomic_path` untouched this long belongs to a process that was killed (the
+#: body only writes bytes it already holds, in seconds), so the next write of the same file removes it.
+STALE_TEMP_S = 600.0
+
+
+def clean_stale_temps(target: str | os.PathLike[str], *, suffix: str = ".tmp",
+                      older_than_s: float = STALE_TEMP_S) -> list[Path]:
+    """Remove temp files of ``target`` (``.<name>.XXXX<suffix>``) left by a killed writer; returns them.
+
+    A temp file is never read (its name is hidden and random), so a stale
+    one is only clutter; younger ones may belong to a write still running
+    in another process and are kept. Never raises.
+    """
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    removed = []
+    now = time.time()
+    try:
+        candidates = list(folder.glob(f".{glob.escape(target.name)}.*{glob.escape(suffix)}"))
+    except OSError:
+        return removed
+    for p in candidates:
+        with contextlib.suppress(OSError):
+            if p.is_file() and now - p.stat().st_mtime > older_than_s:
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 @contextlib.contextmanager
@@ -48,14 +99,18 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
     ``suffix`` ends the temp name (``".tmp.onnx"`` where a reader goes by the suffix).
 
     Missing folders above ``path`` are created (the rule of every enet-*
-    command, docs/cli.md) and removed again when the write fails.
+    command, docs/cli.md) and removed again when the write fails. A storage
+    fault while the body writes (a full disk, a folder made read-only, an I/O
+    error: :data:`STORAGE_ERRNOS`) removes the temp file and becomes one
+    :class:`EnetError` line (:func:`storage_error`).
 
     Raises:
-        EnetError: the folder cannot be created or written.
+        EnetError: the folder cannot be created or written, or the write failed.
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     made = make_parents(target)
+    clean_stale_temps(target, suffix=suffix)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=folder)
     except OSError as exc:
@@ -70,6 +125,10 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
         yield tmp_path
         os.replace(tmp_path, target)
         ok = True
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise storage_error(target, exc) from None
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
@@ -133,7 +192,12 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     except OSError as exc:
         raise EnetError(f"cannot write folder {target}: {exc.strerror}") from None
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.errno in STORAGE_ERRNOS:
+                raise storage_error(target, exc) from None
+            raise
         os.chmod(tmp, 0o777 & ~_umask())
         if target.is_dir():
             for f in tmp.iterdir():

@@ -8,7 +8,12 @@ Outputs in ``--output`` (default ``runs/enet``):
 * ``last.pth``: resumable checkpoint (weights, metadata, optimizer, scheduler,
   epoch, position inside the epoch, RNG state), written every epoch and on
   Ctrl-C/SIGTERM.
-* ``best.pth``: weights + metadata of the best val mIoU so far (no optimizer).
+* ``best.pth``: weights + metadata of the best val mIoU so far (no optimizer);
+  never a model with non-finite weights or one that predicts a single class
+  (:func:`unusable_model`).
+* A non-finite loss or gradient stops the run before the optimizer step
+  (:class:`enet.errors.NumericalError`, one line, exit 1), leaving
+  ``last.pth`` at the last finished epoch (:meth:`Trainer._check_finite`).
 * ``log.jsonl``: one JSON record per epoch.
 
 Resume is exact: the sample order and every augmentation are pure functions
@@ -46,7 +51,7 @@ from enet.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from enet.data import Augment, SegmentationDataset, weights_from_frequencies
 from enet.datasets import DatasetInfo, open_dataset
 from enet.device import resolve_device
-from enet.errors import DataError, EnetError
+from enet.errors import DataError, EnetError, NumericalError
 from enet.fileio import atomic_open
 from enet.losses import EMA, SegmentationLoss
 from enet.metrics import ConfusionMatrix
@@ -265,6 +270,7 @@ class Trainer:
                 find_unused_parameters=self.encoder_head is not None)
         self.sampler = EpochSampler(len(self.train_set), cfg.seed, self.dist.rank, self.dist.world_size)
         self._stop = False
+        self._made_out = not self.out.exists()
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
 
@@ -380,6 +386,10 @@ class Trainer:
         try:
             while self.epoch < self.cfg.epochs:
                 self._run_epoch()
+        except NumericalError:
+            if self.main and self._made_out and not any(self.out.iterdir()):
+                self.out.rmdir()  # diverged before the first checkpoint: leave no empty run folder
+            raise
         except (KeyboardInterrupt, _StopRequested):
             path = self.save_last()
             raise KeyboardInterrupt(
@@ -422,6 +432,7 @@ class Trainer:
             loss = self._loss(x, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self._check_finite(loss, lr)
             self.optimizer.step()
             if self.ema is not None:
                 self.ema.update(self.model)
@@ -451,7 +462,10 @@ class Trainer:
             record.update(val_size=list(cfg.val_size), val_miou=metrics["miou"], val_class_avg_acc=metrics["class_avg_acc"],
                           val_global_acc=metrics["global_acc"], val_time_s=round(time.time() - t1, 1),
                           val_iou={k: v["iou"] for k, v in metrics["per_class"].items()})
-            if metrics["miou"] > self.best:
+            unusable = unusable_model(self.eval_model, cm)
+            if unusable:
+                log.warning("epoch %d: not a candidate for best.pth: %s", self.epoch, unusable)
+            elif metrics["miou"] > self.best:
                 self.best, self.history_best_epoch = metrics["miou"], self.epoch
                 if self.main:
                     save_checkpoint(self.out / "best.pth", make_checkpoint(self.eval_model, self._meta(metrics)))
@@ -463,6 +477,39 @@ class Trainer:
         self.save_last()
         if self.main:
             self._append_log(record)
+
+    def _check_finite(self, loss: torch.Tensor, lr: float) -> None:
+        """Stop the run when this batch's loss or gradients are not finite, before the optimizer step.
+
+        Policy (README "Exit codes", numerical faults): the first non-finite
+        loss or gradient ends training with one line and exit status 1; the
+        step is not taken, ``last.pth`` is not rewritten (it keeps the last
+        finished epoch) and ``best.pth`` keeps the best finite model. Skipping
+        the batch instead would hide a diverging run (``--lr 1e8`` turns every
+        later batch non-finite too). Collective under torchrun: every rank
+        stops after the same batch.
+        """
+        bad = ""
+        if not bool(torch.isfinite(loss.detach()).all()):
+            bad = f"the loss is {loss.item()}"
+        else:
+            grads = [p.grad for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
+            if grads and not bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)).all()):
+                bad = "the gradients are not finite"
+        if not distributed.any_rank(bool(bad), self.device):
+            return
+        last, best = self.out / "last.pth", self.out / "best.pth"
+        kept = "the step was not taken"
+        if self.epoch and last.is_file():
+            kept += f", {last} keeps the end of epoch {self.epoch}"
+        if best.is_file():
+            kept += f"; {best} keeps the best finite model (--init-from it to keep the progress)"
+        else:
+            kept += "; no best.pth was written"
+        raise NumericalError(
+            f"training diverged in epoch {self.epoch + 1} at batch {self.step_in_epoch + 1}: "
+            f"{bad or 'another process found non-finite values'} (lr {lr:.3g}); {kept}; "
+            "lower --lr or check the data, then start again")
 
     def _append_log(self, record: dict[str, Any]) -> None:
         path = self.out / "log.jsonl"
@@ -477,6 +524,23 @@ def _check_same_classes(meta: dict[str, Any], info: DatasetInfo, cfg: TrainConfi
     if list(meta["classes"]) != list(info.classes):
         raise DataError(f"the run resumed was trained on {len(meta['classes'])} classes, but {cfg.data_root} "
                         f"({info.kind}) has {info.num_classes} others; resume on the same dataset")
+
+
+def unusable_model(model: nn.Module, cm: ConfusionMatrix) -> str:
+    """Why ``model`` must not become ``best.pth`` ("" when it may).
+
+    Non-finite weights, or a collapsed model: one class predicted for every
+    val pixel while the val labels hold several (what NaN logits give, since
+    their argmax is class 0 everywhere).
+    """
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return f"its weights are not finite ({name})"
+    predicted = np.count_nonzero(cm.matrix.sum(0))
+    present = np.count_nonzero(cm.matrix.sum(1))
+    if predicted <= 1 < present:
+        return f"it predicts one class for every val pixel while the labels hold {present} (collapsed)"
+    return ""
 
 
 def confusion_matrix(model: nn.Module, dataset: SegmentationDataset, *, device: torch.device | str = "cpu",

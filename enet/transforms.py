@@ -52,6 +52,72 @@ def check_input_size(height: int, width: int) -> None:
         )
 
 
+#: Largest frame (width x height) decoded or accepted: 8192x8192, an RGB frame of 192 MiB. Larger
+#: images are refused in one line (datasets) or decoded at 1/2, 1/4 or 1/8 size (``enet-run`` folders),
+#: so memory stays bounded whatever a folder holds.
+MAX_FRAME_PIXELS = 8192 * 8192
+
+
+def check_frame_pixels(width: int, height: int, what: str = "frame") -> None:
+    """Refuse a frame larger than :data:`MAX_FRAME_PIXELS` (or empty) before it is decoded or copied.
+
+    Raises:
+        ShapeError: with the size and the fix.
+    """
+    if width <= 0 or height <= 0:
+        raise ShapeError(f"{what} is empty ({width}x{height}); expected an image with pixels")
+    if width * height > MAX_FRAME_PIXELS:
+        raise ShapeError(f"{what} is {width}x{height} ({width * height / 1e6:.0f} Mpx), larger than the "
+                         f"{MAX_FRAME_PIXELS / 1e6:.0f} Mpx enet-rt reads; downscale it first")
+
+
+def to_rgb8(frame: np.ndarray, *, order: str = "bgr", what: str = "frame") -> np.ndarray:
+    """Any frame OpenCV or a camera gives -> RGB ``uint8 (H, W, 3)``: the one frame conversion.
+
+    ``enet-run``'s sources, the dataset loaders and the Python API
+    (``enet.Segmenter``) all pass frames through here, so every command
+    treats an unusual frame alike.
+
+    Args:
+        frame: ``(H, W)`` or ``(H, W, 1)`` grey, ``(H, W, 3)`` colour,
+            ``(H, W, 4)`` colour + alpha (alpha dropped); ``uint8``,
+            ``uint16`` (16-bit PNGs: the top 8 bits, as OpenCV's
+            ``IMREAD_COLOR``) or float in [0, 1].
+        order: channel order of colour frames, ``"bgr"`` (OpenCV) or ``"rgb"``.
+        what: names the frame in an error.
+
+    Returns:
+        A new contiguous array (the input is never modified), or the input
+        itself when it already is contiguous RGB uint8 and ``order="rgb"``.
+
+    Raises:
+        ShapeError: another shape or dtype, an empty or too large frame (one line).
+    """
+    if order not in ("bgr", "rgb"):
+        raise ValueError(f"order must be 'bgr' or 'rgb', not {order!r}")
+    a = np.asarray(frame)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ShapeError(f"{what} has shape {a.shape}; expected (H, W) grey, (H, W, 3) colour or "
+                         "(H, W, 4) colour with alpha")
+    check_frame_pixels(a.shape[1], a.shape[0], what)
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise ShapeError(f"{what} holds NaN or infinite values; expected pixel values in [0, 1]")
+        a = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        raise ShapeError(f"{what} has dtype {a.dtype}; expected uint8, uint16 or float pixels")
+    if a.ndim == 2:
+        return np.repeat(a[:, :, None], 3, axis=2)
+    a = a[:, :, :3]
+    if order == "bgr":
+        a = a[:, :, ::-1]
+    return np.ascontiguousarray(a)
+
+
 def check_resize(method: str) -> str:
     """``method`` if it is one of :data:`RESIZE_METHODS`.
 

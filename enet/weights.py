@@ -120,7 +120,14 @@ def resolve_model(spec: str | os.PathLike[str] | None) -> Path:
     """
     if spec is None:
         env = os.environ.get("ENET_MODEL")
-        return resolve_model(env) if env else get_weights(DEFAULT_WEIGHTS).path()
+        if not env:
+            return get_weights(DEFAULT_WEIGHTS).path()
+        p = resolve_model(env)
+        if not p.exists():
+            raise EnetError(f"ENET_MODEL={env} names no file and no shipped weights (known: {', '.join(WEIGHTS)}); "
+                            "set ENET_MODEL to a .pth/.onnx/.engine file or a weights name, unset it, "
+                            "or pass the model explicitly")
+        return p
     p = Path(spec)
     if not p.exists() and str(spec) in WEIGHTS:
         return WEIGHTS[str(spec)].path()

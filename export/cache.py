@@ -4,7 +4,11 @@ The benchmark and the camera pipeline both run a ``.pth`` through ONNX
 Runtime or TensorRT; :func:`cached_onnx` is the one place that exports it
 for them. Files live in ``enet.cache.cache_dir("models")`` and are named
 ``<stem>-<sha256[:16]>-<W>x<H>-b<N>[-labels].onnx``: a new checkpoint, size,
-batch or output set never picks up a stale file.
+batch or output set never picks up a stale file. Each entry has a
+``.sha256`` file written after it: an entry whose hash does not match
+(truncated, overwritten, a fill killed half-way) is exported again, with a
+warning saying so. Fills of one entry by several processes take turns
+(:func:`enet.cache.entry_lock`); the second reuses the first's file.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from enet.cache import cache_dir
+from enet.cache import cache_dir, clean_stale_temps, entry_lock
 from enet.errors import EnetError
-from enet.fileio import sha256_file
+from enet.fileio import sha256_file, write_text
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +63,47 @@ def cached_onnx(checkpoint: str | os.PathLike[str], *, height: int | None = None
         h0, w0 = load_checkpoint(src)["meta"]["input_size"]
         height, width = height or int(h0), width or int(w0)
     out = cached_onnx_path(src, height, width, batch=batch, labels=labels, folder=folder)
-    if out.is_file():
+    if _intact(out):  # the common case, without a lock
         log.info("using cached ONNX %s", out)
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    log.info("exporting %s to %s (once; cached)", src, out)
-    if "gi" in sys.modules:
-        _export_in_subprocess(src, out, height, width, batch, labels)
-    else:
-        from enet.export.onnx import export_onnx
+    clean_stale_temps(out.parent)
+    with entry_lock(out):  # a second process filling the same entry waits here, then reuses the file
+        if _intact(out):
+            log.info("using cached ONNX %s (exported by another process meanwhile)", out)
+            return out
+        if out.exists():
+            log.warning("cached ONNX %s is damaged or incomplete (its sha256 does not match %s); exporting it again",
+                        out, _hash_path(out).name)
+            out.unlink()
+        log.info("exporting %s to %s (once; cached)", src, out)
+        if "gi" in sys.modules:
+            _export_in_subprocess(src, out, height, width, batch, labels)
+        else:
+            from enet.export.onnx import export_onnx
 
-        export_onnx(src, out, height=height, width=width, batch=batch, labels=labels)
+            export_onnx(src, out, height=height, width=width, batch=batch, labels=labels)
+        write_text(_hash_path(out), sha256_file(out) + "\n")
     return out
+
+
+def _hash_path(onnx_path: Path) -> Path:
+    """The entry's ``.sha256`` file, written after the ONNX: a file without a matching one is not trusted."""
+    return onnx_path.with_name(onnx_path.name + ".sha256")
+
+
+def _intact(onnx_path: Path) -> bool:
+    """The cached file exists and has the sha256 recorded when it was written (never raises).
+
+    Catches a truncated or overwritten entry (a disk that filled up, a copy
+    cut short, a foreign file under the name) and one whose fill was killed
+    between the ONNX and its hash.
+    """
+    try:
+        want = _hash_path(onnx_path).read_text(encoding="ascii").strip()
+        return onnx_path.is_file() and sha256_file(onnx_path) == want
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _export_in_subprocess(model: Path, out: Path, h: int, w: int, batch: int, labels: bool) -> None:

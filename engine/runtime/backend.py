@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from enet.defaults import env_note
 from enet.errors import EnetError
 
 try:  # Python >= 3.11
@@ -156,7 +157,7 @@ def open_backend(path: str | os.PathLike[str], kind: str | None = None, **option
     """
     p = Path(path)
     if not p.is_file():
-        raise EnetError(f"model file {p} does not exist")
+        raise EnetError(f"model file {p}{env_note(p)} does not exist")
     file_kind = backend_kind(p)
     kind = kind or file_kind
     if kind not in KINDS:

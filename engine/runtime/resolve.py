@@ -158,8 +158,10 @@ def resolve(model: str | os.PathLike[str] | None, *, backend: str = "auto", prec
         model = shipped["fp32"] if shipped else weights.path()
     model = Path(model)
     if not model.is_file():
-        raise EnetError(f"model file {model} does not exist; pass a model file (.pth, .onnx, .engine) or a "
-                        "shipped name (camvid)")
+        from enet.defaults import env_note
+
+        raise EnetError(f"model file {model}{env_note(model)} does not exist; pass a model file (.pth, .onnx, "
+                        ".engine) or a shipped name (camvid)")
     kind = backend_kind(model)
     engine = model.with_suffix(".engine")
     engine_precision = "fp16" if precision == "auto" else precision

@@ -97,6 +97,9 @@ def write_engine_pair(engine_path: str | os.PathLike[str], engine: bytes, data: 
     folder = engine_path.parent if str(engine_path.parent) else Path(".")
     if not folder.is_dir():
         raise EnetError(f"cannot write {engine_path}: folder {folder} does not exist")
+    from enet.fileio import clean_stale_temps
+
+    clean_stale_temps(engine_path)  # temps of a build killed while writing
     data = dict(data, engine_sha256=hashlib.sha256(engine).hexdigest())
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     tmps: list[Path] = []

@@ -105,11 +105,7 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
         EnetError: TensorRT failed, the engine failed the gate (nothing is
             cached), or INT8 without calibration frames.
     """
-    import shutil
-
-    from enet.defaults import default_camvid_root
-    from enet.engine.quant.convert import CalibrationSpec
-    from enet.engine.trt.build import DEFAULT_MIN_AGREEMENT, build_engine, describe, plan_engine
+    from enet.cache import entry_lock
 
     say = say or log.info
     if precision not in PRECISIONS:
@@ -121,6 +117,25 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
         return engine
     made = not engine.parent.exists()
     engine.parent.mkdir(parents=True, exist_ok=True)
+    with entry_lock(engine):  # a second process building the same engine waits, then reuses it
+        if _usable(engine, data_root):
+            say(f"using the cached TensorRT {precision} engine {engine} (built by another process meanwhile)")
+            return engine
+        engine.parent.mkdir(parents=True, exist_ok=True)  # a failed build by the other process removed it
+        return _build_first_run(onnx_path, engine, precision=precision, data_root=data_root,
+                                min_agreement=min_agreement, made=made, say=say)
+
+
+def _build_first_run(onnx_path: Path, engine: Path, *, precision: str, data_root: str | os.PathLike[str] | None,
+                     min_agreement: float | None, made: bool, say: Callable[[str], None]) -> Path:
+    """Build the first-run engine through the gate (the caller holds the entry's lock); ``made``: the
+    cache folder was made for it, and goes again when the build fails."""
+    import shutil
+
+    from enet.defaults import default_camvid_root
+    from enet.engine.quant.convert import CalibrationSpec
+    from enet.engine.trt.build import DEFAULT_MIN_AGREEMENT, build_engine, describe, plan_engine
+
     calib = None
     if precision == "int8":
         calib = CalibrationSpec(data=data_root or default_camvid_root(), cache=engine.parent / "int8-ranges.json")

@@ -152,7 +152,7 @@ ALLOWED_RESIZES = {
     "enet/data.py": 1,        # augment_pair: random scale (training only)
     "deploy/demo.py": 1,      # build_clip: frames of one clip to one size
     "deploy/overlay.py": 1,   # the rendered panel, not the network input
-    "deploy/sinks.py": 1,     # contact-sheet thumbnails
+    "deploy/sinks.py": 2,     # contact-sheet thumbnails; rendered frames of a mixed-size folder to the video size
 }
 
 

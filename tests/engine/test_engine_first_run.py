@@ -82,6 +82,31 @@ def test_a_broken_cached_pair_is_rebuilt(tiny_onnx, gpu_here) -> None:
     assert len(gpu_here) == 2 and read_sidecar(engine)["engine_sha256"]
 
 
+def test_two_first_runs_at_once_build_one_engine(tiny_onnx, gpu_here, monkeypatch) -> None:
+    """Two fills of one cache entry take turns on its lock: the second reuses the first's engine."""
+    import threading
+    import time
+
+    real = trt_build.build_engine_bytes
+    started = threading.Event()
+
+    def slow(*a, **k):
+        started.set()
+        time.sleep(0.5)  # the other caller arrives while this one builds
+        return real(*a, **k)
+
+    monkeypatch.setattr(trt_build, "build_engine_bytes", slow)
+    said: list[str] = []
+    results: list[Path] = []
+    first = threading.Thread(target=lambda: results.append(engine_cache.first_run_engine(tiny_onnx, say=said.append)))
+    first.start()
+    assert started.wait(60)
+    results.append(engine_cache.first_run_engine(tiny_onnx, say=said.append))
+    first.join(60)
+    assert len(gpu_here) == 1 and len(set(results)) == 1
+    assert any("built by another process meanwhile" in m for m in said)
+
+
 def test_int8_first_run_compiles_the_calibrated_qdq_onnx(tiny_onnx, calib_root, gpu_here) -> None:
     engine = engine_cache.first_run_engine(tiny_onnx, precision="int8", data_root=calib_root, say=lambda m: None)
     assert gpu_here[-1] == engine.with_name("enet.int8.onnx")  # plan: Q/DQ ONNX, strongly typed on 10.3
