@@ -575,7 +575,9 @@ def test_fault(case: tuple, inputs: dict[str, Path], tmp_path: Path) -> None:
     env.pop("DISPLAY", None)
     env.pop("ENET_MODEL", None)
     ctx = Ctx(ws=ws, inputs=inputs, env=env)
-    with small_disk(tmp_path, max(needs_small, 64), full=needs_small < 0) if needs_small else contextlib.nullcontext((None, None)) as (small, preexec):
+    disk = (small_disk(tmp_path, needs_small if needs_small > 0 else 64, full=needs_small < 0) if needs_small
+            else contextlib.nullcontext((None, None)))
+    with disk as (small, preexec):
         ctx.small, ctx.preexec = small, preexec
         check(ctx)
 
