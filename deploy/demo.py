@@ -172,7 +172,8 @@ def _demo(args: argparse.Namespace) -> int:
         raise
     print(f"enet-demo: {summary.line()}")
     print(f"enet-demo: wrote {', '.join(str(p) for p in (video, stats, sheet_path) if p.is_file())}")
-    print(f"enet-demo: achieved {summary.fps:.1f} fps with {summary.backend} ({model.name})")
+    print(f"enet-demo: achieved {summary.fps:.1f} fps with {summary.backend} "
+          f"({model.name if given_file else args.model or 'the shipped model'})")
     return 0
 
 

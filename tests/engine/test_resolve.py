@@ -119,3 +119,29 @@ def test_enet_model_variable_names_the_default(tiny_onnx: Path, monkeypatch) -> 
     assert resolve.resolve(None).path == tiny_onnx and resolve.model_file(None) == tiny_onnx
     monkeypatch.setenv("ENET_MODEL", "camvid")
     assert resolve.resolve(None, precision="fp32").path.name == "enet_camvid.onnx"
+
+
+def test_shipped_onnx_is_package_data() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    cfg = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "pretrained/*.onnx" in cfg["package-data"]["enet"]
+    assert {"enet.engine.runtime", "enet.engine.quant", "enet.engine.trt"} <= set(cfg["packages"])
+
+
+@pytest.mark.slow
+@pytest.mark.camvid
+def test_pretrained_build_regenerates_files_and_json(camvid_root: Path, tmp_path: Path) -> None:
+    """The one regeneration command, cut short (4 calibration frames, 2 val frames) into a scratch folder."""
+    from enet.engine.pretrained_build import main
+
+    pytest.importorskip("torch")
+    assert main(["camvid", "--data-root", str(camvid_root), "--calib-images", "4", "--limit", "2",
+                 "--output-dir", str(tmp_path), "-q"]) == 0
+    doc = json.loads((tmp_path / "enet_camvid.json").read_text())
+    shipped = get_weights("camvid").meta()
+    assert {k: v for k, v in doc.items() if k != "exports"} == {k: v for k, v in shipped.items() if k != "exports"}
+    for precision, name in (("fp32", "enet_camvid.onnx"), ("int8", "enet_camvid.int8.onnx")):
+        e = doc["exports"][precision]
+        assert e["file"] == name and (tmp_path / name).is_file() and e["val_frames"] == 2
+        assert e["command"].split()[0] in ("enet-export", "enet-build-engine")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no scratch left
