@@ -228,12 +228,14 @@ def _png(labels: np.ndarray) -> bytes:
 
 def _worker_name() -> str:
     """``<node id (8 hex)>/<pid>``: which node and process ran a frame (two nodes on one host share an IP)."""
+    node = "local"
     try:
         import ray
 
-        node = ray.get_runtime_context().get_node_id()[:8]
-    except Exception:  # noqa: BLE001 - outside Ray (unit tests)
-        node = "local"
+        if ray.is_initialized():
+            node = ray.get_runtime_context().get_node_id()[:8]
+    except ImportError:  # outside Ray (unit tests)
+        pass
     return f"{node}/{os.getpid()}"
 
 
@@ -262,7 +264,8 @@ def connect(address: str | None, *, object_store_mb: int, verbose: bool) -> Any:
         _quiet_ray_loggers()
     try:
         if address is None:
-            ray.init(num_cpus=cpu_count(), object_store_memory=object_store_mb * 1024 * 1024,
+            # "local": a new Ray of our own, even where `ray start` left a cluster to join by default
+            ray.init(address="local", num_cpus=cpu_count(), object_store_memory=object_store_mb * 1024 * 1024,
                      include_dashboard=False, **kwargs)
         else:
             ray.init(address=address, **kwargs)
@@ -324,8 +327,15 @@ def _from_items(ray: Any, items: list[dict[str, Any]]) -> Any:
         return ray.data.from_items(items, parallelism=len(items))
 
 
-def _quiet_data_context(ray: Any) -> None:
+#: How long the model actors may take to start (a TensorRT engine may be loaded, a GPU found) before the run
+#: fails saying the cluster lacks the resources, instead of waiting forever.
+ACTOR_START_TIMEOUT_S = 600
+
+
+def _configure_data_context(ray: Any) -> None:
     ctx = ray.data.DataContext.get_current()
+    if hasattr(ctx, "wait_for_min_actors_s"):  # every actor loaded its model before frames are handed out
+        ctx.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
     ctx.enable_progress_bars = False
     for name in ("enable_operator_progress_bars", "print_on_execution_start"):
         if hasattr(ctx, name):
@@ -381,7 +391,7 @@ def _run(ray: Any, cfg: BatchConfig, store: Store, todo: list[Recording], skippe
     log.info("%d recordings (%d complete, skipped) on %d model worker(s) of %g CPU%s, %d decode tasks",
              len(todo), len(skipped), actors, cpw,
              f" + {cfg.gpus_per_worker:g} GPU" if cfg.gpus_per_worker else "", decode_tasks)
-    _quiet_data_context(ray)
+    _configure_data_context(ray)
     if not cfg.verbose:
         _quiet_ray_loggers()
     spec = cfg.spec
