@@ -332,8 +332,12 @@ def _from_items(ray: Any, items: list[dict[str, Any]]) -> Any:
 ACTOR_START_TIMEOUT_S = 600
 
 
-def _configure_data_context(ray: Any) -> None:
+def _configure_data_context(ray: Any, frame_bytes: int, batch_size: int) -> None:
     ctx = ray.data.DataContext.get_current()
+    # Ray Data gathers a task's output into blocks of up to 128 MiB (its default): 250 frames at 480x360,
+    # held back until the block is full. One batch per block keeps frames streaming to the actors and the
+    # object store small.
+    ctx.target_max_block_size = max(1 << 20, int(1.25 * frame_bytes * batch_size))
     if hasattr(ctx, "wait_for_min_actors_s"):  # every actor loaded its model before frames are handed out
         ctx.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
     ctx.enable_progress_bars = False
@@ -391,10 +395,10 @@ def _run(ray: Any, cfg: BatchConfig, store: Store, todo: list[Recording], skippe
     log.info("%d recordings (%d complete, skipped) on %d model worker(s) of %g CPU%s, %d decode tasks",
              len(todo), len(skipped), actors, cpw,
              f" + {cfg.gpus_per_worker:g} GPU" if cfg.gpus_per_worker else "", decode_tasks)
-    _configure_data_context(ray)
+    spec = cfg.spec
+    _configure_data_context(ray, spec.size[0] * spec.size[1] * 3, cfg.batch_size)
     if not cfg.verbose:
         _quiet_ray_loggers()
-    spec = cfg.spec
     ds = _from_items(ray, [{"id": r.id, "location": r.location, "kind": r.kind} for r in todo])
     ds = ds.map_batches(decode_recordings, batch_size=1, num_cpus=0,
                         fn_kwargs={"size": spec.size, "resize": str(spec.meta.get("resize", "area")),
