@@ -97,7 +97,6 @@ def _main(args: argparse.Namespace) -> int:
     recordings = expand(args.inputs)
     size = parse_size(args.size) if args.size else None
     spec = resolve(args.model, backend=args.backend, size=size, cache_dir=args.cache_dir, precision=args.precision)
-    log.info("model %s on %s (%s)", spec.source, spec.kind, spec.why)
     spec_b = None
     if args.compare:
         spec_b = resolve(args.compare, backend=args.backend, size=spec.size, cache_dir=args.cache_dir,
@@ -108,6 +107,7 @@ def _main(args: argparse.Namespace) -> int:
                 "confidence": args.confidence}
     store = Store(args.output, spec.classes, manifest)
     store.check()
+    log.info("model %s on %s (%s)", spec.source, spec.kind, spec.why)
     from enet.deploy.batch.ray_run import BatchConfig, run_batch
 
     progress = not args.quiet and sys.stderr.isatty()

@@ -176,8 +176,9 @@ def check_comparable(a: ModelSpec, b: ModelSpec) -> None:
         EnetError: they differ.
     """
     if a.classes != b.classes:
-        raise EnetError(f"--compare {b.source} has classes {b.classes}, not {a.classes} as {a.source}; "
-                        "compare models trained on the same classes")
+        raise EnetError(f"--compare {b.source} has {len(b.classes)} classes ({', '.join(b.classes[:4])}...), "
+                        f"{a.source} {len(a.classes)} ({', '.join(a.classes[:4])}...); compare models trained on "
+                        "the same classes")
     if a.size != b.size:
         raise EnetError(f"--compare {b.source} runs at {b.size[1]}x{b.size[0]}, {a.source} at "
                         f"{a.size[1]}x{a.size[0]}; pass --size WxH for both")
