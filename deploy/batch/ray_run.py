@@ -413,7 +413,8 @@ def _run(ray: Any, cfg: BatchConfig, store: Store, todo: list[Recording], skippe
     frames: dict[str, dict[int, FrameResult]] = defaultdict(dict)
     ends: dict[str, int] = {}
     failed: dict[str, str] = {}
-    done: list[str] = []
+    done: list[str] = []  # in completion order
+    done_set: set[str] = set()
     per_worker: dict[str, int] = defaultdict(int)
     stage_s = {"decode": 0.0, "infer": 0.0, "write": 0.0}
     total = sum(cfg.frame_hints.get(r.id) or 0 for r in todo) or None
@@ -430,11 +431,12 @@ def _run(ray: Any, cfg: BatchConfig, store: Store, todo: list[Recording], skippe
             for i in range(len(batch["status"])):
                 rid = str(batch["recording"][i])
                 status = int(batch["status"][i])
-                if rid in failed or rid not in by_id or rid in done:
+                if rid in failed or rid not in by_id or rid in done_set:
                     continue
                 if status == FAILED:
                     failed[rid] = str(batch["error"][i])
                     frames.pop(rid, None)
+                    store.drop_labels(rid)
                     log.warning("%s (%s) failed: %s", rid, by_id[rid].location, failed[rid])
                     continue
                 if status == END:
@@ -448,9 +450,10 @@ def _run(ray: Any, cfg: BatchConfig, store: Store, todo: list[Recording], skippe
                             frame=f, pts=None if np.isnan(pts) else pts, fractions=np.array(batch["fractions"][i]),
                             confidence=float(batch["confidence"][i]), worker=str(batch["worker"][i]),
                             decode_ms=float(batch["decode_ms"][i]), infer_ms=float(batch["infer_ms"][i]),
-                            labels_png=bytes(batch["labels_png"][i]),
                             b_fractions=np.array(batch["b_fractions"][i]) if cfg.compare else None,
                             agreement=float(batch["agreement"][i]) if cfg.compare else None)
+                        if cfg.labels:
+                            store.add_labels(rid, f, bytes(batch["labels_png"][i]))
                         per_worker[str(batch["worker"][i])] += 1
                         stage_s["decode"] += float(batch["decode_ms"][i]) / 1e3
                         stage_s["infer"] += float(batch["infer_ms"][i]) / 1e3
@@ -459,6 +462,7 @@ def _run(ray: Any, cfg: BatchConfig, store: Store, todo: list[Recording], skippe
                     store.commit(rid, by_id[rid].location, frames.pop(rid).values(), compare=cfg.compare is not None)
                     stage_s["write"] += time.perf_counter() - tw
                     done.append(rid)
+                    done_set.add(rid)
                     log.info("%s: %d frames -> %s", rid, ends[rid], store.out / "frames" / f"{rid}.parquet")
             n_frames += new
             if n_first == 0:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from enet.errors import EnetError
-from enet.fileio import atomic_folder, atomic_path, write_text
+from enet.fileio import atomic_path, new_file_mode, write_text
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ class FrameResult:
     worker: str
     decode_ms: float
     infer_ms: float
-    labels_png: bytes = b""
     b_fractions: np.ndarray | None = None
     agreement: float | None = None
 
@@ -117,6 +117,24 @@ class Store:
 
     # ------------------------------------------------------------------ commit
 
+    def _partial_labels(self, rec_id: str) -> Path:
+        return self.out / "labels" / f".{rec_id}.tmp"
+
+    def add_labels(self, rec_id: str, frame: int, png: bytes) -> None:
+        """One frame's label PNG, into the recording's temporary folder (moved into place by :meth:`commit`).
+
+        Written as frames arrive, so the driver never holds a long recording's labels in memory.
+        """
+        folder = self._partial_labels(rec_id)
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{frame:06d}.png"
+        path.write_bytes(png)
+        os.chmod(path, new_file_mode())
+
+    def drop_labels(self, rec_id: str) -> None:
+        """Forget a failed recording's partial labels."""
+        shutil.rmtree(self._partial_labels(rec_id), ignore_errors=True)
+
     def commit(self, rec_id: str, location: str, results: Iterable[FrameResult], *, compare: bool) -> dict[str, Any]:
         """Write one recording: labels, then its frames file, then its summary (the completion mark).
 
@@ -125,10 +143,9 @@ class Store:
         """
         pa, pq = _arrow()
         rows = sorted(results, key=lambda r: r.frame)
-        if any(r.labels_png for r in rows):
-            with atomic_folder(self.out / "labels" / rec_id) as tmp:
-                for r in rows:
-                    (tmp / f"{r.frame:06d}.png").write_bytes(r.labels_png)
+        partial = self._partial_labels(rec_id)
+        if partial.is_dir():
+            os.replace(partial, self.out / "labels" / rec_id)
         fr = np.stack([r.fractions for r in rows]) if rows else np.zeros((0, len(self.classes)))
         cols: dict[str, Any] = {
             "recording": pa.array([rec_id] * len(rows), pa.string()),
