@@ -367,7 +367,6 @@ def run_batch(cfg: BatchConfig, store: Store) -> BatchResult:
         KeyboardInterrupt: Ctrl-C (its message names the incomplete recordings).
     """
     t_start = time.perf_counter()
-    store.open()
     complete = store.complete()
     todo = [r for r in cfg.recordings if r.id not in complete]
     skipped = [r.id for r in cfg.recordings if r.id in complete]
@@ -381,6 +380,7 @@ def run_batch(cfg: BatchConfig, store: Store) -> BatchResult:
     ray = connect(cfg.address, object_store_mb=cfg.object_store_mb, verbose=cfg.verbose)
     own_ray = cfg.address is None
     try:
+        store.open()  # once Ray is up: a cluster that cannot be reached leaves no folder behind
         return _run(ray, cfg, store, todo, skipped, stats, t_start)
     finally:
         if own_ray:
