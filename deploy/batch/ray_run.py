@@ -262,17 +262,28 @@ def connect(address: str | None, *, object_store_mb: int, verbose: bool) -> Any:
         # Ray's own notices (token auth, disabled progress bars, actor restart caveats) are not the
         # user's business here; -v shows them. Errors that matter reach the driver as exceptions.
         _quiet_ray_loggers()
-    try:
-        if address is None:
-            # "local": a new Ray of our own, even where `ray start` left a cluster to join by default
-            ray.init(address="local", num_cpus=cpu_count(), object_store_memory=object_store_mb * 1024 * 1024,
-                     include_dashboard=False, **kwargs)
-        else:
-            ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = "a local Ray" if address is None else f"the Ray cluster at {address}"
-        raise EnetError(f"cannot start {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
-                        + ("is `ray start --head` running there?" if address else "see docs/batch.md")) from None
+    where = "a local Ray" if address is None else f"the Ray cluster at {address}"
+    for attempt in (1, 2):
+        try:
+            if address is None:
+                # "local": a new Ray of our own, even where `ray start` left a cluster to join by default
+                ray.init(address="local", num_cpus=cpu_count(), object_store_memory=object_store_mb * 1024 * 1024,
+                         include_dashboard=False, **kwargs)
+            else:
+                ray.init(address=address, **kwargs)
+            break
+        # Ray raises a bare Exception when its raylet does not register within its fixed 30 s (a loaded
+        # machine), ConnectionError/RuntimeError/ValueError for an address it cannot use
+        except Exception as exc:  # noqa: BLE001
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if attempt == 1 and address is None:
+                log.warning("could not start %s (%s); trying once more", where, first)
+                continue
+            raise EnetError(f"cannot start {where}: {first}; " + (
+                "is `ray start --head` running there?" if address else "is the machine very busy? see docs/batch.md")
+            ) from None
     return ray
 
 
