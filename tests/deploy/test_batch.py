@@ -23,7 +23,7 @@ import torch  # noqa: F401 - before gi (see enet.deploy.gst.gst)
 
 from enet.errors import EnetError
 
-RAY_TIMEOUT_S = 300
+RAY_TIMEOUT_S = 600  # a local Ray run takes ~30 s here idle; minutes when the 2 cores are saturated
 
 
 # --------------------------------------------------------------------------- generated recordings
