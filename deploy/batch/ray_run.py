@@ -263,7 +263,8 @@ def connect(address: str | None, *, object_store_mb: int, verbose: bool) -> Any:
         # user's business here; -v shows them. Errors that matter reach the driver as exceptions.
         _quiet_ray_loggers()
     where = "a local Ray" if address is None else f"the Ray cluster at {address}"
-    for attempt in (1, 2):
+    attempts = 3 if address is None else 1
+    for attempt in range(1, attempts + 1):
         try:
             if address is None:
                 # "local": a new Ray of our own, even where `ray start` left a cluster to join by default
@@ -278,8 +279,8 @@ def connect(address: str | None, *, object_store_mb: int, verbose: bool) -> Any:
             with contextlib.suppress(Exception):
                 ray.shutdown()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if attempt == 1 and address is None:
-                log.warning("could not start %s (%s); trying once more", where, first)
+            if attempt < attempts:
+                log.warning("could not start %s (%s); trying again", where, first)
                 continue
             raise EnetError(f"cannot start {where}: {first}; " + (
                 "is `ray start --head` running there?" if address else "is the machine very busy? see docs/batch.md")

@@ -223,6 +223,8 @@ def local_run(tmp_path_factory, tiny_checkpoint):
     out = ws / "out"
     r = _batch([clip, folder, broken, "-o", out, "--model", tiny_checkpoint, "--backend", "ort", "--confidence",
                 "--labels", "--batch-size", "4"], env=dict(os.environ, ENET_CACHE_DIR=str(cache)))
+    if "cannot start a local Ray" in r.stderr:  # Ray's raylet must register within a fixed 30 s
+        pytest.skip("Ray could not start here (a saturated machine): " + r.stderr.strip().splitlines()[-1])
     return {"ws": ws, "clip": clip, "folder": folder, "broken": broken, "out": out, "run": r, "cache": cache}
 
 
@@ -302,7 +304,8 @@ def loopback_cluster(tmp_path: Path):
         start(["--head", "--port", str(port), "--include-dashboard", "false"], logs[0])
         start(["--address", f"127.0.0.1:{port}"], logs[1])  # retries until the head's GCS answers
         for name in ("head.log", "worker.log"):
-            _wait_for(lambda name=name: "Ray runtime started" in (tmp_path / name).read_text(), procs, 120)
+            _wait_for(lambda name=name: "Ray runtime started" in (tmp_path / name).read_text(), procs, 120,
+                      [tmp_path / "head.log", tmp_path / "worker.log"])
         yield f"127.0.0.1:{port}", env
     finally:
         for p in reversed(procs):  # our own process groups only; --block stops the node's processes on SIGTERM
@@ -319,11 +322,14 @@ def loopback_cluster(tmp_path: Path):
             f.close()
 
 
-def _wait_for(ready, procs, timeout):
+def _wait_for(ready, procs, timeout, logs_of=()):
     deadline = time.monotonic() + timeout
     while not ready():
         if any(p.poll() is not None for p in procs):
-            pytest.fail("ray start exited early (see head.log/worker.log)")
+            logs = "".join(f.read_text() for f in logs_of)
+            if "timed out during startup" in logs:  # Ray's fixed 30 s for a raylet to register
+                pytest.skip("ray start could not start a node here (a saturated machine)")
+            pytest.fail("ray start exited early: " + " | ".join(logs.strip().splitlines()[-3:]))
         if time.monotonic() > deadline:
             pytest.fail(f"ray start not ready within {timeout} s")
         time.sleep(0.5)
