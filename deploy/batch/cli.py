@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "OpenVINO, else ONNX Runtime)")
     add_engine_precision(p)
     p.add_argument("--size", type=size_text, metavar="WxH", help="inference size (default: the model's)")
+    p.add_argument("--frames", type=positive_int, metavar="N",
+                   help="at most the first N frames of each recording (a quick look at a fleet)")
     p.add_argument("--labels", action="store_true", help="also write label PNGs (class ids) per frame to OUT/labels/")
     p.add_argument("--confidence", action="store_true",
                    help="per-frame uncertainty: the mean over pixels of the top softmax probability")
@@ -64,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs each model actor reserves (default: all of a node's; 1 with GPUs)")
     g.add_argument("--num-gpus-per-worker", type=non_negative_float, default=0.0, metavar="G",
                    help="GPUs each model actor reserves (default 0: CPU inference)")
-    g.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
+    g.add_argument("--batch", type=positive_int, default=16, metavar="N",
                    help="frames per actor call (default 16)")
     g.add_argument("--decode-tasks", type=positive_int, metavar="N",
                    help="recordings decoded at once (default: twice the model actors)")
@@ -104,7 +106,7 @@ def _main(args: argparse.Namespace) -> int:
         check_comparable(spec, spec_b)
     manifest = {"model_sha256": spec.sha256, "backend": spec.kind, "size": list(spec.size),
                 "compare_sha256": spec_b.sha256 if spec_b else None, "labels": args.labels,
-                "confidence": args.confidence}
+                "confidence": args.confidence, "frames": args.frames}
     store = Store(args.output, spec.classes, manifest)
     store.check()
     log.info("model %s on %s (%s)", spec.source, spec.kind, spec.why)
@@ -114,7 +116,7 @@ def _main(args: argparse.Namespace) -> int:
     cfg = BatchConfig(
         out=args.output, spec=spec, recordings=recordings, compare=spec_b, address=args.address,
         workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.num_gpus_per_worker,
-        batch_size=args.batch_size, decode_tasks=args.decode_tasks, labels=args.labels, confidence=args.confidence,
+        batch_size=args.batch, max_frames=args.frames, decode_tasks=args.decode_tasks, labels=args.labels, confidence=args.confidence,
         threads=args.threads, streams=args.streams, object_store_mb=args.object_store_mb, progress=progress,
         verbose=bool(args.verbose),
         frame_hints={r.id: frame_count_hint(r) for r in recordings} if progress else {},

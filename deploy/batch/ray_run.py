@@ -4,7 +4,7 @@
   decoded and resized to the model's size where they are read, and handed on
   in chunks; the end of a recording (with its frame count) or its failure
   travels as a marker row.
-* **infer** (an actor pool, one model load per actor, ``--batch-size`` frames
+* **infer** (an actor pool, one model load per actor, ``--batch`` frames
   per call, run on ``concurrency`` threads when the backend has streams;
   CPU or GPU per actor): class fractions, optional confidence, label PNGs,
   and the second model's labels for ``--compare``.
@@ -58,6 +58,7 @@ class BatchConfig:
     cpus_per_worker: float | None = None
     gpus_per_worker: float = 0.0
     batch_size: int = 16
+    max_frames: int | None = None
     decode_tasks: int | None = None
     labels: bool = False
     confidence: bool = False
@@ -84,7 +85,7 @@ class BatchResult:
 
 
 def decode_recordings(batch: dict[str, np.ndarray], *, size: tuple[int, int], resize: str,
-                      chunk: int) -> Iterator[dict[str, np.ndarray]]:
+                      chunk: int, max_frames: int | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Ray Data UDF: recordings (``id``, ``location``, ``kind``) -> chunks of frame rows, then a marker row."""
     from enet.cli import one_line
     from enet.deploy.batch.recordings import frames
@@ -98,6 +99,8 @@ def decode_recordings(batch: dict[str, np.ndarray], *, size: tuple[int, int], re
         try:
             t = time.perf_counter()
             for rgb, pts in frames(rec):
+                if max_frames is not None and n >= max_frames:
+                    break
                 image = resize_rgb(rgb, size, resize)
                 now = time.perf_counter()
                 buf.append((n, np.nan if pts is None else float(pts), image, (now - t) * 1e3))
@@ -414,7 +417,7 @@ def _run(ray: Any, cfg: BatchConfig, store: Store, todo: list[Recording], skippe
     ds = _from_items(ray, [{"id": r.id, "location": r.location, "kind": r.kind} for r in todo])
     ds = ds.map_batches(decode_recordings, batch_size=1, num_cpus=0,
                         fn_kwargs={"size": spec.size, "resize": str(spec.meta.get("resize", "area")),
-                                   "chunk": cfg.batch_size},
+                                   "chunk": cfg.batch_size, "max_frames": cfg.max_frames},
                         **_tasks(ray, min(decode_tasks, len(todo))))
     ds = ds.map_batches(SegmentWorker, batch_size=cfg.batch_size, num_cpus=cpw, num_gpus=cfg.gpus_per_worker or None,
                         fn_constructor_args=([ray.put(spec), ray.put(cfg.compare) if cfg.compare else None],),

@@ -92,6 +92,8 @@ def test_decode_marks_the_end_and_failures(tmp_path):
     bad.write_bytes(os.urandom(2000))
     batch = {"id": np.array(["c", "bad"], dtype=object), "location": np.array([str(clip), str(bad)], dtype=object),
              "kind": np.array(["video", "video"], dtype=object)}
+    assert [b["frame"][-1] for b in decode_recordings(batch, size=(64, 96), resize="area", chunk=4,
+                                                      max_frames=3)][:2] == [2, -1]  # --frames 3
     out = list(decode_recordings(batch, size=(64, 96), resize="area", chunk=2))
     status = np.concatenate([b["status"] for b in out])
     assert list(status) == [FRAME] * 5 + [END, FAILED]
@@ -222,7 +224,7 @@ def local_run(tmp_path_factory, tiny_checkpoint):
     broken.write_bytes(os.urandom(4000))
     out = ws / "out"
     r = _batch([clip, folder, broken, "-o", out, "--model", tiny_checkpoint, "--backend", "ort", "--confidence",
-                "--labels", "--batch-size", "4"], env=dict(os.environ, ENET_CACHE_DIR=str(cache)))
+                "--labels", "--batch", "4"], env=dict(os.environ, ENET_CACHE_DIR=str(cache)))
     if "cannot start a local Ray" in r.stderr:  # Ray's raylet must register within a fixed 30 s
         pytest.skip("Ray could not start here (a saturated machine): " + r.stderr.strip().splitlines()[-1])
     return {"ws": ws, "clip": clip, "folder": folder, "broken": broken, "out": out, "run": r, "cache": cache}
@@ -345,7 +347,7 @@ def test_two_node_loopback_cluster_gives_the_local_results(local_run, tiny_check
     env = dict(os.environ, ENET_CACHE_DIR=str(local_run["cache"]))
     with loopback_cluster(tmp_path) as (address, cluster_env):
         r = _batch([local_run["clip"], local_run["folder"], "-o", out, "--model", tiny_checkpoint, "--backend", "ort",
-                    "--batch-size", "2", "--address", address, "-q"], env=dict(cluster_env, **env))
+                    "--batch", "2", "--address", address, "-q"], env=dict(cluster_env, **env))
     assert r.returncode == 0, r.stderr
     assert "on 2 ort worker(s)" in r.stdout
     workers = set()
