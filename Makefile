@@ -16,7 +16,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[torch,dev,openvino]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[torch,dev,openvino,batch]'
 	@$(PY) deploy/gst_venv_link.py $(VENV) 2>/dev/null || true
 	touch $(STAMP)
 

@@ -33,6 +33,8 @@ _FIXES = {
     "onnxsim": "pip install 'enet-rt[torch]' (onnxsim)",
     "polygraphy": "pip install polygraphy",
     "matplotlib": "pip install matplotlib",
+    "ray": "pip install 'enet-rt[batch]' (Ray Data, for enet-batch)",
+    "pyarrow": "pip install 'enet-rt[batch]' (pyarrow, for enet-batch)",
 }
 
 

@@ -141,6 +141,13 @@ CASES: list[tuple] = [
     ("demo-frames-0", "enet-demo --model {onnx} -o {ws}/demo --frames 0", 2, "--frames"),
     ("demo-size-malformed", "enet-demo --model {onnx} -o {ws}/demo --size 12x", 2, "--size"),
     ("demo-random-pth", "enet-demo --model {bad}/random.pth -o {ws}/demo", 1),
+    # ---- enet-batch (all fail before Ray starts)
+    ("batch-missing-input", "enet-batch {ws}/nope.mp4 -o {ws}/out --model {onnx}", 1, "does not exist"),
+    ("batch-unwritable-output", "enet-batch {clip} -o {ro}/out --model {onnx}", 1),
+    ("batch-random-model", "enet-batch {clip} -o {ws}/out --model {bad}/random.onnx", 1),
+    ("batch-compare-other-classes", "enet-batch {clip} -o {ws}/out --model {pth} --compare {pth5} --backend torch", 1),
+    ("batch-workers-0", "enet-batch {clip} -o {ws}/out --model {onnx} --workers 0", 2, "--workers"),
+    ("batch-size-malformed", "enet-batch {clip} -o {ws}/out --model {onnx} --size 12x", 2, "--size"),
     ("demo-backend-fails-after-the-clip", "enet-demo --model {onnx} --backend trt -o {ws}/demo -q --data-root {data}",
      1, "engine"),
 ]

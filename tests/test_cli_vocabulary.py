@@ -32,6 +32,7 @@ PARSERS = {
     "bench": "enet.bench.cli:build_parser",
     "run": "enet.deploy.cli:build_parser",
     "demo": "enet.deploy.demo:build_parser",
+    "batch": "enet.deploy.batch.cli:build_parser",
 }
 
 
