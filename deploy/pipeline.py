@@ -48,6 +48,7 @@ import numpy as np
 from enet._lazy import require
 from enet.deploy.errors import NoFrameYet
 from enet.deploy.overlay import Renderer, class_fractions
+from enet.errors import EnetError
 from enet.transforms import Preprocess
 
 log = logging.getLogger(__name__)
@@ -77,32 +78,41 @@ class Packet:
 
 
 class LatestSlot:
-    """A one-item queue whose ``put`` replaces an unread item (counted in ``dropped``)."""
+    """A one-item queue whose ``put`` replaces an unread item (counted in ``dropped``).
+
+    The end marker does not replace a frame: the last frame of a stream is
+    still taken, then every later ``get`` returns the end.
+    """
 
     def __init__(self) -> None:
         self._item: Any = None
         self._has = False
+        self._ended = False
         self._cv = threading.Condition()
         self.dropped = 0
 
     def put(self, item: Any, timeout: float | None = None) -> None:  # noqa: ARG002 - queue.Queue's signature
         with self._cv:
-            if self._has and self._item is not _END:
-                self.dropped += 1
-            if not (self._has and self._item is _END):
+            if item is _END:
+                self._ended = True
+            elif not self._ended:
+                if self._has:
+                    self.dropped += 1
                 self._item, self._has = item, True
-            self._cv.notify()
+            self._cv.notify_all()
 
     def get(self, timeout: float | None = None) -> Any:
         with self._cv:
-            if not self._has and not self._cv.wait_for(lambda: self._has, timeout):
+            if not (self._has or self._ended) and not self._cv.wait_for(lambda: self._has or self._ended, timeout):
                 raise queue.Empty
+            if not self._has:
+                return _END
             item, self._item, self._has = self._item, None, False
             return item
 
     def qsize(self) -> int:
         with self._cv:
-            return int(self._has and self._item is not _END)
+            return int(self._has)
 
 
 class RateMeter:
@@ -332,6 +342,8 @@ class Pipeline:
                 self._captured = n
                 if not self._put(self._q_cap, pkt):
                     return
+        except EnetError as exc:  # the input failed (a camera given up on): finish the frames in flight, then raise
+            self._errors.append(exc)
         except BaseException as exc:  # noqa: BLE001 - handed to run(), re-raised there
             self._fail(exc)
         finally:

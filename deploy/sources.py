@@ -313,15 +313,16 @@ class PacedSource:
         if self._t0 is None:
             self._t0 = now
         due_now = int((now - self._t0) * rate)  # the newest frame whose release time has passed
-        while self._next < due_now:             # released while the reader was busy: a camera drops them
-            if self._inner.read() is None:
-                return None
-            self._next += 1
-            self.dropped += 1
         item = self._inner.read()               # decoded before its release time when the reader is early
         if item is None:
             return None
         k, self._next = self._next, self._next + 1
+        while self._next <= due_now:            # newer ones released while the reader was busy: a camera
+            newer = self._inner.read()          # delivers the newest and drops the rest
+            if newer is None:
+                break
+            item, k, self._next = newer, self._next, self._next + 1
+            self.dropped += 1
         due = self._t0 + k / rate
         delay = due - self._clock()
         if delay > 0:
