@@ -154,7 +154,8 @@ class RunSummary:
 
     Attributes:
         frames: results output.
-        captured: frames the pipeline read from the source (``frames`` + dropped + in flight at a stop).
+        captured: frames the source delivered, or released when played live (``frames`` + ``dropped``
+            + any in flight at a stop).
         dropped: frames dropped because a newer one arrived first (live only).
         seconds: wall time from the start of the run to the last output.
         fps: ``frames / seconds``, the output rate.
@@ -483,7 +484,7 @@ class Pipeline:
                 latency_ms={k: v / frames for k, v in sums.items()} if frames else {},
                 backend=self.predictor.name,
                 stopped_by=self._ended_by(),
-                reconnects=getattr(self.source, "reconnects", 0), captured=self._captured,
+                reconnects=getattr(self.source, "reconnects", 0), captured=self._captured + int(self.source.dropped),
                 total_ms=percentiles(totals), wait_ms=wait_sum / frames if frames else 0.0, live=self.live,
             )
         if self._errors:
