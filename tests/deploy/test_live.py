@@ -384,7 +384,7 @@ def test_gstreamer_recording_gets_capture_times(tmp_path):
     from enet.deploy.sinks import VideoFileSink
 
     sink = VideoFileSink(tmp_path / "r.mp4", fps=15.0, writer="gst")
-    times = [k / 15 for k in range(15)] + [2.0 + k / 15 for k in range(15)]  # a 1 s gap of dropped frames
+    times = [k / 15 for k in range(15)] + [2.0 + k / 15 for k in range(14)] + [2.9]  # a 1 s gap of dropped frames
     for t in times:
         sink.write(np.zeros((48, 64, 3), np.uint8), t=t)
     sink.close()
@@ -395,3 +395,11 @@ def test_gstreamer_recording_gets_capture_times(tmp_path):
     ok, duration = p.query_duration(Gst.Format.TIME)
     p.set_state(Gst.State.NULL)
     assert ok and duration / Gst.SECOND == pytest.approx(3.0, abs=0.1)  # 30 frames, 3 s of drive (not 2 s)
+    from enet.deploy.sources import open_source
+
+    src = open_source(str(tmp_path / "r.mp4"), capture="gst")
+    pts = []
+    while (item := src.read()) is not None:
+        pts.append(item[1])
+    src.close()
+    assert pts == pytest.approx(times, abs=1e-3)  # every frame, at its capture time
