@@ -40,7 +40,8 @@ def launch_line(path: Path) -> str:
     from enet.deploy.gstpipes import quote
 
     demux = "matroskademux" if path.suffix.lower() in (".mkv", ".webm") else "qtdemux"
-    return f"( filesrc location={quote(str(path))} ! {demux} ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    return (f"( filesrc location={quote(str(path))} ! {demux} ! h264parse ! "
+            "rtph264pay name=pay0 pt=96 config-interval=1 )")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -403,3 +403,20 @@ def test_gstreamer_recording_gets_capture_times(tmp_path):
         pts.append(item[1])
     src.close()
     assert pts == pytest.approx(times, abs=1e-3)  # every frame, at its capture time
+
+
+def test_input_latency_is_the_rtsp_jitter_buffer():
+    from pathlib import Path
+
+    from enet.deploy.cli import build_parser
+    from enet.deploy.gstpipes import CaptureOptions, rtsp_pipeline
+    from enet.deploy.rtsp_serve import launch_line
+
+    assert "rtspsrc location=\"rtsp://h/s\" latency=40 " in rtsp_pipeline("rtsp://h/s", CaptureOptions(latency_ms=40),
+                                                                          frozenset())
+    assert CaptureOptions().latency_ms == 200  # the default is unchanged
+    args = build_parser().parse_args(["rtsp://h/s", "--input-latency", "0", "--live"])
+    assert args.input_latency == 0 and args.live
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["rtsp://h/s", "--input-latency", "-5"])
+    assert "qtdemux ! h264parse ! rtph264pay name=pay0" in launch_line(Path("a.mp4"))
