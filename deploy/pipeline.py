@@ -13,7 +13,10 @@ Memory is bounded however long the run:
   one-frame slot (a stale frame is dropped and counted) and each inference
   worker, when it frees up, takes the newest frame from that slot and
   preprocesses it itself. At most one frame waits anywhere: no queue holds a
-  stale frame between preprocessing and inference.
+  stale frame between preprocessing and inference. With several inference
+  workers a result is output as soon as it is ready; one that finishes after
+  the result of a frame taken later was output is stale and dropped (counted),
+  never waited for.
 
 What a run reports means what a driver means (docs/deploy.md, "Throughput and live"):
 
@@ -274,6 +277,7 @@ class Pipeline:
         self._q_inf: Any = queue.Queue(maxsize=self.workers if self.live else queue_size)
         self._take_lock = threading.Lock()
         self._next_seq = 0
+        self._late = 0  # live: results dropped because a frame taken later was output first
         self._workers_lock = threading.Lock()
         self._workers_left = self.workers
         meta = predictor.meta
@@ -291,8 +295,9 @@ class Pipeline:
 
     @property
     def dropped(self) -> int:
-        """Frames dropped for a newer one: in the capture slot, and by a source played live."""
-        return getattr(self._q_cap, "dropped", 0) + int(self.source.dropped)
+        """Frames dropped for a newer one: in the capture slot, by a source played live, and (live, several
+        streams) results that finished after a newer frame's was output."""
+        return getattr(self._q_cap, "dropped", 0) + int(self.source.dropped) + self._late
 
     def _fail(self, exc: BaseException) -> None:
         self._errors.append(exc)
@@ -448,6 +453,11 @@ class Pipeline:
                     continue
                 if pkt is _END:
                     break
+                if self.live and pkt.seq < next_seq:
+                    self._late += 1  # a frame taken later finished first and is out: this result is stale
+                    continue
+                if self.live:
+                    next_seq = pkt.seq  # newest result first; frames taken earlier and still running are stale
                 pending[pkt.seq] = pkt
                 while next_seq in pending:  # in order, whichever worker finished first
                     pkt = pending.pop(next_seq)

@@ -136,7 +136,7 @@ def test_rate_meter_is_frames_out_over_wall_time(streams):
 @pytest.mark.parametrize("streams", [1, 2])
 def test_summary_hud_and_stats_report_one_rate(streams):
     clock = FakeClock()
-    src = LockstepSource(clock, 60, ahead=streams)
+    src = LockstepSource(clock, 60)  # one frame in flight: in order (the meter's test has the pairs)
     records = []
 
     def on_frame(n, rec):
@@ -298,7 +298,47 @@ def test_live_path_holds_one_frame_and_a_free_worker_takes_the_newest(streams):
     s = result[0]
     want = [_marker(k) for k in (*range(streams), streams + 4)]
     assert sorted(pred.seen) == pytest.approx(want)  # then the newest frame, not the oldest
-    assert s.frames == streams + 1 and s.dropped == 4 and s.captured == streams + 5
+    assert s.captured == streams + 5 and s.frames + s.dropped == s.captured
+    assert s.frames == streams + 1 or streams > 1  # two workers may finish out of order (next test)
+
+
+def test_live_stale_result_is_dropped_not_waited_for():
+    """Two workers: frame 1 finishes first and is output; frame 0's result comes later, stale, and is dropped."""
+    slow = threading.Event()
+    zero = _marker(0)
+
+    class Pred(FakePredictor):
+        def __call__(self, x):
+            y = super().__call__(x)
+            if float(x[0, 0, 0, 0]) == pytest.approx(zero):
+                assert slow.wait(_SYNC_S)
+            return y
+
+    pred = Pred(concurrency=2)
+    src = GatedSource()
+    out = []
+
+    def on_frame(n, rec):
+        out.append(rec["source_frame"])
+        slow.set()
+
+    p = Pipeline(src, pred, renderer=Renderer(META["classes"], META["palette"], legend=False), on_frame=on_frame)
+    result: list[RunSummary] = []
+    th = threading.Thread(target=lambda: result.append(p.run()))
+    th.start()
+    src.release.release()                        # frame 0: worker A, held until a result is out
+    assert pred.started.acquire(timeout=_SYNC_S)
+    src.release.release()                        # frame 1: worker B, done at once, output
+    assert pred.started.acquire(timeout=_SYNC_S)
+    for _ in range(int(_SYNC_S * 100)):
+        if out:
+            break
+        threading.Event().wait(0.01)
+    src.done = True
+    src.release.release()
+    th.join(_SYNC_S)
+    s = result[0]
+    assert out == [1] and s.frames == 1 and s.dropped == 1 and s.captured == 2
 
 
 # --------------------------------------------------------------------------- test:// and the summary
