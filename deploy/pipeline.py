@@ -297,7 +297,11 @@ class Pipeline:
     def dropped(self) -> int:
         """Frames dropped for a newer one: in the capture slot, by a source played live, and (live, several
         streams) results that finished after a newer frame's was output."""
-        return getattr(self._q_cap, "dropped", 0) + int(self.source.dropped) + self._late
+        return getattr(self._q_cap, "dropped", 0) + self._source_dropped() + self._late
+
+    def _source_dropped(self) -> int:
+        # ``dropped`` and ``last_age_s`` are optional for a source written before them (frames: none, age: unknown)
+        return int(getattr(self.source, "dropped", 0))
 
     def _fail(self, exc: BaseException) -> None:
         self._errors.append(exc)
@@ -339,7 +343,7 @@ class Pipeline:
                     break
                 rgb, pts = item
                 now = clock()
-                age = self.source.last_age_s
+                age = getattr(self.source, "last_age_s", None)
                 # a live frame's age (camera -> here: jitter buffer, decode) is latency; the wait for it is not
                 t_cap = now - age if age is not None and age > 0 else now
                 pkt = Packet(n, rgb, pts, time.time() - (now - t_cap), t_cap, wait_ms=(now - t) * 1e3,
@@ -494,7 +498,7 @@ class Pipeline:
                 latency_ms={k: v / frames for k, v in sums.items()} if frames else {},
                 backend=self.predictor.name,
                 stopped_by=self._ended_by(),
-                reconnects=getattr(self.source, "reconnects", 0), captured=self._captured + int(self.source.dropped),
+                reconnects=getattr(self.source, "reconnects", 0), captured=self._captured + self._source_dropped(),
                 total_ms=percentiles(totals), wait_ms=wait_sum / frames if frames else 0.0, live=self.live,
             )
         if self._errors:
