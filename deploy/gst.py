@@ -231,6 +231,10 @@ class GstSource:
         if running == Gst.CLOCK_TIME_NONE or running < 0:
             return None
         age = (clock.get_time() - self._pipeline.get_base_time() - running) / Gst.SECOND
+        if -1.0 < age < 0.0:
+            # rtpjitterbuffer maps RTP time to this clock with a skew estimate; with a small
+            # --input-latency frames come out up to ~40 ms "early" (measured on 127.0.0.1): just captured
+            return 0.0
         return age if 0.0 <= age < 60.0 else None  # outside that: a clock this code does not understand
 
     def _pts(self, sample: Any) -> float | None:

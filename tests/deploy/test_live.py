@@ -13,7 +13,7 @@ import pytest
 
 from typing import Any
 
-from enet.deploy.errors import SourceError
+from enet.deploy.errors import NoFrameYet, SourceError
 from enet.deploy.overlay import Renderer
 from enet.deploy.pipeline import Pipeline, RateMeter, RunSummary, percentiles
 from enet.deploy.sources import PacedSource, PatternSource, ReconnectingSource, open_source
@@ -460,3 +460,54 @@ def test_input_latency_is_the_rtsp_jitter_buffer():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["rtsp://h/s", "--input-latency", "-5"])
     assert "qtdemux ! h264parse ! rtph264pay name=pay0" in launch_line(Path("a.mp4"))
+
+
+@pytest.mark.gstreamer
+def test_rtsp_served_file_gives_frames_with_their_age(tmp_path):
+    """A file served on 127.0.0.1 (python -m enet.deploy.rtsp_serve) is read as a live RTSP camera."""
+    import socket
+    import subprocess
+    import sys
+
+    import torch  # noqa: F401 - before gi (see enet.deploy.gst.gst)
+
+    import gi
+
+    try:
+        gi.require_version("GstRtspServer", "1.0")
+    except ValueError:
+        pytest.skip("gst-rtsp-server typelib not installed (apt-get install gir1.2-gst-rtsp-server-1.0)")
+    from enet.deploy.gstpipes import CaptureOptions
+    from enet.deploy.sinks import VideoFileSink
+
+    clip = tmp_path / "clip.mp4"
+    sink = VideoFileSink(clip, fps=15.0, writer="gst")
+    for k in range(60):
+        sink.write(np.full((48, 64, 3), k * 4, np.uint8))
+    sink.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "enet.deploy.rtsp_serve", str(clip), "--port", str(port)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert "rtsp://127.0.0.1" in server.stdout.readline()
+        stop = threading.Event()
+        src = open_source(f"rtsp://127.0.0.1:{port}/clip", capture="gst", opts=CaptureOptions(latency_ms=0),
+                          stop=stop, reconnect_timeout_s=10)
+        ages = []
+        for _ in range(3):
+            while True:
+                try:
+                    item = src.read()
+                    break
+                except NoFrameYet:
+                    continue
+            assert item is not None and item[0].shape == (48, 64, 3)
+            ages.append(src.last_age_s)
+        stop.set()
+        src.close()
+        assert all(a is not None and a >= 0 for a in ages[1:]), ages  # from the buffer timestamp
+    finally:
+        server.terminate()
+        server.wait(10)
