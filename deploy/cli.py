@@ -6,6 +6,7 @@ Examples::
     enet-run v4l2:///dev/video0 udp://192.168.1.10:5000 # USB camera, stream to a laptop
     enet-run clip.mp4 seg.mp4 --visualize overlay,mask --no-display
     enet-run ../shared/data/camvid/val seg.mp4 --backend torch
+    enet-run clip.mp4 seg.mp4 --live --stats run.jsonl  # the clip played as the camera would deliver it
 
 Building the parser imports nothing heavy, so ``--help`` works without
 OpenCV, GStreamer or TensorRT.
@@ -25,7 +26,8 @@ from typing import Any
 
 from enet.engine.runtime.backend import BACKEND_CHOICES
 from enet.cli import (ArgumentParser, add_engine_precision, add_frames, add_model, capture_size_text, check_writable,
-                      guard, non_negative_float, positive_float, positive_int, setup_logging, size_text, unit_float)
+                      guard, non_negative_float, non_negative_int, positive_float, positive_int, setup_logging,
+                      size_text, unit_float)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class RunConfig:
     input_rate: float | None = None
     input_codec: str | None = None
     input_flip: int = 0
+    input_latency: int | None = None
+    live: bool = False
     output_rate: float | None = None
     cache_dir: str | None = None
     hud: bool = True
@@ -99,8 +103,15 @@ def threading_main() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def run(cfg: RunConfig) -> Any:
+def run(cfg: RunConfig, *, report: Callable[[Any], None] | None = None) -> Any:
     """Open the input, the model and the outputs, and run the pipeline.
+
+    Args:
+        cfg: the run.
+        report: called with the :class:`enet.deploy.pipeline.RunSummary` however
+            the run ends once frames flow: end of input, a stop (Ctrl-C,
+            SIGTERM, ``--frames``), or an error such as a lost camera given
+            up on (then before the error is raised).
 
     Returns:
         :class:`enet.deploy.pipeline.RunSummary` (plus ``outputs``, the
@@ -140,13 +151,19 @@ def run(cfg: RunConfig) -> Any:
                             "unset); write a video file (out.mp4) or a stream (rtsp://, udp://) instead")
     if cfg.stats:
         check_writable(cfg.stats, what="--stats")
+    if cfg.input_latency is not None and cfg.input_latency < 0:
+        raise EnetError(f"--input-latency must be 0 or more milliseconds, not {cfg.input_latency}")
     model = cfg.model  # a file or a shipped name (None: the default): resolved with the backend below
+    _explain_rates(cfg, parse_input(cfg.input))
 
     stop = threading.Event()
     opts = CaptureOptions(size=parse_size(cfg.input_size) if cfg.input_size else None, rate=cfg.input_rate,
-                          codec=cfg.input_codec, flip=cfg.input_flip)
+                          codec=cfg.input_codec, flip=cfg.input_flip,
+                          **({} if cfg.input_latency is None else {"latency_ms": cfg.input_latency}))
     source = open_source(cfg.input, capture=cfg.capture, opts=opts, stop=stop,
-                         reconnect_timeout_s=cfg.reconnect_timeout)
+                         reconnect_timeout_s=cfg.reconnect_timeout, play_live=cfg.live)
+    if source.live:
+        log.info("%s: live, newest frame only (dropped frames are counted)", source.name)
     sinks: list[Any] = []
     stats = None
     try:
@@ -177,7 +194,11 @@ def run(cfg: RunConfig) -> Any:
                 pipeline.request_stop(reason)
 
             with _stop_on_signals(request):
-                summary = pipeline.run()
+                try:
+                    summary = pipeline.run()
+                finally:
+                    if report is not None and pipeline.summary is not None:
+                        report(pipeline.summary)
     except BaseException:
         for s in [*sinks, stats]:
             if s is not None:
@@ -188,6 +209,23 @@ def run(cfg: RunConfig) -> Any:
         raise
     summary.outputs = [u.location for u in outputs if u.kind == "file"]  # type: ignore[attr-defined]
     return summary
+
+
+def _explain_rates(cfg: RunConfig, uri: Any) -> None:
+    """Say what --input-rate / --live / --input-latency do for this input (nothing is ignored silently)."""
+    if cfg.live and uri.live:
+        log.info("--live: %s is live already", cfg.input)
+    if cfg.input_rate and not cfg.live and not uri.live:
+        if uri.kind == "folder":
+            log.warning("--input-rate %g on a folder without --live: frames are read as fast as possible; the rate "
+                        "only sets their timestamps and the written video's rate (add --live to play it as a "
+                        "%g fps camera)", cfg.input_rate, cfg.input_rate)
+        else:
+            log.warning("--input-rate %g on %s without --live: frames are read as fast as possible and the rate is "
+                        "not used (add --live to play it as a %g fps camera)", cfg.input_rate, uri.kind,
+                        cfg.input_rate)
+    if cfg.input_latency is not None and uri.kind != "rtsp":
+        log.warning("--input-latency is the RTSP jitter buffer; %s has none", cfg.input)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  enet-run clip.mp4 seg.mp4 --visualize overlay,mask --no-display\n"
                "  enet-run ../shared/data/camvid/val seg.mp4 --backend torch --input-rate 15\n"
                "  enet-run rtsp://cam/stream out.mp4 --reconnect-timeout 0   # retry forever\n"
+               "  enet-run clip.mp4 seg.mp4 --live               # play the file as its camera delivered it\n"
+               "  enet-run rtsp://127.0.0.1:8554/cam --input-latency 50 --no-display\n"
                "inputs: file://clip.mp4 | clip.mp4 | FOLDER/ | v4l2:///dev/video0 | csi://0 | rtsp://host/path |\n"
                "  gst://'... ! appsink' | test://?size=96x64&frames=100\n"
                "outputs: out.mp4 | display://0 | rtsp://server:8554/path | udp://host:port\n"
@@ -228,7 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--capture", default="auto", choices=["auto", "gst", "opencv"],
                    help="capture through GStreamer or OpenCV (default: GStreamer when installed)")
     g.add_argument("--input-size", type=capture_size_text, metavar="WxH", help="camera capture size (csi default 1280x720)")
-    g.add_argument("--input-rate", type=positive_float, metavar="FPS", help="camera frame rate; folder playback rate")
+    g.add_argument("--input-rate", type=positive_float, metavar="FPS",
+                   help="camera frame rate; with --live, the rate a file or folder is played at (default: the "
+                        "file's own; folders 30); without --live a folder's timestamps only")
+    g.add_argument("--live", action="store_true",
+                   help="play a file, folder or test:// as a camera would: frames released at their rate, the "
+                        "pipeline takes the newest and drops the rest (counted); reports the fps, drops and "
+                        "latency a car would see (default: as fast as possible, every frame)")
+    g.add_argument("--input-latency", type=non_negative_int, metavar="MS",
+                   help="RTSP jitter buffer in milliseconds, counted in the reported latency (default 200; lower "
+                        "on a wired network)")
     g.add_argument("--input-codec", choices=["h264", "h265", "mjpeg", "mpeg4", "vp8", "vp9", "raw"],
                    help="stream codec (Jetson hardware decode of files and RTSP; mjpeg for USB cameras)")
     g.add_argument("--reconnect-timeout", type=non_negative_float, default=30.0, metavar="S",
@@ -263,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         alpha=args.alpha, visualize=args.visualize, stats=args.stats, max_frames=args.frames,
         display=display, capture=args.capture, writer=args.writer, input_size=args.input_size,
         input_rate=args.input_rate, input_codec=args.input_codec, input_flip=args.input_flip,
+        input_latency=args.input_latency, live=args.live,
         output_rate=args.output_rate, cache_dir=args.cache_dir, hud=not args.no_hud, legend=not args.no_legend,
         threads=args.threads, reconnect_timeout=args.reconnect_timeout, streams=args.streams,
     )
@@ -270,13 +320,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_and_report(cfg: RunConfig) -> int:
-    summary = run(cfg)
-    print(f"enet-run: {summary.line()}; stopped by {summary.stopped_by}")
+    summary = run(cfg, report=print_summary)
     for path in summary.outputs:
         print(f"enet-run: wrote {path}")
     if cfg.stats and os.path.exists(cfg.stats):
         print(f"enet-run: wrote {cfg.stats}")
     return signal_exit_status(summary.stopped_by)
+
+
+def print_summary(summary: Any, prog: str = "enet-run") -> None:
+    """The end-of-run line, the same however the run ended."""
+    print(f"{prog}: {summary.line()}; stopped by {summary.stopped_by}", flush=True)
 
 
 def signal_exit_status(stopped_by: str) -> int:

@@ -145,10 +145,13 @@ class GstSource:
         self.name = name or description
         self.fps: float | None = None
         self.frame_count: int | None = None
+        self.last_age_s: float | None = None
+        self.dropped = 0
         self._open_timeout_s = open_timeout_s
         self._pipeline: Any = None
         self._sink: Any = None
         self._first: tuple[np.ndarray, float | None] | None = None
+        self._first_age: float | None = None
         self._duration_s: float | None = None  # a file's length from its container, for the early-end warning
         self._frames = 0
         self._last_pts: float | None = None
@@ -184,6 +187,7 @@ class GstSource:
             self.close()
             raise SourceError(f"cannot read {self.name}: {err}")
         self._first = (sample_to_rgb(sample), self._pts(sample))
+        self._first_age = self._age(sample)
         self._read_rate(sample)
         if not self.live:
             ok, duration = self._pipeline.query_duration(Gst.Format.TIME)
@@ -207,6 +211,32 @@ class GstSource:
         if ok and den and num:
             self.fps = num / den
 
+    def _age(self, sample: Any) -> float | None:
+        """How old a live frame is now: the pipeline clock minus its buffer's running time.
+
+        A live source (v4l2src, nvarguscamerasrc, rtspsrc's jitter buffer)
+        timestamps buffers in running time at capture (RTSP: at arrival), so
+        this counts decoding, the jitter buffer (``--input-latency``) and time
+        in the appsink. None for files (their timestamps are stream positions)
+        and for buffers without a timestamp.
+        """
+        if not self.live or self._pipeline is None:
+            return None
+        Gst = gst()
+        pts = sample.get_buffer().pts
+        clock = self._pipeline.get_clock()
+        if pts == Gst.CLOCK_TIME_NONE or clock is None:
+            return None
+        running = sample.get_segment().to_running_time(Gst.Format.TIME, pts)
+        if running == Gst.CLOCK_TIME_NONE or running < 0:
+            return None
+        age = (clock.get_time() - self._pipeline.get_base_time() - running) / Gst.SECOND
+        if -1.0 < age < 0.0:
+            # rtpjitterbuffer maps RTP time to this clock with a skew estimate; with a small
+            # --input-latency frames come out up to ~40 ms "early" (measured on 127.0.0.1): just captured
+            return 0.0
+        return age if 0.0 <= age < 60.0 else None  # outside that: a clock this code does not understand
+
     def _pts(self, sample: Any) -> float | None:
         pts = sample.get_buffer().pts
         return None if pts == gst().CLOCK_TIME_NONE else pts / gst().SECOND
@@ -220,12 +250,14 @@ class GstSource:
         """
         if self._first is not None:
             first, self._first = self._first, None
+            self.last_age_s = self._first_age
             return self._count(first)
         if self._sink is None:
             raise SourceError(f"{self.name} is not open")
         while True:
             sample = self._sink.emit("try-pull-sample", int(_PULL_TIMEOUT_S * 1e9))
             if sample is not None:
+                self.last_age_s = self._age(sample)
                 return self._count((sample_to_rgb(sample), self._pts(sample)))
             err = _bus_error(self._pipeline)
             if err is not None:
@@ -258,9 +290,11 @@ class GstSource:
 class GstSink:
     """Pushes RGB frames into a pipeline starting with ``appsrc`` (name :data:`APPSRC`).
 
-    Timestamps are ``index / fps`` for files (constant rate) and the wall clock
-    since the first frame for live outputs. :meth:`close` sends EOS and waits
-    for it, so muxers write their index.
+    Timestamps are ``index / fps`` for files (constant rate) unless
+    :meth:`write` is given the frame's time (a live run: the muxer then
+    writes a variable frame rate, each frame lasting until the next), and
+    the wall clock since the first frame for live outputs. :meth:`close` sends
+    EOS and waits for it, so muxers write their index.
     """
 
     def __init__(self, description: str, *, fps: float, live: bool, name: str) -> None:
@@ -272,6 +306,7 @@ class GstSink:
         self._src: Any = None
         self._count = 0
         self._t0: float | None = None
+        self._last_pts = -1
 
     def open(self) -> GstSink:
         Gst = gst()
@@ -283,7 +318,8 @@ class GstSink:
             raise SinkError(f"cannot open output {self.name}: {err}")
         return self
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, t: float | None = None) -> None:
+        """Push one frame; ``t``: its time in seconds from the first (files only), else ``index / fps``."""
         import time
 
         Gst = gst()
@@ -296,8 +332,11 @@ class GstSink:
             now = time.monotonic()
             self._t0 = now if self._t0 is None else self._t0
             buf.pts = int((now - self._t0) * Gst.SECOND)
+        elif t is not None:
+            buf.pts = max(int(t * Gst.SECOND), self._last_pts + 1)  # strictly increasing for the muxer
         else:
             buf.pts = self._count * dur
+        self._last_pts = buf.pts
         buf.duration = dur
         self._count += 1
         ret = self._src.emit("push-buffer", buf)

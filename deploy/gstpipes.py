@@ -183,7 +183,10 @@ def h264_encoder(elements: Collection[str], *, bitrate_kbps: int = 4000, streami
             f"nvv4l2h264enc bitrate={bitrate_kbps * 1000} iframeinterval={gop} insert-sps-pps=true"
         )
     if "x264enc" in elements:
-        tune = " tune=zerolatency" if streaming else ""
+        # zerolatency has no B-frames; files neither: a live run writes each frame at its capture time
+        # (not a constant rate), and with B-frames mp4mux (GStreamer 1.22) then shifted the timestamps
+        # and lost the last frames (6 frames in, 4 out)
+        tune = " tune=zerolatency" if streaming else " bframes=0"
         return (f"videoconvert ! video/x-raw,format=I420 ! x264enc bitrate={bitrate_kbps} "
                 f"speed-preset=veryfast key-int-max={gop}{tune}")
     if "openh264enc" in elements:

@@ -4,18 +4,34 @@ Capture, preprocess and inference run in their own threads; postprocess
 (the argmax when the backend returns logits), rendering and the outputs run
 in the caller's thread (windows want the main thread). A predictor with
 ``concurrency`` N > 1 (a CPU backend with N streams) gets N inference threads;
-frames then finish out of order and are put back in order before output. Stages hand frames on through bounded queues, so memory is bounded
-however long the run:
+frames then finish out of order and are put back in order before output.
+Memory is bounded however long the run:
 
-* a file or folder: blocking queues of ``queue_size``; every frame is processed.
-* a live source: capture overwrites a one-frame slot (a stale frame is dropped
-  and counted), and the later queues hold one frame, so the next stage that
-  frees up always takes the newest frame.
+* a file or folder (throughput): blocking queues of ``queue_size`` between
+  capture, preprocess and inference; every frame is processed, as fast as possible.
+* a live source (a camera, or a file played ``--live``): capture overwrites a
+  one-frame slot (a stale frame is dropped and counted) and each inference
+  worker, when it frees up, takes the newest frame from that slot and
+  preprocesses it itself. At most one frame waits anywhere: no queue holds a
+  stale frame between preprocessing and inference. With several inference
+  workers a result is output as soon as it is ready; one that finishes after
+  the result of a frame taken later was output is stale and dropped (counted),
+  never waited for.
+
+What a run reports means what a driver means (docs/deploy.md, "Throughput and live"):
+
+* the output rate is frames out over wall time: :class:`RateMeter` over a
+  sliding window for the HUD and the stats, over the whole run for the summary;
+* a frame's latency runs from its capture (the GStreamer buffer timestamp of a
+  live source, the release time of a file played live, else the moment it was
+  read) to the moment its result was output. Waiting for the camera's next
+  frame is not latency (it is recorded as ``wait_ms``).
 
 :meth:`Pipeline.request_stop` (Ctrl-C, SIGTERM, ``--frames``, the end of
 the stream) stops capture; the frames in flight drain and every output is
 finalised. An error in any stage stops all stages and is re-raised by
-:meth:`Pipeline.run` after the outputs are finalised.
+:meth:`Pipeline.run` after the outputs are finalised; :attr:`Pipeline.summary`
+then still holds what the run did.
 """
 
 from __future__ import annotations
@@ -24,6 +40,8 @@ import logging
 import queue
 import threading
 import time
+from array import array
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,24 +51,29 @@ import numpy as np
 from enet._lazy import require
 from enet.deploy.errors import NoFrameYet
 from enet.deploy.overlay import Renderer, class_fractions
+from enet.errors import EnetError
 from enet.transforms import Preprocess
 
 log = logging.getLogger(__name__)
 
-STAGES = ("capture", "preprocess", "infer", "postprocess", "render", "output")
+#: Stages of a frame's latency, in order; ``queue`` is the time it waited between them.
+STAGES = ("capture", "queue", "preprocess", "infer", "postprocess", "render", "output")
 _END = object()
 _POLL_S = 0.1
+#: The HUD's and the stats' rate: frames out over the last this many seconds.
+RATE_WINDOW_S = 2.0
 
 
 @dataclass
 class Packet:
-    """One frame on its way through the stages."""
+    """One frame on its way through the stages (times are seconds of the pipeline's clock)."""
 
     index: int
     rgb: np.ndarray
     pts: float | None
     timestamp: float          # wall clock (time.time) at capture
-    t_captured: float         # perf_counter at capture
+    t_captured: float         # capture moment: the read minus the age the source reports
+    wait_ms: float = 0.0      # how long the read waited for this frame (not latency)
     latency_ms: dict[str, float] = field(default_factory=dict)
     x: np.ndarray | None = None
     y: np.ndarray | None = None
@@ -58,33 +81,92 @@ class Packet:
 
 
 class LatestSlot:
-    """A one-item queue whose ``put`` replaces an unread item (counted in ``dropped``)."""
+    """A one-item queue whose ``put`` replaces an unread item (counted in ``dropped``).
+
+    The end marker does not replace a frame: the last frame of a stream is
+    still taken, then every later ``get`` returns the end.
+    """
 
     def __init__(self) -> None:
         self._item: Any = None
         self._has = False
+        self._ended = False
         self._cv = threading.Condition()
         self.dropped = 0
 
     def put(self, item: Any, timeout: float | None = None) -> None:  # noqa: ARG002 - queue.Queue's signature
         with self._cv:
-            if self._has and self._item is not _END:
-                self.dropped += 1
-            if not (self._has and self._item is _END):
+            if item is _END:
+                self._ended = True
+            elif not self._ended:
+                if self._has:
+                    self.dropped += 1
                 self._item, self._has = item, True
-            self._cv.notify()
+            self._cv.notify_all()
 
     def get(self, timeout: float | None = None) -> Any:
         with self._cv:
-            if not self._has and not self._cv.wait_for(lambda: self._has, timeout):
+            if not (self._has or self._ended) and not self._cv.wait_for(lambda: self._has or self._ended, timeout):
                 raise queue.Empty
+            if not self._has:
+                return _END
             item, self._item, self._has = self._item, None, False
             return item
+
+    def qsize(self) -> int:
+        with self._cv:
+            return int(self._has)
+
+
+class RateMeter:
+    """Frames out over wall time: over the last ``window_s`` seconds, or since ``start`` when shorter.
+
+    Unlike a moving average of ``1/dt`` between outputs, this stays right when
+    frames come out in bursts (two inference streams finish frames in pairs).
+    """
+
+    def __init__(self, start: float, window_s: float = RATE_WINDOW_S) -> None:
+        self.start = start
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+
+    def tick(self, now: float) -> float:
+        """Count one output at ``now``; returns the rate (frames/s)."""
+        self._times.append(now)
+        return self.rate(now)
+
+    def rate(self, now: float) -> float:
+        while self._times and self._times[0] <= now - self.window_s:
+            self._times.popleft()
+        span = min(self.window_s, now - self.start)
+        return len(self._times) / span if span > 0 else 0.0
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99/max (linear interpolation, as numpy's default); empty when there are none."""
+    if not len(values):
+        return {}
+    a = np.asarray(values, dtype=np.float64)
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(a.max())}
 
 
 @dataclass
 class RunSummary:
-    """What a run did: counts, rate, mean stage latencies (ms)."""
+    """What a run did.
+
+    Attributes:
+        frames: results output.
+        captured: frames the source delivered, or released when played live (``frames`` + ``dropped``
+            + any in flight at a stop).
+        dropped: frames dropped because a newer one arrived first (live only).
+        seconds: wall time from the start of the run to the last output.
+        fps: ``frames / seconds``, the output rate.
+        latency_ms: mean per stage (:data:`STAGES`) and ``total``.
+        total_ms: capture-to-output latency: ``p50``, ``p95``, ``p99``, ``max``.
+        wait_ms: mean wait for the source's next frame (not part of the latency).
+        live: whether frames were dropped to keep up (a camera, or a file played ``--live``).
+    """
 
     frames: int
     dropped: int
@@ -94,12 +176,20 @@ class RunSummary:
     backend: str
     stopped_by: str
     reconnects: int = 0
+    captured: int = 0
+    total_ms: dict[str, float] = field(default_factory=dict)
+    wait_ms: float = 0.0
+    live: bool = False
 
     def line(self) -> str:
-        lat = " ".join(f"{k} {v:.1f}" for k, v in self.latency_ms.items() if k != "total")
-        return (f"{self.frames} frames in {self.seconds:.1f} s: {self.fps:.1f} fps ({self.backend}); "
-                f"dropped {self.dropped}; mean latency {self.latency_ms.get('total', 0):.0f} ms "
-                f"[{lat} ms]")
+        """One line: rate, drops, latency percentiles and mean stages (the same for every way a run ends)."""
+        stages = " ".join(f"{k} {v:.1f}" for k, v in self.latency_ms.items() if k != "total")
+        t = self.total_ms
+        lat = (f"latency p50 {t['p50']:.0f} / p95 {t['p95']:.0f} / p99 {t['p99']:.0f} / max {t['max']:.0f} ms"
+               if t else "latency n/a")
+        mode = "live" if self.live else "throughput"
+        return (f"{self.frames} frames out in {self.seconds:.1f} s: {self.fps:.1f} fps ({self.backend}, {mode}); "
+                f"dropped {self.dropped} of {self.captured} captured; {lat} [mean {stages} ms]")
 
 
 def argmax_classes(logits: np.ndarray) -> np.ndarray:
@@ -138,7 +228,8 @@ class Pipeline:
         predictor: callable float32 ``(1, 3, H, W)`` -> logits or labels, with
             ``size``, ``meta``, ``num_classes``, ``name``
             (:class:`enet.deploy.backends.Predictor`).
-        sinks: outputs taking the rendered RGB frame; closed by :meth:`run`.
+        sinks: outputs taking the rendered RGB frame and, on a live run, its
+            capture time in seconds since the first frame's; closed by :meth:`run`.
         renderer: draws the output frame.
         stats: a :class:`enet.deploy.sinks.StatsWriter` or None.
         max_frames: stop after this many output frames.
@@ -146,12 +237,14 @@ class Pipeline:
         on_frame: called after each output frame with ``(frame_number, record)``.
         stop_timeout_s: after a stop request, how long to wait for frames in flight.
         stop_event: shared with the source (a reconnecting source stops waiting when it is set).
+        clock: seconds, monotonic (tests pass a fake one); ages reported by the source are relative.
     """
 
     def __init__(self, source: Any, predictor: Any, *, sinks: Sequence[Any] = (), renderer: Renderer,
                  stats: Any = None, max_frames: int | None = None, queue_size: int = 4,
                  on_frame: Callable[[int, dict[str, Any]], None] | None = None,
-                 stop_timeout_s: float = 5.0, stop_event: threading.Event | None = None) -> None:
+                 stop_timeout_s: float = 5.0, stop_event: threading.Event | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.source = source
         self.predictor = predictor
         self.sinks = list(sinks)
@@ -163,19 +256,27 @@ class Pipeline:
         self.live = bool(source.live)
         self.stop_event = stop_event or threading.Event()
         self.stop_reason = "end of stream"
+        self.clock = clock
+        #: what the run did; set by :meth:`run` however it ends (also when it raises)
+        self.summary: RunSummary | None = None
         self._abort = threading.Event()
         self._errors: list[BaseException] = []
         self._stop_at: float | None = None
+        self._captured = 0
         if self.live:
+            # the one place a frame may wait: inference workers take the newest from here
             self._q_cap: Any = LatestSlot()
-            self._q_pre: Any = queue.Queue(maxsize=1)
-            self._q_inf: Any = queue.Queue(maxsize=1)
+            self._q_pre: Any = None
         else:
             self._q_cap = queue.Queue(maxsize=queue_size)
             self._q_pre = queue.Queue(maxsize=queue_size)
-            self._q_inf = queue.Queue(maxsize=queue_size)
         #: inference workers: as many frames as the predictor may run at once
         self.workers = max(1, int(getattr(predictor, "concurrency", 1) or 1))
+        # finished frames wait here only to be put back in order (each worker holds at most one)
+        self._q_inf: Any = queue.Queue(maxsize=self.workers if self.live else queue_size)
+        self._take_lock = threading.Lock()
+        self._next_seq = 0
+        self._late = 0  # live: results dropped because a frame taken later was output first
         self._workers_lock = threading.Lock()
         self._workers_left = self.workers
         meta = predictor.meta
@@ -193,7 +294,13 @@ class Pipeline:
 
     @property
     def dropped(self) -> int:
-        return getattr(self._q_cap, "dropped", 0)
+        """Frames dropped for a newer one: in the capture slot, by a source played live, and (live, several
+        streams) results that finished after a newer frame's was output."""
+        return getattr(self._q_cap, "dropped", 0) + self._source_dropped() + self._late
+
+    def _source_dropped(self) -> int:
+        # ``dropped`` and ``last_age_s`` are optional for a source written before them (frames: none, age: unknown)
+        return int(getattr(self.source, "dropped", 0))
 
     def _fail(self, exc: BaseException) -> None:
         self._errors.append(exc)
@@ -221,11 +328,12 @@ class Pipeline:
 
     def _capture(self) -> None:
         n = 0
+        clock = self.clock
         try:
             while not self.stop_event.is_set():
                 if not self.live and self.max_frames is not None and n >= self.max_frames:
                     break
-                t = time.perf_counter()
+                t = clock()
                 try:
                     item = self.source.read()
                 except NoFrameYet:
@@ -233,17 +341,30 @@ class Pipeline:
                 if item is None:
                     break
                 rgb, pts = item
-                now = time.perf_counter()
-                pkt = Packet(n, rgb, pts, time.time(), now, {"capture": (now - t) * 1e3})
+                now = clock()
+                age = getattr(self.source, "last_age_s", None)
+                # a live frame's age (camera -> here: jitter buffer, decode) is latency; the wait for it is not
+                t_cap = now - age if age is not None and age > 0 else now
+                pkt = Packet(n, rgb, pts, time.time() - (now - t_cap), t_cap, wait_ms=(now - t) * 1e3,
+                             latency_ms={"capture": (now - t_cap) * 1e3})
                 n += 1
+                self._captured = n
                 if not self._put(self._q_cap, pkt):
                     return
+        except EnetError as exc:  # the input failed (a camera given up on): finish the frames in flight, then raise
+            self._errors.append(exc)
         except BaseException as exc:  # noqa: BLE001 - handed to run(), re-raised there
             self._fail(exc)
         finally:
             self._put(self._q_cap, _END)
 
+    def _prepare(self, pkt: Packet) -> None:
+        t = self.clock()
+        pkt.x = self._preprocess_frame.batch([pkt.rgb])
+        pkt.latency_ms["preprocess"] = (self.clock() - t) * 1e3
+
     def _preprocess(self) -> None:
+        """Files only: a thread of its own keeps the inference workers fed (throughput)."""
         seq = 0
         try:
             while True:
@@ -251,9 +372,7 @@ class Pipeline:
                 if pkt is _END:
                     break
                 pkt.seq, seq = seq, seq + 1
-                t = time.perf_counter()
-                pkt.x = self._preprocess_frame.batch([pkt.rgb])
-                pkt.latency_ms["preprocess"] = (time.perf_counter() - t) * 1e3
+                self._prepare(pkt)
                 if not self._put(self._q_pre, pkt):
                     return
         except BaseException as exc:  # noqa: BLE001
@@ -261,18 +380,29 @@ class Pipeline:
         finally:
             self._put(self._q_pre, _END)
 
+    def _take_newest(self) -> Any:
+        """Live: the newest captured frame, numbered in the order the workers took them."""
+        with self._take_lock:
+            pkt = self._get(self._q_cap)
+            if pkt is not _END:
+                pkt.seq, self._next_seq = self._next_seq, self._next_seq + 1
+            return pkt
+
     def _infer(self) -> None:
         """One inference worker; ``workers`` of them share the queue (frames may finish out of order)."""
+        q_in = self._q_cap if self.live else self._q_pre
         try:
             while True:
-                pkt = self._get(self._q_pre)
+                pkt = self._take_newest() if self.live else self._get(q_in)
                 if pkt is _END:
-                    self._put(self._q_pre, _END)  # for the other workers
+                    self._put(q_in, _END)  # for the other workers
                     break
-                t = time.perf_counter()
+                if self.live:
+                    self._prepare(pkt)
+                t = self.clock()
                 pkt.y = self.predictor(pkt.x)
                 pkt.x = None
-                pkt.latency_ms["infer"] = (time.perf_counter() - t) * 1e3
+                pkt.latency_ms["infer"] = (self.clock() - t) * 1e3
                 if not self._put(self._q_inf, pkt):
                     return
         except BaseException as exc:  # noqa: BLE001
@@ -290,26 +420,29 @@ class Pipeline:
         """Run until the stream ends, a stop is requested or a stage fails.
 
         Returns:
-            The run's :class:`RunSummary`.
+            The run's :class:`RunSummary` (also in :attr:`summary`).
 
         Raises:
-            The first stage error (after all outputs are finalised).
+            The first stage error (after all outputs are finalised; :attr:`summary` is set).
         """
-        threads = [threading.Thread(target=f, name=f"enet-{f.__name__.strip('_')}", daemon=True)
-                   for f in (self._capture, self._preprocess)]
+        targets = [self._capture] + ([] if self.live else [self._preprocess])
+        threads = [threading.Thread(target=f, name=f"enet-{f.__name__.strip('_')}", daemon=True) for f in targets]
         threads += [threading.Thread(target=self._infer, name=f"enet-infer-{i}", daemon=True)
                     for i in range(self.workers)]
         self._workers_left = self.workers
-        for th in threads:
-            th.start()
         sums = dict.fromkeys((*STAGES, "total"), 0.0)
+        totals = array("d")
+        wait_sum = 0.0
         frames = 0
         fps = 0.0
-        t_start = time.perf_counter()
+        t_start = self.clock()
         t_last = t_start
-        prev_out: float | None = None
+        meter = RateMeter(t_start)
+        t_first_capture: float | None = None
         pending: dict[int, Packet] = {}
         next_seq = 0
+        for th in threads:
+            th.start()
         try:
             while not self._abort.is_set():
                 if self._stop_at is not None and time.monotonic() - self._stop_at > self.stop_timeout_s:
@@ -323,21 +456,28 @@ class Pipeline:
                     continue
                 if pkt is _END:
                     break
+                if self.live and pkt.seq < next_seq:
+                    self._late += 1  # a frame taken later finished first and is out: this result is stale
+                    continue
+                if self.live:
+                    next_seq = pkt.seq  # newest result first; frames taken earlier and still running are stale
                 pending[pkt.seq] = pkt
                 while next_seq in pending:  # in order, whichever worker finished first
                     pkt = pending.pop(next_seq)
                     next_seq += 1
                     if self.max_frames is not None and frames >= self.max_frames:
                         continue  # in flight when --frames was reached: drain, do not output
-                    record = self._output(pkt, frames, fps)
-                    now = time.perf_counter()
-                    if prev_out is not None:
-                        dt = max(now - prev_out, 1e-6)
-                        fps = 1.0 / dt if frames == 1 else 0.9 * fps + 0.1 / dt
-                    prev_out = now
-                    t_last = now
+                    if t_first_capture is None:
+                        t_first_capture = pkt.t_captured
+                    # a live run's video gets each frame's capture time (real speed, drops held)
+                    t_video = pkt.t_captured - t_first_capture if self.live else None
+                    record = self._output(pkt, frames, fps, meter, t_video)
+                    fps = record["fps"]
+                    t_last = self.clock()
                     for k, v in record["latency_ms"].items():
                         sums[k] += v
+                    totals.append(record["latency_ms"]["total"])
+                    wait_sum += pkt.wait_ms
                     frames += 1
                     if self.on_frame is not None:
                         self.on_frame(frames, record)
@@ -351,47 +491,61 @@ class Pipeline:
             for th in threads:
                 th.join(timeout=2.0)
             self._finalise(capture_done=not threads[0].is_alive())
+            seconds = max(t_last - t_start, 1e-9)
+            self.summary = RunSummary(
+                frames=frames, dropped=self.dropped, seconds=seconds, fps=frames / seconds if frames else 0.0,
+                latency_ms={k: v / frames for k, v in sums.items()} if frames else {},
+                backend=self.predictor.name,
+                stopped_by=self._ended_by(),
+                reconnects=getattr(self.source, "reconnects", 0), captured=self._captured + self._source_dropped(),
+                total_ms=percentiles(totals), wait_ms=wait_sum / frames if frames else 0.0, live=self.live,
+            )
         if self._errors:
             raise self._errors[0]
-        seconds = max(t_last - t_start, 1e-9)
-        return RunSummary(
-            frames=frames, dropped=self.dropped, seconds=seconds, fps=frames / seconds if frames else 0.0,
-            latency_ms={k: v / frames for k, v in sums.items()} if frames else {},
-            backend=self.predictor.name, stopped_by=self.stop_reason,
-            reconnects=getattr(self.source, "reconnects", 0),
-        )
+        return self.summary
 
-    def _output(self, pkt: Packet, number: int, fps: float) -> dict[str, Any]:
+    def _ended_by(self) -> str:
+        if not self._errors:
+            return self.stop_reason
+        return "error: " + (" ".join(str(self._errors[0]).split()) or type(self._errors[0]).__name__)
+
+    def _output(self, pkt: Packet, number: int, fps: float, meter: RateMeter,
+                t_video: float | None) -> dict[str, Any]:
+        clock = self.clock
         lat = pkt.latency_ms
-        t = time.perf_counter()
+        t = clock()
         labels = to_labels(pkt.y)
         pkt.y = None
         fractions = class_fractions(labels, len(self._classes))
-        t2 = time.perf_counter()
+        t2 = clock()
         lat["postprocess"] = (t2 - t) * 1e3
         h, w = self.predictor.size
         hud = [
             f"{self.predictor.name} {w}x{h}  {fps:.1f} fps",
-            "cap {:.0f} pre {:.0f} inf {:.0f} post {:.0f} ms".format(
-                lat.get("capture", 0), lat.get("preprocess", 0), lat.get("infer", 0), lat["postprocess"]),
+            "latency {:.0f} ms: pre {:.0f} inf {:.0f} post {:.0f}".format(
+                (t - pkt.t_captured) * 1e3, lat.get("preprocess", 0), lat.get("infer", 0), lat["postprocess"]),
         ]
         if self.live:
             hud.append(f"dropped {self.dropped}")
         frame = self.renderer.render(pkt.rgb, labels, fractions=fractions, hud_lines=hud)
-        t3 = time.perf_counter()
+        t3 = clock()
         lat["render"] = (t3 - t2) * 1e3
         for sink in self.sinks:
-            sink.write(frame)
-        t4 = time.perf_counter()
+            sink.write(frame, t=t_video)
+        t4 = clock()
         lat["output"] = (t4 - t3) * 1e3
-        lat["total"] = (t4 - pkt.t_captured) * 1e3 + lat.get("capture", 0.0)
+        lat["total"] = (t4 - pkt.t_captured) * 1e3
+        # what is left of the total is time spent waiting in queues between the stages
+        lat["queue"] = max(0.0, lat["total"] - sum(lat.get(k, 0.0) for k in STAGES if k != "queue"))
+        rate = meter.tick(t4)
         record = {
             "frame": number,
             "source_frame": pkt.index,
             "timestamp": round(pkt.timestamp, 6),
             "pts": None if pkt.pts is None else round(pkt.pts, 6),
-            "latency_ms": {k: round(v, 3) for k, v in lat.items()},
-            "fps": round(fps, 2),
+            "latency_ms": {k: round(lat.get(k, 0.0), 3) for k in (*STAGES, "total")},
+            "wait_ms": round(pkt.wait_ms, 3),
+            "fps": round(rate, 2),
             "dropped": self.dropped,
             "area": {name: round(float(f), 5) for name, f in zip(self._classes, fractions)},
         }

@@ -1,7 +1,12 @@
 """Outputs: a video file, a window, an RTP/RTSP stream, JSON-lines stats, a contact sheet.
 
 Sinks take RGB uint8 frames of one size and open lazily on the first frame
-(its size fixes theirs). ``close`` finalises: a video file is written under a
+(its size fixes theirs). On a live run each frame also comes with ``t``, its
+capture time in seconds since the first frame's, so a recording plays at
+real speed: a GStreamer-written file gets those times as its timestamps (a
+variable frame rate), an OpenCV-written one (constant rate) holds a frame
+for as many frame periods as passed until the next (dropped frames become
+held frames). ``t`` is None for a file processed as fast as possible. ``close`` finalises: a video file is written under a
 temporary name (``.<stem>.partial<suffix>``) and renamed into place only once
 its container is complete, so a crash never leaves a truncated file under the
 final name, and Ctrl-C/SIGTERM still yields a playable video.
@@ -35,7 +40,7 @@ _FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 class Sink(Protocol):
     name: str
 
-    def write(self, rgb: np.ndarray) -> None: ...
+    def write(self, rgb: np.ndarray, t: float | None = None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -77,7 +82,8 @@ class VideoFileSink:
         self._tmp = partial_path(self.path)
         self._impl: Any = None
         self._kind = ""
-        self.frames = 0
+        self.frames = 0   # frames given
+        self.written = 0  # frames in the file (more when an OpenCV-written live run holds frames)
         self._failed = False
 
     def _open(self, width: int, height: int) -> None:
@@ -97,9 +103,10 @@ class VideoFileSink:
             self._kind = "opencv"
         log.info("writing %s (%dx%d @ %.3g fps via %s)", self.path, width, height, self.fps, self._kind)
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, t: float | None = None) -> None:
+        """Append a frame; ``t`` (seconds since the first frame) places it in time on a live run."""
         try:
-            self._write(rgb)
+            self._write(rgb, t)
         except BaseException as exc:
             self._failed = True  # close() removes the partial file instead of renaming it into place
             if isinstance(exc, (SinkError, OSError)) and self._impl is not None:
@@ -109,7 +116,7 @@ class VideoFileSink:
                                 "incomplete video is removed; free space or choose another location") from None
             raise
 
-    def _write(self, rgb: np.ndarray) -> None:
+    def _write(self, rgb: np.ndarray, t: float | None) -> None:
         if self._impl is None:
             self._open(rgb.shape[1], rgb.shape[0])
             self._size = rgb.shape[:2]
@@ -119,10 +126,16 @@ class VideoFileSink:
             cv2 = require("cv2")
             rgb = cv2.resize(rgb, (self._size[1], self._size[0]), interpolation=cv2.INTER_AREA)
         if self._kind == "gst":
-            self._impl.write(rgb)
+            self._impl.write(rgb, t)
+            self.written += 1
         else:
             cv2 = require("cv2")
-            self._impl.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+            # constant rate: the previous frame is held until this one's time (at least one write)
+            copies = 1 if t is None else max(1, round(t * self.fps) + 1 - self.written)
+            for _ in range(copies):
+                self._impl.write(bgr)
+            self.written += copies
         self.frames += 1
 
     def close(self) -> None:
@@ -201,7 +214,7 @@ class StreamSink:
         self._impl: Any = None
         gstmod.gst()  # fail now, in one line, without GStreamer
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, t: float | None = None) -> None:  # noqa: ARG002 - live: sent as it comes
         if self._impl is None:
             h, w = rgb.shape[:2]
             el = gstmod.installed_elements()
@@ -263,7 +276,7 @@ class DisplaySink:
             errors.append(f"OpenCV has no GUI ({str(exc).strip().splitlines()[-1][:80]})")
         raise SinkError(f"cannot open a window: {'; '.join(errors)}")
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, t: float | None = None) -> None:  # noqa: ARG002 - shown as it comes
         if self._disabled:
             return
         try:
@@ -370,7 +383,7 @@ class ContactSheet:
         self._tiles: list[tuple[int, np.ndarray]] = []
         self._i = 0
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, t: float | None = None) -> None:  # noqa: ARG002 - picks by number
         if self._i in self._want:
             cv2 = require("cv2")
             scale = min(1.0, self._thumb_width / rgb.shape[1])

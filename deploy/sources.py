@@ -11,6 +11,13 @@ Every source delivers RGB uint8 ``(H, W, 3)`` frames::
 :class:`NoFrameYet` when no frame arrived within a short poll (so the caller
 can check its stop flag) and are wrapped in :class:`ReconnectingSource`, which
 reopens them with exponential backoff when they disconnect or stall.
+
+After each ``read``, ``last_age_s`` says how old the frame already was when
+it was returned (a live GStreamer buffer's timestamp against the pipeline
+clock; the lateness of a file frame played live), or None when the source
+cannot tell (the frame counts as captured when it was read). ``dropped``
+counts frames the source itself skipped because a newer one was due
+(:class:`PacedSource`).
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ class Source(Protocol):
     live: bool
     fps: float | None
     frame_count: int | None
+    last_age_s: float | None
+    dropped: int
 
     def open(self) -> Source: ...
     def read(self) -> Item | None: ...
@@ -64,6 +73,8 @@ class FolderSource:
         self.live = False
         self.fps: float | None = fps
         self.frame_count: int | None = None
+        self.last_age_s: float | None = None
+        self.dropped = 0
         self._files: list[Path] = []
         self._i = 0
         self._first: Item | None = None
@@ -120,6 +131,8 @@ class PatternSource:
         self.live = live
         self.fps: float | None = fps
         self.frame_count = frames
+        self.last_age_s: float | None = None
+        self.dropped = 0
         self._size = size
         self._i = 0
         self._base: np.ndarray | None = None
@@ -187,6 +200,8 @@ class OpenCVSource:
         self.name = name
         self.fps: float | None = None
         self.frame_count: int | None = None
+        self.last_age_s: float | None = None
+        self.dropped = 0
         self._cap: Any = None
         self._first: Item | None = None
         self._i = 0
@@ -251,6 +266,73 @@ def opencv_has_gstreamer() -> bool:
         if "GStreamer:" in line:
             return "YES" in line
     return False
+
+
+# --------------------------------------------------------------------------- live playback
+
+
+class PacedSource:
+    """A file, folder or test pattern played as a camera would deliver it (``--live``).
+
+    Frame ``k`` is released at ``t0 + k / rate`` (``t0``: the first read). A
+    reader that comes back late gets the newest frame that is due; the frames
+    it missed are skipped and counted in ``dropped``, as a camera's
+    ``appsink drop=true`` drops them. ``last_age_s`` is how late the frame is
+    returned after its release time (the frame counts as captured then).
+
+    Args:
+        inner: an opened file-like source.
+        rate: frames per second (the file's own, or ``--input-rate``).
+        clock: monotonic seconds (tests pass a fake one).
+        sleep: waits the given seconds (default: on ``stop``, so a stop ends the wait).
+        stop: set to stop waiting.
+    """
+
+    def __init__(self, inner: Source, rate: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Any] | None = None, stop: threading.Event | None = None) -> None:
+        if not rate or rate <= 0:
+            raise SourceError(f"cannot play {inner.name} live: its frame rate is unknown; pass --input-rate FPS")
+        self._inner = inner
+        self.name = f"{inner.name} (live at {rate:g} fps)"
+        self.live = True
+        self.fps: float | None = rate
+        self.frame_count = inner.frame_count
+        self.last_age_s: float | None = None
+        self.dropped = 0
+        self._clock = clock
+        self._stop = stop or threading.Event()
+        self._sleep = sleep or self._stop.wait
+        self._t0: float | None = None
+        self._next = 0
+
+    def open(self) -> PacedSource:
+        return self
+
+    def read(self) -> Item | None:
+        rate = self.fps or 1.0
+        now = self._clock()
+        if self._t0 is None:
+            self._t0 = now
+        due_now = int((now - self._t0) * rate)  # the newest frame whose release time has passed
+        item = self._inner.read()               # decoded before its release time when the reader is early
+        if item is None:
+            return None
+        k, self._next = self._next, self._next + 1
+        while self._next <= due_now:            # newer ones released while the reader was busy: a camera
+            newer = self._inner.read()          # delivers the newest and drops the rest
+            if newer is None:
+                break
+            item, k, self._next = newer, self._next, self._next + 1
+            self.dropped += 1
+        due = self._t0 + k / rate
+        delay = due - self._clock()
+        if delay > 0:
+            self._sleep(delay)
+        self.last_age_s = max(0.0, self._clock() - due)
+        return item[0], k / rate
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 # --------------------------------------------------------------------------- reconnect
@@ -318,6 +400,8 @@ class ReconnectingSource:
         self.fps = first.fps
         self.frame_count = None
         self.reconnects = 0
+        self.last_age_s: float | None = None
+        self.dropped = 0
         self._last_frame = time.monotonic()
 
     def open(self) -> ReconnectingSource:
@@ -358,6 +442,7 @@ class ReconnectingSource:
                 self._drop("end of stream")
                 continue
             self._last_frame = time.monotonic()
+            self.last_age_s = self._src.last_age_s
             return item
         return None
 
@@ -435,11 +520,15 @@ def make_opener(uri: MediaUri, *, capture: str = "auto", opts: CaptureOptions | 
 
 def open_source(text: str, *, capture: str = "auto", opts: CaptureOptions | None = None,
                 stop: threading.Event | None = None, stall_timeout_s: float = 5.0,
-                reconnect_timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S) -> Source:
+                reconnect_timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S, play_live: bool = False) -> Source:
     """Parse and open an input; live inputs come wrapped in :class:`ReconnectingSource`.
 
     A network stream (``rtsp://``) that does not answer at start is retried
     like one that drops: with backoff, for ``reconnect_timeout_s`` (0: forever).
+    ``play_live`` plays a file, folder or test pattern as a camera would
+    (:class:`PacedSource`, at ``opts.rate`` or the file's own rate); a live
+    input is live already. A ``test://`` pattern ends after its ``frames=``,
+    live or not (it is never reopened).
 
     Raises:
         SourceError: the input cannot be opened or its first frame decoded.
@@ -460,7 +549,16 @@ def open_source(text: str, *, capture: str = "auto", opts: CaptureOptions | None
         if got is None:
             raise SourceError(f"stopped while waiting for {uri.text}") from None
         first = got
+    opts = opts or CaptureOptions()
     if not first.live:
+        if play_live:
+            try:
+                return PacedSource(first, opts.rate or first.fps or 0.0, stop=stop)
+            except SourceError:
+                first.close()
+                raise
+        return first
+    if uri.kind == "test":
         return first
     return ReconnectingSource(opener, first, stop=stop, stall_timeout_s=stall_timeout_s,
                               give_up_s=reconnect_timeout_s)

@@ -20,7 +20,7 @@ class _Frames:
     def __init__(self) -> None:
         self.frames: list[np.ndarray] = []
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, t: float | None = None) -> None:
         self.frames.append(rgb.copy())
 
     def close(self) -> None:

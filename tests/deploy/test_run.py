@@ -80,15 +80,16 @@ def test_sigterm_finalises_video(tmp_path, tiny_checkpoint):
     out = tmp_path / "live.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "enet.deploy.cli", "test://?size=96x64&fps=20&live=1", str(out),
                              "--model", str(tiny_checkpoint), "--backend", "torch", "--writer", "opencv",
-                             "--no-display"], stderr=subprocess.PIPE, text=True)
+                             "--no-display"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and not list(tmp_path.glob(".*partial*")):
         time.sleep(0.2)
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    stdout, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err  # 128 + SIGTERM, after finalising (README "Exit codes")
     assert _count(out)[0] > 0
+    assert "frames out" in stdout and "stopped by SIGTERM" in stdout  # the same summary as any other end
 
 
 @pytest.mark.slow

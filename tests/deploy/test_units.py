@@ -99,7 +99,7 @@ def test_folder_source_camvid(camvid_root):
 class _Flaky:
     """Delivers 2 frames then disconnects."""
 
-    live, fps, frame_count, name = True, 30.0, None, "flaky"
+    live, fps, frame_count, name, last_age_s, dropped = True, 30.0, None, "flaky", None, 0
 
     def __init__(self):
         self.n = 0
