@@ -48,7 +48,7 @@ import pytest
 from tests.conftest import write_camvid_like
 
 BIN = Path(sys.executable).parent
-TRAIN = ["enet-train", "--size", "96x64", "--val-size", "96x64", "--batch-size", "2", "--threads", "1", "-q"]
+TRAIN = ["enet-train", "--size", "96x64", "--val-size", "96x64", "--batch", "2", "--threads", "1", "-q"]
 
 #: Runs a console script in this interpreter with ``os.replace`` wrapped: the ``FAULT_KILL_NTH``-th
 #: rename onto a file named ``FAULT_KILL_AT`` SIGKILLs the process first (power lost at the worst moment:
@@ -292,7 +292,7 @@ def full_disk_run_stats(ctx: Ctx) -> None:
 
 
 def full_disk_export(ctx: Ctx) -> None:
-    r = run(ctx, ["enet-export", str(ctx.inputs["pth"]), "-o", str(ctx.small / "x.onnx"), "--verify", "0", "-q"])
+    r = run(ctx, ["enet-export", str(ctx.inputs["pth"]), "-o", str(ctx.small / "x.onnx"), "--verify-frames", "0", "-q"])
     one_error_line(r, "enet-export", r"x\.onnx")
     assert list(ctx.small.iterdir()) == []
 
@@ -323,7 +323,7 @@ def readonly_cache(ctx: Ctx) -> None:
 
 # --------------------------------------------------------------------------- interrupted processes
 def kill_export(ctx: Ctx) -> None:
-    argv = ["enet-export", str(ctx.inputs["pth"]), "-o", str(ctx.ws / "x.onnx"), "--verify", "0", "-q"]
+    argv = ["enet-export", str(ctx.inputs["pth"]), "-o", str(ctx.ws / "x.onnx"), "--verify-frames", "0", "-q"]
     killed(run(ctx, argv, kill_at="x.onnx"))
     assert not (ctx.ws / "x.onnx").exists()
     stale = [ctx.ws / n for n in temps(ctx.ws)]
@@ -336,7 +336,7 @@ def kill_export(ctx: Ctx) -> None:
 
 def kill_calibration(ctx: Ctx) -> None:
     argv = ["enet-build-engine", str(ctx.inputs["onnx"]), "--int8", "-o", str(ctx.ws / "q.int8.onnx"),
-            "--data-root", str(ctx.inputs["data"]), "--calib-images", "2", "-q"]
+            "--data-root", str(ctx.inputs["data"]), "--calib-frames", "2", "-q"]
     killed(run(ctx, argv, kill_at="q.int8.onnx"))
     assert not (ctx.ws / "q.int8.onnx").exists()
     ok(run(ctx, argv))
@@ -465,10 +465,13 @@ def diverging_after_good_run(ctx: Ctx) -> None:
     data = str(ctx.inputs["data"])
     ok(run(ctx, [*TRAIN, "--data-root", data, "-o", "run", "--epochs", "1"]))
     before = {p.name: p.read_bytes() for p in (ctx.ws / "run").glob("*.pth")}
-    r = run(ctx, [*TRAIN, "--data-root", data, "-o", "run", "--epochs", "2", "--lr", "1e8",
+    # fine-tuning the good run's weights diverges (an earlier run's folder is refused without --overwrite,
+    # so the new run has its own folder)
+    r = run(ctx, [*TRAIN, "--data-root", data, "-o", "run2", "--epochs", "2", "--lr", "1e8",
                   "--init-from", "run/best.pth"])
     one_error_line(r, "enet-train", "diverged")
     assert {p.name: p.read_bytes() for p in (ctx.ws / "run").glob("*.pth")} == before  # nothing overwritten
+    assert not (ctx.ws / "run2" / "best.pth").exists()
 
 
 # --------------------------------------------------------------------------- unusual frames

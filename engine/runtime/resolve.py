@@ -91,8 +91,10 @@ def _exported(model: Path, size: tuple[int, int] | None, cache_dir: Path | None)
 
 def _spec(model: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
     """A model argument with None replaced by ``$ENET_MODEL`` (a path or a name), else the default name."""
-    from enet.weights import DEFAULT_WEIGHTS
+    from enet.weights import DEFAULT_WEIGHTS, resolve_model
 
+    if model is None and os.environ.get("ENET_MODEL"):
+        resolve_model(None)  # a $ENET_MODEL naming nothing fails here, in one line naming the variable
     return model if model is not None else (os.environ.get("ENET_MODEL") or DEFAULT_WEIGHTS)
 
 

@@ -145,7 +145,7 @@ def test_the_readme_snippet_matches_enet_eval(camvid_root: Path, tmp_path: Path)
 
     # enet-eval on the same model file and backend (its own resolution of the file the API picked)
     r = seg.resolution
-    assert eval_main([str(r.path), "--backend", r.kind, "--data-root", str(camvid_root), "--limit", "1",
+    assert eval_main([str(r.path), "--backend", r.kind, "--data-root", str(camvid_root), "--frames", "1",
                       "--save-predictions", str(tmp_path), "-q"]) == 0
     expected = cv2.imread(str(tmp_path / name), cv2.IMREAD_UNCHANGED)
     assert labels.shape == expected.shape == (360, 480)

@@ -135,7 +135,7 @@ def test_pretrained_build_regenerates_files_and_json(camvid_root: Path, tmp_path
     from enet.engine.pretrained_build import main
 
     pytest.importorskip("torch")
-    assert main(["camvid", "--data-root", str(camvid_root), "--calib-images", "4", "--limit", "2",
+    assert main(["camvid", "--data-root", str(camvid_root), "--calib-frames", "4", "--limit", "2",
                  "--output-dir", str(tmp_path), "-q"]) == 0
     doc = json.loads((tmp_path / "enet_camvid.json").read_text())
     shipped = get_weights("camvid").meta()

@@ -65,8 +65,8 @@ def test_int8_conversion_eval_and_bench(tmp_path: Path) -> None:
     assert p.returncode == 0 and q.is_file(), p.stderr[-2000:]
     p = enet("enet-eval", str(q), "--data-root", camvid, "-q", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
-    p = enet("enet-bench", "--device", "cpu", "--model", str(FIX / "tiny.onnx"), "--backends", "ort",
-             "--warmup-s", "0", "--iterations", "2", "--accuracy-frames", "2", "--camvid", camvid, "--no-plot",
+    p = enet("enet-bench", "--device", "cpu", "--model", str(FIX / "tiny.onnx"), "--backend", "ort",
+             "--warmup-s", "0", "--iterations", "2", "--val-frames", "2", "--data-root", camvid, "--no-plot",
              "-q", "-o", str(tmp_path / "bench"), cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
 
