@@ -336,13 +336,17 @@ class StatsWriter:
             # a full or failing disk: the last line may be torn, so the file goes (README "Exit codes")
             f, self._f = self._f, None
             self._closed = True
-            with contextlib.suppress(OSError):
-                f.close()
-            with contextlib.suppress(OSError):
-                self.path.unlink()
-            raise SinkError(f"cannot write stats {self.path}: {exc.strerror} after {self.records} record(s); "
-                            "the incomplete file was removed; free space or choose another location") from None
+            raise self._discard(f, f"{exc.strerror} after {self.records} record(s)") from None
         self.records += 1
+
+    def _discard(self, f: IO[str], why: str) -> SinkError:
+        """Close ``f`` and remove its file (its last line may be torn); returns the error to raise."""
+        with contextlib.suppress(OSError):
+            f.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        return SinkError(f"cannot write stats {self.path}: {why}; the incomplete file was removed; "
+                         "free space or choose another location")
 
     def close(self) -> None:
         self._closed = True
@@ -355,12 +359,7 @@ class StatsWriter:
             os.fsync(f.fileno())
             f.close()
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                f.close()
-            with contextlib.suppress(OSError):
-                self.path.unlink()
-            raise SinkError(f"cannot write stats {self.path}: {exc.strerror}; the incomplete file was removed; "
-                            "free space or choose another location") from None
+            raise self._discard(f, exc.strerror) from None
 
 
 class ContactSheet:

@@ -185,3 +185,16 @@ def tiny_custom_checkpoint(tmp_path: Path) -> Path:
     path = tmp_path / "road3.pth"
     save_checkpoint(path, make_checkpoint(ENet(3).eval(), meta))
     return path
+
+
+def unwritable_folder(tmp: Path) -> Path:
+    """A folder this process cannot create files in (root ignores mode bits, so fall back to /sys)."""
+    ro = tmp / "readonly"
+    ro.mkdir(exist_ok=True)
+    ro.chmod(0o555)
+    try:
+        (ro / ".probe").touch()
+    except OSError:
+        return ro
+    (ro / ".probe").unlink()
+    return Path("/sys/enet-rt-readonly")  # sysfs: nobody, root included, may create entries here

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import write_camvid_like
+from tests.conftest import unwritable_folder, write_camvid_like
 
 BIN = Path(sys.executable).parent
 
@@ -153,19 +153,6 @@ CASES: list[tuple] = [
 ]
 
 
-def _unwritable(tmp: Path) -> Path:
-    """A folder this process cannot create files in (root ignores mode bits, so fall back to /sys)."""
-    ro = tmp / "readonly"
-    ro.mkdir(exist_ok=True)
-    ro.chmod(0o555)
-    try:
-        (ro / ".probe").touch()
-    except OSError:
-        return ro
-    (ro / ".probe").unlink()
-    return Path("/sys/enet-rt-readonly")  # sysfs: nobody, root included, may create entries here
-
-
 @pytest.fixture(scope="session")
 def bad_files(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> dict[str, Path]:
     """Broken and valid inputs shared by every case (read-only use)."""
@@ -228,7 +215,7 @@ def test_bad_input(case: tuple, bad_files: dict[str, Path], tmp_path: Path) -> N
     _, command, code, *pattern = case
     ws = tmp_path / "ws"
     ws.mkdir()
-    places = {k: str(v) for k, v in bad_files.items()} | {"ws": str(ws), "ro": str(_unwritable(tmp_path))}
+    places = {k: str(v) for k, v in bad_files.items()} | {"ws": str(ws), "ro": str(unwritable_folder(tmp_path))}
     argv = shlex.split(command.format(**places))
     exe = shutil.which(argv[0], path=str(BIN))
     assert exe, f"{argv[0]} is not installed in {BIN}"

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import write_camvid_like
+from tests.conftest import unwritable_folder, write_camvid_like
 
 BIN = Path(sys.executable).parent
 TRAIN = ["enet-train", "--size", "96x64", "--val-size", "96x64", "--batch", "2", "--threads", "1", "-q"]
@@ -157,19 +157,6 @@ class Ctx:
     preexec: Callable[[], None] | None = None
     r: subprocess.CompletedProcess | None = None
     extra: dict = field(default_factory=dict)
-
-
-def _unwritable(tmp: Path) -> Path:
-    """A folder this process cannot create files in (root ignores mode bits: fall back to /sys)."""
-    ro = tmp / "readonly"
-    ro.mkdir(exist_ok=True)
-    ro.chmod(0o555)
-    try:
-        (ro / ".probe").touch()
-    except OSError:
-        return ro
-    (ro / ".probe").unlink()
-    return Path("/sys/enet-rt-readonly")
 
 
 @contextlib.contextmanager
@@ -314,7 +301,7 @@ def readonly_cache(ctx: Ctx) -> None:
     """``auto`` runs a checkpoint on PyTorch when it cannot cache its ONNX, and says why; a backend that
     needs the ONNX fails in one line; both name the variable that chose the folder."""
     argv = ["enet-run", str(ctx.inputs["kinds"]), "--model", str(ctx.inputs["pth"]), "--no-display", "-q"]
-    env = {"ENET_CACHE_DIR": str(_unwritable(ctx.ws.parent))}
+    env = {"ENET_CACHE_DIR": str(unwritable_folder(ctx.ws.parent))}
     r = run(ctx, argv, env=env)
     ok(r)
     assert "ENET_CACHE_DIR" in r.stderr and "using PyTorch" in r.stderr
