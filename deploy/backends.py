@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from enet.defaults import env_note
 from enet.errors import EnetError, ShapeError
 
 log = logging.getLogger(__name__)
@@ -143,11 +142,12 @@ def open_predictor(model: str | os.PathLike[str] | None, *, backend: str = "auto
 
 
 def _native_size(model: Path) -> tuple[int, int]:
-    """The size a model file was made for: the checkpoint's input_size, or the ONNX/engine static shape."""
+    """The size a model file was made for: the checkpoint's input_size, or the ONNX/engine static shape.
+
+    ``model`` is a resolved path (:func:`enet.engine.runtime.resolve.resolve` checked that it exists).
+    """
     from enet.engine.runtime.backend import open_backend
 
-    if not model.is_file():
-        raise EnetError(f"model file {model}{env_note(model)} does not exist; pass --model PATH to an enet-rt checkpoint, ONNX or engine")
     b = open_backend(model)
     n, c, h, w = b.input_shape
     return int(h), int(w)
