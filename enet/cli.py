@@ -385,9 +385,10 @@ def train_parser() -> argparse.ArgumentParser:
                    help="first train the encoder alone on labels subsampled by 8 for N epochs (paper 5.2)")
     p.add_argument("--weighting", choices=("enet", "median", "none"), default="enet",
                    help="class weights: ENet's 1/ln(1.02+p), median frequency, or none")
-    p.add_argument("--loss", choices=("ce", "ce+lovasz", "lovasz"), default="ce",
-                   help="ce: class-weighted cross-entropy (paper); ce+lovasz adds the Lovasz-softmax loss, "
-                        "a surrogate of per-class IoU that helps thin classes when fine-tuning (docs/training.md)")
+    p.add_argument("--loss", choices=("ce", "ce+lovasz", "lovasz", "ohem", "ohem+lovasz"), default="ce",
+                   help="ce: class-weighted cross-entropy (paper); ohem: the same on the hard pixels only "
+                        "(true class below 70%% probability, at least 1/16 of the pixels); +lovasz adds the "
+                        "Lovasz-softmax loss, a surrogate of per-class IoU, when fine-tuning (docs/training.md)")
     p.add_argument("--ema", type=unit_float, default=0.0, metavar="DECAY",
                    help="validate and save an exponential moving average of the weights, e.g. 0.998 "
                         "(default 0: off)")

@@ -5,8 +5,12 @@
   index per class. Used after cross-entropy in a fine-tuning stage it
   optimises mIoU itself, which weighs a thin class (Pole, SignSymbol) as much
   as a large one, where pixel-wise cross-entropy weighs pixels.
-* :class:`SegmentationLoss`: class-weighted cross-entropy, Lovasz-softmax,
-  or their sum (``"ce+lovasz"``).
+* :func:`ohem_cross_entropy`: cross-entropy on the hard pixels only (online
+  hard example mining, Shrivastava et al. 2016 as used for segmentation by
+  PSPNet/BiSeNet): pixels whose true class already has probability >= 0.7
+  drop out, so thin objects' edges and rare classes carry the loss.
+* :class:`SegmentationLoss`: class-weighted cross-entropy (all pixels or the
+  hard ones), Lovasz-softmax, or a sum (``"ce+lovasz"``, ``"ohem+lovasz"``).
 * :class:`EMA`: an exponential moving average of the weights (and batch-norm
   statistics), evaluated and saved instead of the raw weights.
 """
@@ -21,7 +25,12 @@ from torch import nn
 from torch.nn import functional as F
 
 #: ``--loss`` choices of enet-train.
-LOSSES = ("ce", "ce+lovasz", "lovasz")
+LOSSES = ("ce", "ce+lovasz", "lovasz", "ohem", "ohem+lovasz")
+
+#: OHEM: a pixel is hard while its true class has probability below this.
+OHEM_THRESHOLD = 0.7
+#: OHEM keeps at least this share of the labelled pixels (the hardest ones).
+OHEM_MIN_KEPT = 1 / 16
 
 
 def _lovasz_grad(fg_sorted: torch.Tensor) -> torch.Tensor:
@@ -59,8 +68,38 @@ def lovasz_softmax(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int
     return torch.stack(losses).mean()
 
 
+def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None,
+                       ignore_index: int = -100, threshold: float = OHEM_THRESHOLD,
+                       min_kept: float = OHEM_MIN_KEPT) -> torch.Tensor:
+    """Class-weighted cross-entropy over the hard pixels of a batch.
+
+    A labelled pixel is hard when the probability of its true class is below
+    ``threshold``; when fewer than ``min_kept`` (a share of the labelled
+    pixels) are hard, the ``min_kept`` hardest count instead. The result is
+    the weighted mean over the kept pixels, as ``F.cross_entropy``'s.
+    """
+    per_pixel = F.cross_entropy(logits, labels, weight=weight, ignore_index=ignore_index, reduction="none").reshape(-1)
+    flat = labels.reshape(-1)
+    valid = flat != ignore_index
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        return logits.sum() * 0.0
+    w = weight[flat.clamp(0, logits.shape[1] - 1)] if weight is not None else torch.ones_like(per_pixel)
+    w = torch.where(valid, w, torch.zeros_like(w))
+    # unweighted per-pixel CE is -log p(true); hard means p(true) < threshold
+    nll = torch.where(valid, per_pixel / w.clamp_min(1e-12), torch.full_like(per_pixel, -1.0))
+    hard = nll.detach() > -torch.log(torch.tensor(threshold, dtype=nll.dtype))
+    k = max(1, int(round(min_kept * n_valid)))
+    if int(hard.sum()) < k:
+        hard = torch.zeros_like(hard)
+        hard[torch.topk(nll.detach(), k).indices] = True
+    keep_w = w * hard
+    return (per_pixel * hard).sum() / keep_w.sum().clamp_min(1e-12)
+
+
 class SegmentationLoss(nn.Module):
-    """``"ce"``: class-weighted cross-entropy; ``"lovasz"``: Lovasz-softmax; ``"ce+lovasz"``: their sum."""
+    """``"ce"``: class-weighted cross-entropy; ``"ohem"``: the same over the hard pixels only
+    (:func:`ohem_cross_entropy`); ``"lovasz"``: Lovasz-softmax; ``"ce+lovasz"``, ``"ohem+lovasz"``: sums."""
 
     def __init__(self, kind: str, weight: torch.Tensor | None, ignore_index: int) -> None:
         super().__init__()
@@ -73,7 +112,9 @@ class SegmentationLoss(nn.Module):
         loss = logits.new_zeros(())
         if self.kind in ("ce", "ce+lovasz"):
             loss = loss + F.cross_entropy(logits, labels, weight=self.weight, ignore_index=self.ignore_index)
-        if self.kind in ("lovasz", "ce+lovasz"):
+        if self.kind in ("ohem", "ohem+lovasz"):
+            loss = loss + ohem_cross_entropy(logits, labels, self.weight, self.ignore_index)
+        if self.kind in ("lovasz", "ce+lovasz", "ohem+lovasz"):
             loss = loss + lovasz_softmax(logits, labels, self.ignore_index)
         return loss
 

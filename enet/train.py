@@ -80,7 +80,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     encoder_epochs: int = 0                     # paper Section 5.2: encoder first, on 1/8 labels
     weighting: str = "enet"                     # enet | median | none
-    loss: str = "ce"                            # ce | ce+lovasz | lovasz (enet.losses)
+    loss: str = "ce"                            # enet.losses.LOSSES
     ema: float = 0.0                            # weight-average decay per step (0: off); val and best.pth use it
     scale: tuple[float, float] = (0.75, 1.5)
     flip: float = 0.5

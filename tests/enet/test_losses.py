@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from enet.checkpoint import load_checkpoint
-from enet.losses import EMA, SegmentationLoss, lovasz_softmax
+from enet.losses import EMA, SegmentationLoss, lovasz_softmax, ohem_cross_entropy
 from enet.train import Trainer, TrainConfig
 
 
@@ -49,6 +49,35 @@ def test_lovasz_with_only_ignored_pixels_is_zero():
     loss = lovasz_softmax(logits, torch.full((1, 2, 2), 3), ignore_index=3)
     loss.backward()
     assert loss.item() == 0.0
+
+
+def test_ohem_keeps_only_hard_pixels_with_class_weights():
+    # pixel 0, 1: confident and right (p > 0.7, easy); 2: wrong; 3: void
+    logits = torch.tensor([[5.0, 0.0], [0.0, 5.0], [4.0, 0.0], [0.0, 0.0]]).T.reshape(1, 2, 1, 4)
+    labels = torch.tensor([[[0, 1, 1, 9]]])
+    weight = torch.tensor([1.0, 3.0])
+    got = ohem_cross_entropy(logits, labels, weight, ignore_index=9, min_kept=0.0)
+    # only pixel 2 is hard: its weighted mean is its plain negative log-likelihood
+    assert got.item() == pytest.approx(-torch.log_softmax(torch.tensor([4.0, 0.0]), 0)[1].item(), rel=1e-6)
+
+
+def test_ohem_keeps_at_least_min_kept_and_equals_ce_when_all_are_kept():
+    logits = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(0)) * 4
+    labels = torch.randint(0, 3, (2, 4, 5), generator=torch.Generator().manual_seed(1))
+    weight = torch.tensor([1.0, 2.0, 0.5])
+    everything = ohem_cross_entropy(logits, labels, weight, ignore_index=7, threshold=1.1)
+    assert everything.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, labels, weight=weight).item(), rel=1e-5)
+    # nothing is hard below probability 0: the hardest half still counts, so the loss is at least the mean
+    half = ohem_cross_entropy(logits, labels, None, ignore_index=7, threshold=0.0, min_kept=0.5)
+    assert half.item() >= torch.nn.functional.cross_entropy(logits, labels).item()
+    SegmentationLoss("ohem+lovasz", weight, ignore_index=7)(logits.requires_grad_(), labels).backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
+def test_ohem_with_only_ignored_pixels_is_zero():
+    logits = torch.randn(1, 2, 2, 2, requires_grad=True)
+    assert ohem_cross_entropy(logits, torch.full((1, 2, 2), 3), ignore_index=3).item() == 0.0
 
 
 def test_ema_averages_weights_and_copies_integer_buffers():
