@@ -400,7 +400,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=non_negative_int, default=0, help="data loader worker processes")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch")
     p.add_argument("--val-every", type=positive_int, default=1, help="validate every N epochs")
-    p.add_argument("--init-from", default=None, metavar="CKPT", help="start from these weights (fine-tuning)")
+    p.add_argument("--init-from", default=None, metavar="CKPT",
+                   help="start from these weights (fine-tuning): a checkpoint or a shipped name (camvid, camvid-v1)")
     p.add_argument("--resume", default=None, metavar="LAST.pth", help="continue an interrupted run exactly")
     add_frames(p, "--train-frames", "train on the first N train frames only (quick trials)")
     add_frames(p, "--val-frames", "validate on the first N val frames only (quick trials)")

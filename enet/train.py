@@ -57,6 +57,7 @@ from enet.losses import EMA, SegmentationLoss
 from enet.metrics import ConfusionMatrix
 from enet.model import ENet, check_input_size
 from enet.progress import progress
+from enet.weights import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,7 @@ class Trainer:
         self.progress = self.progress and self.main
         self.out = Path(cfg.output)
         # every input is checked before the run folder is made or anything is logged
-        init = load_checkpoint(cfg.init_from) if ckpt is None and cfg.init_from else None
+        init = load_checkpoint(resolve_model(cfg.init_from)) if ckpt is None and cfg.init_from else None
         self.info = info = open_dataset(cfg.data_root, cfg.dataset)
         mean, std = info.mean, info.std
         if ckpt is not None:

@@ -42,15 +42,23 @@ def test_a_damaged_file_is_refused() -> None:
         bad.path()
 
 
-def test_shipped_metadata_matches_the_checkpoint() -> None:
+@pytest.mark.parametrize("name", sorted(WEIGHTS))
+def test_shipped_metadata_matches_the_checkpoint(name: str) -> None:
     from enet.checkpoint import load_checkpoint
 
-    w = get_weights("camvid")
+    w = get_weights(name)
     doc = w.meta()
     assert doc["sha256"] == w.sha256 == sha256_file(w.path())
     meta = load_checkpoint(w.path())["meta"]
-    assert doc["meta"] == {"resize": DEFAULT_RESIZE, **meta}  # the checkpoint predates the resize key
-    assert doc["meta"]["metrics"]["miou"] > 0.6 and "recipe" in doc
+    assert doc["meta"] == {"resize": DEFAULT_RESIZE, **meta}  # v1 predates the resize key
+    assert doc["meta"]["metrics"]["miou"] > 0.6 and "recipe" in doc and doc["name"] == name
+
+
+def test_the_first_camvid_weights_stay_reachable_by_name() -> None:
+    v1 = get_weights("camvid-v1")
+    assert v1.sha256 == "ef920c8ae12cc4e61284e4c22ca199be2dfeebacb50cdbfd6f66641cd9ffc2ee"  # as shipped before issue 21
+    assert abs(v1.meta()["meta"]["metrics"]["miou"] - 0.6496) < 1e-4
+    assert v1.onnx_files() == {}  # its .pth runs; the exported ONNX ship with camvid only
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib")
@@ -59,4 +67,5 @@ def test_weights_are_package_data() -> None:
 
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["enet"]
     assert "pretrained/*.pth" in cfg and "pretrained/*.json" in cfg
-    assert (ROOT / "enet" / "pretrained" / WEIGHTS["camvid"].filename).is_file()
+    for w in WEIGHTS.values():
+        assert (ROOT / "enet" / "pretrained" / w.filename).is_file()
