@@ -132,3 +132,16 @@ def test_lovasz_ema_run_resumes_exactly_and_saves_the_average(tiny_camvid: Path,
     best_epoch = best["meta"]["metrics"]["epoch"]
     if best_epoch == 2:
         assert all(torch.equal(best["state_dict"][k], avg[k]) for k in avg)
+
+
+def test_init_from_takes_a_shipped_name(tiny_camvid: Path, tmp_path: Path):
+    """`--init-from camvid-v1` (make reference-model's stage C) starts from the packaged file, by name."""
+    from enet.weights import get_weights
+
+    cfg = TrainConfig(data_root=str(tiny_camvid), output=str(tmp_path / "c"), epochs=1, batch_size=2, size=(32, 48),
+                      val_size=(48, 64), lr=0.0, threads=1, loss="ohem+lovasz", init_from="camvid-v1")
+    trainer = Trainer(cfg, progress=False)
+    shipped = load_checkpoint(get_weights("camvid-v1").path())["state_dict"]
+    assert all(torch.equal(v, shipped[k]) for k, v in trainer.model.state_dict().items())
+    trainer.fit()
+    assert load_checkpoint(tmp_path / "c" / "best.pth")["meta"]["train_config"]["init_from"] == "camvid-v1"
