@@ -28,6 +28,7 @@ def eval_parser() -> argparse.ArgumentParser:
                     "Classes come from the model; they must match the dataset's.",
         epilog="examples:\n"
                "  enet-eval --split val --json val.json      # the shipped camvid weights\n"
+               "  enet-eval camvid-v1                        # the camvid weights shipped before (v1)\n"
                "  enet-eval enet.int8.onnx --frames 20\n"
                "  enet-eval enet.onnx --precision int8      # with TensorRT: first-run INT8 engine, cached\n"
                "  enet-eval runs/full/best.pth --save-predictions preds/\n"
