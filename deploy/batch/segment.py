@@ -104,7 +104,8 @@ class FrameModel:
         spec: the resolved model.
         threads, streams: as ``enet-run --threads/--streams`` (default: the same defaults).
 
-    Use :meth:`close` (or ``with``) to free the backend and the model copy.
+    Use :meth:`close` (or ``with``) to free the backend. The model's bytes are written to a temp
+    file only while the backend loads them.
     """
 
     def __init__(self, spec: ModelSpec, *, threads: int | None = None, streams: int | None = None) -> None:
@@ -122,9 +123,10 @@ class FrameModel:
         try:
             self._ctx, _ = open_predictor(path, backend=spec.kind, size=spec.size, threads=threads, streams=streams)
             self.predictor = self._ctx.__enter__()
-        except BaseException:
+        finally:
+            # every backend has read the file by now: the copy goes at once, so a worker that Ray kills
+            # (no close()) leaves nothing in the temp folder
             self._dir.cleanup()
-            raise
         self.preprocess = Preprocess.from_meta(spec.meta, spec.size)
         self.num_classes = len(spec.meta["classes"])
         #: frames the backend may run at once (call :meth:`segment` from that many threads)
@@ -157,10 +159,7 @@ class FrameModel:
         return labels, class_fractions(labels, self.num_classes), conf
 
     def close(self) -> None:
-        try:
-            self._ctx.__exit__(None, None, None)
-        finally:
-            self._dir.cleanup()
+        self._ctx.__exit__(None, None, None)
 
     def __enter__(self) -> FrameModel:
         return self
