@@ -51,7 +51,7 @@ gpu-check: $(STAMP)
 # stage C fine-tunes the first shipped weights (camvid-v1, package data) at
 # 480x360 for 8 epochs with class-weighted cross-entropy plus the
 # Lovasz-softmax loss and weight averaging (EMA); the best val epoch (4)
-# ships. 37 min on 2 shared CPU cores (about 30 min quiet). The same CPU and --threads 2
+# ships. 37 min on 2 shared CPU cores (about 22 min quiet). The same CPU and --threads 2
 # reproduce it bit for bit (docs/training.md). `make reference-model-v1`
 # reruns stages A and B behind camvid-v1 from scratch (about 1 h 50 min).
 # Re-running continues an interrupted stage (--resume).
