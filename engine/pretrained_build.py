@@ -37,9 +37,9 @@ MAX_DROP = "0.5"
 
 def cpu_backends() -> tuple[str, ...]:
     """The CPU backends installed here that measure an ONNX: ``ort``, and ``openvino`` when it imports."""
-    import importlib.util
+    from enet._lazy import available
 
-    return ("ort",) + (("openvino",) if importlib.util.find_spec("openvino") else ())
+    return ("ort",) + (("openvino",) if available("openvino") else ())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +89,7 @@ def main(args: argparse.Namespace) -> int:
     from enet.defaults import default_camvid_root
     from enet.engine.cli import main as build_engine_main
     from enet.engine.eval_cli import main as eval_main
+    from enet.engine.runtime.resolve import resolve
     from enet.export.cli import main as export_main
     from enet.fileio import sha256_file, write_text
     from enet.weights import get_weights, pretrained_dir
@@ -113,23 +114,28 @@ def main(args: argparse.Namespace) -> int:
         log.info("exporting %s to FP32 ONNX", pth.name)
         _run(export_main, [str(pth), "-o", str(t / files["fp32"]), "--labels", "--data-root", data_root] + quiet)
         log.info("calibrating INT8 on the train frames of %s", data_root)
-        limit = ["--limit", str(args.limit)] if args.limit else []
+        # --limit: the conversion's FP32 vs INT8 report and each measurement use the first N val frames
+        val_frames = ["--val-frames", str(args.limit)] if args.limit else []
+        frames = ["--frames", str(args.limit)] if args.limit else []
         _run(build_engine_main, [str(t / files["fp32"]), "--int8", "-o", str(t / files["int8"]),
                                  "--data-root", data_root, "--max-drop", MAX_DROP]
-             + (["--val-frames", str(args.limit)] if args.limit else []) + calib + quiet)
+             + val_frames + calib + quiet)
+        backends = cpu_backends()
         for precision, name in files.items():
             log.info("measuring %s on the val split", name)
+            # the backend enet-eval picks by default is measured once, and doubles as its CPU backend's figure
+            default = resolve(t / name, measure=True).kind
             by_backend = {}
-            for backend in ("auto",) + cpu_backends():
+            for backend in dict.fromkeys((default,) + backends):
                 report = t / f"{precision}.{backend}.json"
                 _run(eval_main, [str(t / name), "--data-root", data_root, "--json", str(report), "-q",
-                                 "--backend", backend] + limit)
+                                 "--backend", backend] + frames)
                 by_backend[backend] = json.loads(report.read_text())
-            summary = by_backend.pop("auto")
+            summary = by_backend[default]
             exports[precision] = {
                 "file": name, "sha256": sha256_file(t / name), "val_miou": round(summary["miou"], 6),
                 "val_frames": summary["frames"], "measured_with": f"enet-eval {name} (backend {summary['backend']})",
-                "val_miou_by_backend": {b: round(r["miou"], 6) for b, r in by_backend.items()},
+                "val_miou_by_backend": {b: round(by_backend[b]["miou"], 6) for b in backends},
                 "command": " ".join(commands[precision]),
             }
         for name in files.values():
