@@ -15,6 +15,8 @@ A checkpoint is a ``torch.save``'d dict that loads with
         "resize": "area",                      # enet.transforms.RESIZE_METHODS; absent
                                                # in older files: DEFAULT_RESIZE
         "train_config": {...}, "metrics": {...}
+                                               # (an average of checkpoints has
+                                               # "average_of": [...] instead)
       },
       "train_state": {...}                 # only in resumable checkpoints:
                                            # optimizer, scheduler, epoch, RNG
@@ -79,6 +81,48 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: dict[str, Any]) -> None:
         f.write(buf.getbuffer())
         f.flush()
         os.fsync(f.fileno())
+
+
+def average_checkpoints(paths: list[str | os.PathLike[str]]) -> dict[str, Any]:
+    """The uniform average of checkpoints' weights (a "model soup", Wortsman et al. 2022).
+
+    All must be ENet checkpoints of the same classes, normally fine-tuned from
+    one start (weights far apart average to a poor model). Floating-point
+    tensors, BatchNorm running statistics included, are averaged in float64
+    and stored in their own dtype; integer buffers (BatchNorm's step counts)
+    are taken from the first. The result is a plain checkpoint (no
+    ``train_state``) whose metadata is the first one's, with ``train_config``
+    and ``metrics`` (which describe one run) replaced by ``average_of``: each
+    ingredient's file name, sha256, training config and metrics.
+
+    Raises:
+        CheckpointError: fewer than two files, one unreadable, or the classes
+            or layers differ.
+    """
+    from enet.fileio import sha256_file
+
+    if len(paths) < 2:
+        raise CheckpointError("averaging needs at least two checkpoints")
+    ckpts = [load_checkpoint(p) for p in paths]
+    first = ckpts[0]
+    for p, c in zip(paths[1:], ckpts[1:]):
+        if c["meta"]["classes"] != first["meta"]["classes"]:
+            raise CheckpointError(f"{p} has other classes than {paths[0]}; only checkpoints of one model average")
+        if c["state_dict"].keys() != first["state_dict"].keys():
+            raise CheckpointError(f"{p} has other layers than {paths[0]}")
+    state: dict[str, torch.Tensor] = {}
+    for k, v in first["state_dict"].items():
+        if v.is_floating_point():
+            total = sum(c["state_dict"][k].double() for c in ckpts)
+            state[k] = (total / len(ckpts)).to(v.dtype)
+        else:
+            state[k] = v.clone()
+    meta = {k: v for k, v in first["meta"].items() if k not in ("train_config", "metrics")}
+    meta["average_of"] = [{"file": Path(p).name, "sha256": sha256_file(p),
+                           "train_config": c["meta"].get("train_config"), "metrics": c["meta"].get("metrics")}
+                          for p, c in zip(paths, ckpts)]
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": dict(first["arch"]),
+            "state_dict": state, "meta": meta}
 
 
 def _why_unreadable(p: Path) -> str:

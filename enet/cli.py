@@ -542,3 +542,40 @@ def plot_main(args: argparse.Namespace) -> int:
     plot_training(args.logs, args.output)
     print(f"wrote {args.output}")
     return 0
+
+
+# -- enet-average ----------------------------------------------------------------
+def average_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="enet-average",
+                       description="Average the weights of checkpoints fine-tuned from one start (a model soup, "
+                                   "Wortsman et al. 2022) into one checkpoint. Same network, same size and speed; "
+                                   "measure the result with enet-eval (docs/training.md).",
+                       epilog="examples:\n"
+                              "  enet-average runs/a/best.pth runs/b/best.pth -o runs/soup.pth\n"
+                              "  enet-eval runs/soup.pth --split val")
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT",
+                   help="two or more .pth checkpoints (or shipped names) of the same classes")
+    add_output(p, ".pth file to write (missing folders are created)", required=True)
+    add_verbosity(p)
+    return p
+
+
+@cli(average_parser)
+def average_main(args: argparse.Namespace) -> int:
+    """enet-average."""
+    from enet._lazy import require
+
+    require("torch")
+    from enet.checkpoint import average_checkpoints, save_checkpoint
+    from enet.weights import resolve_model
+
+    if len(args.checkpoints) < 2:
+        raise UsageError("give at least two checkpoints to average")
+    if not str(args.output).endswith(".pth"):
+        raise UsageError(f"-o {args.output}: the output is a checkpoint; give it a .pth name")
+    check_writable(args.output)
+    paths = [resolve_model(c) for c in args.checkpoints]
+    ckpt = average_checkpoints(paths)
+    save_checkpoint(args.output, ckpt)
+    print(f"wrote {args.output}: the average of {len(paths)} checkpoints")
+    return 0

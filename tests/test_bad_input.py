@@ -77,6 +77,13 @@ CASES: list[tuple] = [
     ("summary-size-0", "enet-summary --size 0x0", 2, "--size"),
     ("plot-random-log", "enet-plot {bad}/random.pth -o {ws}/p.png", 1),
     ("plot-missing-log", "enet-plot {ws}/nope.jsonl -o {ws}/p.png", 1),
+    # ---- enet-average
+    ("average-one", "enet-average {pth} -o {ws}/s.pth", 2, "at least two"),
+    ("average-random-pth", "enet-average {pth} {bad}/random.pth -o {ws}/s.pth", 1),
+    ("average-missing", "enet-average {pth} {ws}/nope.pth -o {ws}/s.pth", 1, "does not exist"),
+    ("average-other-classes", "enet-average {pth} {pth5} -o {ws}/s.pth", 1, "other classes"),
+    ("average-not-pth", "enet-average {pth} {pth} -o {ws}/s.onnx", 2, ".pth"),
+    ("average-unwritable", "enet-average {pth} {pth} -o {ro}/s.pth", 1),
     # ---- enet-export
     ("export-random-pth", "enet-export {bad}/random.pth -o {ws}/x.onnx --verify-frames 0", 1),
     ("export-truncated-pth", "enet-export {bad}/truncated.pth -o {ws}/x.onnx --verify-frames 0", 1),

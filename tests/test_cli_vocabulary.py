@@ -26,6 +26,7 @@ PARSERS = {
     "train": "enet.cli:train_parser",
     "summary": "enet.cli:summary_parser",
     "plot": "enet.cli:plot_parser",
+    "average": "enet.cli:average_parser",
     "eval": "enet.engine.eval_cli:eval_parser",
     "export": "enet.export.cli:build_parser",
     "build-engine": "enet.engine.cli:build_parser",
