@@ -93,7 +93,7 @@ def average_checkpoints(paths: list[str | os.PathLike[str]]) -> dict[str, Any]:
     are taken from the first. The result is a plain checkpoint (no
     ``train_state``) whose metadata is the first one's, with ``train_config``
     and ``metrics`` (which describe one run) replaced by ``average_of``: each
-    ingredient's file name, sha256, training config and metrics.
+    ingredient's path, sha256, training config and metrics.
 
     Raises:
         CheckpointError: fewer than two files, one unreadable, or the classes
@@ -118,7 +118,7 @@ def average_checkpoints(paths: list[str | os.PathLike[str]]) -> dict[str, Any]:
         else:
             state[k] = v.clone()
     meta = {k: v for k, v in first["meta"].items() if k not in ("train_config", "metrics")}
-    meta["average_of"] = [{"file": Path(p).name, "sha256": sha256_file(p),
+    meta["average_of"] = [{"file": str(p), "sha256": sha256_file(p),
                            "train_config": c["meta"].get("train_config"), "metrics": c["meta"].get("metrics")}
                           for p, c in zip(paths, ckpts)]
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": dict(first["arch"]),

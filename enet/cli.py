@@ -552,10 +552,15 @@ def average_parser() -> argparse.ArgumentParser:
                                    "measure the result with enet-eval (docs/training.md).",
                        epilog="examples:\n"
                               "  enet-average runs/a/best.pth runs/b/best.pth -o runs/soup.pth\n"
+                              "  enet-average runs/a/best.pth runs/b/best.pth -o runs/soup.pth "
+                              "--data-root ../shared/data/camvid\n"
                               "  enet-eval runs/soup.pth --split val")
     p.add_argument("checkpoints", nargs="+", metavar="CKPT",
                    help="two or more .pth checkpoints (or shipped names) of the same classes")
     add_output(p, ".pth file to write (missing folders are created)", required=True)
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="also measure the average on this dataset's val split and store the metrics in it, "
+                        "as enet-train does for best.pth (default: not measured)")
     add_verbosity(p)
     return p
 
@@ -574,8 +579,18 @@ def average_main(args: argparse.Namespace) -> int:
     if not str(args.output).endswith(".pth"):
         raise UsageError(f"-o {args.output}: the output is a checkpoint; give it a .pth name")
     check_writable(args.output)
+    if args.data_root is not None:
+        from enet.datasets import open_dataset
+
+        open_dataset(args.data_root)  # a missing dataset stops the command before any work
     paths = [resolve_model(c) for c in args.checkpoints]
     ckpt = average_checkpoints(paths)
+    measured = ""
+    if args.data_root is not None:
+        from enet.train import checkpoint_val_metrics
+
+        ckpt["meta"]["metrics"] = metrics = checkpoint_val_metrics(ckpt, args.data_root)
+        measured = f"; val mIoU {100 * metrics['miou']:.2f} % on {args.data_root}"
     save_checkpoint(args.output, ckpt)
-    print(f"wrote {args.output}: the average of {len(paths)} checkpoints")
+    print(f"wrote {args.output}: the average of {len(paths)} checkpoints{measured}")
     return 0

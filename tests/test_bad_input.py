@@ -84,6 +84,8 @@ CASES: list[tuple] = [
     ("average-other-classes", "enet-average {pth} {pth5} -o {ws}/s.pth", 1, "other classes"),
     ("average-not-pth", "enet-average {pth} {pth} -o {ws}/s.onnx", 2, ".pth"),
     ("average-unwritable", "enet-average {pth} {pth} -o {ro}/s.pth", 1),
+    ("average-missing-data", "enet-average {pth} {pth} -o {ws}/s.pth --data-root {ws}/nodata", 1, "does not exist"),
+    ("average-data-other-classes", "enet-average {pth5} {pth5} -o {ws}/s.pth --data-root {data}", 1, "classes"),
     # ---- enet-export
     ("export-random-pth", "enet-export {bad}/random.pth -o {ws}/x.onnx --verify-frames 0", 1),
     ("export-truncated-pth", "enet-export {bad}/truncated.pth -o {ws}/x.onnx --verify-frames 0", 1),

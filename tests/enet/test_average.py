@@ -77,3 +77,15 @@ def test_cli_writes_a_checkpoint_every_tool_loads(tmp_path: Path) -> None:
     model, meta = load_model(out)
     assert isinstance(model, ENet) and len(meta["average_of"]) == 2
     assert sorted(p.name for p in out.parent.iterdir()) == ["soup.pth"]  # no temp file left
+    assert "metrics" not in meta  # nothing measured it
+
+
+def test_cli_measures_the_average_on_val(tmp_path: Path, tiny_camvid: Path) -> None:
+    a, b = _checkpoint(tmp_path / "a.pth", 0), _checkpoint(tmp_path / "b.pth", 1)
+    out = tmp_path / "soup.pth"
+    r = subprocess.run([str(BIN / "enet-average"), str(a), str(b), "-o", str(out), "--data-root", str(tiny_camvid)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    metrics = load_checkpoint(out)["meta"]["metrics"]
+    assert "val mIoU" in r.stdout and 0.0 <= metrics["miou"] <= 1.0
+    assert set(metrics["per_class"]) == set(default_metadata()["classes"])

@@ -61,6 +61,19 @@ def test_the_first_camvid_weights_stay_reachable_by_name() -> None:
     assert v1.onnx_files() == {}  # its .pth runs; the exported ONNX ship with camvid only
 
 
+def test_the_second_camvid_weights_stay_reachable_by_name() -> None:
+    v2 = get_weights("camvid-v2")
+    assert v2.sha256 == "c56e6508cd4c742d7188010dc867a3cf2796afd4e265319ed2c8ceef2addf6fa"  # camvid before the soup
+    assert abs(v2.meta()["meta"]["metrics"]["miou"] - 0.6638) < 1e-4
+    assert v2.onnx_files() == {}
+
+
+def test_the_shipped_camvid_is_an_average_of_two_fine_tunes() -> None:
+    meta = get_weights("camvid").meta()["meta"]
+    assert [a["train_config"]["loss"] for a in meta["average_of"]] == ["ce+lovasz", "lovasz"]
+    assert abs(meta["metrics"]["miou"] - 0.6807) < 1e-4  # measured by enet-average --data-root
+
+
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib")
 def test_weights_are_package_data() -> None:
     import tomllib
