@@ -55,7 +55,8 @@ def test_key_names_everything_that_makes_an_engine_valid() -> None:
     assert engine_cache.engine_key("ab" * 32, "10.3.0", "Orin", "int8") != key
 
 
-def test_built_once_then_reused(tiny_onnx, gpu_here, tmp_path, caplog, monkeypatch) -> None:
+def test_built_once_then_reused(tiny_onnx, gpu_here, tiny_camvid, tmp_path, caplog, monkeypatch) -> None:
+    monkeypatch.setenv("ENET_CAMVID", str(tiny_camvid))  # val frames for the gate, with or without real CamVid
     said: list[str] = []
     first = engine_cache.first_run_engine(tiny_onnx, say=said.append)
     assert gpu_here == [first.with_name("enet.fp16.onnx")]  # TensorRT 10.3: strongly typed FP16 ONNX
