@@ -187,12 +187,21 @@ def load_model(path: str | os.PathLike[str], *, num_classes: int | None = None,
     n = ckpt["arch"]["num_classes"]
     if num_classes is not None and num_classes != n:
         raise CheckpointError(f"{path} has {n} classes, expected {num_classes}")
-    model = ENet(n, unpool=unpool)
+    return model_from_checkpoint(ckpt, unpool=unpool, name=str(path)), ckpt["meta"]
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], *, unpool: UnpoolMode = "indices",
+                          name: str = "the checkpoint") -> ENet:
+    """The ENet (in eval mode) of a checkpoint dict already in memory (:func:`load_checkpoint`'s, or a new one).
+
+    Raises:
+        CheckpointError: the weights do not fit the network (``name`` says whose).
+    """
+    model = ENet(ckpt["arch"]["num_classes"], unpool=unpool)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         raise CheckpointError(
-            f"{path}: weights do not fit ENet ({str(exc).splitlines()[0][:160]})"
+            f"{name}: weights do not fit ENet ({str(exc).splitlines()[0][:160]})"
         ) from None
-    model.eval()
-    return model, ckpt["meta"]
+    return model.eval()

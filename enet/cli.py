@@ -579,17 +579,18 @@ def average_main(args: argparse.Namespace) -> int:
     if not str(args.output).endswith(".pth"):
         raise UsageError(f"-o {args.output}: the output is a checkpoint; give it a .pth name")
     check_writable(args.output)
+    data = None
     if args.data_root is not None:
         from enet.datasets import open_dataset
 
-        open_dataset(args.data_root)  # a missing dataset stops the command before any work
+        data = open_dataset(args.data_root)  # a missing dataset stops the command before any work
     paths = [resolve_model(c) for c in args.checkpoints]
     ckpt = average_checkpoints(paths)
     measured = ""
-    if args.data_root is not None:
+    if data is not None:
         from enet.train import checkpoint_val_metrics
 
-        ckpt["meta"]["metrics"] = metrics = checkpoint_val_metrics(ckpt, args.data_root)
+        ckpt["meta"]["metrics"] = metrics = checkpoint_val_metrics(ckpt, data)
         measured = f"; val mIoU {100 * metrics['miou']:.2f} % on {args.data_root}"
     save_checkpoint(args.output, ckpt)
     print(f"wrote {args.output}: the average of {len(paths)} checkpoints{measured}")

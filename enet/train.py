@@ -34,7 +34,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -48,7 +47,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from enet import distributed
-from enet.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from enet.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
 from enet.data import Augment, SegmentationDataset, weights_from_frequencies
 from enet.datasets import DatasetInfo, open_dataset
 from enet.device import resolve_device
@@ -570,22 +569,21 @@ def evaluate_model(model: nn.Module, dataset: SegmentationDataset, *, device: to
     return confusion_matrix(model, dataset, device=device, batch_size=batch_size).summary(class_names)
 
 
-def checkpoint_val_metrics(ckpt: dict[str, Any], data_root: str | os.PathLike[str], *,
-                           dataset: str = "auto") -> dict[str, Any]:
+def checkpoint_val_metrics(ckpt: dict[str, Any], info: DatasetInfo) -> dict[str, Any]:
     """Val metrics of a checkpoint dict at its input size, measured as enet-train measures its epochs.
 
     For a checkpoint no training run measured (``enet-average``'s), so its
     ``meta["metrics"]`` holds the same figures as a ``best.pth``'s.
 
+    Args:
+        info: the dataset (:func:`enet.datasets.open_dataset`).
+
     Raises:
-        DataError: no dataset at ``data_root``, or one of other classes.
+        DataError: the dataset has other classes.
     """
-    info = open_dataset(data_root, dataset)
     meta = ckpt["meta"]
     if list(meta["classes"]) != list(info.classes):
-        raise DataError(f"the checkpoints have {len(meta['classes'])} classes, but {data_root} ({info.kind}) has "
+        raise DataError(f"the checkpoints have {len(meta['classes'])} classes, but {info.root} ({info.kind}) has "
                         f"{info.num_classes} others; measure on the dataset they were trained on")
     val_set = SegmentationDataset(info, "val", size=tuple(meta["input_size"]), mean=meta["mean"], std=meta["std"])
-    model = ENet(ckpt["arch"]["num_classes"])
-    model.load_state_dict(ckpt["state_dict"])
-    return evaluate_model(model.eval(), val_set, class_names=list(meta["classes"]))
+    return evaluate_model(model_from_checkpoint(ckpt), val_set, class_names=list(meta["classes"]))
