@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test test-py38 venv clean reference-model reference-model-v1 gpu-check pretrained-onnx
+.PHONY: demo test test-py38 test-py310 venv clean reference-model reference-model-v1 gpu-check pretrained-onnx
 
 venv: $(STAMP)
 
@@ -23,19 +23,18 @@ $(STAMP): pyproject.toml Makefile
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The runtime on Python 3.8 (JetPack 5.1's Python): a venv with only the
-# runtime installed from this checkout (no torch), fixtures made with the main
-# venv, then tests/runtime38. Skips when pyenv's 3.8 is not there.
+# The user's install on JetPack's Pythons (3.8: JetPack 5.1, 3.10: JetPack 6): a fresh venv with only
+# `pip install .` of this checkout (no torch, no pytest), then the README's commands in it with the
+# shipped default model and an explicit one, driven by the main venv's pytest (tests/install/run.sh).
+# Each skips in one line when pyenv's Python is not there.
 PY38 ?= $(HOME)/.pyenv/versions/3.8.18/bin/python
-VENV38 := .venv38
+PY310 ?= $(HOME)/.pyenv/versions/3.10.13/bin/python
 
 test-py38: $(STAMP)
-	@if [ ! -x "$(PY38)" ]; then echo "test-py38: skipped, no Python 3.8 at $(PY38)"; exit 0; fi; \
-	set -e; test -x $(VENV38)/bin/python || $(PY38) -m venv $(VENV38); \
-	$(VENV38)/bin/pip install -q --disable-pip-version-check . pytest; \
-	rm -rf $(VENV38)/fixtures; $(BIN)/python tests/runtime38/make_fixtures.py $(VENV38)/fixtures; \
-	ENET_PY38_FIXTURES=$(CURDIR)/$(VENV38)/fixtures $(VENV38)/bin/python -m pytest -q --noconftest \
-	  -p no:cacheprovider --rootdir tests/runtime38 tests/runtime38
+	tests/install/run.sh test-py38 $(PY38) .venv38
+
+test-py310: $(STAMP)
+	tests/install/run.sh test-py310 $(PY310) .venv310
 
 demo: $(STAMP)
 	$(BIN)/enet-demo
@@ -91,4 +90,4 @@ pretrained-onnx: $(STAMP)
 	$(BIN)/python -m enet.engine.pretrained_build $(or $(NAME),camvid) --data-root $(CAMVID)
 
 clean:
-	rm -rf $(VENV) $(VENV38) demo_out .pytest_cache
+	rm -rf $(VENV) .venv38 .venv310 demo_out .pytest_cache

@@ -316,14 +316,14 @@ def _inputs(args: argparse.Namespace) -> Inputs:
     """Backends, model, sizes and dataset of the bench; a broken model or a bad dataset fails here."""
     from enet.bench import backends as bk
     from enet.bench.frames import has_val
-    from enet.defaults import default_camvid_root
+    from enet.defaults import default_camvid_root, what_is_wrong
     from enet.engine.runtime.resolve import model_file
 
     specs = bk.parse_backends(args.backend)
     model_path = model_file(args.model)
     if not model_path.is_file():
-        raise EnetError(f"model {model_path} does not exist; pass --model with an enet-rt checkpoint (.pth) "
-                        "or ONNX model (.onnx)")
+        raise EnetError(f"model {model_path} {what_is_wrong(model_path)}; pass --model with an enet-rt checkpoint "
+                        "(.pth) or ONNX model (.onnx)")
     camvid = Path(args.data_root or default_camvid_root())
     artifacts = bk.Artifacts(model_path, camvid=camvid, calib_images=args.calib_frames, say=_say)  # refuses other kinds
     model = _model_facts(model_path)  # a broken model fails here, before anything is printed

@@ -297,8 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--streams", type=positive_int, metavar="N",
                    help="frames inferred at once on a CPU backend (openvino, ort-fast, ort) (default: 2 on 2+ "
                         "CPUs, sharing every CPU; 1 when --threads is given; see docs/deploy.md)")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+    from enet.cli import add_verbosity  # -v/-q: counters, one or the other, as in every command (docs/cli.md)
+    add_verbosity(p)
     return p
 
 

@@ -98,7 +98,7 @@ def _frame_count(clip: Path) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from enet.cli import (ArgumentParser, add_alias, add_data_root, add_engine_precision, add_frames, add_model,
-                          add_output, non_negative_int, positive_int, size_text)
+                          add_output, add_verbosity, non_negative_int, positive_int, size_text)
     from enet.engine.runtime.backend import BACKEND_CHOICES
 
     p = ArgumentParser(prog="enet-demo",
@@ -129,8 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                      "(default: see enet-run --streams)")
     p.add_argument("--no-live", dest="live", action="store_false",
                    help="skip the second pass that plays the clip live at its 15 fps (fps out, drops, latency)")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+    add_verbosity(p)
     return p
 
 
@@ -144,14 +143,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from enet.defaults import default_camvid_root
+    from enet.defaults import default_camvid_root, what_is_wrong
     from enet.cli import check_writable
     from enet.errors import DataError, EnetError
     from enet.weights import resolve_model
 
     model = resolve_model(args.model)  # a shipped name is resolved again in the run (its packaged ONNX)
     if not model.is_file():
-        raise EnetError(f"model {model} does not exist; pass --model or train one with enet-train")
+        raise EnetError(f"model {model} {what_is_wrong(model)}; pass --model or train one with enet-train")
     given_file = bool(args.model) and Path(args.model).exists()
     root = Path(args.data_root) if args.data_root else default_camvid_root()
     out = Path(args.output)

@@ -13,14 +13,31 @@ imports torch unless a ``.pth`` runs in PyTorch.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
-from enet.errors import EnetError, InputError
+
+def _source_tree_path() -> None:
+    # In a checkout the tool packages sit beside enet/ (engine/, export/, bench/, deploy/) and pyproject's
+    # package-dir maps them under enet. Run from the repository root, ./enet shadows an installed enet-rt,
+    # so enet.engine would not be found: there, the repository root joins the search path and
+    # enet.engine resolves to ./engine. An installed package has them inside enet/ and is left alone.
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    tools = ("engine", "export", "bench", "deploy")
+    if all(os.path.isfile(os.path.join(root, t, "__init__.py")) for t in tools) and not any(
+            os.path.isdir(os.path.join(here, t)) for t in tools) and root not in __path__:
+        __path__.append(root)
+
+
+_source_tree_path()
+
+from enet.errors import EnetError, InputError  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     from enet.engine.runtime.segmenter import Segmenter
 
-__all__ = ["Segmenter", "EnetError", "InputError"]
+__all__ = ["Segmenter", "EnetError", "InputError", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -29,4 +46,11 @@ def __getattr__(name: str) -> Any:
         from enet.engine.runtime.segmenter import Segmenter
 
         return Segmenter
+    if name == "__version__":  # the installed distribution's version (pyproject.toml's, one source)
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("enet-rt")
+        except PackageNotFoundError:  # a checkout run without installing it
+            return "0+unknown"
     raise AttributeError(f"module 'enet' has no attribute {name!r}")

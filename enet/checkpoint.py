@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from enet.defaults import env_note
+from enet.defaults import env_note, what_is_wrong
 from enet.errors import CheckpointError
 from enet.fileio import atomic_path
 from enet.model import ARCH_NAME, ARCH_VERSION, ENet, UnpoolMode
@@ -144,7 +144,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"checkpoint {p}{env_note(p)} does not exist")
+        raise CheckpointError(f"checkpoint {p}{env_note(p)} {what_is_wrong(p)}")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - the weights_only unpickler raises anything on garbage

@@ -254,10 +254,15 @@ def add_dataset_kind(p: argparse.ArgumentParser) -> None:
                         "leftImg8bit/ and gtFine/ do, else CamVid")
 
 
+VERBOSE_HELP = "more log output (debug; the runtimes' own logs too); -v and -q are counters in every command"
+QUIET_HELP = "warnings and errors only, no progress bars (-qq: errors only)"
+
+
 def add_verbosity(p: argparse.ArgumentParser) -> None:
+    """``-v/--verbose`` and ``-q/--quiet``: counters in every command (docs/cli.md), one or the other."""
     g = p.add_mutually_exclusive_group()
-    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
+    g.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE_HELP)
+    g.add_argument("-q", "--quiet", action="count", default=0, help=QUIET_HELP)
 
 
 def add_engine_precision(p: argparse.ArgumentParser) -> None:

@@ -56,3 +56,20 @@ def env_note(path: str | os.PathLike[str]) -> str:
         if p == v or v in p.parents:
             return f" (from ${var}; unset it or point it elsewhere)"
     return ""
+
+
+def what_is_wrong(path: str | os.PathLike[str], *, want: str = "file") -> str:
+    """Why ``path`` is not the ``want`` (``"file"`` or ``"folder"``) a message expected, in a few words.
+
+    ``"does not exist"`` only when nothing is there; a folder where a file was
+    expected (or the reverse) says so, so that ``ENET_MODEL`` pointing at a
+    folder or ``--data-root`` at a file is not reported as missing.
+    """
+    p = Path(path)
+    if not p.exists():
+        return "does not exist"
+    if p.is_dir():
+        return "is a folder, not a file" if want == "file" else "exists"
+    if want == "folder":
+        return "is a file, not a folder"
+    return "is not a regular file" if not p.is_file() else "exists"

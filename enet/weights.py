@@ -17,7 +17,6 @@ import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +82,9 @@ WEIGHTS: dict[str, Weights] = {w.name: w for w in (
 
 def pretrained_dir() -> Path:
     """The package's ``pretrained/`` folder (shipped checkpoints, their JSON and exported ONNX)."""
-    return Path(str(resources.files("enet") / "pretrained"))
+    # beside this module: the package is installed as files (setuptools, never zipped), and
+    # importlib.resources.files is Python 3.9+ (JetPack 5.1 runs 3.8)
+    return Path(__file__).resolve().parent / "pretrained"
 
 
 def _resource(filename: str) -> Path:
@@ -127,6 +128,9 @@ def resolve_model(spec: str | os.PathLike[str] | None) -> Path:
         if not env:
             return get_weights(DEFAULT_WEIGHTS).path()
         p = resolve_model(env)
+        if p.is_dir():
+            raise EnetError(f"ENET_MODEL={env} is a folder, not a model file; set ENET_MODEL to a .pth/.onnx/.engine "
+                            "file in it or a weights name, unset it, or pass the model explicitly")
         if not p.exists():
             raise EnetError(f"ENET_MODEL={env} names no file and no shipped weights (known: {', '.join(WEIGHTS)}); "
                             "set ENET_MODEL to a .pth/.onnx/.engine file or a weights name, unset it, "

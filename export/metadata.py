@@ -18,6 +18,7 @@ from typing import Any
 
 import onnx
 
+from enet.defaults import what_is_wrong
 from enet.errors import EnetError
 from enet.transforms import DEFAULT_RESIZE
 
@@ -90,7 +91,7 @@ def read_onnx_metadata(path_or_model: str | os.PathLike[str] | onnx.ModelProto) 
         p = Path(path_or_model)
         name = str(p)
         if not p.is_file():
-            raise OnnxMetadataError(f"ONNX file {p} does not exist")
+            raise OnnxMetadataError(f"ONNX file {p} {what_is_wrong(p)}")
         try:
             proto = onnx.load(str(p), load_external_data=False)
         except Exception as exc:  # noqa: BLE001 - protobuf raises several types

@@ -12,8 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from enet.cli import (ArgumentParser, add_engine_precision, guard, non_negative_float, positive_float, positive_int,
-                      setup_logging, size_text)
+from enet.cli import (ArgumentParser, add_engine_precision, add_verbosity, guard, non_negative_float, positive_float,
+                      positive_int, setup_logging, size_text)
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--object-store-mb", type=positive_int, default=200, metavar="MB",
                    help="object store of a local Ray (default 200)")
     g.add_argument("--cache-dir", metavar="DIR", help="where an ONNX exported on the fly is cached (as enet-run)")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    p.add_argument("-q", "--quiet", action="count", default=0, help="less log output, no progress bar")
+    add_verbosity(p)
     return p
 
 

@@ -16,17 +16,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from enet.defaults import env_note
+from enet.defaults import env_note, what_is_wrong
 from enet.errors import EnetError
 
-try:  # Python >= 3.11
-    from typing import Self
-except ImportError:  # pragma: no cover - Python 3.10
-    from typing_extensions import Self  # type: ignore[assignment]
+if TYPE_CHECKING:  # annotations only (postponed): typing.Self is 3.11+, and typing_extensions is no dependency
+    from typing_extensions import Self
 
 @dataclass(frozen=True)
 class BackendKind:
@@ -157,7 +155,7 @@ def open_backend(path: str | os.PathLike[str], kind: str | None = None, **option
     """
     p = Path(path)
     if not p.is_file():
-        raise EnetError(f"model file {p}{env_note(p)} does not exist")
+        raise EnetError(f"model file {p}{env_note(p)} {what_is_wrong(p)}")
     file_kind = backend_kind(p)
     kind = kind or file_kind
     if kind not in KINDS:

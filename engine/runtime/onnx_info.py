@@ -16,6 +16,7 @@ from typing import Any
 
 import onnx
 
+from enet.defaults import what_is_wrong
 from enet.errors import EnetError, ShapeError
 from enet.export.metadata import read_onnx_metadata
 
@@ -28,7 +29,7 @@ def load_onnx(path: str | os.PathLike[str], *, check: bool = True) -> onnx.Model
     """Load and check an ONNX file; a corrupt or missing file is a user error."""
     p = Path(path)
     if not p.is_file():
-        raise EnetError(f"ONNX file {p} does not exist; export one with enet-export")
+        raise EnetError(f"ONNX file {p} {what_is_wrong(p)}; export one with enet-export")
     try:
         model = onnx.load(str(p))
         if check:

@@ -160,9 +160,9 @@ def resolve(model: str | os.PathLike[str] | None, *, backend: str = "auto", prec
         model = shipped["fp32"] if shipped else weights.path()
     model = Path(model)
     if not model.is_file():
-        from enet.defaults import env_note
+        from enet.defaults import env_note, what_is_wrong
 
-        raise EnetError(f"model file {model}{env_note(model)} does not exist; pass a model file (.pth, .onnx, "
+        raise EnetError(f"model file {model}{env_note(model)} {what_is_wrong(model)}; pass a model file (.pth, .onnx, "
                         ".engine) or a shipped name (camvid)")
     kind = backend_kind(model)
     engine = model.with_suffix(".engine")

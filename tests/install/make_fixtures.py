@@ -1,12 +1,12 @@
-"""Fixtures for the Python 3.8 runtime tests, made beforehand with the main (3.10+, torch) venv.
+"""Fixtures for the user-install checks (tests/install), made beforehand with the main (3.10+, torch) venv.
 
-    .venv/bin/python tests/runtime38/make_fixtures.py DIR
+    .venv/bin/python tests/install/make_fixtures.py DIR
 
 writes ``DIR/tiny.onnx`` (an untrained seeded ENet, 64x96, exported as
 enet-export does) and ``DIR/camvid`` (a generated CamVid-format set: 6
-train, 3 val frames). ``make test-py38`` then runs
-``tests/runtime38/test_py38_runtime.py`` in a Python 3.8 venv that has only
-the runtime installed (no torch).
+train, 3 val frames). ``make test-py38`` / ``make test-py310`` then run
+``tests/install/test_user_install.py`` against a venv of that Python that has
+only the runtime installed (``pip install .``: no torch, no pytest).
 """
 
 from __future__ import annotations
