@@ -62,18 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="enet-bench",
         description="Benchmark ENet per backend and resolution (trtexec-style timing) and compare with "
                     "the paper's Table 2 (speed) and Table 3 (size). Writes bench.json, bench.md, bench.png. "
-                    "--device desktop needs an NVIDIA GPU and --device jetson a Jetson (--device cuda: either): "
+                    "--machine desktop needs an NVIDIA GPU and --machine jetson a Jetson (--device cuda: either): "
                     "a bench never reports a device it is not running on.",
         epilog="examples:\n"
                "  enet-bench --device cpu --backend torch,ort,ort-int8,ort-fast,openvino,openvino-int8 \\\n"
                "      --size 480x360 --threads 2 --rounds 5 --val-frames 101 -o out/bench-cpu\n"
                "  enet-bench --model enet.onnx --backend ort,ort-int8 --iterations 50 -o bench-onnx\n"
-               "  enet-bench --device jetson --backend trt-fp32,trt-fp16,trt-int8   # on the Jetson\n"
+               "  enet-bench --machine jetson --backend trt-fp32,trt-fp16,trt-int8   # on the Jetson\n"
                "  enet-bench --val-frames 101 --data-root ../shared/data/camvid",
     )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "desktop", "jetson"), default="auto",
-                   help="what to probe and where to run: cpu, cuda (an NVIDIA GPU: desktop or jetson, detected), "
-                        "desktop (NVIDIA GPU), jetson; auto detects")
+    p.add_argument("--device", type=_device, default="auto", metavar="{auto,cpu,cuda}",
+                   help="where to run, as in every command: cpu, cuda (an NVIDIA GPU), auto detects "
+                        "(desktop and jetson: deprecated, use --machine)")
+    p.add_argument("--machine", choices=("desktop", "jetson"), default=None,
+                   help="the kind of CUDA machine the report names, checked to be this one: desktop (an NVIDIA GPU) "
+                        "or jetson (default: detected)")
+    p.on_parsed(_merge_machine)
     add_model(p, positional=False,
               help="enet-rt checkpoint (.pth) or shipped weights name, or an ONNX model (.onnx: ort/trt "
                    "backends at its own size, no PyTorch needed); default: camvid (or $ENET_MODEL)")
@@ -101,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "profiler and report milliseconds per op type (default 0: off)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="TensorRT: capture the enqueue in a CUDA graph and time its launch (trtexec --useCudaGraph)")
-    add_frames(p, "--val-frames", "also report val mIoU of each backend on N frames of --data-root, spaced "
-                                  "over the split (default 0: off)", default=0, zero=True, old=["--accuracy-frames"])
+    add_frames(p, "--val-frames", "also report val mIoU of each backend on N val frames of --data-root, spaced "
+                                  "evenly over the split (default 0: off)", default=0, zero=True, old=["--accuracy-frames"])
     add_frames(p, "--calib-frames", "train frames of --data-root for INT8 calibration when an INT8 ONNX is built "
                                     "(default 64)", default=64, old=["--calib-images"])
     add_data_root(p, help="dataset the model was trained on (val for frames and accuracy, train for calibration); "
@@ -118,13 +122,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _device(text: str) -> str:
+    """argparse type of --device: auto, cpu, cuda; the former machine kinds (desktop, jetson) with a warning."""
+    if text in ("desktop", "jetson"):
+        print(f"enet-bench: warning: --device {text} is deprecated; use --machine {text}", file=sys.stderr)
+        return text
+    if text not in ("auto", "cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from 'auto', 'cpu', 'cuda')")
+    return text
+
+
+def _merge_machine(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--machine KIND`` (with --device auto or cuda) -> the machine kind the bench runs on and reports."""
+    if args.machine is None:
+        return
+    if args.device not in ("auto", "cuda", args.machine):
+        parser.error(f"--machine {args.machine} is a CUDA machine; it does not go with --device {args.device}")
+    args.device = args.machine
+
+
 def _validate(args: argparse.Namespace) -> None:
     """What can be checked before any work: the device is the one named, the report folder is writable."""
     from enet.bench import probes
 
     if args.device == "jetson" and not probes.is_jetson():
-        raise EnetError("--device jetson: this machine is not a Jetson (no /etc/nv_tegra_release); "
-                        "run there, or use --device auto")
+        raise EnetError("--machine jetson: this machine is not a Jetson (no /etc/nv_tegra_release); "
+                        "run there, or leave --machine out")
     if args.device == "desktop" or (args.device == "cuda" and not probes.is_jetson()):
         from enet.engine.runtime.cuda import gpu_available
 

@@ -4,7 +4,7 @@ With only PyTorch (with CUDA) present:
 
 1. the ``gpu`` tests that need no TensorRT (cuda-python buffers, events and
    CUDA graphs when cuda-python is installed; PyTorch on CUDA, FP32 and FP16);
-2. ``enet-bench --device desktop`` with ``torch`` and ``torch-fp16`` at
+2. ``enet-bench --machine desktop`` with ``torch`` and ``torch-fp16`` at
    640x360, 1280x720 and 1920x1080, beside the paper's Titan X column.
 
 With TensorRT present, also:
@@ -37,7 +37,7 @@ from typing import Any
 
 RESOLUTIONS = "640x360,1280x720,1920x1080"
 BUDGET_S = 470.0  # under 8 minutes, with the probes and the summary
-BENCH_ARGS = ["--device", "desktop", "--size", RESOLUTIONS, "--warmup-s", "0.5", "--duration-s", "1",
+BENCH_ARGS = ["--machine", "desktop", "--size", RESOLUTIONS, "--warmup-s", "0.5", "--duration-s", "1",
               "--min-iterations", "10", "--calib-frames", "32", "--no-plot"]
 
 

@@ -265,12 +265,17 @@ def add_verbosity(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="count", default=0, help=QUIET_HELP)
 
 
-def add_engine_precision(p: argparse.ArgumentParser) -> None:
-    """``--precision`` (enet-eval, enet-run, enet-demo): what :func:`enet.engine.runtime.resolve.resolve` takes."""
+def add_engine_precision(p: argparse.ArgumentParser, *, measure: bool = False) -> None:
+    """``--precision`` (enet-eval, enet-run, enet-demo): what :func:`enet.engine.runtime.resolve.resolve` takes.
+
+    ``measure=True`` (enet-eval): ``auto`` measures the model as named (FP32) on a CPU backend.
+    """
+    cpu = ("on a CPU backend, the model as named (FP32; a shipped model's FP32 ONNX, not its INT8 one)" if measure
+           else "on a CPU backend that runs INT8 faster (OpenVINO), a shipped model (camvid) runs its calibrated "
+                "INT8 ONNX")
     p.add_argument("--precision", choices=("auto", "fp16", "int8", "fp32"), default="auto",
                    help="auto (default): with TensorRT and a GPU, the engine --backend auto builds on first run is "
-                        "fp16; on a CPU backend that runs INT8 faster (OpenVINO), a shipped model (camvid) runs its "
-                        "calibrated INT8 ONNX. int8: the calibrated Q/DQ model; fp32: the model as exported")
+                        f"fp16; {cpu}. int8: the calibrated Q/DQ model; fp32: the model as exported")
 
 
 def configure_logging(level: int, fmt: str = "%(message)s") -> None:
@@ -409,7 +414,8 @@ def train_parser() -> argparse.ArgumentParser:
                    help="start from these weights (fine-tuning): a checkpoint or a shipped name (camvid, camvid-v1)")
     p.add_argument("--resume", default=None, metavar="LAST.pth", help="continue an interrupted run exactly")
     add_frames(p, "--train-frames", "train on the first N train frames only (quick trials)")
-    add_frames(p, "--val-frames", "validate on the first N val frames only (quick trials)")
+    add_frames(p, "--val-frames", "validate on N val frames spaced evenly over the split (default all; quick "
+                                  "trials)")
     add_verbosity(p)
     return p
 
@@ -584,6 +590,13 @@ def average_main(args: argparse.Namespace) -> int:
     if not str(args.output).endswith(".pth"):
         raise UsageError(f"-o {args.output}: the output is a checkpoint; give it a .pth name")
     check_writable(args.output)
+    from pathlib import Path
+
+    out = Path(args.output).resolve()
+    for c in args.checkpoints:
+        if resolve_model(c).resolve() == out:
+            raise UsageError(f"-o {args.output} is one of the checkpoints averaged; it would be replaced: "
+                             "give the average another name")
     data = None
     if args.data_root is not None:
         from enet.datasets import open_dataset

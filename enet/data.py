@@ -283,15 +283,19 @@ class SegmentationDataset:
         augment: an :class:`Augment` for training, None for evaluation
             (plain resize to ``size``).
         seed: augmentation seed; call :meth:`set_epoch` every epoch.
-        limit: first ``limit`` frames only.
+        limit: ``limit`` frames only: the first ones, or with ``spaced`` spread evenly over the split
+            (``--val-frames``: one meaning in every command, docs/cli.md).
         cache: keep decoded frames in memory; None decides by size.
     """
 
     def __init__(self, info: DatasetInfo, split: str, *, size: tuple[int, int],
                  mean: Sequence[float], std: Sequence[float], augment: Augment | None = None,
-                 seed: int = 0, limit: int | None = None, cache: bool | None = None) -> None:
+                 seed: int = 0, limit: int | None = None, cache: bool | None = None, spaced: bool = False) -> None:
         self.info = info
-        self.samples = info.samples(split)[:limit]
+        samples = info.samples(split)
+        if spaced and limit is not None and limit < len(samples):
+            samples = [samples[i] for i in np.round(np.linspace(0, len(samples) - 1, limit)).astype(int)]
+        self.samples = samples[:limit]
         self.size, self.mean, self.std = tuple(size), mean, std
         self.augment, self.seed, self.epoch = augment, seed, 0
         self.num_classes, self.void = info.num_classes, info.void_index

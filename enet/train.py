@@ -232,7 +232,7 @@ class Trainer:
             log.info("normalisation measured on the train images: mean %s, std %s", list(mean), list(std))
             self.train_set.mean, self.train_set.std = mean, std
         self.val_set = SegmentationDataset(info, "val", size=cfg.val_size, mean=mean, std=std,
-                                           limit=cfg.val_limit)
+                                           limit=cfg.val_limit, spaced=True)
         self.meta = info.metadata(mean=mean, std=std, input_size=cfg.val_size)
         weights = weights_from_frequencies(*self.train_set.frequencies(), method=cfg.weighting)
         log.info("%s dataset, %d classes; class weights (%s): %s; loss %s", info.kind, info.num_classes,

@@ -34,20 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
                     "builds with TensorRT, prints the build plan first, compares the engine with ONNX Runtime on "
                     "val frames and writes it only if they agree (--min-agreement).",
         epilog="examples:\n"
+               "  enet-build-engine --int8        # the shipped model: an engine with TensorRT, else the INT8 ONNX\n"
                "  enet-build-engine enet.onnx --int8 -o enet.int8.onnx         # any machine: calibrate, Q/DQ, val mIoU\n"
                "  enet-build-engine road.onnx --int8 -o road.int8.onnx --data-root my_road_data\n"
                "  enet-build-engine enet.onnx --int8 -o enet.engine --dry-run --trt-version 10.3\n"
                "  enet-build-engine enet.onnx --fp16 -o enet.engine            # with TensorRT and a GPU\n"
                "  enet-build-engine enet.onnx --int8 -o enet.engine --min-agreement 99   # a stricter gate")
-    add_model(p, positional=True, help="float32 ONNX (.onnx) from enet-export")
-    p.on_parsed(_require_model)
+    add_model(p, positional=True, help="float32 ONNX (.onnx) from enet-export, or a shipped name; default: the "
+                                      "shipped camvid model's ONNX (or $ENET_MODEL)")
     prec = p.add_mutually_exclusive_group()
     prec.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
                       help="fp32 (default; an .engine only), fp16 (float32 inputs/outputs), or int8 (calibrated "
                            "on the dataset's train frames)")
     prec.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="--precision fp16")
     prec.add_argument("--int8", dest="precision", action="store_const", const="int8", help="--precision int8")
-    add_output(p, ".onnx (converted ONNX only) or .engine (missing folders are created)", required=True)
+    add_output(p, ".onnx (converted ONNX only) or .engine (missing folders are created); default: "
+                  "STEM.PRECISION.engine with TensorRT here, else the converted STEM.PRECISION.onnx, beside MODEL "
+                  "(in the current folder for a shipped model)")
     add_data_root(p, help="dataset the model was trained on: its train frames calibrate INT8, its val split "
                           "gives --val-frames/--verify-frames (default: ../shared/data/camvid or $ENET_CAMVID)")
     g = p.add_argument_group("INT8 calibration")
@@ -67,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-drop", type=float, default=1.0, metavar="PT",
                    help="if INT8 loses more val mIoU points than this, retry with the input/output layers in FP32 "
                         "(default 1.0)")
-    add_frames(g, "--val-frames", "report FP32 vs converted val mIoU on the first N val frames of --data-root "
-                                  "(default all; 0 skips)", zero=True, old=["--val-images"])
+    add_frames(g, "--val-frames", "report FP32 vs converted val mIoU on N val frames of --data-root, spaced "
+                                  "evenly over the split (default all; 0 skips)", zero=True, old=["--val-images"])
     t = p.add_argument_group("TensorRT")
     t.add_argument("--workspace", type=positive_int, default=None, metavar="MB", help="builder workspace limit")
     t.add_argument("--dla-core", type=non_negative_int, default=None, metavar="N", help="build for DLA core N (Jetson), GPU fallback on")
@@ -85,15 +88,54 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dry-run", action="store_true",
                    help="print the build plan (which ONNX, strong typing or flags, the gate) and exit; no TensorRT "
                         "needed with --trt-version")
-    t.add_argument("--trt-version", metavar="X.Y", help="with --dry-run: plan for this TensorRT (8.5 .. 11), "
+    t.add_argument("--trt-version", metavar="X.Y", type=trt_version, help="with --dry-run: plan for this TensorRT (8.5 .. 11), "
                                                         "installed or not")
     add_verbosity(p)
     return p
 
 
-def _require_model(parser: ArgumentParser, args: argparse.Namespace) -> None:
-    if args.model is None:
-        parser.error("the following arguments are required: MODEL (a float32 .onnx from enet-export)")
+def trt_version(text: str) -> str:
+    """argparse type: a TensorRT version number (``8.6``, ``10.3.0``, ``11``); a bad one is a usage error (exit 2)."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        v = Version(text)
+    except InvalidVersion:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a version number; e.g. 8.6, 10.3 or 11") from None
+    if not Version("8") <= v < Version("12"):
+        raise argparse.ArgumentTypeError(f"{text}: the plans cover TensorRT 8.x to 11.x; e.g. 8.6, 10.3 or 11")
+    return text
+
+
+def _default_model(spec: str | None) -> tuple[Path, bool]:
+    """MODEL -> (the float32 ONNX, whether it is shipped package data). None: ``$ENET_MODEL``, else camvid;
+    a shipped name (``camvid``) is its shipped FP32 ONNX."""
+    import os
+
+    from enet.weights import WEIGHTS
+
+    spec = spec if spec is not None else (os.environ.get("ENET_MODEL") or "camvid")
+    if not Path(spec).exists() and spec in WEIGHTS:
+        files = WEIGHTS[spec].onnx_files()
+        if "fp32" not in files:
+            raise EnetError(f"shipped weights {spec} have no exported ONNX; export it first: "
+                            f"enet-export {spec} -o {spec}.onnx, then enet-build-engine {spec}.onnx")
+        return files["fp32"], True
+    return Path(spec), False
+
+
+def _default_output(model: Path, shipped: bool, precision: str, dry_run: bool = False) -> tuple[Path, str]:
+    """Without -o: an engine where TensorRT is installed, else the converted ONNX (FP16/INT8), and which."""
+    from enet._lazy import available
+
+    stem = model.stem
+    folder = Path(".") if shipped else model.parent
+    if available("tensorrt") or dry_run:
+        return folder / f"{stem}.{precision}.engine", "a TensorRT engine"
+    if precision == "fp32":
+        raise EnetError("no -o and no TensorRT here: an FP32 engine needs TensorRT; pass --fp16 or --int8 for a "
+                        "converted ONNX that runs here, or -o X.engine on a machine with TensorRT")
+    return folder / f"{stem}.{precision}.onnx", f"the {precision.upper()} ONNX (no TensorRT here, so no engine)"
 
 
 def _precision(args: argparse.Namespace) -> str:
@@ -219,8 +261,12 @@ def run(args: argparse.Namespace) -> int:
     from enet._lazy import available
 
     precision = _precision(args)
-    output = Path(args.output)
-    model = Path(args.model)
+    model, shipped = _default_model(args.model)
+    if args.output is None:
+        output, which = _default_output(model, shipped, precision, args.dry_run)
+        print(f"no -o given: writing {output}, {which}")
+    else:
+        output = Path(args.output)
     suffix = output.suffix.lower()
     if suffix not in (".onnx", ".engine", ".plan"):
         raise EnetError(f"-o {output}: expected a .onnx (converted ONNX) or .engine path")

@@ -16,6 +16,7 @@ from typing import Any
 from enet.engine.runtime.backend import BACKEND_CHOICES
 from enet.cli import (ArgumentParser, add_data_root, add_dataset_kind, add_engine_precision, add_frames, add_model,
                       add_verbosity, check_writable, cli)
+from enet.errors import EnetError
 
 log = logging.getLogger("enet.eval")
 
@@ -41,7 +42,7 @@ def eval_parser() -> argparse.ArgumentParser:
                    help="default auto: from the file type; with TensorRT and a GPU, a .pth/.onnx runs as a "
                         "TensorRT engine built on first run and cached; else an .onnx without a CUDA "
                         "onnxruntime runs in the fastest installed CPU backend (openvino, else ort-fast)")
-    add_engine_precision(p)
+    add_engine_precision(p, measure=True)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for .pth models")
     p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as JSON")
     p.add_argument("--save-predictions", default=None, metavar="DIR",
@@ -49,6 +50,27 @@ def eval_parser() -> argparse.ArgumentParser:
     add_frames(p, "--frames", "the first N frames of the split only", old=["--limit"])
     add_verbosity(p)
     return p
+
+
+def check_dataset(data_root: Any, split: str, kind: str) -> None:
+    """Fail in one line, before any model is loaded, when ``--data-root`` is no dataset with ``split``."""
+    from enet.datasets import open_dataset
+
+    open_dataset(data_root, kind).samples(split)
+
+
+def refuse_dataset_folder(folder: str, data_root: Any) -> None:
+    """``--save-predictions`` must not write into the dataset (its images or ground-truth labels)."""
+    from pathlib import Path
+
+    out = Path(folder).resolve()
+    root = Path(data_root).resolve()
+    # the root itself, or one of its folders (train/, valannot/, leftImg8bit/...) or anything in them:
+    # the predictions folder is replaced as a whole when written
+    folders = [c.resolve() for c in root.iterdir() if c.is_dir()]
+    if out == root or out in root.parents or any(out == f or f in out.parents for f in folders):
+        raise EnetError(f"--save-predictions {folder} is a folder of the dataset {data_root} (or holds it): its frames or "
+                        "ground-truth labels would be replaced; choose a folder outside the dataset, e.g. preds/")
 
 
 @cli(eval_parser)
@@ -65,6 +87,10 @@ def main(args: argparse.Namespace) -> int:
     if args.save_predictions:
         check_writable(args.save_predictions, folder=True, what="--save-predictions")
     data_root = args.data_root or default_camvid_root()
+    # the command line and the dataset first, the model (and its backend line) after
+    check_dataset(data_root, args.split, args.dataset)
+    if args.save_predictions:
+        refuse_dataset_folder(args.save_predictions, data_root)
     choice = resolve(args.model, backend=args.backend, precision=args.precision, data_root=data_root,
                      measure=True)
     model = str(choice.path)

@@ -16,6 +16,33 @@ from enet.cli import (MAX_SIDE, ArgumentParser, add_alias, add_data_root, add_fr
                       add_verbosity, check_writable, guard, parse_size, positive_int, setup_logging)
 
 DEFAULT_VERIFY = 3
+#: the opsets the exporter writes (export/onnx.py's MIN_OPSET..MAX_OPSET; checked at parse time: exit 2)
+OPSETS = (13, 20)
+
+
+def opset(text: str) -> int:
+    """argparse type: an ONNX opset the exporter writes."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: expected an opset number {OPSETS[0]}..{OPSETS[1]}, e.g. 17") from None
+    if not OPSETS[0] <= value <= OPSETS[1]:
+        raise argparse.ArgumentTypeError(f"{text}: expected {OPSETS[0]}..{OPSETS[1]} (17 for TensorRT >= 8.5, "
+                                         "13 for TensorRT 8.0/8.2)")
+    return value
+
+
+def default_output(model: str | None) -> str:
+    """Where ``enet-export`` writes without ``-o``: ``model.onnx`` beside a ``.pth`` (``$ENET_MODEL``'s too);
+    ``NAME.onnx`` in the current folder for a shipped name (``camvid.onnx``)."""
+    import os
+    from pathlib import Path
+
+    spec = model or os.environ.get("ENET_MODEL") or "camvid"
+    p = Path(spec)
+    if p.suffix.lower() == ".pth" or p.is_file():
+        return str(p.with_suffix(".onnx"))
+    return f"{p.name}.onnx"
 
 
 def multiple_of_8(text: str) -> int:
@@ -34,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "parser runs natively (exact indices-free unpooling); ONNX Runtime is checked against "
                     "PyTorch on real val frames of --data-root (CamVid by default) before the file is written.",
         epilog="examples:\n"
+               "  enet-export runs/full/best.pth                      # writes runs/full/best.onnx beside it\n"
                "  enet-export -o enet.onnx                            # the shipped camvid weights\n"
                "  enet-export runs/full/best.pth -o enet.onnx --size 960x720\n"
                "  enet-export best.pth -o enet.op13.onnx --opset 13   # TensorRT 8.0/8.2 (JetPack 4.6)\n"
@@ -41,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model(p, positional=True, help="enet-rt checkpoint (.pth) or shipped weights name; default: the reference "
                                       "model camvid (or $ENET_MODEL)")
-    add_output(p, "ONNX file to write (atomically; missing folders are created), e.g. enet.onnx", required=True)
+    add_output(p, "ONNX file to write (atomically; missing folders are created); default: MODEL.onnx beside a "
+                  ".pth, NAME.onnx in the current folder for a shipped name (camvid.onnx)")
     p.add_argument("--size", type=parse_size, default=None, metavar="WxH",
                    help="input size, multiples of 8, e.g. 960x720 (default: the checkpoint's)")
     add_alias(p, "--height", "--size WxH", "height", type=multiple_of_8)
@@ -50,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = p.add_mutually_exclusive_group()
     b.add_argument("--batch", type=positive_int, default=1, help="static batch size (default 1)")
     b.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis N")
-    p.add_argument("--opset", type=int, default=None,
+    p.add_argument("--opset", type=opset, default=None,
                    help="ONNX opset, 13..20 (default 17: TensorRT >= 8.5; 13 for TensorRT 8.0/8.2, JetPack 4.6)")
     p.add_argument("--unpool", choices=("mask", "native"), default="mask",
                    help="mask (default): exact, TensorRT-native; native: ONNX MaxPool indices + MaxUnpool, "
@@ -85,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _export(args: argparse.Namespace) -> int:
     from enet._lazy import require, require_training_python
 
+    if args.output is None:
+        args.output = default_output(args.model)
+        if not args.quiet:
+            print(f"no -o given: writing {args.output}", file=sys.stderr)
     check_writable(args.output, what="-o")
     require_training_python("enet-export")
     require("torch")

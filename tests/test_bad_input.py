@@ -125,8 +125,8 @@ CASES: list[tuple] = [
     ("bench-threads-0", "enet-bench --device cpu --model {pth} --threads 0 -o {ws}/b", 2, "--threads"),
     ("bench-resolution-malformed", "enet-bench --device cpu --model {pth} --size 12x -o {ws}/b", 2),
     ("bench-unwritable", "enet-bench --device cpu --model {pth} --backend ort -o {ro}/b", 1),
-    ("bench-jetson-elsewhere", "enet-bench --device jetson --model {pth} -o {ws}/b", 1, "Jetson"),
-    ("bench-desktop-without-gpu", "enet-bench --device desktop --model {pth} -o {ws}/b", 1, "GPU"),
+    ("bench-jetson-elsewhere", "enet-bench --machine jetson --model {pth} -o {ws}/b", 1, "Jetson"),
+    ("bench-desktop-without-gpu", "enet-bench --machine desktop --model {pth} -o {ws}/b", 1, "GPU"),
     # ---- enet-run
     ("run-missing-input", "enet-run {ws}/nope.mp4 --model {onnx} --no-display", 1),
     ("run-random-mp4", "enet-run {bad}/random.mp4 --model {onnx} --no-display", 1, r"^(?!.*moov)"),

@@ -194,7 +194,8 @@ def compare_val(reference: str | os.PathLike[str], candidate: str | os.PathLike[
     shown = names or (str(reference), str(candidate))
     for key, path, name in (("reference", reference, shown[0]), ("candidate", candidate, shown[1])):
         with OrtBackend(path, providers="cpu", threads=threads) as b:
-            out[key] = evaluate_backend(b, data_root, "val", limit=limit, progress=progress, model_name=name)
+            out[key] = evaluate_backend(b, data_root, "val", limit=limit, spaced=True, progress=progress,
+                                        model_name=name)
     ref, cand = _miou(out["reference"]), _miou(out["candidate"])
     out["drop"] = (ref - cand) if ref is not None and cand is not None else None
     out["frames"] = out["reference"].get("frames")

@@ -120,7 +120,7 @@ def test_cli_jetson_mode_records_why_power_is_missing(tmp_path, tiny_checkpoint,
         pytest.skip("a real Jetson: tegrastats is present")
     monkeypatch.setattr(probes, "is_jetson", lambda root=None: True)  # a Jetson without its tools
     rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backend", "torch", "--no-plot",
-                   "--device", "jetson")
+                   "--machine", "jetson")
     assert rc == 0
     doc = json.loads((out / "bench.json").read_text())
     assert doc["device"]["kind"] == "jetson" and "jetson" in doc["device"]
