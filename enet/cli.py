@@ -406,7 +406,8 @@ def train_parser() -> argparse.ArgumentParser:
                    help="random scale range")
     p.add_argument("--jitter", type=non_negative_float, default=0.2, help="photometric jitter amplitude")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where it runs: auto (cuda when a GPU is visible), cpu, cuda")
     p.add_argument("--workers", type=non_negative_int, default=0, help="data loader worker processes")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch")
     p.add_argument("--val-every", type=positive_int, default=1, help="validate every N epochs")

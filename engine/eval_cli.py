@@ -43,7 +43,8 @@ def eval_parser() -> argparse.ArgumentParser:
                         "TensorRT engine built on first run and cached; else an .onnx without a CUDA "
                         "onnxruntime runs in the fastest installed CPU backend (openvino, else ort-fast)")
     add_engine_precision(p, measure=True)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for .pth models")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where a .pth model runs: auto, cpu, cuda")
     p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as JSON")
     p.add_argument("--save-predictions", default=None, metavar="DIR",
                    help="write one 8-bit class-index PNG per image (same name and size as its label)")

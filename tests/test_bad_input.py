@@ -103,7 +103,9 @@ CASES: list[tuple] = [
      1, "not a folder"),
     ("build-int8-other-classes", "enet-build-engine {onnx5} --int8 -o {ws}/no/x.onnx --data-root {data}", 1,
      r"^(?!.*\.tmp\.onnx).*pass --data-root with the dataset the model was trained on"),
-    ("build-no-model", "enet-build-engine --int8 -o {ws}/x.onnx", 2, "MODEL"),
+    ("build-fp32-onnx-default-output", "enet-build-engine {onnx}", 1, "no -o and no TensorRT here"),
+    ("build-trt-version-banana", "enet-build-engine {onnx} --fp16 -o {ws}/x.engine --dry-run --trt-version banana", 2,
+     "--trt-version"),
     ("build-int8-unwritable", "enet-build-engine {onnx} --int8 -o {ro}/x.onnx --data-root {data}", 1),
     ("build-engine-without-trt", "enet-build-engine {onnx} --int8 -o {ws}/x.engine --data-root {data}", 1,
      "TensorRT"),
@@ -118,6 +120,17 @@ CASES: list[tuple] = [
      "--calib-cache {bad}/random.pth/ranges.json", 1, "--calib-cache"),
     ("build-timing-cache-unwritable", "enet-build-engine {onnx} --fp16 -o {ws}/x.engine --dry-run --trt-version 10.3 "
      "--timing-cache {ro}/t.cache", 1, "--timing-cache"),
+    # ---- enet-export, enet-eval, enet-average (issue 29 items 6, 14, 19, 22, 23)
+    ("export-opset-99", "enet-export {pth} -o {ws}/x.onnx --opset 99", 2, "--opset"),
+    ("eval-data-root-is-a-file", "enet-eval {onnx} --data-root {clip}", 1, "is a file, not a folder"),
+    ("eval-data-before-the-model", "enet-eval {bad}/random.onnx --data-root {ws}/nope", 1, "^(?!.*random).*data root"),
+    ("eval-predictions-into-the-labels", "enet-eval {onnx} --data-root {data} --save-predictions {data}/valannot", 1,
+     "folder of the dataset"),
+    ("eval-predictions-over-the-dataset", "enet-eval {onnx} --data-root {data} --save-predictions {data}", 1,
+     "folder of the dataset"),
+    ("eval-model-is-a-folder", "enet-eval {bad} --data-root {data}", 1, "is a folder, not a file"),
+    ("average-output-is-an-input", "enet-average {pth} {pthshape} -o {pth}", 2, "one of the checkpoints"),
+    ("average-other-shapes", "enet-average {pth} {pthshape} -o {ws}/soup.pth", 1, "another network"),
     # ---- enet-bench
     ("bench-onnx-as-model", "enet-bench --device cpu --model {bad}/random.onnx -o {ws}/b", 1),
     ("bench-random-pth", "enet-bench --device cpu --model {bad}/random.pth -o {ws}/b", 1),
@@ -197,6 +210,11 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -
     save_checkpoint(pth5, make_checkpoint(ENet(5).eval(), meta))
     onnx5 = root / "five.onnx"
     export_onnx(pth5, onnx5)
+    ckpt = torch.load(tiny_checkpoint, map_location="cpu", weights_only=False)  # same names, one other shape
+    key = next(k for k, v in ckpt["state_dict"].items() if v.ndim == 4)
+    ckpt["state_dict"][key] = torch.zeros(ckpt["state_dict"][key].shape[0] + 2, *ckpt["state_dict"][key].shape[1:])
+    pthshape = root / "othershape.pth"
+    torch.save(ckpt, pthshape)
     earlier = root / "earlier_run"  # what enet-train leaves: a log (and checkpoints)
     earlier.mkdir()
     (earlier / "log.jsonl").write_text('{"epoch": 1, "train_loss": 1.0}\n')
@@ -211,7 +229,7 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -
     for _ in range(5):
         vw.write(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8))
     vw.release()
-    return {"bad": bad, "pth": tiny_checkpoint, "onnx": onnx, "pth5": pth5, "onnx5": onnx5, "earlier": earlier, "data": data,
+    return {"bad": bad, "pth": tiny_checkpoint, "onnx": onnx, "pth5": pth5, "pthshape": pthshape, "onnx5": onnx5, "earlier": earlier, "data": data,
             "frames": frames, "clip": clip, "root": root}
 
 

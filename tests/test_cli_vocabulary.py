@@ -140,7 +140,7 @@ def test_design_card_invocations_parse() -> None:
     assert _parser("export").parse_args(["model.pth", "-o", "x.onnx"]).model == "model.pth"
     args = _parser("build-engine").parse_args(["enet.onnx", "--int8", "-o", "enet.engine"])
     assert args.precision == "int8" and args.model == "enet.onnx"
-    assert _parser("bench").parse_args(["--device", "jetson"]).device == "jetson"
+    assert _parser("bench").parse_args(["--device", "jetson"]).device == "jetson"  # deprecated, still valid
 
 
 def test_model_positional_and_option_are_one() -> None:
@@ -192,3 +192,76 @@ def test_help_hides_deprecated_spellings() -> None:
                        timeout=120, cwd=ROOT)
     assert r.returncode == 0
     assert "--size" in r.stdout and "--resolutions" not in r.stdout and "--backends" not in r.stdout
+
+
+#: the least command line each parser accepts (positional inputs)
+BASE = {"plot": ["log.jsonl", "-o", "p.png"], "average": ["a.pth", "b.pth", "-o", "c.pth"], "run": ["in.mp4"],
+        "batch": ["in.mp4", "-o", "out"]}
+
+
+@pytest.mark.parametrize("command", sorted(PARSERS))
+def test_verbosity_is_a_counter_in_every_command(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 29 item 24: -v/-q are counters everywhere, one or the other (docs/cli.md)."""
+    p = _parser(command)
+    base = BASE.get(command, [])
+    args = p.parse_args(base + ["-vv"])
+    assert (args.verbose, args.quiet) == (2, 0)
+    args = p.parse_args(base + ["-qq"])
+    assert (args.verbose, args.quiet) == (0, 2)
+    assert (p.parse_args(base).verbose, p.parse_args(base).quiet) == (0, 0)
+    with pytest.raises(SystemExit) as exc:
+        p.parse_args(base + ["-v", "-q"])
+    assert exc.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def _help(command: str, option: str) -> str:
+    return " ".join(next(a.help for a in _parser(command)._actions if option in a.option_strings).split())
+
+
+@pytest.mark.parametrize("command", ["train", "build-engine", "bench"])
+def test_val_frames_means_one_thing(command: str) -> None:
+    """Issue 29 item 24: --val-frames N is N val frames spaced evenly over the split in every command."""
+    assert "spaced evenly over the split" in _help(command, "--val-frames")
+
+
+def test_val_frames_are_spaced_in_training_and_conversion(tmp_path: Path) -> None:
+    from enet.data import SegmentationDataset
+    from enet.datasets import open_dataset
+    from tests.conftest import write_camvid_like
+
+    root = write_camvid_like(tmp_path / "d", splits={"train": 2, "val": 5})
+    info = open_dataset(root)
+    ds = SegmentationDataset(info, "val", size=(48, 64), mean=(0, 0, 0), std=(1, 1, 1), limit=3, spaced=True)
+    all_val = info.samples("val")
+    assert ds.samples == [all_val[0], all_val[2], all_val[4]]
+    import inspect
+
+    from enet.engine.quant import convert
+    from enet import train
+
+    assert "spaced=True" in inspect.getsource(convert.compare_val)
+    assert "limit=cfg.val_limit, spaced=True" in inspect.getsource(train)
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "bench"])
+def test_device_is_where_it_runs(command: str) -> None:
+    """Issue 29 item 24: --device is auto|cpu|cuda everywhere; the bench's machine kind is --machine."""
+    p = _parser(command)
+    for value in ("auto", "cpu", "cuda"):
+        assert p.parse_args([*BASE.get(command, []), "--device", value]).device == value
+    assert "desktop" not in _help(command, "--device").split("(")[0]
+
+
+def test_bench_machine_and_its_deprecated_device_values(capsys: pytest.CaptureFixture[str]) -> None:
+    p = _parser("bench")
+    assert p.parse_args(["--machine", "jetson"]).device == "jetson"
+    assert p.parse_args(["--device", "cuda", "--machine", "desktop"]).device == "desktop"
+    assert capsys.readouterr().err == ""
+    assert p.parse_args(["--device", "desktop"]).device == "desktop"
+    assert capsys.readouterr().err.strip() == "enet-bench: warning: --device desktop is deprecated; use --machine desktop"
+    with pytest.raises(SystemExit) as exc:
+        p.parse_args(["--device", "cpu", "--machine", "jetson"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        p.parse_args(["--device", "tpu"])
+    assert exc.value.code == 2
