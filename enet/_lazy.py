@@ -41,7 +41,33 @@ _FIXES = {
 def install_hint(name: str) -> str:
     """How to install the optional module ``name`` (one clause)."""
     root = name.split(".")[0]
+    if root == "gi":
+        return gi_hint()
     return _FIXES.get(root, f"pip install {root}")
+
+
+def system_gi() -> str | None:
+    """The system Python's PyGObject folder (``python3-gi``), when there is one; None otherwise."""
+    import sys
+
+    for folder in (f"/usr/lib/python{sys.version_info[0]}/dist-packages",
+                   f"/usr/lib/python{sys.version_info[0]}.{sys.version_info[1]}/dist-packages",
+                   f"/usr/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"):
+        if os.path.isdir(os.path.join(folder, "gi")):
+            return os.path.join(folder, "gi")
+    return None
+
+
+def gi_hint() -> str:
+    """How to get PyGObject (``gi``) here. In a venv that cannot see the system's python3-gi, installing it
+    again changes nothing: the venv needs --system-site-packages, or a link to it (enet.deploy.gst_venv_link)."""
+    import sys
+
+    installed = system_gi()
+    if installed and sys.prefix != sys.base_prefix:
+        return (f"python3-gi is installed ({installed}) but this venv ({sys.prefix}) does not see it: make the venv "
+                f"with --system-site-packages, or link gi into it: python -m enet.deploy.gst_venv_link {sys.prefix}")
+    return _FIXES["gi"]
 
 
 #: Set before the first ``import cv2``: OpenCV's and FFmpeg's own log lines

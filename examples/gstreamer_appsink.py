@@ -54,6 +54,22 @@ def frames(source: str, limit: int):
         pipeline.set_state(Gst.State.NULL)
 
 
+def gstreamer_missing() -> str | None:
+    """Why GStreamer's Python bindings (PyGObject, ``gi``) cannot be used here, or None when they can."""
+    try:
+        import gi
+
+        gi.require_version("Gst", "1.0")
+        from gi.repository import Gst  # noqa: F401
+    except (ImportError, ValueError) as exc:
+        if sys.prefix != sys.base_prefix:  # a venv does not see the system's python3-gi
+            return (f"GStreamer's Python bindings do not import ({exc}): apt-get install python3-gi "
+                    "gir1.2-gstreamer-1.0, then make the venv with --system-site-packages, or link gi into it: "
+                    f"python -m enet.deploy.gst_venv_link {sys.prefix}")
+        return f"GStreamer's Python bindings do not import ({exc}): apt-get install python3-gi gir1.2-gstreamer-1.0"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("source", nargs="?", default="videotestsrc num-buffers=30 ! video/x-raw,width=640,height=480",
@@ -61,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="camvid")
     p.add_argument("--frames", type=int, default=0, help="stop after N frames (default: at end of stream)")
     args = p.parse_args(argv)
+    why = gstreamer_missing()  # before the model loads
+    if why:
+        print(f"gstreamer_appsink: error: {why}", file=sys.stderr)
+        return 1
 
     with enet.Segmenter(args.model) as seg:
         n = 0

@@ -70,3 +70,47 @@ def test_gstreamer_appsink(capsys) -> None:
     assert app.main(["videotestsrc num-buffers=3 ! video/x-raw,width=322,height=240", "--frames", "3"]) == 0
     out = capsys.readouterr().out
     assert "frame 2: 322x240" in out and "3 frames" in out
+
+
+def test_camera_loop_without_a_window_says_what_to_do(clip: Path, monkeypatch, capsys) -> None:
+    """Issue 29 item 8: headless OpenCV (what enet-rt installs) or no display: one line, what to do instead."""
+    loop = load("camera_loop")
+    monkeypatch.setenv("DISPLAY", ":99")
+
+    def headless(name):
+        raise cv2.error("The function is not implemented. Rebuild the library with GTK+ 2.x")
+
+    monkeypatch.setattr(loop.cv2, "namedWindow", headless)
+    assert loop.main([str(clip)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no window support" in err[0] and "--no-display -o seg.mp4" in err[0]
+    monkeypatch.delenv("DISPLAY")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert loop.main([str(clip)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no display here" in err[0]
+
+
+def test_gstreamer_appsink_without_gi_says_what_to_do(monkeypatch, capsys) -> None:
+    """Issue 29 item 17: no raw ModuleNotFoundError; in a venv, the fix is --system-site-packages or the link."""
+    app = load("gstreamer_appsink")
+    monkeypatch.setitem(sys.modules, "gi", None)  # import gi -> ImportError
+    assert app.main(["videotestsrc num-buffers=1", "--frames", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gstreamer_appsink: error: GStreamer's Python bindings")
+    if sys.prefix != sys.base_prefix:
+        assert "--system-site-packages" in err[0] and "enet.deploy.gst_venv_link" in err[0]
+
+
+def test_gi_hint_in_a_venv_that_cannot_see_the_system_gi(monkeypatch) -> None:
+    """Issue 29 item 17: apt-get is not the advice when python3-gi is installed and the venv is the problem."""
+    from enet import _lazy
+
+    monkeypatch.setattr(_lazy, "system_gi", lambda: "/usr/lib/python3/dist-packages/gi")
+    monkeypatch.setattr(sys, "base_prefix", "/usr")
+    monkeypatch.setattr(sys, "prefix", "/home/me/venv")
+    hint = _lazy.install_hint("gi")
+    assert "--system-site-packages" in hint and "python -m enet.deploy.gst_venv_link /home/me/venv" in hint
+    assert not hint.startswith("apt-get")
+    monkeypatch.setattr(_lazy, "system_gi", lambda: None)
+    assert _lazy.install_hint("gi").startswith("apt-get install python3-gi")
