@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -79,10 +80,64 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: set in the supervised child: "TERMINAL_FD,STATUS_FILE" (see :func:`supervise`)
+_CHILD_ENV = "ENET_BATCH_CHILD"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args, fmt="%(levelname)s %(name)s: %(message)s")
-    return guard(PROG, lambda: _main(args))
+    child = os.environ.pop(_CHILD_ENV, None)
+    if child is None and argv is None and not args.verbose:
+        # the command as typed: Ray runs in a child whose own stderr (Ray's C++ log lines) goes to a file
+        return supervise([sys.executable, "-m", "enet.deploy.batch.cli", *sys.argv[1:]])
+    status = None
+    if child is not None:
+        fd, status = child.split(",", 1)
+        sys.stderr = os.fdopen(int(fd), "w", buffering=1)  # the user's terminal; fd 2 is Ray's log file
+    try:
+        setup_logging(args, fmt="%(levelname)s %(name)s: %(message)s")
+        return guard(PROG, lambda: _main(args))
+    finally:
+        if status is not None:
+            with open(status, "w") as f:  # this process ended through here, having said why
+                f.write("done\n")
+
+
+def supervise(command: Sequence[str]) -> int:
+    """Run ``command`` (enet-batch itself) with Ray's own output kept out of the terminal (docs/batch.md).
+
+    Ray's C++ parts (the driver's core worker: ``core_worker.cc ... E ...``, state dumps, "Failed to push
+    error to driver") write to the process's stderr file descriptor, past Python's logging. The child's
+    descriptor 2 is a log file; its Python-level stderr (messages, progress, the error line) gets the
+    terminal through another descriptor. A child that dies without saying why (a signal, or Ray ending the
+    process under load) still ends in one line and a non-zero exit, naming the log. ``-v`` runs in-process
+    with Ray's output on the terminal.
+    """
+    import signal
+    import subprocess
+    import tempfile
+
+    fd, log_path = tempfile.mkstemp(prefix="enet-batch-ray-", suffix=".log")
+    status = log_path[: -len(".log")] + ".status"
+    terminal = os.dup(2)
+    env = dict(os.environ, **{_CHILD_ENV: f"{terminal},{status}"})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the child, which reports it
+    try:
+        rc = subprocess.run(list(command), stderr=fd, pass_fds=(terminal,), env=env).returncode
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        os.close(fd)
+        os.close(terminal)
+    said = os.path.exists(status)
+    if said:
+        os.unlink(status)
+        os.unlink(log_path)
+        return rc
+    how = f"signal {-rc}" if rc < 0 else f"exit status {rc}"
+    print(f"{PROG}: error: the run ended without a result ({how}, most likely Ray stopping under load); Ray's "
+          f"output is in {log_path}; run the same command again (finished recordings are kept), -v shows Ray's "
+          "output here", file=sys.stderr)
+    return 1
 
 
 def _main(args: argparse.Namespace) -> int:

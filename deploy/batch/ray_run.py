@@ -285,10 +285,17 @@ def connect(address: str | None, *, object_store_mb: int, verbose: bool) -> Any:
             if attempt < attempts:
                 log.warning("could not start %s (%s); trying again", where, first)
                 continue
-            raise EnetError(f"cannot start {where}: {first}; " + (
-                "is `ray start --head` running there?" if address else "is the machine very busy? see docs/batch.md")
-            ) from None
+            raise EnetError(f"cannot start {where}: {first}; " + _connect_hint(first, address)) from None
     return ray
+
+
+def _connect_hint(message: str, address: str | None) -> str:
+    """What to do after ``ray.init`` failed with ``message``."""
+    if address is not None and any(w in message.lower() for w in ("auth", "token", "unauthenticated")):
+        # Ray >= 2.59: `ray start --head` turns token authentication on; every node and the driver need the token
+        return ("the cluster uses token authentication: set RAY_AUTH_MODE=token and the cluster's RAY_AUTH_TOKEN "
+                "here, as on its nodes (docs/batch.md, Cluster use)")
+    return "is `ray start --head` running there?" if address else "is the machine very busy? see docs/batch.md"
 
 
 def _quiet_ray_loggers() -> None:

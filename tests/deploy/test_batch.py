@@ -358,3 +358,64 @@ def test_two_node_loopback_cluster_gives_the_local_results(local_run, tiny_check
         assert [{k: row[k] for k in cols} for row in a] == [{k: row[k] for k in cols} for row in b]
         workers |= {row["worker"].split("/")[0] for row in b}
     assert len(workers) == 2, workers  # both nodes segmented frames
+
+
+# --------------------------------------------------------------------------- Ray's output (issue 29 item 13)
+
+
+def test_ray_noise_stays_out_of_the_terminal(tmp_path, capfd):
+    """What the child writes to descriptor 2 (Ray's C++ log lines) goes to a file; its own lines come through."""
+    from enet.deploy.batch.cli import supervise
+
+    child = ("import os, sys\n"
+             "fd, status = os.environ['ENET_BATCH_CHILD'].split(',')\n"
+             "os.write(2, b'[2026-01-01 core_worker.cc:512 E 1 2] Failed to push error to driver\\n')\n"
+             "os.write(int(fd), b'enet-batch: wrote out/summary.parquet\\n')\n"
+             "open(status, 'w').write('done')\n")
+    assert supervise([sys.executable, "-c", child]) == 0
+    err = capfd.readouterr().err
+    assert err == "enet-batch: wrote out/summary.parquet\n"
+
+
+def test_a_run_that_dies_ends_in_one_line(tmp_path, capfd):
+    """Ray ending the process (a signal, or an exit without a word) still ends in one line and exit 1."""
+    from enet.deploy.batch.cli import supervise
+
+    child = "import os\nos.write(2, b'core_worker.cc:99 E state dump\\n' * 60)\nos.abort()\n"
+    assert supervise([sys.executable, "-c", child]) == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("enet-batch: error: the run ended without a result (signal 6")
+    log = Path(err[0].split("output is in ")[1].split(";")[0])
+    assert log.read_text().count("state dump") == 60
+    log.unlink()
+
+
+def test_the_command_line_runs_supervised(tmp_path):
+    """A real enet-batch failing after its checks: one line, the same exit status through the supervisor."""
+    r = _batch([tmp_path / "nope.mp4", "-o", tmp_path / "o"], timeout=120)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("enet-batch: error:") and "nope.mp4" in r.stderr
+
+
+def test_the_cluster_recipe_sets_the_token_as_the_cluster_test_does():
+    """Issue 29 item 12: docs/batch.md's multi-node recipe sets what loopback_cluster sets for `ray start`
+    (Ray 2.60's `ray start --head` turns token authentication on: a node without the token is refused)."""
+    import inspect
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "batch.md").read_text()
+    recipe = doc.split("## Cluster use", 1)[1].split("```", 2)[1]
+    lines = [ln for ln in recipe.splitlines() if not ln.startswith("#")]
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("ray start --head"))
+    exports = " ".join(ln for ln in lines[:head] if ln.startswith("export "))
+    assert re.search(r"\bRAY_AUTH_MODE=token\b", exports) and re.search(r"\bRAY_AUTH_TOKEN=\S+", exports)
+    source = inspect.getsource(loopback_cluster)
+    assert 'RAY_AUTH_MODE="token"' in source and "RAY_AUTH_TOKEN=" in source  # the same two, as the test runs it
+
+
+def test_an_auth_refusal_says_how_to_join():
+    from enet.deploy.batch.ray_run import _connect_hint
+
+    hint = _connect_hint("AuthenticationError: InvalidAuthToken", "10.0.0.1:6379")
+    assert "RAY_AUTH_MODE=token" in hint and "RAY_AUTH_TOKEN" in hint
+    assert "ray start --head" in _connect_hint("connection refused", "10.0.0.1:6379")
