@@ -290,6 +290,20 @@ def _result_line(job: Job, timing: dict[str, Any], rec: dict[str, Any], device_k
     return line
 
 
+#: (status, reason) pairs already printed in this process: a backend missing here (TensorRT) is said once,
+#: not once per backend and size; bench.md's "Skipped" section lists them all
+_SAID: set[tuple[str, str]] = set()
+
+
+def _say_once(line: str, key: tuple[str, str], again: str) -> None:
+    """``line`` the first time ``key`` comes up; after that only at -v (``again``, a debug line)."""
+    if key in _SAID:
+        log.debug("%s", again)
+        return
+    _SAID.add(key)
+    _say(line + ("; the same for the other backends and sizes it applies to" if key[0] == "skipped" else ""))
+
+
 def _finish(job: Job, args: argparse.Namespace, camvid: Path, device_kind: str, sampler: Any) -> dict[str, Any]:
     """The record of one measured backend x resolution (timing, accuracy, power), and its console line."""
     from enet.bench import harness, report
@@ -297,7 +311,8 @@ def _finish(job: Job, args: argparse.Namespace, camvid: Path, device_kind: str, 
 
     if job.error:
         status, reason = job.error
-        _say(f"{job.tag}: {status} ({reason})")
+        _say_once(f"{job.tag}: {status} ({reason})", (status, reason),
+                  f"{job.spec.name} {job.shape[3]}x{job.shape[2]}: {status} (the same reason)")
         return report.make_record(*job.record_args(), status=status, reason=reason)
     m = harness.merge_measurements(job.parts)
     timing = harness.summarize(m, cv_threshold=args.max_cv)
@@ -569,6 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         _validate(args)
+        _SAID.clear()
         return run(args, argv)
 
     return guard("enet-bench", body)

@@ -92,12 +92,15 @@ class Store:
 
     def open(self) -> None:
         """Create the folder and its manifest; remove what an interrupted run left half-done."""
-        for sub in ("frames", "done", "labels"):
+        subs = ("frames", "done", "labels") if self.manifest.get("labels") else ("frames", "done")
+        for sub in subs:  # labels/ only with --labels: no empty folder otherwise
             (self.out / sub).mkdir(parents=True, exist_ok=True)
         if not (self.out / MANIFEST).is_file():
             write_text(self.out / MANIFEST, json.dumps(self.manifest, indent=1) + "\n")
         done = self.complete()
         for sub in ("frames", "done", "labels"):
+            if not (self.out / sub).is_dir():
+                continue
             for p in (self.out / sub).iterdir():
                 stray = p.name.startswith(".") and ".tmp" in p.name
                 stem = p.name[: -len(".parquet")] if p.name.endswith(".parquet") else p.name

@@ -193,7 +193,7 @@ def compare_val(reference: str | os.PathLike[str], candidate: str | os.PathLike[
     out: dict[str, Any] = {}
     shown = names or (str(reference), str(candidate))
     for key, path, name in (("reference", reference, shown[0]), ("candidate", candidate, shown[1])):
-        with OrtBackend(path, providers="cpu", threads=threads) as b:
+        with OrtBackend(path, providers="cpu", threads=threads, display_name=Path(name).name) as b:
             out[key] = evaluate_backend(b, data_root, "val", limit=limit, spaced=True, progress=progress,
                                         model_name=name)
     ref, cand = _miou(out["reference"]), _miou(out["candidate"])

@@ -81,7 +81,8 @@ class OrtBackend(OnnxModelBackend):
 
     def __init__(self, path: str | os.PathLike[str], *, providers: str | Sequence[str] = "auto",
                  input_shape: tuple[int, int, int, int] | None = None, threads: int | None = None,
-                 graph: str = "as-is", profile: bool = False, streams: int = 1, **_: Any) -> None:
+                 graph: str = "as-is", profile: bool = False, streams: int = 1, display_name: str | None = None,
+                 **_: Any) -> None:
         if graph not in ("as-is", "cpu"):
             raise EnetError(f"unknown graph form {graph!r}; choose as-is or cpu")
         super().__init__(path, input_shape)
@@ -94,6 +95,8 @@ class OrtBackend(OnnxModelBackend):
         self._profile = profile
         self._prefix = "ort-fast" if graph == "cpu" else "ort"
         self.name = f"{self._prefix}-{self.precision}"
+        # what messages call the file: a temp file being checked before it becomes the output is named as that
+        self._shown = display_name or self.path.name
 
     def __enter__(self) -> OrtBackend:
         ort = require("onnxruntime")
@@ -128,7 +131,7 @@ class OrtBackend(OnnxModelBackend):
         if self.precision == "int8" and used == "CPUExecutionProvider":
             log.info("%s: ONNX Runtime's CPU provider may run this INT8 Q/DQ model slower than the FP32 one "
                      "(see docs/bench.md); OpenVINO runs it faster (--backend openvino, "
-                     "pip install 'enet-rt[openvino]')", self.path.name)
+                     "pip install 'enet-rt[openvino]')", self._shown)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enet.engine.runtime.backend import BACKEND_CHOICES, BACKEND_KINDS, backend_kind
-from enet.errors import CheckpointError, EnetError
+from enet.errors import CheckpointError, EnetError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,12 @@ def resolve(model: str | os.PathLike[str] | None, *, backend: str = "auto", prec
             raise EnetError(f"no ONNX runtime is installed to run {model.name}; pip install 'enet-rt[openvino]' "
                             "or onnxruntime")
         return _onnx_choice(model, runner[0], f".onnx file; {runner[1]}", precision, shipped, not measure)
+    from enet._lazy import available, install_hint
+
+    if not available("torch"):  # a checkpoint with no ONNX to run: say so before any "using PyTorch"
+        raise MissingDependencyError(f"{model.name} is a PyTorch checkpoint with no exported ONNX to run here; running "
+                                     f"or exporting it needs torch: {install_hint('torch')}; or run an exported "
+                                     ".onnx (enet-export on a machine with torch)")
     if runner is not None and not measure:
         try:
             return Resolution(_exported(model, size, cache), runner[0], f"exported from the checkpoint; {runner[1]}",

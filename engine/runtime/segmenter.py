@@ -172,14 +172,16 @@ class Segmenter:
         Args:
             frame: as :meth:`segment` takes it.
             labels: :meth:`segment`'s result for this frame (computed when None);
-                another size is resized (nearest) to the frame's.
+                labels at the model's input size are resized (nearest) to the frame's;
+                any other size is an :class:`InputError`.
             alpha: colour opacity in [0, 1].
 
         Returns:
             uint8 ``(H, W, 3)`` BGR, the frame's size.
 
         Raises:
-            InputError: a bad frame, labels that are not a 2-D integer map, alpha outside [0, 1].
+            InputError: a bad frame, labels that are not a 2-D integer map of the frame's (or the
+                model's input) size, alpha outside [0, 1].
         """
         if not 0.0 <= float(alpha) <= 1.0:
             raise InputError(f"alpha {alpha} is outside [0, 1]")
@@ -189,6 +191,9 @@ class Segmenter:
         labels = self._check_labels(labels)
         h, w = rgb.shape[:2]
         if labels.shape != (h, w):
+            if labels.shape != tuple(self.input_size):  # a slice, or another frame's labels: no silent stretch
+                raise InputError(f"labels of shape {labels.shape} fit neither the frame ({h}, {w}) nor the model's "
+                                 f"input {tuple(self.input_size)}; pass segment(frame)'s result for this frame")
             cv2 = require("cv2")
             labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])

@@ -120,7 +120,7 @@ def test_cli_jetson_mode_records_why_power_is_missing(tmp_path, tiny_checkpoint,
         pytest.skip("a real Jetson: tegrastats is present")
     monkeypatch.setattr(probes, "is_jetson", lambda root=None: True)  # a Jetson without its tools
     rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backend", "torch", "--no-plot",
-                   "--machine", "jetson")
+                   "--device", "cuda", "--machine", "jetson")
     assert rc == 0
     doc = json.loads((out / "bench.json").read_text())
     assert doc["device"]["kind"] == "jetson" and "jetson" in doc["device"]
@@ -154,3 +154,14 @@ def test_cli_rounds_interleave_cpu_backends(tmp_path, tiny_checkpoint, capsys):
     md = (out / "bench.md").read_text()
     assert "side by side" in err and "Side by side" in md and "Where the time goes" in md
     assert "PRelu" in doc["records"][0]["op_profile"] and "PRelu" not in doc["records"][1]["op_profile"]
+
+
+def test_cli_a_missing_backend_is_said_once(tmp_path, tiny_checkpoint, capsys):
+    """Issue 29 item 21: TensorRT missing is one line, not one per backend and size; the report lists all."""
+    rc, out = _run(tmp_path, "--model", str(tiny_checkpoint), "--backend", "trt-fp32,trt-fp16,trt-int8",
+                   "--size", "96x64,64x48", "--no-plot")
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert err.count("skipped (") == 1 and "the same for the other backends and sizes" in err
+    doc = json.loads((out / "bench.json").read_text())
+    assert [r["status"] for r in doc["records"]] == ["skipped"] * 6

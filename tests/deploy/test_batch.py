@@ -120,6 +120,7 @@ def test_store_commits_atomically_and_cleans_up(tmp_path):
     store = Store(out, ["road", "car", "sky"], {"model_sha256": "aa", "labels": False})
     store.check()
     store.open()
+    assert not (out / "labels").exists()  # no empty labels/ without --labels (issue 29 item 21)
     store.commit("r1", "r1.mp4", reversed(_results(4)), compare=False)
     assert store.complete() == {"r1"}
     t = pq.read_table(out / "frames" / "r1.parquet")
@@ -129,7 +130,7 @@ def test_store_commits_atomically_and_cleans_up(tmp_path):
     # what a run killed mid-write leaves: a temp file, and a frames file without its done mark
     (out / "frames" / ".r2.parquet.x1.tmp.parquet").write_bytes(b"half")
     (out / "frames" / "r3.parquet").write_bytes(b"no done mark")
-    (out / "labels" / "r3").mkdir()
+    (out / "labels" / "r3").mkdir(parents=True)
     Store(out, ["road", "car", "sky"], {"model_sha256": "aa", "labels": False}).open()
     assert sorted(p.name for p in (out / "frames").iterdir()) == ["r1.parquet"]
     assert not (out / "labels" / "r3").exists()
@@ -236,6 +237,7 @@ def test_local_run_matches_enet_run(local_run, tiny_checkpoint, tmp_path, monkey
     r, out = local_run["run"], local_run["out"]
     monkeypatch.setenv("ENET_CACHE_DIR", str(local_run["cache"]))
     assert r.returncode == 1, r.stderr  # the broken video fails; the others are written
+    assert "core_worker" not in r.stderr and "raylet" not in r.stderr  # Ray's own lines stay out (issue 29 item 13)
     last = r.stderr.strip().splitlines()[-1]
     clip_id, folder_id, broken_id = (expand([str(local_run[k])])[0].id for k in ("clip", "folder", "broken"))
     assert last.startswith("enet-batch: error: 1 of 3 recordings failed:") and broken_id in last
