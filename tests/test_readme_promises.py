@@ -113,3 +113,68 @@ def test_enet_has_a_version() -> None:
     import enet
 
     assert enet.__version__ == version("enet-rt")
+
+
+def test_the_first_frame_shows_no_rate_yet() -> None:
+    """Item 21: the HUD of the first frame (the demo's contact sheet) says "-- fps", not "0.0 fps"."""
+    from enet.deploy.overlay import Renderer
+    from enet.deploy.pipeline import Pipeline
+    from tests.deploy.test_live import META, FakeClock, FakePredictor, LockstepSource
+
+    huds: list[str] = []
+
+    class Seen(Renderer):
+        def render(self, rgb, labels, *, hud_lines=(), **kw):
+            huds.append(hud_lines[0])
+            return super().render(rgb, labels, hud_lines=hud_lines, **kw)
+
+    clock = FakeClock()
+    src = LockstepSource(clock, 3)
+    Pipeline(src, src.attach(FakePredictor()), renderer=Seen(META["classes"], META["palette"], legend=False),
+             clock=clock, on_frame=src.on_frame).run()
+    assert huds[0].endswith("-- fps") and huds[1].endswith(" fps") and "-- fps" not in huds[1]
+
+
+def test_overlay_refuses_labels_of_another_shape() -> None:
+    """Item 21: ``overlay(frame, labels[:10])`` is an InputError, not a silently stretched mask."""
+    import numpy as np
+
+    import enet
+
+    with enet.Segmenter("camvid", backend="ort") as seg:
+        frame = np.zeros((90, 120, 3), np.uint8)
+        labels = seg.segment(frame)
+        assert seg.overlay(frame, labels).shape == (90, 120, 3)
+        with pytest.raises(enet.InputError, match="fit neither the frame"):
+            seg.overlay(frame, labels[:10])
+
+
+def test_a_checkpoint_without_torch_fails_before_using_pytorch(monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Item 21: ``Segmenter("camvid-v2")`` without torch: one error naming the fix, no "using PyTorch" first."""
+    from enet import _lazy
+    from enet.engine.runtime import resolve as res
+    from enet.errors import MissingDependencyError
+
+    real = _lazy.available
+    monkeypatch.setattr(_lazy, "available", lambda name: False if name == "torch" else real(name))
+    monkeypatch.setattr(res, "trt_ready", lambda: False)
+    with pytest.raises(MissingDependencyError, match="needs torch"):
+        res.resolve("camvid-v2")
+    assert "using PyTorch" not in caplog.text
+
+
+def test_the_int8_note_names_the_output_not_its_temp_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Item 21: the ORT INT8 note during a conversion's val check names the file being written."""
+    import logging
+
+    from enet.engine.runtime.ort_backend import OrtBackend
+    from enet.weights import get_weights
+
+    int8 = get_weights("camvid").onnx_files()["int8"]
+    tmp = tmp_path / ".enet.int8.onnx.x1y2.tmp.onnx"
+    shutil.copy(int8, tmp)
+    with caplog.at_level(logging.INFO, logger="enet"):
+        with OrtBackend(tmp, providers="cpu", display_name="enet.int8.onnx"):
+            pass
+    assert "enet.int8.onnx: ONNX Runtime's CPU provider" in caplog.text and ".tmp" not in caplog.text
