@@ -178,3 +178,18 @@ def test_the_int8_note_names_the_output_not_its_temp_file(tmp_path: Path, caplog
         with OrtBackend(tmp, providers="cpu", display_name="enet.int8.onnx"):
             pass
     assert "enet.int8.onnx: ONNX Runtime's CPU provider" in caplog.text and ".tmp" not in caplog.text
+
+
+def test_the_readme_demo_paragraph_names_what_the_demo_runs() -> None:
+    """Item 25: on a CPU with OpenVINO the demo's default model is the shipped INT8 ONNX, as the README says."""
+    from enet._lazy import available
+    from enet.engine.runtime import resolve as res
+
+    if not available("openvino"):
+        pytest.skip("OpenVINO is not installed")
+    choice = res.resolve(None) if not os.environ.get("ENET_MODEL") else pytest.skip("ENET_MODEL is set")
+    readme = (ROOT / "README.md").read_text()
+    paragraph = readme.split("## Camera pipeline", 1)[1].split("Measured here", 1)[0]
+    if choice.kind == "openvino":
+        assert choice.path.name == "enet_camvid.int8.onnx"
+        assert "OpenVINO running the shipped INT8 ONNX (`enet_camvid.int8.onnx`" in " ".join(paragraph.split())
