@@ -20,14 +20,30 @@ from typing import TYPE_CHECKING, Any
 def _source_tree_path() -> None:
     # In a checkout the tool packages sit beside enet/ (engine/, export/, bench/, deploy/) and pyproject's
     # package-dir maps them under enet. Run from the repository root, ./enet shadows an installed enet-rt,
-    # so enet.engine would not be found: there, the repository root joins the search path and
-    # enet.engine resolves to ./engine. An installed package has them inside enet/ and is left alone.
+    # so enet.engine would not be found: there, a finder maps enet.engine to ./engine (and the three
+    # others), as setuptools' editable install does. An installed package has them inside enet/ and is
+    # left alone; nothing else of the repository root becomes part of enet.
+    import importlib.abc
+    import importlib.util
+    import sys
+
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)
-    tools = ("engine", "export", "bench", "deploy")
-    if all(os.path.isfile(os.path.join(root, t, "__init__.py")) for t in tools) and not any(
-            os.path.isdir(os.path.join(here, t)) for t in tools) and root not in __path__:
-        __path__.append(root)
+    tools = {f"enet.{t}": os.path.join(root, t) for t in ("engine", "export", "bench", "deploy")}
+    if any(os.path.isdir(os.path.join(here, t.split(".")[1])) for t in tools) or not all(
+            os.path.isfile(os.path.join(d, "__init__.py")) for d in tools.values()):
+        return
+
+    class _SourceTreeTools(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+            folder = tools.get(name)
+            if folder is None:
+                return None
+            return importlib.util.spec_from_file_location(name, os.path.join(folder, "__init__.py"),
+                                                          submodule_search_locations=[folder])
+
+    if not any(type(f).__name__ == "_SourceTreeTools" for f in sys.meta_path):
+        sys.meta_path.append(_SourceTreeTools())
 
 
 _source_tree_path()

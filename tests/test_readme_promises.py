@@ -89,6 +89,10 @@ def test_the_checkout_finds_its_tool_folders_without_an_install() -> None:
     r = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == [str(ROOT / "engine" / "__init__.py"), str(ROOT / "deploy" / "__init__.py")]
+    # and nothing else of the repository root is part of enet (no enet.tests, no enet.enet)
+    code = "import sys; sys.path.insert(0, '.'); import enet, pkgutil; print(enet.__path__)"
+    r = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == str([str(ROOT / "enet")])
 
 
 def test_an_installed_enet_keeps_its_own_path(tmp_path: Path) -> None:
@@ -100,10 +104,13 @@ def test_an_installed_enet_keeps_its_own_path(tmp_path: Path) -> None:
         (pkg / tool / "__init__.py").write_text("")
         (tmp_path / "site" / tool).mkdir()  # same-named folders beside it must not join the path
         (tmp_path / "site" / tool / "__init__.py").write_text("")
-    code = "import sys; sys.path.insert(0, 'site'); import enet; print(enet.__path__)"
+    code = ("import sys; sys.path.insert(0, 'site'); import enet, enet.engine; print(enet.__path__); "
+            "print(enet.engine.__file__); print(type(sys.meta_path[-1]).__name__)")
     r = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.strip() == str([str(pkg)])
+    path, engine, last = r.stdout.splitlines()
+    assert path == str([str(pkg)]) and engine == str(pkg / "engine" / "__init__.py")
+    assert last != "_SourceTreeTools"
 
 
 def test_enet_has_a_version() -> None:

@@ -61,7 +61,7 @@ def test_bad_checkpoints(kind: str, tmp_path: Path, capsys):
 @pytest.mark.parametrize("args, code, match", [
     (["--size", "96x60"], 2, "multiples of 8"),
     (["--size", "100x64"], 2, "multiples of 8"),
-    (["--opset", "8"], 1, "opset"),
+    (["--opset", "8"], 2, "opset"),  # a wrong command line (issue 29 item 19)
     (["--batch", "0"], 2, "batch"),
 ])
 def test_bad_options(tiny_checkpoint: Path, tmp_path: Path, capsys, args, code, match):
