@@ -122,10 +122,15 @@ def supervise(command: Sequence[str]) -> int:
     terminal = os.dup(2)
     env = dict(os.environ, **{_CHILD_ENV: f"{terminal},{status}"})
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the child, which reports it
+    previous_term = signal.getsignal(signal.SIGTERM)
     try:
-        rc = subprocess.run(list(command), stderr=fd, pass_fds=(terminal,), env=env).returncode
+        child = subprocess.Popen(list(command), stderr=fd, pass_fds=(terminal,), env=env)
+        # a SIGTERM for the command is the child's (it finalises and exits 143)
+        signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+        rc = child.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
         os.close(fd)
         os.close(terminal)
     said = os.path.exists(status)

@@ -132,3 +132,33 @@ def test_export_without_torch_says_what_it_needs(tmp_path: Path) -> None:
         assert "enet-export needs Python 3.10 or newer" in p.stderr and "Python 3.8" in p.stderr
     else:
         assert "torch" in p.stderr.lower()
+
+
+IMPORT_ALL = """
+import importlib, pkgutil, sys
+import enet
+OPTIONAL = {"torch", "tensorrt", "openvino", "ray", "pyarrow", "gi", "cuda", "polygraphy", "onnxscript", "onnxsim",
+            "pycuda", "rclpy", "sensor_msgs"}
+names = ["enet"] + [m.name for m in pkgutil.walk_packages(enet.__path__, "enet.")]
+for pkg in ("enet.export", "enet.engine", "enet.bench", "enet.deploy"):
+    names += [m.name for m in pkgutil.walk_packages(importlib.import_module(pkg).__path__, pkg + ".")]
+bad = []
+for name in sorted(set(names)):
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:  # an optional module this install has not (torch, TensorRT, Ray...)
+        if (exc.name or "").split(".")[0] not in OPTIONAL:
+            bad.append(f"{name}: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # a newer Python's syntax or library (3.9+: str.removeprefix, ...)
+        if "needs Python 3.10" not in str(exc):
+            bad.append(f"{name}: {type(exc).__name__}: {exc}")
+print(len(set(names)), "modules")
+print("BAD:" + " | ".join(bad))
+"""
+
+
+def test_every_runtime_module_imports_on_this_python(tmp_path: Path) -> None:
+    """A module that does not import on 3.8/3.10 fails here, whether or not a command above reaches it."""
+    p = py(IMPORT_ALL, tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.splitlines()[-1] == "BAD:", p.stdout.splitlines()[-1].replace(" | ", "\n")
