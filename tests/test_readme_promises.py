@@ -200,3 +200,14 @@ def test_the_readme_demo_paragraph_names_what_the_demo_runs() -> None:
     if choice.kind == "openvino":
         assert choice.path.name == "enet_camvid.int8.onnx"
         assert "OpenVINO running the shipped INT8 ONNX (`enet_camvid.int8.onnx`" in " ".join(paragraph.split())
+
+
+def test_eval_help_says_what_precision_auto_runs() -> None:
+    """Item 18: enet-eval --precision auto measures the model as named (FP32) on a CPU, and --help says so."""
+    from enet.engine.eval_cli import eval_parser
+    from enet.engine.runtime import resolve as res
+
+    text = " ".join(next(a.help for a in eval_parser()._actions if "--precision" in a.option_strings).split())
+    assert "the model as named (FP32" in text and "runs its calibrated INT8 ONNX" not in text
+    choice = res.resolve("camvid", measure=True) if not res.trt_ready() else pytest.skip("TensorRT here")
+    assert choice.path.name == "enet_camvid.onnx"  # the FP32 file, not enet_camvid.int8.onnx
