@@ -11,7 +11,9 @@ def main() -> int:
         print("usage: python -m enet.cli_entry SCRIPT [ARGS...]", file=sys.stderr)
         return 2
     name, argv = sys.argv[1], sys.argv[2:]
-    eps = {ep.name: ep for ep in entry_points(group="console_scripts") if ep.name.startswith("enet-")}
+    found = entry_points()  # entry_points(group=...) is Python 3.10+; 3.8/3.9 give a dict of groups
+    scripts = found.select(group="console_scripts") if hasattr(found, "select") else found.get("console_scripts", ())
+    eps = {ep.name: ep for ep in scripts if ep.name.startswith("enet-")}
     if name not in eps:
         print(f"unknown script {name}; known: {', '.join(sorted(eps))}", file=sys.stderr)
         return 2

@@ -162,3 +162,9 @@ def test_every_runtime_module_imports_on_this_python(tmp_path: Path) -> None:
     p = py(IMPORT_ALL, tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.splitlines()[-1] == "BAD:", p.stdout.splitlines()[-1].replace(" | ", "\n")
+
+
+def test_console_scripts_by_name(tmp_path: Path) -> None:
+    """``python -m enet.cli_entry`` finds the scripts on 3.8/3.9 too (entry_points(group=) is 3.10+)."""
+    p = enet("python", "-m", "enet.cli_entry", "enet-eval", "--help", cwd=tmp_path)
+    assert p.returncode == 0 and "examples:" in p.stdout, p.stderr[-2000:]
