@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda-graph", action="store_true",
                    help="TensorRT: capture the enqueue in a CUDA graph and time its launch (trtexec --useCudaGraph)")
     add_frames(p, "--val-frames", "also report val mIoU of each backend on N val frames of --data-root, spaced "
-                                  "evenly over the split (default 0: off)", default=0, zero=True, old=["--accuracy-frames"])
+                                  "evenly over the split (default 0: off)", default=0, zero=True,
+               old=["--accuracy-frames"])
     add_frames(p, "--calib-frames", "train frames of --data-root for INT8 calibration when an INT8 ONNX is built "
                                     "(default 64)", default=64, old=["--calib-images"])
     add_data_root(p, help="dataset the model was trained on (val for frames and accuracy, train for calibration); "

@@ -521,7 +521,7 @@ class Pipeline:
         lat["postprocess"] = (t2 - t) * 1e3
         h, w = self.predictor.size
         hud = [
-            f"{self.predictor.name} {w}x{h}  " + (f"{fps:.1f} fps" if fps > 0 else "-- fps"),  # no rate before a 2nd frame
+            f"{self.predictor.name} {w}x{h}  " + (f"{fps:.1f} fps" if fps > 0 else "-- fps"),  # no rate yet
             "latency {:.0f} ms: pre {:.0f} inf {:.0f} post {:.0f}".format(
                 (t - pkt.t_captured) * 1e3, lat.get("preprocess", 0), lat.get("infer", 0), lat["postprocess"]),
         ]

@@ -111,10 +111,10 @@ def average_checkpoints(paths: list[str | os.PathLike[str]]) -> dict[str, Any]:
         if c["state_dict"].keys() != first["state_dict"].keys():
             raise CheckpointError(f"{p} has other layers than {paths[0]}")
         for k, v in first["state_dict"].items():
-            if tuple(c["state_dict"][k].shape) != tuple(v.shape):
-                raise CheckpointError(f"{p} is another network than {paths[0]}: {k} is {tuple(c['state_dict'][k].shape)}"
-                                      f", not {tuple(v.shape)}; only checkpoints of one model (same size and classes)"
-                                      " average")
+            shape = tuple(c["state_dict"][k].shape)
+            if shape != tuple(v.shape):
+                raise CheckpointError(f"{p} is another network than {paths[0]}: {k} is {shape}, not {tuple(v.shape)}; "
+                                      "only checkpoints of one model (same size and classes) average")
     state: dict[str, torch.Tensor] = {}
     for k, v in first["state_dict"].items():
         if v.is_floating_point():

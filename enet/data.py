@@ -59,7 +59,8 @@ def list_split(root: str | os.PathLike[str], split: str) -> list[Sample]:
     root = Path(root)
     img_dir, ann_dir = root / split, root / f"{split}annot"
     if not root.is_dir():
-        raise DataError(f"data root {root}{env_note(root)} {what_is_wrong(root, want='folder')}; expected a dataset folder with {split}/ and {split}annot/")
+        raise DataError(f"data root {root}{env_note(root)} {what_is_wrong(root, want='folder')}; "
+                        f"expected a dataset folder with {split}/ and {split}annot/")
     if not img_dir.is_dir() or not ann_dir.is_dir():
         raise DataError(f"{root}{env_note(root)} has no {split}/ and {split}annot/ folders (SegNet layout expected)")
     images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

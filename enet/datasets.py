@@ -84,7 +84,8 @@ class DatasetInfo:
             return cityscapes.list_images(self.root, split)
         folder = self.root / split
         if not folder.is_dir():
-            raise DataError(f"{folder}{env_note(folder)} {what_is_wrong(folder, want='folder')}; expected the SegNet layout {split}/ and {split}annot/")
+            raise DataError(f"{folder}{env_note(folder)} {what_is_wrong(folder, want='folder')}; "
+                            f"expected the SegNet layout {split}/ and {split}annot/")
         images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise DataError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -163,7 +164,8 @@ def open_dataset(root: str | os.PathLike[str], kind: str = "auto") -> DatasetInf
     if kind not in KINDS:
         raise DataError(f"unknown dataset kind {kind!r}; expected one of {', '.join(KINDS)}")
     if not root.is_dir():
-        raise DataError(f"data root {root}{env_note(root)} {what_is_wrong(root, want='folder')}; expected a dataset folder "
+        raise DataError(f"data root {root}{env_note(root)} {what_is_wrong(root, want='folder')}; "
+                        "expected a dataset folder "
                         "(SegNet layout with train/ trainannot/ val/ valannot/, or Cityscapes)")
     if kind == "auto":
         kind = detect_kind(root)

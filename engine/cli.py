@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dry-run", action="store_true",
                    help="print the build plan (which ONNX, strong typing or flags, the gate) and exit; no TensorRT "
                         "needed with --trt-version")
-    t.add_argument("--trt-version", metavar="X.Y", type=trt_version, help="with --dry-run: plan for this TensorRT (8.5 .. 11), "
-                                                        "installed or not")
+    t.add_argument("--trt-version", metavar="X.Y", type=trt_version,
+                   help="with --dry-run: plan for this TensorRT (8.5 .. 11), installed or not")
     add_verbosity(p)
     return p
 

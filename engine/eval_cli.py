@@ -70,8 +70,9 @@ def refuse_dataset_folder(folder: str, data_root: Any) -> None:
     # the predictions folder is replaced as a whole when written
     folders = [c.resolve() for c in root.iterdir() if c.is_dir()]
     if out == root or out in root.parents or any(out == f or f in out.parents for f in folders):
-        raise EnetError(f"--save-predictions {folder} is a folder of the dataset {data_root} (or holds it): its frames or "
-                        "ground-truth labels would be replaced; choose a folder outside the dataset, e.g. preds/")
+        raise EnetError(f"--save-predictions {folder} is a folder of the dataset {data_root} (or holds it): its "
+                        "frames or ground-truth labels would be replaced; choose a folder outside the dataset, "
+                        "e.g. preds/")
 
 
 @cli(eval_parser)

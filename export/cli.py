@@ -25,7 +25,8 @@ def opset(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text}: expected an opset number {OPSETS[0]}..{OPSETS[1]}, e.g. 17") from None
+        raise argparse.ArgumentTypeError(f"{text}: expected an opset number {OPSETS[0]}..{OPSETS[1]}, "
+                                         "e.g. 17") from None
     if not OPSETS[0] <= value <= OPSETS[1]:
         raise argparse.ArgumentTypeError(f"{text}: expected {OPSETS[0]}..{OPSETS[1]} (17 for TensorRT >= 8.5, "
                                          "13 for TensorRT 8.0/8.2)")
