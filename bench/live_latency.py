@@ -43,6 +43,8 @@ DEMO_CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymb
 DEMO_PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
                 (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192))
 
+_SHARES = np.array([0.16, 0.22, 0.02, 0.3, 0.1, 0.1, 0.01, 0.02, 0.03, 0.02, 0.02])
+
 
 def find_chromium() -> str | None:
     """The Chromium binary to drive ($ENET_CHROMIUM, /usr/bin/chromium, chromium on PATH), or None."""
@@ -107,9 +109,12 @@ class SyntheticRig:
         cv2 = require("cv2")
         w, h = self.size
         k = len(DEMO_CLASSES)
-        rows = (np.arange(h)[:, None] * k // h + (seq // 5 + index)) % k  # class bands drift down
-        cols = (np.arange(w)[None, :] + 8 * seq) % w < w // 3             # and a block slides right
-        labels = np.where(cols, (rows + 3) % k, rows).astype(np.int64)
+        cum = np.cumsum(_SHARES[:k]) / np.sum(_SHARES[:k])
+        u = (np.arange(h) / h + 0.01 * seq + 0.25 * index) % 1.0
+        rows = np.minimum(np.searchsorted(cum, u), k - 1)[:, None]        # class bands drift down
+        wide = int(w * (0.2 + 0.15 * np.sin(seq / 15.0 + index)))
+        cols = (np.arange(w)[None, :] + 8 * seq) % w < wide                 # a car-coloured block slides right
+        labels = np.where(cols, 8 % k, rows).astype(np.int64)
         bgr = np.asarray(DEMO_PALETTE, dtype=np.uint8)[labels][..., ::-1].copy()
         cv2.putText(bgr, f"{camera} #{seq}", (10, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2,
                     cv2.LINE_AA)

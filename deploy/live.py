@@ -268,7 +268,8 @@ class LiveView:
         meta = {
             "captured_at": _finite(float(captured_at)),
             "stats": {k: _finite(stats[k]) for k in STAT_KEYS if stats and k in stats},
-            "fractions": [None if not math.isfinite(float(f)) else round(float(f), 4) for f in (fractions or ())],
+            "fractions": [None if not math.isfinite(float(f)) else round(float(f), 4)
+                          for f in (() if fractions is None else np.asarray(fractions, dtype=np.float64).ravel())],
         }
         with self._lock:
             cam.frame = frame
@@ -342,7 +343,7 @@ class LiveView:
         return f"http://{self._hostport(host, self.port)}/{tail}"
 
     def viewer_stats(self) -> list[dict[str, Any]]:
-        """Per connected viewer: ``address``, ``sent`` and ``dropped`` frame events."""
+        """Per connected viewer: ``address`` (``host:port``), ``sent`` and ``dropped`` frame events."""
         with self._lock:
             viewers = list(self._viewers)
         return [{"address": v.address, "sent": v.sent, "dropped": v.dropped} for v in viewers]
@@ -433,7 +434,7 @@ class LiveView:
                     v.put(("f", cam.index), body)
 
     def _serve_events(self, handler: _Handler) -> None:
-        viewer = _Viewer(handler.connection, handler.client_address[0])
+        viewer = _Viewer(handler.connection, "%s:%s" % tuple(handler.client_address[:2]))
         if not self._add_viewer(viewer):
             handler.send_error(503, "too many viewers")
             return
