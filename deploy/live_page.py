@@ -10,7 +10,7 @@ areas (its own canvas code). It measures how late each frame is shown:
 ``shown_at - captured_at`` with the browser's clock; where that clock is off
 from the server's (the smallest ``received_at - sent_at`` is over 20 ms or
 negative), by that offset. ``window.enetLive`` holds what it measured for
-tests and the benchmark (``enet.bench.live_latency``).
+tests and the benchmark (``enet.deploy.live_bench``).
 
 :data:`CSP` allows exactly the inline script and style below (by hash), the
 page's own origin for the stream, and ``data:``/``blob:`` images.

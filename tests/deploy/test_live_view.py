@@ -3,7 +3,7 @@
 Unit tests talk HTTP over raw sockets (the paths are sent byte for byte, so
 traversal attempts reach the server unnormalised); the browser test drives
 Debian's headless Chromium through Playwright against "the pipeline", a
-fixture: a synthetic 4-camera rig at 10 fps (enet.bench.live_latency), or
+fixture: a synthetic 4-camera rig at 10 fps (enet.deploy.live_bench), or
 ``enet-run`` itself on four clips (skipped until it takes several inputs).
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enet.bench.live_latency import (DEMO_CLASSES, DEMO_PALETTE, SyntheticRig, expected_stats, find_chromium,
+from enet.deploy.live_bench import (DEMO_CLASSES, DEMO_PALETTE, SyntheticRig, expected_stats, find_chromium,
                                      launch_browser, summarise)
 from enet.deploy.live import LiveView, LiveViewError, parse_live_uri
 from enet.errors import EnetError

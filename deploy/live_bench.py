@@ -8,10 +8,12 @@ page in ``--viewers`` tabs; after a warm-up, each page's measured
 ``shown_at - captured_at`` (``window.enetLive.samples``, same machine clock)
 is collected and summarised::
 
-    python -m enet.bench.live_latency --cameras 4 --viewers 2 --seconds 20
+    python -m enet.deploy.live_bench --cameras 4 --viewers 2 --seconds 20
 
 Needs the dev extra (``playwright``) and ``/usr/bin/chromium``
 (``apt-get install chromium``). Numbers measured here live in docs/deploy.md.
+It sits in ``enet.deploy`` beside the view it drives (``enet.bench`` may not
+import ``enet.deploy``: tests/test_layers.py).
 """
 
 from __future__ import annotations
@@ -200,9 +202,9 @@ def measure(*, cameras: int = 4, viewers: int = 2, seconds: float = 20.0, warmup
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m enet.bench.live_latency", description=__doc__.split("\n\n")[0],
+        prog="python -m enet.deploy.live_bench", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python -m enet.bench.live_latency --cameras 4 --viewers 2 --seconds 20")
+        epilog="examples:\n  python -m enet.deploy.live_bench --cameras 4 --viewers 2 --seconds 20")
     ap.add_argument("--cameras", type=int, default=4)
     ap.add_argument("--viewers", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=20.0)
