@@ -24,8 +24,9 @@ Safety (the defaults a car needs):
   slow or stalled browser drops frames for itself only, and ``publish()``
   never waits for a viewer; a viewer whose socket takes no data for
   ``stall_timeout_s`` is disconnected;
-- at most ``max_viewers`` viewers at once (503 beyond), request reading and
-  writing are bounded by the same timeout, all threads are daemons and
+- at most ``max_viewers`` viewers at once (503 beyond) and 16 other
+  connections (closed unanswered beyond), request reading and writing
+  bounded by the same timeout; all threads are daemons and
   :meth:`LiveView.close` stops them.
 
 JPEG encoding runs on one thread of its own, only while a viewer is
@@ -60,6 +61,7 @@ DEFAULT_PORT = 8080
 ALL_INTERFACES = "0.0.0.0"
 LOCALHOST = "127.0.0.1"
 _KEEPALIVE_S = 10.0  # an SSE comment this often keeps idle proxies and the browser's connection open
+_SPARE_CONNECTIONS = 16  # connections beside the viewers' streams (page loads, refused requests)
 STAT_KEYS = ("fps", "latency_p50_ms", "latency_p95_ms", "dropped", "frames")
 
 
@@ -309,6 +311,7 @@ class LiveView:
             raise LiveViewError("live view: start() after close()")
         if self._server is not None:
             return self
+        require("cv2")  # the JPEG encoder: fail here, in one line, not later in a thread
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         server_cls = type("_LiveServer", (_Server,), {"address_family": family})
         try:
@@ -318,6 +321,7 @@ class LiveView:
             raise LiveViewError(f"cannot serve the live view on {self._hostport(self.host, self.port)}: {why}; "
                                 "choose another port or address (http://:8081, http://@:8080)") from None
         server.view = self
+        server.slots = threading.BoundedSemaphore(self.max_viewers + _SPARE_CONNECTIONS)
         self._server = server
         self.port = server.server_address[1]
         serve = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
@@ -474,9 +478,29 @@ class LiveView:
 
 
 class _Server(ThreadingHTTPServer):
+    """One daemon thread per connection, at most ``slots`` at once (a connection beyond is closed unanswered)."""
+
     daemon_threads = True
     block_on_close = False
     view: LiveView
+    slots: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            log.debug("live view: too many connections; %s refused", client_address)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -361,6 +361,26 @@ def test_viewers_are_bounded_and_close_frees_everything() -> None:
         view.start()
 
 
+def test_idle_connections_are_bounded() -> None:
+    """Connections that send nothing hold at most max_viewers + 16 threads; one more is closed unanswered."""
+    with _view(max_viewers=1, stall_timeout_s=60) as view:
+        idle = [socket.create_connection(("127.0.0.1", view.port), timeout=10) for _ in range(1 + 16)]
+        try:
+            with socket.create_connection(("127.0.0.1", view.port), timeout=10) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert s.recv(1024) == b""
+        finally:
+            for s in idle:
+                s.close()
+
+        def page_served() -> bool:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                return _request(view.port, "/")[0] == 200
+            return False
+
+        _wait(page_served, what="the page once the idle connections went")
+
+
 def test_nan_and_numpy_numbers_are_valid_json() -> None:
     with _view() as view:
         v = SseClient(view.port).open()
