@@ -29,7 +29,7 @@ body { margin:0; background:var(--bg); color:var(--text); font:14px/1.35 system-
 header { display:flex; flex-wrap:wrap; gap:0.4em 1.5em; align-items:baseline; padding:8px 14px; background:var(--panel); }
 header h1 { font-size:16px; margin:0; }
 #conn.ok { color:#6cc070; } #conn.down { color:var(--bad); }
-#cams { display:grid; grid-template-columns:repeat(auto-fill, minmax(340px, 1fr)); gap:10px; padding:10px 14px; }
+#cams { display:grid; grid-template-columns:repeat(auto-fit, minmax(290px, 1fr)); gap:10px; padding:10px 14px; }
 .cam { background:var(--panel); border-radius:6px; padding:6px; border:2px solid transparent; }
 .cam.reconnecting { border-color:var(--warn); } .cam.ended { border-color:#555; }
 .cam.reconnecting canvas, .cam.ended canvas, .cam.waiting canvas { opacity:0.35; }
@@ -73,9 +73,13 @@ _SCRIPT = r"""
       const h = el("h2"); h.append(el("span", "name", name), el("span", "state", "waiting"));
       const canvas = el("canvas"); canvas.width = 480; canvas.height = 360;
       const nums = el("div", "nums");
-      for (const [k, label] of [["fps", "fps"], ["p50", "latency p50 ms"], ["p95", "p95 ms"],
-                                ["dropped", "dropped"], ["frames", "frames"], ["screen", "to screen ms"]]) {
-        const d = el("div"); d.append(el("span", "", label + " "), el("b", k, "\u2013")); nums.append(d);
+      for (const [k, label, tip] of [
+          ["fps", "fps", "frames out per second (the pipeline's)"],
+          ["p50", "p50 ms", "capture to result latency, median (the pipeline's)"],
+          ["p95", "p95 ms", "capture to result latency, 95th percentile (the pipeline's)"],
+          ["dropped", "dropped", "frames the pipeline dropped"], ["frames", "frames", "frames out"],
+          ["screen", "screen ms", "capture to this screen, this frame (measured here)"]]) {
+        const d = el("div"); d.title = tip; d.append(el("span", "", label + " "), el("b", k, "\u2013")); nums.append(d);
       }
       tile.append(h, canvas, nums); root.append(tile);
       return {name: name, tile: tile, canvas: canvas, ctx: canvas.getContext("2d"), state: "live",
@@ -189,8 +193,10 @@ _SCRIPT = r"""
     g.fillStyle = "#8c96a3"; g.font = "11px system-ui, sans-serif"; g.strokeStyle = "#333a44";
     for (const y of [0, 0.25, 0.5, 0.75, 1]) { const py = T + (1 - y) * (H - T - B);
       g.beginPath(); g.moveTo(L, py); g.lineTo(W - R, py); g.stroke(); g.fillText((y * 100) + "%", 4, py + 4); }
-    g.fillText("-" + WINDOW_S + " s", L, H - 5); g.fillText("now", W - R - 22, H - 5);
-    const xs = times.map((tt) => L + (1 - (t - tt) / WINDOW_S) * (W - L - R));
+    // the x axis spans the history kept, 10 s to a minute
+    const span = Math.min(WINDOW_S, Math.max(10, times.length ? Math.ceil(t - times[0]) : 10));
+    g.fillText("-" + span + " s", L, H - 5); g.fillText("now", W - R - 22, H - 5);
+    const xs = times.map((tt) => L + (1 - (t - tt) / span) * (W - L - R));
     if (!config) return;
     const n = config.classes.length, base = series.map(() => 0);
     for (let k = 0; k < n; k++) {

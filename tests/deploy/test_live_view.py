@@ -567,7 +567,7 @@ def test_browser_shows_every_camera_live(pipeline: Pipeline, capsys) -> None:
             assert lat["frames"] > 0 and lat["p50_ms"] >= 0
             shot = os.environ.get("ENET_SCREENSHOT")
             if shot:
-                pages[0].set_viewport_size({"width": 1280, "height": 900})
+                pages[0].set_viewport_size({"width": 1280, "height": 660})
                 pages[0].screenshot(path=shot, full_page=True)
             with capsys.disabled():
                 print(f"\nlive view, 2 viewers, {len(cameras)} cameras: frame to screen p50 {lat['p50_ms']:.0f} ms, "
