@@ -33,7 +33,6 @@ from enet.deploy.live import LiveView, LiveViewError, parse_live_uri
 from enet.errors import EnetError
 
 CAMS = ["front", "rear", "left", "right"]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- parse_live_uri ----------------------------------------------------------------------------------------------
@@ -448,10 +447,11 @@ def pipeline(request):
         return
     if not _enet_run_takes_several_inputs():
         pytest.skip("enet-run takes one input until issue 31 items 1-3 land; set ENET_LIVE_TEST_ENET_RUN=1 then")
-    clip = ROOT / "deploy" / "data" / "camvid_0016E5.mp4"
+    # four live synthetic cameras (the shipped clip lasts 7 s; these run until stopped)
+    cams = ["test://?size=480x360&fps=10&live=1"] * 4
     port = _free_port()
     exe = Path(sys.executable).with_name("enet-run")
-    cmd = [str(exe), *([str(clip)] * 4), "--live", "--no-display", f"http://127.0.0.1:{port}"]
+    cmd = [str(exe), *cams, "--live", "--no-display", f"http://127.0.0.1:{port}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait(lambda: proc.poll() is not None or _port_open(port), timeout=120, what="enet-run to serve")
@@ -535,7 +535,7 @@ def test_browser_shows_every_camera_live(pipeline: Pipeline, capsys) -> None:
                         assert _num(t["p95"]) == pytest.approx(want["latency_p95_ms"], abs=0.51), t
                         assert _num(t["dropped"]) == want["dropped"] and _num(t["frames"]) == want["frames"], t
                     else:
-                        assert 0 < _num(t["fps"]) < 1000 and _num(t["frames"]) >= 1, t
+                        assert 0 <= _num(t["fps"]) < 1000 and _num(t["frames"]) >= 1, t
                         assert _num(t["p95"]) >= _num(t["p50"]) >= 0 and _num(t["dropped"]) >= 0, t
                     assert _num(t["screen"]) >= 0, t
 
@@ -571,7 +571,9 @@ def test_browser_shows_every_camera_live(pipeline: Pipeline, capsys) -> None:
                 pages[0].screenshot(path=shot, full_page=True)
             with capsys.disabled():
                 print(f"\nlive view, 2 viewers, {len(cameras)} cameras: frame to screen p50 {lat['p50_ms']:.0f} ms, "
-                      f"p95 {lat['p95_ms']:.0f} ms over {lat['frames']} frames")
+                      f"p95 {lat['p95_ms']:.0f} ms over {lat['frames']} frames (capture to sent p50/p95 "
+                      f"{lat['server_p50_ms']:.0f}/{lat['server_p95_ms']:.0f} ms, sent to shown "
+                      f"{lat['browser_p50_ms']:.0f}/{lat['browser_p95_ms']:.0f} ms)")
             assert not problems, problems
         finally:
             ctx.close()
