@@ -49,9 +49,10 @@ _SHARES = np.array([0.16, 0.22, 0.02, 0.3, 0.1, 0.1, 0.01, 0.02, 0.03, 0.02, 0.0
 
 
 def find_chromium() -> str | None:
-    """The Chromium binary to drive ($ENET_CHROMIUM, /usr/bin/chromium, chromium on PATH), or None."""
-    for cand in (os.environ.get("ENET_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                 shutil.which("chromium-browser")):
+    """The Chromium binary to drive: $ENET_CHROMIUM when set (None if it is not one), else
+    /usr/bin/chromium or chromium on PATH; None without one."""
+    env = os.environ.get("ENET_CHROMIUM")
+    for cand in ((env,) if env else ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser"))):
         if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
             return cand
     return None
