@@ -47,7 +47,7 @@ import time
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import numpy as np
 
@@ -343,7 +343,7 @@ class LiveView:
         host = self.host
         if host in (ALL_INTERFACES, "::"):
             host = socket.gethostname() or LOCALHOST
-        tail = f"?token={self.token}" if self.token else ""
+        tail = f"?token={quote(self.token, safe='')}" if self.token else ""
         return f"http://{self._hostport(host, self.port)}/{tail}"
 
     def viewer_stats(self) -> list[dict[str, Any]]:

@@ -9,7 +9,8 @@ beside it, and plots the class fractions of the last minute as stacked
 areas (its own canvas code). It measures how late each frame is shown:
 ``shown_at - captured_at`` with the browser's clock; where that clock is off
 from the server's (the smallest ``received_at - sent_at`` is over 20 ms or
-negative), by that offset. ``window.enetLive`` holds what it measured for
+below -5 ms), by that offset. "Shown" is when the frame is drawn on its
+canvas; the screen shows it at its next refresh. ``window.enetLive`` holds what it measured for
 tests and the benchmark (``enet.deploy.live_bench``).
 
 :data:`CSP` allows exactly the inline script and style below (by hash), the
@@ -156,7 +157,7 @@ _SCRIPT = r"""
     m.received_at = t; c.received++;
     offsets.push(t - m.sent_at); if (offsets.length > 100) offsets.shift();
     const lo = Math.min.apply(null, offsets);
-    live.offset = (lo > 0.02 || lo < 0) ? lo : 0;  // the clocks differ: correct by the smallest transit
+    live.offset = (lo > 0.02 || lo < -0.005) ? lo : 0;  // the clocks differ: correct by the smallest transit
     c.pending = m;
     if (!c.busy) show(c);
   }

@@ -167,6 +167,10 @@ def test_start_binds_127_by_default_and_fails_in_one_line_on_a_busy_port() -> No
 def test_url_names_the_token_and_the_machine_for_all_interfaces() -> None:
     with LiveView("0.0.0.0", 0, token="t0k", cameras=["a"], classes=["x"], palette=[(1, 2, 3)]) as view:
         assert view.url.endswith(f":{view.port}/?token=t0k") and "0.0.0.0" not in view.url
+    with _view(token="a b&c") as view:
+        host, port, token = parse_live_uri(view.url)
+        assert (host, port, token) == ("127.0.0.1", view.port, "a b&c")
+        assert _request(view.port, view.url.split(str(view.port), 1)[1])[0] == 200
 
 
 @pytest.mark.parametrize("target", [
