@@ -42,6 +42,7 @@ import json
 import logging
 import math
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import Sequence
@@ -285,12 +286,11 @@ class LiveView:
         if state not in STATES:
             raise LiveViewError(f"live view: unknown state {state!r}; choose one of {', '.join(STATES)}")
         cam = self._camera(camera)
-        with self._lock:
+        with self._lock:  # delivered under the lock: two calls reach every viewer in their order
             cam.state = state
             event = self._state_event(cam)
-            viewers = list(self._viewers)
-        for v in viewers:
-            v.put(("s", cam.index), event, frame=False)
+            for v in self._viewers:
+                v.put(("s", cam.index), event, frame=False)
 
     def _camera(self, camera: str) -> _Camera:
         try:
@@ -484,6 +484,12 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     view: LiveView
     slots: threading.BoundedSemaphore
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks the address up in DNS (socket.getfqdn), which can hang for seconds
+        # on a car's network without a resolver; the name is not used here
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.slots.acquire(blocking=False):

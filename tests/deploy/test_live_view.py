@@ -164,6 +164,17 @@ def test_start_binds_127_by_default_and_fails_in_one_line_on_a_busy_port() -> No
         other.close()
 
 
+def test_start_makes_no_dns_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTPServer looks its address up (socket.getfqdn): on a network without DNS that can hang; not here."""
+    def no_dns(*a, **k):
+        raise AssertionError("DNS lookup")
+
+    monkeypatch.setattr(socket, "getfqdn", no_dns)
+    monkeypatch.setattr(socket, "gethostbyaddr", no_dns)
+    with LiveView("0.0.0.0", 0, cameras=["a"], classes=["x"], palette=[(1, 2, 3)]) as view:
+        assert _request(view.port, "/")[0] == 200
+
+
 def test_url_names_the_token_and_the_machine_for_all_interfaces() -> None:
     with LiveView("0.0.0.0", 0, token="t0k", cameras=["a"], classes=["x"], palette=[(1, 2, 3)]) as view:
         assert view.url.endswith(f":{view.port}/?token=t0k") and "0.0.0.0" not in view.url
