@@ -4,7 +4,8 @@ Unit tests talk HTTP over raw sockets (the paths are sent byte for byte, so
 traversal attempts reach the server unnormalised); the browser test drives
 Debian's headless Chromium through Playwright against "the pipeline", a
 fixture: a synthetic 4-camera rig at 10 fps (enet.deploy.live_bench), or
-``enet-run`` itself on four clips (skipped until it takes several inputs).
+``enet-run`` itself on four live test:// cameras (skipped until it takes several
+inputs: enet.deploy.rigrun).
 """
 
 from __future__ import annotations
