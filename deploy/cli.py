@@ -300,10 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
                "  enet-run a.mp4 b.mp4 c.mp4 d.mp4 --live http://127.0.0.1:8080   # 4 files played as cameras, browser view\n"
                "  enet-run rtsp://10.0.0.11/front rtsp://10.0.0.12/rear -o 'seg_{camera}.mp4' -o rig.mp4\n"
                "  enet-run --rig rig.toml --stats rig.jsonl --stall-timeout 2 --reconnect-timeout 60\n"
-               "which positional is what: http://, display://, udp://, rtp:// are always outputs; of the others,\n"
-               "  exactly two are INPUT OUTPUT (as ever); one, or three and more, or any with -o/--rig, are all\n"
-               "  inputs (cameras, named after the file or path). -o with {camera} is one output per camera;\n"
-               "  a file or stream output without {camera} in a rig is the mosaic of all cameras.\n"
+               "which positional is what: http://, display://, udp://, rtp:// are always outputs; the others are\n"
+               "  inputs (cameras, named after the file or path), except that exactly two, without -o, --rig or\n"
+               "  an http:// live view, whose second is a video file or rtsp://, are INPUT OUTPUT (as ever).\n"
+               "  -o with {camera} is one output per camera; a file or stream output without {camera} in a rig\n"
+               "  is the mosaic of all cameras.\n"
                "inputs: file://clip.mp4 | clip.mp4 | FOLDER/ | v4l2:///dev/video0 | csi://0 | rtsp://host/path |\n"
                "  gst://'... ! appsink' | test://?size=96x64&frames=100\n"
                "outputs: out.mp4 | display://0 | rtsp://server:8554/path | udp://host:port | http://@:8080 (live view)\n"
@@ -375,15 +376,21 @@ def split_positionals(paths: Sequence[str], *, explicit_outputs: bool = False) -
     """``enet-run``'s positionals -> ``(inputs, outputs)``; the rule of docs/deploy.md ("Rigs").
 
     Output-only forms (``http://``, ``display://``, ``udp://``, ``rtp://``) are
-    outputs wherever they stand. Of the others: with ``-o``/``--rig`` all are
-    inputs; exactly two are ``INPUT OUTPUT`` (the form of every earlier
-    release); one, or three and more, are all inputs.
+    outputs wherever they stand. The others are all inputs (cameras), except
+    in the form of every earlier release: exactly two of them, no ``-o`` or
+    ``--rig``, no ``http://`` live view, and the second one an output
+    (a video file name or ``rtsp://``): then they are ``INPUT OUTPUT``.
     """
-    from enet.deploy.uri import is_output_only
+    from enet.deploy.uri import UriError, is_output_only, parse_output
 
     outputs = [p for p in paths if is_output_only(p)]
     rest = [p for p in paths if not is_output_only(p)]
-    if len(rest) == 2 and not explicit_outputs:
+    live_view = any(o.lower().startswith("http://") for o in outputs)
+    if len(rest) == 2 and not explicit_outputs and not live_view:
+        try:
+            parse_output(rest[1])
+        except UriError:  # a folder, test://, v4l2://...: it can only be a second camera
+            return rest, outputs
         return rest[:1], rest[1:] + outputs
     return rest, outputs
 

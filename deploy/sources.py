@@ -230,7 +230,10 @@ class OpenCVSource:
             return cv2.VideoCapture(self.target)
         api = getattr(cv2, self.api)
         if self.live and self.api == "CAP_FFMPEG":
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self._open_timeout_s * 1000),
+            # FFmpeg's own open timeout a little inside ours, so it normally returns by itself (a thread
+            # abandoned in FFmpeg's open aborted the process at exit: "terminate called ...")
+            open_ms = max(200, int(self._open_timeout_s * 1000) - 500)
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms,
                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self._read_timeout_s * 1000)]
             return cv2.VideoCapture(self.target, api, params)
         return cv2.VideoCapture(self.target, api)
@@ -491,7 +494,7 @@ def _call_opener(opener: Callable[..., Source], timeout_s: float | None) -> Sour
 
 def retry_open(opener: Callable[..., Source], name: str, *, stop: threading.Event, give_up_s: float,
                delays: Callable[[], Iterator[float]] = backoff_delays, first_error: str | None = None,
-               since: float | None = None) -> Source | None:
+               since: float | None = None, flag_s: float | None = None) -> Source | None:
     """Call ``opener`` with backoff until it works; None when ``stop`` is set.
 
     Each attempt is bounded by what is left of ``give_up_s`` (at least
@@ -499,6 +502,7 @@ def retry_open(opener: Callable[..., Source], name: str, *, stop: threading.Even
 
     Args:
         since: ``time.monotonic()`` of the last frame (default: now); the message counts from it.
+        flag_s: the ``--reconnect-timeout`` to name in the message (default ``give_up_s``).
 
     Raises:
         SourceError: still failing after ``give_up_s`` seconds (0: never gives up); the message
@@ -513,7 +517,8 @@ def retry_open(opener: Callable[..., Source], name: str, *, stop: threading.Even
         now = time.monotonic()
         what = "no frame from" if since < start else "cannot reach"
         return SourceError(f"{what} {name} for {now - since:.1f} s ({last}); gave up after retrying for "
-                           f"{now - start:.1f} s (--reconnect-timeout {give_up_s:g}; 0 retries forever)")
+                           f"{now - start:.1f} s (--reconnect-timeout {give_up_s if flag_s is None else flag_s:g}; "
+                           "0 retries forever)")
 
     for delay in delays():
         if deadline is not None:
@@ -744,7 +749,7 @@ def open_source(text: str, *, capture: str = "auto", opts: CaptureOptions | None
             raise SourceError(f"cannot reach {uri.text} for {time.monotonic() - t0:.1f} s ({exc}); gave up "
                               f"(--reconnect-timeout {reconnect_timeout_s:g}; 0 retries forever)") from None
         got = retry_open(opener, uri.text, stop=stop, give_up_s=max(left, 0.0) if reconnect_timeout_s else 0.0,
-                         first_error=str(exc), since=t0)
+                         first_error=str(exc), since=t0, flag_s=reconnect_timeout_s)
         if got is None:
             raise SourceError(f"stopped while waiting for {uri.text}") from None
         first = got
