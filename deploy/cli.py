@@ -144,7 +144,6 @@ def run(cfg: RunConfig, *, report: Callable[[Any], None] | None = None) -> Any:
         return run_rig(cfg, report=report)
     parse_input(cfg.input)  # a bad URI fails before anything is opened
     check_not_inputs([cfg.input], outputs)
-    _say_if_nowhere(cfg, outputs)
     size = parse_size(cfg.size) if cfg.size else None
     modes = [m.strip() for m in cfg.visualize.split(",") if m.strip()]
     for opt, value in (("--threads", cfg.threads), ("--streams", cfg.streams)):
@@ -177,6 +176,7 @@ def run(cfg: RunConfig, *, report: Callable[[Any], None] | None = None) -> Any:
                          play_live=cfg.live)
     if source.live:
         log.info("%s: live, newest frame only (dropped frames are counted)", source.name)
+    _say_if_nowhere(cfg, outputs)  # once the input is known to open
     sinks: list[Any] = []
     stats = None
     try:

@@ -76,7 +76,6 @@ def run_rig(cfg: Any, *, report: Callable[[Any], None] | None = None) -> Any:
         live_parsed = [parse_live_uri(u.text) for u in live_uris]
         if len(live_parsed) > 1:
             raise EnetError("one http:// live view per run; it shows every camera")
-    _say_if_nowhere(cfg, all_files + live_uris)
     names = [s.name for s in specs]
     log.info("%d camera(s): %s", len(specs), ", ".join(f"{s.name}={s.uri}" for s in specs))
 
@@ -107,6 +106,7 @@ def run_rig(cfg: Any, *, report: Callable[[Any], None] | None = None) -> Any:
                 with contextlib.suppress(Exception):
                     src.close()
         raise errors[0]
+    _say_if_nowhere(cfg, all_files + live_uris)
     cams: list[Any] = []
     view = None
     stats = None
