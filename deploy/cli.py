@@ -67,6 +67,8 @@ class RunConfig:
     reconnect_timeout: float = 30.0
     stall_timeout: float = 2.0
     streams: int | None = None
+    #: a rig: frames of up to this many cameras in one inference (None: every camera; 1: one at a time)
+    batch: int | None = None
     #: a rig (several cameras, or a live view): the cameras, each with its own outputs; ``input`` and
     #: ``outputs`` are then unused except for rig-wide outputs (mosaic, live view) in ``outputs``
     cameras: list[Any] = field(default_factory=list)
@@ -367,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--streams", type=positive_int, metavar="N",
                    help="frames inferred at once on a CPU backend (openvino, ort-fast, ort) (default: 2 on 2+ "
                         "CPUs, sharing every CPU; 1 when --threads is given; see docs/deploy.md)")
+    g.add_argument("--batch", type=positive_int, metavar="N",
+                   help="several cameras: infer the newest frames of up to N cameras at once (default: all of "
+                        "them; OpenVINO batches, other backends run one frame at a time; 1: one at a time)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     return p
@@ -468,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         input_latency=args.input_latency, live=args.live,
         output_rate=args.output_rate, cache_dir=args.cache_dir, hud=not args.no_hud, legend=not args.no_legend,
         threads=args.threads, reconnect_timeout=args.reconnect_timeout, stall_timeout=args.stall_timeout,
-        streams=args.streams, cameras=cameras,
+        streams=args.streams, cameras=cameras, batch=args.batch,
     )
     return guard("enet-run", lambda: _run_and_report(cfg))
 

@@ -111,11 +111,14 @@ def run_rig(cfg: Any, *, report: Callable[[Any], None] | None = None) -> Any:
     view = None
     stats = None
     try:
+        batch = cfg.batch or len(specs)
         ctx, choice = open_predictor(cfg.model, backend=cfg.backend, size=size, cache_dir=cfg.cache_dir,
-                                     threads=cfg.threads, streams=cfg.streams, precision=cfg.precision)
-        log.info("model %s on %s (%s); one model for %d camera(s), %s", choice.path, choice.kind, choice.why,
-                 len(specs), "batched" if False else "one frame per inference")
+                                     threads=cfg.threads, streams=cfg.streams, precision=cfg.precision,
+                                     batch=batch)
         with ctx as predictor:
+            log.info("model %s on %s (%s); one model for %d camera(s), %s", choice.path, choice.kind, choice.why,
+                     len(specs), f"up to {predictor.batch} frames per inference" if predictor.batch > 1
+                     else "one frame per inference")
             meta = predictor.meta
             renderer = Renderer(meta["classes"], meta["palette"], modes=modes, alpha=cfg.alpha, hud=cfg.hud,
                                 legend=cfg.legend)

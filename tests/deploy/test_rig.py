@@ -428,3 +428,30 @@ def test_bounded_retry_counts_from_the_last_frame():
         retry_open(opener, "cam", stop=threading.Event(), give_up_s=0.3, since=time.monotonic() - 2.0,
                    delays=lambda: iter([0.01] * 1000))
     assert time.monotonic() - t < _GUARD_S and all(w is not None and w <= 10.0 for w in waits)
+
+
+def test_openvino_batches_a_batch_1_model(tmp_path, tiny_checkpoint):
+    """The rig's batch: OpenVINO reshapes the static batch-1 ONNX to 1..N frames; results are those of N
+    single calls (exactly: the same kernels per frame)."""
+    pytest.importorskip("openvino")
+    from enet.engine.runtime.ov_backend import OvBackend
+    from enet.export.onnx import export_onnx
+
+    model = export_onnx(tiny_checkpoint, tmp_path / "tiny.onnx").path
+    x = np.random.default_rng(0).standard_normal((3, 3, 64, 96)).astype(np.float32)
+    with OvBackend(model, threads=1) as one, OvBackend(model, threads=1, max_batch=3) as many:
+        want = np.concatenate([one.infer(x[i:i + 1]) for i in range(3)])
+        np.testing.assert_allclose(many.infer(x), want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(many.infer(x[:2]), want[:2], rtol=1e-5, atol=1e-5)  # fewer cameras ready
+        with pytest.raises(Exception, match="does not match"):
+            many.infer(np.zeros((4, 3, 64, 96), np.float32))
+
+
+def test_a_rig_on_openvino_batches_its_cameras(tmp_path, tiny_checkpoint, capsys):
+    pytest.importorskip("openvino")
+    stats = tmp_path / "s.jsonl"
+    rc = main(["test://?size=96x64&frames=6", "test://?size=96x64&frames=6", "--model", str(tiny_checkpoint),
+               "--backend", "openvino", "--no-display", "--stats", str(stats), "--cache-dir", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert rc == 0 and "up to 2 frames per inference" in captured.err
+    assert len(stats.read_text().splitlines()) == 12
