@@ -111,7 +111,7 @@ def run_rig(cfg: Any, *, report: Callable[[Any], None] | None = None) -> Any:
     view = None
     stats = None
     try:
-        batch = cfg.batch or len(specs)
+        batch = max(1, int(cfg.batch or 1))
         ctx, choice = open_predictor(cfg.model, backend=cfg.backend, size=size, cache_dir=cfg.cache_dir,
                                      threads=cfg.threads, streams=cfg.streams, precision=cfg.precision,
                                      batch=batch)
