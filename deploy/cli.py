@@ -312,8 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
                "outputs: out.mp4 | display://0 | rtsp://server:8554/path | udp://host:port | http://@:8080 (live view)\n"
                "see docs/deploy.md",
     )
-    p.add_argument("paths", metavar="INPUT [OUTPUT]", nargs="*",
-                   help="input URIs or paths, and outputs (see 'which positional is what' below)")
+    p.add_argument("paths", metavar="INPUT", nargs="*",
+                   help="input URIs or paths (several: a rig of cameras), and OUTPUT URIs or video files among "
+                        "them (see 'which positional is what' below)")
     p.add_argument("-o", "--output", action="append", default=[], metavar="OUTPUT",
                    help="an output (repeatable); {camera} in it is replaced by each camera's name")
     p.add_argument("--rig", metavar="FILE.toml",
