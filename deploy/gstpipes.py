@@ -21,8 +21,6 @@ from enet.deploy.uri import MediaUri, UriError
 APPSINK = "enet_sink"
 #: rtspsrc: fail a TCP connection or RTSP request without an answer after this many microseconds (default 20 s)
 RTSP_TCP_TIMEOUT_US = 3_000_000
-#: rtspsrc: wait at most this many nanoseconds to send TEARDOWN when a stream is closed
-RTSP_TEARDOWN_TIMEOUT_NS = 100_000_000
 APPSRC = "enet_src"
 
 TO_RGB = "videoconvert ! video/x-raw,format=RGB"
@@ -135,12 +133,12 @@ def rtsp_pipeline(url: str, opts: CaptureOptions, elements: Collection[str]) -> 
 
     Bounded waits (docs/deploy.md, "Bounded waits"): ``tcp-timeout`` fails a
     connection or request that gets no answer (a frozen server whose socket
-    stays open) after :data:`RTSP_TCP_TIMEOUT_US` instead of 20 s, and
-    ``teardown-timeout`` keeps closing such a stream short; the reads
+    stays open) after :data:`RTSP_TCP_TIMEOUT_US` instead of 20 s (closing
+    such a stream waits at most rtspsrc's ``teardown-timeout``, 100 ms by
+    default; not set here: GStreamer < 1.18 may lack it); the reads
     themselves are bounded by the appsink pull (``enet.deploy.gst``).
     """
-    src = (f"rtspsrc location={quote(url)} latency={opts.latency_ms} tcp-timeout={RTSP_TCP_TIMEOUT_US} "
-           f"teardown-timeout={RTSP_TEARDOWN_TIMEOUT_NS}")
+    src = f"rtspsrc location={quote(url)} latency={opts.latency_ms} tcp-timeout={RTSP_TCP_TIMEOUT_US}"
     if _hw_decode(elements):
         codec = opts.codec or "h264"
         if codec not in _DEPAY:
