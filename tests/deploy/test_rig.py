@@ -83,10 +83,13 @@ output = ["rear.mp4", "udp://10.0.0.2:5000"]
 
 
 def test_rig_file(tmp_path):
-    import tomllib
-
     (tmp_path / "rig.toml").write_text(RIG)
-    assert parse_toml_subset(RIG) == tomllib.loads(RIG)  # the 3.8-3.10 reader reads what tomllib reads
+    try:
+        import tomllib  # Python >= 3.11
+    except ImportError:  # pragma: no cover - 3.8-3.10 read every rig file with parse_toml_subset
+        pass
+    else:
+        assert parse_toml_subset(RIG) == tomllib.loads(RIG)  # the 3.8-3.10 reader reads what tomllib reads
     cams, outputs = load_rig(tmp_path / "rig.toml")
     assert [(c.name, c.size, c.rate) for c in cams] == [("front", "480x360", 10.0), ("rear", None, 12.5)]
     assert cams[0].uri == str(tmp_path / "front.mp4") and cams[1].uri == "rtsp://10.0.0.12/stream"
