@@ -68,8 +68,11 @@ class Source(Protocol):
 class FolderSource:
     """Images of a folder in name order (e.g. a CamVid sequence), as a file-like source."""
 
-    def __init__(self, folder: str | os.PathLike[str], *, fps: float = 30.0) -> None:
+    def __init__(self, folder: str | os.PathLike[str], *, fps: float = 30.0, skip_bad: bool = False) -> None:
         self.folder = Path(folder)
+        #: an image that cannot be decoded is skipped (warning naming it, counted in ``dropped``) instead of
+        #: failing the read; ``enet-run`` skips (a recording with one bad frame is still a recording)
+        self.skip_bad = skip_bad
         self.name = str(folder)
         self.live = False
         self.fps: float | None = fps
@@ -112,6 +115,8 @@ class FolderSource:
             try:
                 return read_image(path, reduce_large=True), pts
             except EnetError as exc:
+                if not self.skip_bad:
+                    raise SourceError(f"cannot decode image {path} ({exc}); expected a readable PNG/JPEG") from None
                 # a recording with one bad frame is still a recording: skip it, count it as dropped
                 self.dropped += 1
                 log.warning("skipping frame %s: cannot decode it (%s); counted as dropped", path,
@@ -669,7 +674,7 @@ def make_opener(uri: MediaUri, *, capture: str = "auto", opts: CaptureOptions | 
     if capture not in CAPTURE_KINDS:
         raise EnetError(f"unknown capture {capture!r}; choose one of {', '.join(CAPTURE_KINDS)}")
     if uri.kind == "folder":
-        return lambda: FolderSource(uri.location, fps=opts.rate or 30.0).open()
+        return lambda: FolderSource(uri.location, fps=opts.rate or 30.0, skip_bad=True).open()
     if uri.kind == "test":
         return lambda: PatternSource.from_uri(uri).open()
     if uri.kind == "file" and not Path(uri.location).is_file():
