@@ -233,12 +233,27 @@ def _strip_comment(line: str) -> str:
     return "".join(out).strip()
 
 
+_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+
+
+def _unescape(text: str, where: str) -> str:
+    """A TOML basic string's escapes (``\\"``, ``\\\\``, ``\\n``, ``\\uXXXX``, ...); other text as it is."""
+    def sub(m: re.Match[str]) -> str:
+        c = m.group(1)
+        if c in _ESCAPES:
+            return _ESCAPES[c]
+        if c[0] in "uU" and len(c) > 1:
+            return chr(int(c[1:], 16))
+        raise RigError(f"{where}: unknown escape \\{c} in a string")
+
+    return re.sub(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)", sub, text)
+
+
 def _value(text: str, where: str) -> Any:
     text = text.strip()
     m = _STRING.fullmatch(text)
     if m:
-        return (m.group(1).encode("utf-8").decode("unicode_escape") if m.group(1) is not None
-                else m.group(2))
+        return _unescape(m.group(1), where) if m.group(1) is not None else m.group(2)
     if text in ("true", "false"):
         return text == "true"
     if text.startswith("[") and text.endswith("]"):

@@ -65,7 +65,7 @@ def test_camera_names():
 
 # --------------------------------------------------------------------------- rig files
 
-RIG = """# a car with two cameras
+RIG = r"""# a car with two cameras
 outputs = ["http://@:8080", "rig.mp4"]   # live view and mosaic
 
 [camera.front]
@@ -77,6 +77,7 @@ output = "front_seg.mp4"
 [camera.rear]
 uri = 'rtsp://10.0.0.12/stream'
 rate = 12.5
+size = "640x480 \u00e4 \"q\" \\ caméra"
 output = ["rear.mp4", "udp://10.0.0.2:5000"]
 """
 
@@ -90,7 +91,8 @@ def test_rig_file(tmp_path):
     else:
         assert parse_toml_subset(RIG) == tomllib.loads(RIG)  # the 3.8-3.10 reader reads what tomllib reads
     cams, outputs = load_rig(tmp_path / "rig.toml")
-    assert [(c.name, c.size, c.rate) for c in cams] == [("front", "480x360", 10.0), ("rear", None, 12.5)]
+    assert [(c.name, c.size, c.rate) for c in cams] == [("front", "480x360", 10.0),
+                                                       ("rear", '640x480 \u00e4 "q" \\ caméra', 12.5)]
     assert cams[0].uri == str(tmp_path / "front.mp4") and cams[1].uri == "rtsp://10.0.0.12/stream"
     assert cams[0].outputs == [str(tmp_path / "front_seg.mp4")]
     assert cams[1].outputs == [str(tmp_path / "rear.mp4"), "udp://10.0.0.2:5000"]
