@@ -678,6 +678,11 @@ def make_opener(uri: MediaUri, *, capture: str = "auto", opts: CaptureOptions | 
     if uri.kind == "test":
         return lambda: PatternSource.from_uri(uri).open()
     if uri.kind == "file" and not Path(uri.location).is_file():
+        from enet.deploy.uri import camera_device_hint
+
+        hint = camera_device_hint(uri.location)
+        if hint:
+            raise SourceError(f"cannot open {uri.location}: {hint}")
         raise SourceError(f"cannot open file {uri.location}: it does not exist")
     use_gst = capture == "gst" or (capture == "auto" and gstmod.available())
     if capture == "gst" and not gstmod.available():

@@ -166,6 +166,14 @@ def test_a_camera_number_suggests_v4l2(tmp_path, tiny_checkpoint, capsys, text, 
     assert exc.value.code == 2 and "v4l2:///dev/video0" in capsys.readouterr().err
 
 
+def test_the_api_says_it_too(tmp_path, monkeypatch):
+    from enet.deploy.sources import open_source
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SourceError, match="v4l2:///dev/video0"):
+        open_source("0")
+
+
 def test_no_output_and_no_display_is_said(tiny_checkpoint, capsys):
     """Issue 29.20: the result goes nowhere, in a warning before the run."""
     assert main(["test://?size=96x64&frames=2", "--model", str(tiny_checkpoint), "--backend", "torch",
