@@ -530,9 +530,12 @@ def retry_open(opener: Callable[..., Source], name: str, *, stop: threading.Even
             left = deadline - time.monotonic()
             if left <= 0:
                 raise gave_up()
-            delay = min(delay, max(0.0, left - _MIN_ATTEMPT_S))
-        if stop.wait(delay):
+            # a wait leaves the attempt after it some time; the last ones end at the deadline at the latest
+            delay = min(delay, left - _MIN_ATTEMPT_S) if left > 2 * _MIN_ATTEMPT_S else min(delay, left)
+        if stop.wait(max(delay, 0.0)):
             return None
+        if deadline is not None and time.monotonic() >= deadline:
+            raise gave_up()
         timeout = None
         if deadline is not None:
             timeout = min(OPEN_TIMEOUT_S, max(_MIN_ATTEMPT_S, deadline - time.monotonic()))
