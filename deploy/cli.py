@@ -413,7 +413,7 @@ def plan_cameras(inputs: Sequence[str], outputs: Sequence[str], rig: str | None,
     (``{camera}`` outputs expanded into each) and the outputs left for the
     whole rig (the mosaic, the live view).
     """
-    from enet.deploy.rig import CameraSpec, default_name, expand_output, load_rig, unique_names
+    from enet.deploy.rigfile import CameraSpec, default_name, expand_output, load_rig, unique_names
     from enet.deploy.uri import is_output_only
 
     if rig:

@@ -53,7 +53,7 @@ def _run(cams: list[Any], *, backend: str, batch: int, live: bool, rate: float, 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from enet.cli import configure_logging
-    from enet.deploy.rig import CameraSpec
+    from enet.deploy.rigfile import CameraSpec
 
     configure_logging(40)  # errors only: no 'goes nowhere' line per run
     clip = Path(str(files("enet.deploy") / "data" / "camvid_0016E5.mp4"))

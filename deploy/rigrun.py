@@ -40,7 +40,8 @@ def run_rig(cfg: Any, *, report: Callable[[Any], None] | None = None) -> Any:
     from enet.deploy.cli import _say_if_nowhere, _stop_on_signals, check_not_inputs, has_display
     from enet.deploy.gstpipes import CaptureOptions
     from enet.deploy.overlay import Renderer
-    from enet.deploy.rig import CameraRun, CameraSpec, RigPipeline
+    from enet.deploy.rig import CameraRun, RigPipeline
+    from enet.deploy.rigfile import CameraSpec
     from enet.deploy.sinks import DisplaySink, StatsWriter, make_output
     from enet.deploy.sources import open_source
     from enet.deploy.uri import parse_input, parse_output, parse_size
@@ -176,6 +177,6 @@ def run_rig(cfg: Any, *, report: Callable[[Any], None] | None = None) -> Any:
 
 
 def _stem(text: str) -> str:
-    from enet.deploy.rig import default_name
+    from enet.deploy.rigfile import default_name
 
     return default_name(text, 0)

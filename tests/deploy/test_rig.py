@@ -16,8 +16,8 @@ import torch  # noqa: F401 - before gi (see enet.deploy.gst.gst)
 from enet.deploy.cli import main, plan_cameras, split_positionals
 from enet.deploy.errors import NoFrameYet, SourceError
 from enet.deploy.overlay import Renderer
-from enet.deploy.rig import (CameraRun, RigError, RigPipeline, _Slots, default_name, load_rig, parse_toml_subset,
-                             unique_names)
+from enet.deploy.rig import CameraRun, RigPipeline, _Slots
+from enet.deploy.rigfile import RigError, default_name, load_rig, parse_toml_subset, unique_names
 
 META = {"classes": ["a", "b", "c"], "palette": [[0, 0, 0], [255, 0, 0], [0, 255, 0]], "mean": [0.5] * 3,
         "std": [0.25] * 3}

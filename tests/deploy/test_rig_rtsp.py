@@ -130,7 +130,7 @@ def test_no_camera_holds_another_hostage(servers, tiny_checkpoint, monkeypatch):
     frame while the third keeps delivering; both come back when their source returns."""
     import enet.deploy.rigrun as rigrun
     from enet.deploy.cli import run
-    from enet.deploy.rig import CameraSpec
+    from enet.deploy.rigfile import CameraSpec
     from tests.deploy.test_rig import FakeLiveView, _fake_parse
 
     killed, frozen = servers("killed"), servers("frozen")
