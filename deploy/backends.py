@@ -40,6 +40,8 @@ class Predictor:
         self.name = backend.name
         #: frames the backend may run at once (the pipeline starts that many inference threads)
         self.concurrency = max(1, int(backend.concurrency))
+        #: frames one call may take, ``(n, 3, H, W)`` with n up to this (the rig batches its cameras)
+        self.batch = max(1, int(getattr(backend, "max_batch", 1)))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """float32 ``(1, 3, H, W)`` -> logits ``(1, C, H, W)`` or labels ``(1, H, W)``.
@@ -77,7 +79,7 @@ class Predictor:
 def open_predictor(model: str | os.PathLike[str] | None, *, backend: str = "auto",
                    size: tuple[int, int] | None = None, cache_dir: str | os.PathLike[str] | None = None,
                    threads: int | None = None, streams: int | None = None,
-                   precision: str = "auto") -> tuple[Any, Any]:
+                   precision: str = "auto", batch: int = 1) -> tuple[Any, Any]:
     """Resolve, construct and check a backend; returns ``(backend context manager, resolution)``.
 
     ``model``: a shipped name (``camvid``), a model file, or None (the default
@@ -127,6 +129,8 @@ def open_predictor(model: str | os.PathLike[str] | None, *, backend: str = "auto
         threads = default_threads(reserve=1)
     if threads:
         options["threads"] = threads
+    if batch > 1:
+        options.update(batch_options(choice.kind, batch))
     try:
         b = open_backend(choice.path, choice.kind, **options)
     except ShapeError as exc:
@@ -139,6 +143,18 @@ def open_predictor(model: str | os.PathLike[str] | None, *, backend: str = "auto
     if b.input_shape[0] != 1 or b.input_shape[1] != 3:
         raise ShapeError(f"model {choice.path.name} takes input {tuple(b.input_shape)}; the camera pipeline needs (1, 3, H, W)")
     return _Entered(b, size), choice
+
+
+def batch_options(kind: str, batch: int) -> dict[str, Any]:
+    """Backend options for up to ``batch`` frames per inference, where the backend can: OpenVINO reshapes
+    the batch-1 ONNX to a dynamic batch (``OvBackend(max_batch=...)``). ONNX Runtime and TensorRT run the
+    static batch-1 files one frame at a time (an ``enet-export --batch N`` file would be needed); PyTorch
+    likewise here. Empty when the backend runs one frame at a time."""
+    if kind == "openvino":
+        return {"max_batch": int(batch)}
+    log.info("%s runs one frame per inference (its model has a static batch of 1); cameras are not batched",
+             kind)
+    return {}
 
 
 def _native_size(model: Path) -> tuple[int, int]:

@@ -7,6 +7,8 @@ Examples::
     enet-run clip.mp4 seg.mp4 --visualize overlay,mask --no-display
     enet-run ../shared/data/camvid/val seg.mp4 --backend torch
     enet-run clip.mp4 seg.mp4 --live --stats run.jsonl  # the clip played as the camera would deliver it
+    enet-run a.mp4 b.mp4 c.mp4 d.mp4 --live http://127.0.0.1:8080   # four cameras, live view in a browser
+    enet-run --rig rig.toml --stats rig.jsonl           # cameras, sizes, rates, outputs from a file
 
 Building the parser imports nothing heavy, so ``--help`` works without
 OpenCV, GStreamer or TensorRT.
@@ -63,7 +65,13 @@ class RunConfig:
     legend: bool = True
     threads: int | None = None
     reconnect_timeout: float = 30.0
+    stall_timeout: float = 2.0
     streams: int | None = None
+    #: a rig: frames of up to this many cameras in one inference (1: one at a time)
+    batch: int = 1
+    #: a rig (several cameras, or a live view): the cameras, each with its own outputs; ``input`` and
+    #: ``outputs`` are then unused except for rig-wide outputs (mosaic, live view) in ``outputs``
+    cameras: list[Any] = field(default_factory=list)
     extra_sinks: list[Any] = field(default_factory=list)
     on_frame: Callable[[int, dict[str, Any]], None] | None = None
 
@@ -131,8 +139,13 @@ def run(cfg: RunConfig, *, report: Callable[[Any], None] | None = None) -> Any:
     from enet.deploy.uri import parse_input, parse_output, parse_size
     from enet.errors import EnetError
 
-    parse_input(cfg.input)  # a bad URI fails before anything is opened
     outputs = [parse_output(o) for o in cfg.outputs]
+    if cfg.cameras or any(u.kind == "live" for u in outputs):
+        from enet.deploy.rigrun import run_rig
+
+        return run_rig(cfg, report=report)
+    parse_input(cfg.input)  # a bad URI fails before anything is opened
+    check_not_inputs([cfg.input], outputs)
     size = parse_size(cfg.size) if cfg.size else None
     modes = [m.strip() for m in cfg.visualize.split(",") if m.strip()]
     for opt, value in (("--threads", cfg.threads), ("--streams", cfg.streams)):
@@ -161,9 +174,11 @@ def run(cfg: RunConfig, *, report: Callable[[Any], None] | None = None) -> Any:
                           codec=cfg.input_codec, flip=cfg.input_flip,
                           **({} if cfg.input_latency is None else {"latency_ms": cfg.input_latency}))
     source = open_source(cfg.input, capture=cfg.capture, opts=opts, stop=stop,
-                         reconnect_timeout_s=cfg.reconnect_timeout, play_live=cfg.live)
+                         reconnect_timeout_s=cfg.reconnect_timeout, stall_timeout_s=cfg.stall_timeout,
+                         play_live=cfg.live)
     if source.live:
         log.info("%s: live, newest frame only (dropped frames are counted)", source.name)
+    _say_if_nowhere(cfg, outputs)  # once the input is known to open
     sinks: list[Any] = []
     stats = None
     try:
@@ -211,6 +226,46 @@ def run(cfg: RunConfig, *, report: Callable[[Any], None] | None = None) -> Any:
     return summary
 
 
+def check_not_inputs(inputs: Sequence[str], outputs: Sequence[Any]) -> None:
+    """Refuse an output file that is one of the inputs, or one written twice (issue 29.5).
+
+    Raises:
+        UsageError: the same file named as input and output, or as two outputs.
+    """
+    from enet.deploy.uri import parse_input
+    from enet.errors import UsageError
+
+    def key(path: str) -> str:
+        return os.path.normcase(os.path.realpath(path))
+
+    ins = {}
+    for text in inputs:
+        u = parse_input(text)
+        if u.kind in ("file", "folder"):
+            ins[key(u.location)] = text
+    seen: dict[str, str] = {}
+    for u in outputs:
+        if u.kind != "file":
+            continue
+        k = key(u.location)
+        if k in ins:
+            raise UsageError(f"output {u.text} is the input {ins[k]}: it would be overwritten; choose another "
+                             "output name")
+        if k in seen:
+            raise UsageError(f"output {u.text} is named twice (also as {seen[k]}); give each camera its own, "
+                             "e.g. -o 'seg_{camera}.mp4'")
+        seen[k] = u.text
+
+
+def _say_if_nowhere(cfg: RunConfig, outputs: Sequence[Any]) -> None:
+    """No output and no window: say so, once, before the run (issue 29.20)."""
+    if outputs or cfg.display or cfg.extra_sinks or cfg.on_frame is not None:
+        return
+    keep = f"only the summary and --stats {cfg.stats} are kept" if cfg.stats else "only the summary is printed"
+    log.warning("no output and no display: the segmented video goes nowhere (%s); add an output such as "
+                "out.mp4, http://127.0.0.1:8080 or udp://HOST:PORT", keep)
+
+
 def _explain_rates(cfg: RunConfig, uri: Any) -> None:
     """Say what --input-rate / --live / --input-latency do for this input (nothing is ignored silently)."""
     if cfg.live and uri.live:
@@ -242,13 +297,28 @@ def build_parser() -> argparse.ArgumentParser:
                "  enet-run rtsp://cam/stream out.mp4 --reconnect-timeout 0   # retry forever\n"
                "  enet-run clip.mp4 seg.mp4 --live               # play the file as its camera delivered it\n"
                "  enet-run rtsp://127.0.0.1:8554/cam --input-latency 50 --no-display\n"
+               "  enet-run rec.mp4 --no-display out.mp4          # options may stand between the positionals\n"
+               "several cameras (a rig):\n"
+               "  enet-run a.mp4 b.mp4 c.mp4 d.mp4 --live http://127.0.0.1:8080   # 4 files played as cameras, browser view\n"
+               "  enet-run rtsp://10.0.0.11/front rtsp://10.0.0.12/rear -o 'seg_{camera}.mp4' -o rig.mp4\n"
+               "  enet-run --rig rig.toml --stats rig.jsonl --stall-timeout 2 --reconnect-timeout 60\n"
+               "which positional is what: http://, display://, udp://, rtp:// are always outputs; the others are\n"
+               "  inputs (cameras, named after the file or path), except that exactly two, without -o, --rig or\n"
+               "  an http:// live view, whose second is a video file or rtsp://, are INPUT OUTPUT (as ever).\n"
+               "  -o with {camera} is one output per camera; a file or stream output without {camera} in a rig\n"
+               "  is the mosaic of all cameras.\n"
                "inputs: file://clip.mp4 | clip.mp4 | FOLDER/ | v4l2:///dev/video0 | csi://0 | rtsp://host/path |\n"
                "  gst://'... ! appsink' | test://?size=96x64&frames=100\n"
-               "outputs: out.mp4 | display://0 | rtsp://server:8554/path | udp://host:port\n"
+               "outputs: out.mp4 | display://0 | rtsp://server:8554/path | udp://host:port | http://@:8080 (live view)\n"
                "see docs/deploy.md",
     )
-    p.add_argument("input", metavar="INPUT", help="input URI or path")
-    p.add_argument("outputs", metavar="OUTPUT", nargs="*", help="output URIs or video files")
+    p.add_argument("paths", metavar="INPUT", nargs="*",
+                   help="input URIs or paths (several: a rig of cameras), and OUTPUT URIs or video files among "
+                        "them (see 'which positional is what' below)")
+    p.add_argument("-o", "--output", action="append", default=[], metavar="OUTPUT",
+                   help="an output (repeatable); {camera} in it is replaced by each camera's name")
+    p.add_argument("--rig", metavar="FILE.toml",
+                   help="cameras from a rig file: name, uri, size, rate, output per camera (docs/deploy.md)")
     add_model(p, positional=False)
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                    help="inference backend (default: auto, the fastest available: with TensorRT and a GPU a "
@@ -283,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reconnect-timeout", type=non_negative_float, default=30.0, metavar="S",
                    help="live inputs (RTSP, cameras): how long to retry with backoff, at start (RTSP) and after "
                         "a drop, before failing with exit status 1 (default 30; 0 retries forever)")
+    g.add_argument("--stall-timeout", type=positive_float, default=2.0, metavar="S",
+                   help="live inputs: no frame for this long declares the camera stalled; it is then reopened "
+                        "(shown as reconnecting) for --reconnect-timeout (default 2)")
     g.add_argument("--input-flip", type=int, choices=range(8), default=0, metavar="0-7", help="csi:// nvvidconv flip-method")
     g = p.add_argument_group("output")
     g.add_argument("--writer", default="auto", choices=["auto", "gst", "opencv"],
@@ -297,31 +370,126 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--streams", type=positive_int, metavar="N",
                    help="frames inferred at once on a CPU backend (openvino, ort-fast, ort) (default: 2 on 2+ "
                         "CPUs, sharing every CPU; 1 when --threads is given; see docs/deploy.md)")
+    g.add_argument("--batch", type=positive_int, metavar="N",
+                   help="several cameras: infer the newest frames of up to N cameras in one call (OpenVINO; "
+                        "other backends run one frame at a time). Default 1: one frame per call, on every "
+                        "--streams at once, which measured faster and lower-latency on a 2-core CPU "
+                        "(docs/deploy.md, \"Rigs\")")
     from enet.cli import add_verbosity  # -v/-q: counters, one or the other, as in every command (docs/cli.md)
     add_verbosity(p)
     return p
 
 
+def split_positionals(paths: Sequence[str], *, explicit_outputs: bool = False) -> tuple[list[str], list[str]]:
+    """``enet-run``'s positionals -> ``(inputs, outputs)``; the rule of docs/deploy.md ("Rigs").
+
+    Output-only forms (``http://``, ``display://``, ``udp://``, ``rtp://``) are
+    outputs wherever they stand. The others are all inputs (cameras), except
+    in the form of every earlier release: exactly two of them, no ``-o`` or
+    ``--rig``, no ``http://`` live view, and the second one an output
+    (a video file name or ``rtsp://``): then they are ``INPUT OUTPUT``.
+    """
+    from enet.deploy.uri import UriError, is_output_only, parse_output
+
+    outputs = [p for p in paths if is_output_only(p)]
+    rest = [p for p in paths if not is_output_only(p)]
+    live_view = any(o.lower().startswith("http://") for o in outputs)
+    if len(rest) == 2 and not explicit_outputs and not live_view:
+        try:
+            parse_output(rest[1])
+        except UriError:  # a folder, test://, v4l2://...: it can only be a second camera
+            return rest, outputs
+        return rest[:1], rest[1:] + outputs
+    return rest, outputs
+
+
+def plan_cameras(inputs: Sequence[str], outputs: Sequence[str], rig: str | None,
+                 *, input_size: str | None = None, input_rate: float | None = None) -> tuple[list[Any], list[str]]:
+    """The cameras of a run and its rig-wide outputs.
+
+    Returns ``([], outputs)`` for today's one-camera run (one input, no
+    ``{camera}`` and no live view: :class:`enet.deploy.pipeline.Pipeline`
+    unchanged); else one :class:`enet.deploy.rig.CameraSpec` per camera
+    (``{camera}`` outputs expanded into each) and the outputs left for the
+    whole rig (the mosaic, the live view).
+    """
+    from enet.deploy.rigfile import CameraSpec, default_name, expand_output, load_rig, unique_names
+    from enet.deploy.uri import is_output_only
+
+    if rig:
+        specs, rig_outputs = load_rig(rig)
+        outputs = [*rig_outputs, *outputs]
+    else:
+        names = unique_names([default_name(u, i) for i, u in enumerate(inputs)])
+        specs = [CameraSpec(n, u, size=input_size, rate=input_rate) for n, u in zip(names, inputs)]
+    per_camera = [o for o in outputs if "{camera}" in o]
+    whole = [o for o in outputs if "{camera}" not in o]
+    live = any(o.lower().startswith("http://") for o in whole)
+    if not rig and len(specs) == 1 and not per_camera and not live:
+        return [], list(outputs)
+    if len(specs) == 1 and not rig:  # one camera with a live view: its outputs stay its own
+        specs[0].outputs += [o for o in whole if not is_output_only(o) or o.startswith(("udp", "rtp"))]
+        whole = [o for o in whole if o not in specs[0].outputs]
+    for spec in specs:
+        spec.size = spec.size or input_size
+        spec.rate = spec.rate or input_rate
+        spec.outputs += [expand_output(o, spec.name) for o in per_camera]
+    return specs, whole
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from enet.errors import EnetError
+
+    parser = build_parser()
+    # intermixed: an output after the options (enet-run rec.mp4 --no-display out.mp4) is a positional too
+    args = parser.parse_intermixed_args(argv)
     setup_logging(args, fmt=LOG_FORMAT)
     display = not args.no_display and has_display()
+    if args.rig and any(not _output_only(p) for p in args.paths):
+        parser.error("--rig names the cameras; give no INPUT positionals with it (outputs such as "
+                     "http://@:8080 may stay)")
+    if not args.rig and not args.paths:
+        parser.error("no INPUT; e.g. enet-run clip.mp4 out.mp4, or several inputs, or --rig rig.toml")
+    inputs, outputs = split_positionals(args.paths, explicit_outputs=bool(args.output) or bool(args.rig))
+    if not args.rig and not inputs:
+        parser.error(f"no INPUT among {' '.join(args.paths)}: http://, display://, udp:// and rtp:// are outputs")
+    from enet.deploy.uri import camera_device_hint
+
+    for text in inputs:
+        hint = camera_device_hint(text)
+        if hint:
+            parser.error(hint)
+    try:
+        cameras, rest = plan_cameras(inputs, [*outputs, *args.output], args.rig, input_size=args.input_size,
+                                     input_rate=args.input_rate)
+    except EnetError as exc:
+        from enet.cli import one_line
+
+        print(f"enet-run: error: {one_line(exc)}", file=sys.stderr)
+        return 1
     cfg = RunConfig(
-        input=args.input, outputs=args.outputs, model=args.model, backend=args.backend,
+        input=inputs[0] if inputs else "", outputs=rest, model=args.model, backend=args.backend,
         precision=args.precision, size=args.size,
         alpha=args.alpha, visualize=args.visualize, stats=args.stats, max_frames=args.frames,
         display=display, capture=args.capture, writer=args.writer, input_size=args.input_size,
         input_rate=args.input_rate, input_codec=args.input_codec, input_flip=args.input_flip,
         input_latency=args.input_latency, live=args.live,
         output_rate=args.output_rate, cache_dir=args.cache_dir, hud=not args.no_hud, legend=not args.no_legend,
-        threads=args.threads, reconnect_timeout=args.reconnect_timeout, streams=args.streams,
+        threads=args.threads, reconnect_timeout=args.reconnect_timeout, stall_timeout=args.stall_timeout,
+        streams=args.streams, cameras=cameras, batch=args.batch,
     )
     return guard("enet-run", lambda: _run_and_report(cfg))
 
 
+def _output_only(text: str) -> bool:
+    from enet.deploy.uri import is_output_only
+
+    return is_output_only(text)
+
+
 def _run_and_report(cfg: RunConfig) -> int:
     summary = run(cfg, report=print_summary)
-    for path in summary.outputs:
+    for path in summary.outputs:  # type: ignore[attr-defined]
         print(f"enet-run: wrote {path}")
     if cfg.stats and os.path.exists(cfg.stats):
         print(f"enet-run: wrote {cfg.stats}")
@@ -329,8 +497,15 @@ def _run_and_report(cfg: RunConfig) -> int:
 
 
 def print_summary(summary: Any, prog: str = "enet-run") -> None:
-    """The end-of-run line, the same however the run ended."""
+    """The end-of-run line, the same however the run ended; a rig adds one line per camera."""
     print(f"{prog}: {summary.line()}; stopped by {summary.stopped_by}", flush=True)
+    for c in getattr(summary, "cameras", None) or []:
+        t = c["total_ms"]
+        lat = f"latency p50 {t['p50']:.0f} / p95 {t['p95']:.0f} / max {t['max']:.0f} ms" if t else "latency n/a"
+        extra = f"; reconnects {c['reconnects']}" if c["reconnects"] else ""
+        print(f"{prog}:   camera {c['name']}: {c['frames']} frames out in {c['seconds']:.1f} s: {c['fps']:.1f} fps; "
+              f"dropped {c['dropped']} of {c['captured']} captured; {lat}{extra}; {c['state']}"
+              + (f" ({c['error']})" if c["error"] else ""), flush=True)
 
 
 def signal_exit_status(stopped_by: str) -> int:

@@ -19,6 +19,8 @@ from pathlib import PurePath
 from enet.deploy.uri import MediaUri, UriError
 
 APPSINK = "enet_sink"
+#: rtspsrc: fail a TCP connection or RTSP request without an answer after this many microseconds (default 20 s)
+RTSP_TCP_TIMEOUT_US = 3_000_000
 APPSRC = "enet_src"
 
 TO_RGB = "videoconvert ! video/x-raw,format=RGB"
@@ -127,8 +129,16 @@ def csi_pipeline(sensor: int, opts: CaptureOptions) -> str:
 
 
 def rtsp_pipeline(url: str, opts: CaptureOptions, elements: Collection[str]) -> str:
-    """An RTSP camera over TCP-or-UDP; hardware H.264/H.265 decode on Jetson."""
-    src = f"rtspsrc location={quote(url)} latency={opts.latency_ms}"
+    """An RTSP camera over TCP-or-UDP; hardware H.264/H.265 decode on Jetson.
+
+    Bounded waits (docs/deploy.md, "Bounded waits"): ``tcp-timeout`` fails a
+    connection or request that gets no answer (a frozen server whose socket
+    stays open) after :data:`RTSP_TCP_TIMEOUT_US` instead of 20 s (closing
+    such a stream waits at most rtspsrc's ``teardown-timeout``, 100 ms by
+    default; not set here: GStreamer < 1.18 may lack it); the reads
+    themselves are bounded by the appsink pull (``enet.deploy.gst``).
+    """
+    src = f"rtspsrc location={quote(url)} latency={opts.latency_ms} tcp-timeout={RTSP_TCP_TIMEOUT_US}"
     if _hw_decode(elements):
         codec = opts.codec or "h264"
         if codec not in _DEPAY:

@@ -22,6 +22,7 @@ counts frames the source itself skipped because a newer one was due
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -67,8 +68,11 @@ class Source(Protocol):
 class FolderSource:
     """Images of a folder in name order (e.g. a CamVid sequence), as a file-like source."""
 
-    def __init__(self, folder: str | os.PathLike[str], *, fps: float = 30.0) -> None:
+    def __init__(self, folder: str | os.PathLike[str], *, fps: float = 30.0, skip_bad: bool = False) -> None:
         self.folder = Path(folder)
+        #: an image that cannot be decoded is skipped (warning naming it, counted in ``dropped``) instead of
+        #: failing the read; ``enet-run`` skips (a recording with one bad frame is still a recording)
+        self.skip_bad = skip_bad
         self.name = str(folder)
         self.live = False
         self.fps: float | None = fps
@@ -90,26 +94,34 @@ class FolderSource:
         self.frame_count = len(self._files)
         self._i = 0
         self._first = None
-        self._first = self.read()  # a broken first image fails here, before the model and outputs open
+        self.dropped = 0
+        self._first = self.read()  # nothing readable fails here, before the model and outputs open
+        if self._first is None:
+            raise SourceError(f"none of the {len(self._files)} images in {self.folder} could be read; expected "
+                              "readable PNG/JPEG files")
         return self
 
     def read(self) -> Item | None:
         if self._first is not None:
             first, self._first = self._first, None
             return first
-        if self._i >= len(self._files):
-            return None
         from enet.data import read_image
 
-        path = self._files[self._i]
-        # the dataset loaders' reader: grey, alpha, 16-bit and huge images are handled alike everywhere
-        try:
-            rgb = read_image(path, reduce_large=True)
-        except EnetError as exc:
-            raise SourceError(f"cannot decode image {path} ({exc}); expected a readable PNG/JPEG") from None
-        pts = self._i / self.fps if self.fps else None
-        self._i += 1
-        return rgb, pts
+        while self._i < len(self._files):
+            path = self._files[self._i]
+            pts = self._i / self.fps if self.fps else None
+            self._i += 1
+            # the dataset loaders' reader: grey, alpha, 16-bit and huge images are handled alike everywhere
+            try:
+                return read_image(path, reduce_large=True), pts
+            except EnetError as exc:
+                if not self.skip_bad:
+                    raise SourceError(f"cannot decode image {path} ({exc}); expected a readable PNG/JPEG") from None
+                # a recording with one bad frame is still a recording: skip it, count it as dropped
+                self.dropped += 1
+                log.warning("skipping frame %s: cannot decode it (%s); counted as dropped", path,
+                            " ".join(str(exc).split()))
+        return None
 
     def close(self) -> None:
         self._files = []
@@ -191,9 +203,17 @@ class OpenCVSource:
         target: what VideoCapture opens.
         api: a ``cv2.CAP_*`` backend constant name (``"CAP_V4L2"``...) or None.
         live: a live source raises :class:`SourceDisconnected` when a read fails.
+        open_timeout_s: live sources: how long opening may take (FFmpeg's
+            ``CAP_PROP_OPEN_TIMEOUT_MSEC``; the open runs in a helper thread
+            that is abandoned after this long for backends without the property).
+        read_timeout_s: live sources: FFmpeg's ``CAP_PROP_READ_TIMEOUT_MSEC``.
+            Every live read runs in a reader thread, so :meth:`read` returns
+            (:class:`NoFrameYet`) within a poll interval whatever the backend
+            does; a read stuck inside the backend is abandoned, not waited for.
     """
 
-    def __init__(self, target: str | int, *, api: str | None = None, live: bool, name: str) -> None:
+    def __init__(self, target: str | int, *, api: str | None = None, live: bool, name: str,
+                 open_timeout_s: float = 10.0, read_timeout_s: float = 5.0) -> None:
         self.target = target
         self.api = api
         self.live = live
@@ -202,20 +222,38 @@ class OpenCVSource:
         self.frame_count: int | None = None
         self.last_age_s: float | None = None
         self.dropped = 0
+        self._open_timeout_s = open_timeout_s
+        self._read_timeout_s = read_timeout_s
         self._cap: Any = None
         self._first: Item | None = None
         self._i = 0
+        self._reader: _ThreadedReader | None = None
+
+    def _capture(self) -> Any:
+        cv2 = require("cv2")
+        if not self.api:
+            return cv2.VideoCapture(self.target)
+        api = getattr(cv2, self.api)
+        if self.live and self.api == "CAP_FFMPEG":
+            # FFmpeg's own open timeout a little inside ours, so it normally returns by itself (a thread
+            # abandoned in FFmpeg's open aborted the process at exit: "terminate called ...")
+            open_ms = max(200, int(self._open_timeout_s * 1000) - 500)
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms,
+                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self._read_timeout_s * 1000)]
+            return cv2.VideoCapture(self.target, api, params)
+        return cv2.VideoCapture(self.target, api)
 
     def open(self) -> OpenCVSource:
         cv2 = require("cv2")
-        cap = cv2.VideoCapture(self.target, getattr(cv2, self.api)) if self.api else cv2.VideoCapture(self.target)
-        if not cap.isOpened():
-            cap.release()
-            raise SourceError(f"cannot open {self.name}: OpenCV could not open it")
-        ok, bgr = cap.read()
-        if not ok or bgr is None:
-            cap.release()
-            raise SourceError(f"cannot decode {self.name}: no frame could be read; expected a video OpenCV can decode")
+        if self.live:
+            # opening and the first read in a helper thread: a backend without open/read timeouts
+            # (a hung camera) cannot hold this thread longer than the open timeout
+            got = _bounded(self._open_first, self._open_timeout_s)
+            if got is None:
+                raise SourceError(f"cannot open {self.name}: no frame within {self._open_timeout_s:.1f} s")
+            cap, bgr = got
+        else:
+            cap, bgr = self._open_first()
         self._cap = cap
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else None
@@ -223,7 +261,20 @@ class OpenCVSource:
         self.frame_count = n if n > 0 and not self.live else None
         self._i = 0
         self._first = (self._to_rgb(bgr), 0.0 if self.fps else None)
+        if self.live:
+            self._reader = _ThreadedReader(cap, self.name)
         return self
+
+    def _open_first(self) -> tuple[Any, np.ndarray]:
+        cap = self._capture()
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {self.name}: OpenCV could not open it")
+        ok, bgr = cap.read()
+        if not ok or bgr is None:
+            cap.release()
+            raise SourceError(f"cannot decode {self.name}: no frame could be read; expected a video OpenCV can decode")
+        return cap, bgr
 
     def _to_rgb(self, frame: np.ndarray) -> np.ndarray:
         from enet.transforms import to_rgb8
@@ -237,7 +288,10 @@ class OpenCVSource:
             return first
         if self._cap is None:
             raise SourceError(f"{self.name} is not open")
-        ok, bgr = self._cap.read()
+        if self._reader is not None:
+            ok, bgr = self._reader.read()  # NoFrameYet after a poll interval without a frame
+        else:
+            ok, bgr = self._cap.read()
         if not ok or bgr is None:
             if self.live:
                 raise SourceDisconnected(f"{self.name}: read failed")
@@ -251,9 +305,88 @@ class OpenCVSource:
         return self._to_rgb(bgr), pts
 
     def close(self) -> None:
+        if self._reader is not None:
+            stuck = self._reader.stop()
+            self._reader = None
+            if stuck:  # releasing a capture while a read runs in it can crash the decoder
+                log.warning("%s: a read is stuck in OpenCV; abandoning it", self.name)
+                self._cap = None
+                return
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def _bounded(fn: Callable[[], Any], timeout_s: float) -> Any:
+    """``fn()`` in a daemon thread; its result, or None when it did not return within ``timeout_s``
+    (the thread is abandoned; what it opens late is released). Its exception is re-raised here."""
+    box: dict[str, Any] = {}
+    done = threading.Event()
+    abandoned = threading.Event()
+
+    def body() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+        done.set()
+        if abandoned.is_set() and "value" in box:
+            with contextlib.suppress(Exception):
+                box["value"][0].release()
+
+    threading.Thread(target=body, name="enet-open", daemon=True).start()
+    if not done.wait(timeout_s):
+        abandoned.set()
+        return None
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+class _ThreadedReader:
+    """Reads a live ``VideoCapture`` in a thread of its own, newest frame kept (a watchdog for reads
+    that block inside a backend: the caller polls and can give up; the stuck thread is abandoned)."""
+
+    def __init__(self, cap: Any, name: str) -> None:
+        self._cap = cap
+        self._cv = threading.Condition()
+        self._item: tuple[bool, Any] | None = None
+        self._stop = False
+        self._in_read = False
+        self._thread = threading.Thread(target=self._run, name=f"enet-read {name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                if self._stop:
+                    return
+                self._in_read = True
+            try:
+                ok, bgr = self._cap.read()
+            except Exception:  # noqa: BLE001 - a backend error is a failed read
+                ok, bgr = False, None
+            with self._cv:
+                self._in_read = False
+                self._item = (ok, bgr)
+                self._cv.notify_all()
+                if not ok or self._stop:
+                    return
+
+    def read(self, poll_s: float = 0.25) -> tuple[bool, Any]:
+        with self._cv:
+            if self._item is None and not self._cv.wait_for(lambda: self._item is not None, poll_s):
+                raise NoFrameYet
+            item, self._item = self._item, None
+            assert item is not None
+            return item
+
+    def stop(self) -> bool:
+        """Ask the thread to end; True when it is stuck in a read (then it is abandoned)."""
+        with self._cv:
+            self._stop = True
+        self._thread.join(timeout=0.5)
+        return self._thread.is_alive()
 
 
 def opencv_has_gstreamer() -> bool:
@@ -349,25 +482,65 @@ def backoff_delays(initial: float = 0.5, factor: float = 2.0, maximum: float = 1
 #: One policy for every live input (RTSP, cameras, gst://): retry with backoff
 #: for this long, at start and after a drop, then fail (``--reconnect-timeout``).
 DEFAULT_RECONNECT_TIMEOUT_S = 30.0
+#: A live input that delivers no frame for this long is declared stalled and reopened (``--stall-timeout``).
+DEFAULT_STALL_TIMEOUT_S = 2.0
+#: Longest a single open attempt may wait for a camera's first frame.
+OPEN_TIMEOUT_S = 10.0
+#: Shortest time an open attempt is given, even when the reconnect deadline is nearer.
+_MIN_ATTEMPT_S = 0.5
 
 
-def retry_open(opener: Callable[[], Source], name: str, *, stop: threading.Event, give_up_s: float,
-               delays: Callable[[], Iterator[float]] = backoff_delays, first_error: str | None = None) -> Source | None:
+def _call_opener(opener: Callable[..., Source], timeout_s: float | None) -> Source:
+    """``opener(timeout_s=...)`` for the openers of :func:`make_opener`, ``opener()`` for others."""
+    if timeout_s is not None and getattr(opener, "takes_timeout", False):
+        return opener(timeout_s=timeout_s)
+    return opener()
+
+
+def retry_open(opener: Callable[..., Source], name: str, *, stop: threading.Event, give_up_s: float,
+               delays: Callable[[], Iterator[float]] = backoff_delays, first_error: str | None = None,
+               since: float | None = None, flag_s: float | None = None) -> Source | None:
     """Call ``opener`` with backoff until it works; None when ``stop`` is set.
 
+    Each attempt is bounded by what is left of ``give_up_s`` (at least
+    :data:`_MIN_ATTEMPT_S`), so the whole retry ends at most that much after it.
+
+    Args:
+        since: ``time.monotonic()`` of the last frame (default: now); the message counts from it.
+        flag_s: the ``--reconnect-timeout`` to name in the message (default ``give_up_s``).
+
     Raises:
-        SourceError: still failing after ``give_up_s`` seconds (0: never gives up).
+        SourceError: still failing after ``give_up_s`` seconds (0: never gives up); the message
+            states the real time since ``since``.
     """
     start = time.monotonic()
+    since = start if since is None else since
+    deadline = start + give_up_s if give_up_s else None
     last = first_error
+
+    def gave_up() -> SourceError:
+        now = time.monotonic()
+        what = "no frame from" if since < start else "cannot reach"
+        return SourceError(f"{what} {name} for {now - since:.1f} s ({last}); gave up after retrying for "
+                           f"{now - start:.1f} s (--reconnect-timeout {give_up_s if flag_s is None else flag_s:g}; "
+                           "0 retries forever)")
+
     for delay in delays():
-        if give_up_s and time.monotonic() - start + delay > give_up_s:
-            raise SourceError(f"cannot reach {name} for {give_up_s:g} s ({last}); gave up "
-                              "(--reconnect-timeout sets how long to retry, 0 retries forever)")
-        if stop.wait(delay):
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise gave_up()
+            # a wait leaves the attempt after it some time; the last ones end at the deadline at the latest
+            delay = min(delay, left - _MIN_ATTEMPT_S) if left > 2 * _MIN_ATTEMPT_S else min(delay, left)
+        if stop.wait(max(delay, 0.0)):
             return None
+        if deadline is not None and time.monotonic() >= deadline:
+            raise gave_up()
+        timeout = None
+        if deadline is not None:
+            timeout = min(OPEN_TIMEOUT_S, max(_MIN_ATTEMPT_S, deadline - time.monotonic()))
         try:
-            return opener()
+            return _call_opener(opener, timeout)
         except SourceError as exc:
             last = str(exc)
             log.warning("reconnect to %s failed (%s); retrying", name, exc)
@@ -381,13 +554,19 @@ class ReconnectingSource:
         opener: builds and opens a fresh source (raises SourceError on failure).
         first: an already opened source (so a wrong URI fails before this wraps it).
         stop: set to give up waiting; :meth:`read` then returns None.
-        stall_timeout_s: no frame for this long counts as a disconnect.
+        stall_timeout_s: no frame for this long counts as a disconnect (``--stall-timeout``).
         delays: backoff schedule (default :func:`backoff_delays`).
         give_up_s: stop retrying (SourceError) once reconnecting has failed for this long; 0 retries forever.
+
+    Attributes:
+        state: ``"live"`` (frames flow), ``"reconnecting"`` (dropped or stalled, being reopened)
+            or ``"ended"`` (given up, or stopped).
+        last_frame_at: ``time.monotonic()`` of the last frame.
     """
 
-    def __init__(self, opener: Callable[[], Source], first: Source, *, stop: threading.Event,
-                 stall_timeout_s: float = 5.0, delays: Callable[[], Iterator[float]] = backoff_delays,
+    def __init__(self, opener: Callable[..., Source], first: Source, *, stop: threading.Event,
+                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
+                 delays: Callable[[], Iterator[float]] = backoff_delays,
                  give_up_s: float = DEFAULT_RECONNECT_TIMEOUT_S) -> None:
         self._give_up = give_up_s
         self._opener = opener
@@ -402,23 +581,32 @@ class ReconnectingSource:
         self.reconnects = 0
         self.last_age_s: float | None = None
         self.dropped = 0
-        self._last_frame = time.monotonic()
+        self.state = "live"
+        self.last_frame_at = time.monotonic()
 
     def open(self) -> ReconnectingSource:
         return self
 
     def _reopen(self) -> bool:
-        self._src = retry_open(self._opener, self.name, stop=self._stop, give_up_s=self._give_up,
-                               delays=self._delays)
+        try:
+            self._src = retry_open(self._opener, self.name, stop=self._stop, give_up_s=self._give_up,
+                                   delays=self._delays, since=self.last_frame_at)
+        except SourceError:
+            self.state = "ended"
+            raise
         if self._src is not None:
             self.reconnects += 1
-            self._last_frame = time.monotonic()
+            self.last_frame_at = time.monotonic()
+            self.state = "live"
             log.warning("reconnected to %s (reconnect %d)", self.name, self.reconnects)
             return True
+        self.state = "ended"
         return False
 
     def _drop(self, why: str) -> None:
-        log.warning("%s disconnected (%s); reopening with backoff", self.name, why)
+        self.state = "reconnecting"
+        log.warning("%s disconnected (%s, %.1f s after its last frame); reopening with backoff", self.name, why,
+                    time.monotonic() - self.last_frame_at)
         if self._src is not None:
             self._src.close()
         self._src = None
@@ -431,7 +619,7 @@ class ReconnectingSource:
             try:
                 item = self._src.read()
             except NoFrameYet:
-                if time.monotonic() - self._last_frame > self._stall:
+                if time.monotonic() - self.last_frame_at > self._stall:
                     self._drop(f"no frame for {self._stall:g} s")
                     continue
                 raise
@@ -441,9 +629,10 @@ class ReconnectingSource:
             if item is None:
                 self._drop("end of stream")
                 continue
-            self._last_frame = time.monotonic()
+            self.last_frame_at = time.monotonic()
             self.last_age_s = self._src.last_age_s
             return item
+        self.state = "ended"
         return None
 
     def close(self) -> None:
@@ -455,36 +644,48 @@ class ReconnectingSource:
 # --------------------------------------------------------------------------- open_source
 
 
-def _opencv_for(uri: MediaUri, opts: CaptureOptions, pipeline: str | None) -> OpenCVSource:
+def _opencv_for(uri: MediaUri, opts: CaptureOptions, pipeline: str | None,
+                timeout_s: float = OPEN_TIMEOUT_S, read_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> OpenCVSource:
     if uri.kind == "file":
         return OpenCVSource(uri.location, live=False, name=f"file {uri.location}")
+    t = {"open_timeout_s": timeout_s, "read_timeout_s": read_timeout_s}
     if uri.kind == "v4l2":
-        return OpenCVSource(uri.location, api="CAP_V4L2", live=True, name=uri.text)
+        return OpenCVSource(uri.location, api="CAP_V4L2", live=True, name=uri.text, **t)
     if uri.kind == "rtsp":
-        return OpenCVSource(uri.location, api="CAP_FFMPEG", live=True, name=uri.text)
+        return OpenCVSource(uri.location, api="CAP_FFMPEG", live=True, name=uri.text, **t)
     # csi:// and gst:// need GStreamer: OpenCV can run them when built with it.
     if pipeline is None or not opencv_has_gstreamer():
         raise MissingDependencyError(
             f"{uri.text} needs GStreamer: apt-get install python3-gi gir1.2-gstreamer-1.0 "
             "(or an OpenCV built with GStreamer, as JetPack's)"
         )
-    return OpenCVSource(pipeline, api="CAP_GSTREAMER", live=True, name=uri.text)
+    return OpenCVSource(pipeline, api="CAP_GSTREAMER", live=True, name=uri.text, **t)
 
 
-def make_opener(uri: MediaUri, *, capture: str = "auto", opts: CaptureOptions | None = None) -> Callable[[], Source]:
+def make_opener(uri: MediaUri, *, capture: str = "auto", opts: CaptureOptions | None = None,
+                stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> Callable[..., Source]:
     """A function that opens ``uri`` (folder, test, or through GStreamer/OpenCV).
 
     ``capture="auto"`` uses GStreamer when PyGObject is present and falls back
-    to OpenCV when GStreamer cannot open a file (e.g. no decoder plugin).
+    to OpenCV when GStreamer cannot open a file (e.g. no decoder plugin). The
+    opener takes ``timeout_s``: how long a live input may take to deliver its
+    first frame (default :data:`OPEN_TIMEOUT_S`); reads of a live input never
+    block longer than a poll interval (GStreamer: ``try-pull-sample``; OpenCV:
+    a reader thread, plus FFmpeg's read timeout of ``stall_timeout_s``).
     """
     opts = opts or CaptureOptions()
     if capture not in CAPTURE_KINDS:
         raise EnetError(f"unknown capture {capture!r}; choose one of {', '.join(CAPTURE_KINDS)}")
     if uri.kind == "folder":
-        return lambda: FolderSource(uri.location, fps=opts.rate or 30.0).open()
+        return lambda: FolderSource(uri.location, fps=opts.rate or 30.0, skip_bad=True).open()
     if uri.kind == "test":
         return lambda: PatternSource.from_uri(uri).open()
     if uri.kind == "file" and not Path(uri.location).is_file():
+        from enet.deploy.uri import camera_device_hint
+
+        hint = camera_device_hint(uri.location)
+        if hint:
+            raise SourceError(f"cannot open {uri.location}: {hint}")
         raise SourceError(f"cannot open file {uri.location}: it does not exist")
     use_gst = capture == "gst" or (capture == "auto" and gstmod.available())
     if capture == "gst" and not gstmod.available():
@@ -492,39 +693,46 @@ def make_opener(uri: MediaUri, *, capture: str = "auto", opts: CaptureOptions | 
     elements = gstmod.installed_elements() if use_gst else frozenset()
     pipeline = source_pipeline(uri, opts, elements)
 
-    def open_gst() -> Source:
+    def open_gst(timeout_s: float = OPEN_TIMEOUT_S) -> Source:
         assert pipeline is not None
-        return gstmod.GstSource(pipeline, live=uri.live, name=uri.text).open()
+        return gstmod.GstSource(pipeline, live=uri.live, name=uri.text, open_timeout_s=timeout_s).open()
 
-    def open_cv() -> Source:
-        return _opencv_for(uri, opts, pipeline).open()
+    def open_cv(timeout_s: float = OPEN_TIMEOUT_S) -> Source:
+        return _opencv_for(uri, opts, pipeline, timeout_s, stall_timeout_s).open()
 
-    if not use_gst:
-        return open_cv
-    if capture == "gst" or uri.kind in ("csi", "gst"):
-        return open_gst
-
-    def open_auto() -> Source:
+    def open_auto(timeout_s: float = OPEN_TIMEOUT_S) -> Source:
+        t0 = time.monotonic()
         try:
-            return open_gst()
+            return open_gst(timeout_s)
         except SourceError as gst_exc:
+            left = timeout_s - (time.monotonic() - t0)  # both tries together stay within timeout_s
+            if uri.live and left < _MIN_ATTEMPT_S:
+                raise
             try:
-                src = open_cv()
+                src = open_cv(max(left, _MIN_ATTEMPT_S))
             except SourceError:
                 raise gst_exc from None
             log.info("GStreamer could not open %s (%s); using OpenCV", uri.text, gst_exc)
             return src
 
-    return open_auto
+    if not use_gst:
+        chosen = open_cv
+    elif capture == "gst" or uri.kind in ("csi", "gst"):
+        chosen = open_gst
+    else:
+        chosen = open_auto
+    chosen.takes_timeout = True  # type: ignore[attr-defined]
+    return chosen
 
 
 def open_source(text: str, *, capture: str = "auto", opts: CaptureOptions | None = None,
-                stop: threading.Event | None = None, stall_timeout_s: float = 5.0,
+                stop: threading.Event | None = None, stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
                 reconnect_timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S, play_live: bool = False) -> Source:
     """Parse and open an input; live inputs come wrapped in :class:`ReconnectingSource`.
 
     A network stream (``rtsp://``) that does not answer at start is retried
-    like one that drops: with backoff, for ``reconnect_timeout_s`` (0: forever).
+    like one that drops: with backoff, for ``reconnect_timeout_s`` (0: forever),
+    the first attempt included (it waits at most that long for a first frame).
     ``play_live`` plays a file, folder or test pattern as a camera would
     (:class:`PacedSource`, at ``opts.rate`` or the file's own rate); a live
     input is live already. A ``test://`` pattern ends after its ``frames=``,
@@ -536,16 +744,25 @@ def open_source(text: str, *, capture: str = "auto", opts: CaptureOptions | None
         MissingDependencyError: the input needs GStreamer or OpenCV.
     """
     uri = parse_input(text)
-    opener = make_opener(uri, capture=capture, opts=opts)
+    opener = make_opener(uri, capture=capture, opts=opts, stall_timeout_s=stall_timeout_s)
     stop = stop or threading.Event()
+    t0 = time.monotonic()
+    first_timeout = OPEN_TIMEOUT_S
+    if uri.kind == "rtsp" and reconnect_timeout_s:
+        first_timeout = min(OPEN_TIMEOUT_S, max(_MIN_ATTEMPT_S, reconnect_timeout_s))
     try:
-        first = opener()
+        first = _call_opener(opener, first_timeout)
     except SourceError as exc:
         if uri.kind != "rtsp":
             raise
+        left = reconnect_timeout_s - (time.monotonic() - t0) if reconnect_timeout_s else 0.0
         log.warning("cannot reach %s (%s); retrying for %s", uri.text, exc,
-                    f"{reconnect_timeout_s:g} s" if reconnect_timeout_s else "ever")
-        got = retry_open(opener, uri.text, stop=stop, give_up_s=reconnect_timeout_s, first_error=str(exc))
+                    f"{max(left, 0.0):.1f} s more" if reconnect_timeout_s else "ever")
+        if reconnect_timeout_s and left <= 0:
+            raise SourceError(f"cannot reach {uri.text} for {time.monotonic() - t0:.1f} s ({exc}); gave up "
+                              f"(--reconnect-timeout {reconnect_timeout_s:g}; 0 retries forever)") from None
+        got = retry_open(opener, uri.text, stop=stop, give_up_s=max(left, 0.0) if reconnect_timeout_s else 0.0,
+                         first_error=str(exc), since=t0, flag_s=reconnect_timeout_s)
         if got is None:
             raise SourceError(f"stopped while waiting for {uri.text}") from None
         first = got

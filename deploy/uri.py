@@ -16,6 +16,11 @@ Outputs::
     display://0                      a window
     rtsp://server:8554/enet          publish to an RTSP server (rtspclientsink)
     udp://host:5000, rtp://host:5000 H.264 RTP over UDP
+    http://@:8080, http://127.0.0.1:8080?token=T   the live view in a browser (enet.deploy.live)
+
+Output-only forms (:func:`is_output_only`: ``http://``, ``display://``,
+``udp://``, ``rtp://``) are outputs wherever they stand on ``enet-run``'s
+command line; the rule for the other positionals is in docs/deploy.md ("Rigs").
 
 Parsing is pure except that a path's kind (folder or file) is looked up with
 ``is_dir``, which tests can replace.
@@ -31,7 +36,9 @@ from urllib.parse import parse_qsl, urlsplit
 from enet.errors import EnetError
 
 INPUT_KINDS = ("file", "folder", "v4l2", "csi", "rtsp", "gst", "test")
-OUTPUT_KINDS = ("file", "display", "rtsp", "udp")
+OUTPUT_KINDS = ("file", "display", "rtsp", "udp", "live")
+#: Schemes that only name outputs (never an input).
+OUTPUT_ONLY_SCHEMES = ("http", "display", "udp", "rtp")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov")
 LIVE_KINDS = frozenset({"v4l2", "csi", "rtsp", "gst"})
 
@@ -116,6 +123,20 @@ def parse_input(text: str, *, is_dir: Callable[[str], bool] = os.path.isdir) -> 
     return MediaUri("folder" if is_dir(path) else "file", path, text)
 
 
+def is_output_only(text: str) -> bool:
+    """True for an output-only form (``http://``, ``display://``, ``udp://``, ``rtp://``)."""
+    return "://" in text and text.split("://", 1)[0].lower() in OUTPUT_ONLY_SCHEMES
+
+
+def camera_device_hint(text: str) -> str | None:
+    """The fix for an input that names a camera the way other tools do (``0``, ``/dev/video0``), else None."""
+    if text.isdigit() and not os.path.exists(text):
+        return f"{text!r} is not a file; for camera {text} write v4l2:///dev/video{text} (csi://{text} for a Jetson CSI camera)"
+    if text.startswith("/dev/video"):
+        return f"{text} is a camera device; write v4l2://{text}"
+    return None
+
+
 def parse_output(text: str) -> MediaUri:
     """Parse an output URI or a video path.
 
@@ -125,6 +146,14 @@ def parse_output(text: str) -> MediaUri:
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme == "display":
         return MediaUri("display", text[len("display://"):] or "0", text)
+    if scheme == "http":
+        try:
+            port = urlsplit(text).port
+        except ValueError:
+            port = None
+        if not port:
+            raise UriError(f"{text!r} needs a port, e.g. http://127.0.0.1:8080 (http://@:8080: every interface)")
+        return MediaUri("live", text, text)
     if scheme in ("rtsp", "rtsps"):
         if not urlsplit(text).hostname:
             raise UriError(f"{text!r} has no host; expected rtsp://server:8554/path")
@@ -143,7 +172,7 @@ def parse_output(text: str) -> MediaUri:
     elif scheme:
         raise UriError(
             f"unsupported output scheme {scheme}:// in {text!r}; expected a video file, display://, "
-            "rtsp:// or udp://"
+            "rtsp://, udp:// or http:// (live view)"
         )
     else:
         path = text

@@ -166,11 +166,16 @@ class OvBackend(OnnxModelBackend):
             --streams``). 1 (default) is the lowest latency.
         profile: collect OpenVINO's per-layer counters (``PERF_COUNT``) for
             :meth:`op_profile`.
+        max_batch: > 1 compiles the model for 1 to ``max_batch`` frames per
+            call (a dynamic batch, also of a model exported with a static
+            batch of 1: OpenVINO reshapes it; the camera rig batches its
+            cameras this way). ``infer`` then takes ``(n, 3, H, W)``, ``n`` up
+            to ``max_batch``; results are those of ``n`` single calls.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, input_shape: tuple[int, int, int, int] | None = None,
                  threads: int | None = None, graph: str = "cpu", int8_weights_7bit: bool | None = None,
-                 streams: int = 1, profile: bool = False, **_: Any) -> None:
+                 streams: int = 1, profile: bool = False, max_batch: int = 1, **_: Any) -> None:
         if graph not in GRAPH_FORMS:
             raise EnetError(f"unknown graph form {graph!r}; choose {' or '.join(GRAPH_FORMS)}")
         super().__init__(path, input_shape)
@@ -182,6 +187,7 @@ class OvBackend(OnnxModelBackend):
         self._graph = graph
         self._weights_7bit = int8_weights_7bit
         self.concurrency = max(1, int(streams))
+        self.max_batch = max(1, int(max_batch))
         self._profile = profile
         self._op_ms: dict[str, float] = {}
         self._op_runs = 0
@@ -206,7 +212,10 @@ class OvBackend(OnnxModelBackend):
         core = ov.Core()
         try:
             ov_model = core.read_model(model.SerializeToString())
-            if not ov_model.inputs[0].get_partial_shape().is_static:
+            if self.max_batch > 1:
+                ov_model.reshape({ov_model.inputs[0].any_name: ov.PartialShape(
+                    [ov.Dimension(1, self.max_batch), *(int(d) for d in self.input_shape[1:])])})
+            elif not ov_model.inputs[0].get_partial_shape().is_static:
                 ov_model.reshape({ov_model.inputs[0].any_name: list(self.input_shape)})
             config = compile_config(self._threads, self.concurrency)
             if self._profile:
@@ -226,6 +235,12 @@ class OvBackend(OnnxModelBackend):
 
     def __exit__(self, *exc: object) -> None:
         self._requests = None
+
+    def _check_input(self, x: np.ndarray) -> np.ndarray:
+        if (self.max_batch > 1 and x.ndim == 4 and 1 <= x.shape[0] <= self.max_batch
+                and tuple(x.shape[1:]) == tuple(self.input_shape[1:])):
+            return np.ascontiguousarray(x, dtype=np.float32)
+        return super()._check_input(x)
 
     def _run(self, x: np.ndarray, output: str) -> np.ndarray:
         requests = self._requests

@@ -159,9 +159,12 @@ def test_reconnect_gives_up_after_the_timeout():
 
     src = ReconnectingSource(opener, _Flaky(), stop=threading.Event(), delays=lambda: iter([0.01] * 1000),
                              give_up_s=0.05)
+    src.last_frame_at -= 3.0  # the last frame came 3 s ago: the message counts from it (issue 29.16)
     src._drop("test")
-    with pytest.raises(SourceError, match="for 0.05 s .*connection refused.*--reconnect-timeout"):
+    with pytest.raises(SourceError, match=r"no frame from flaky for [3-9]\.[0-9] s .*connection refused.*"
+                                          r"retrying for [0-9.]+ s \(--reconnect-timeout 0.05"):
         src.read()
+    assert src.state == "ended"
 
 
 def test_argmax_classes_is_numpys_first_maximum():
