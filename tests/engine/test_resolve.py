@@ -80,10 +80,13 @@ def test_names_resolve_to_the_shipped_onnx(monkeypatch) -> None:
 
 
 def test_an_engine_beside_the_model_counts_everywhere(tiny_onnx: Path, tmp_path: Path, monkeypatch) -> None:
+    from tests.engine.test_engine_authority import HOST, engine_for
+
     model = tmp_path / "m.onnx"
     model.write_bytes(tiny_onnx.read_bytes())
-    (tmp_path / "m.engine").write_bytes(b"x")
+    engine_for(model, tmp_path / "m.engine")
     monkeypatch.setattr(resolve, "trt_ready", lambda: True)
+    monkeypatch.setattr(sidecar, "this_host", lambda device=0: dict(HOST))
     assert (resolve.resolve(model).kind, resolve.resolve(model).path.name) == ("trt", "m.engine")
     assert resolve.resolve(model, backend="trt").path.name == "m.engine"
     monkeypatch.setattr(resolve, "trt_ready", lambda: False)
