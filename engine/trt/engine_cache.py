@@ -97,7 +97,8 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
                      root: str | os.PathLike[str] | None = None,
                      data_root: str | os.PathLike[str] | None = None,
                      min_agreement: float | None = None,
-                     say: Callable[[str], None] | None = None) -> Path:
+                     say: Callable[[str], None] | None = None, calib_images: int | None = None,
+                     fallback: bool = True) -> Path:
     """The cached engine for ``onnx_path``, built first when missing.
 
     Args:
@@ -108,6 +109,10 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
         min_agreement: the gate in percent (default
             :data:`enet.engine.trt.build.DEFAULT_MIN_AGREEMENT`): argmax agreement with the float32 model.
         say: where the user-facing lines go (default: this module's log at INFO).
+        calib_images: INT8 calibration frames (default: ``enet-build-engine``'s,
+            :data:`enet.engine.quant.calibration.DEFAULT_CALIB_IMAGES`).
+        fallback: INT8 that cannot be calibrated on the model's data or fails the gate gives the FP16
+            engine (with a note); False (``enet-bench``): it fails.
 
     Raises:
         EnetError: TensorRT failed, the engine failed the gate (nothing is
@@ -137,7 +142,8 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
         made = not engine.parent.exists()  # decided under the lock: only this process's own folder goes
         engine.parent.mkdir(parents=True, exist_ok=True)
         return _build_first_run(onnx_path, engine, precision=precision, data_root=data_root,
-                                min_agreement=min_agreement, made=made, say=say)
+                                min_agreement=min_agreement, made=made, say=say, calib_images=calib_images,
+                                fallback=fallback)
 
 
 def model_data_root(onnx_path: str | os.PathLike[str], data_root: str | os.PathLike[str] | None = None) -> Path | None:
@@ -178,7 +184,8 @@ def checkpoint_data_root(model: str | os.PathLike[str]) -> Path | None:
 
 
 def _build_first_run(onnx_path: Path, engine: Path, *, precision: str, data_root: str | os.PathLike[str] | None,
-                     min_agreement: float | None, made: bool, say: Callable[[str], None]) -> Path:
+                     min_agreement: float | None, made: bool, say: Callable[[str], None],
+                     calib_images: int | None = None, fallback: bool = True) -> Path:
     """Build the first-run engine through the gate (the caller holds the entry's lock); ``made``: the
     cache folder was made for it (under the lock), and goes again when the build fails.
 
@@ -194,11 +201,15 @@ def _build_first_run(onnx_path: Path, engine: Path, *, precision: str, data_root
     calib = None
     data = model_data_root(onnx_path, data_root) if precision == "int8" else (Path(data_root) if data_root else None)
     if precision == "int8":
+        if data is None and not fallback:
+            raise EnetError(f"the INT8 engine for {onnx_path.name} needs the model's own data to calibrate on "
+                            "and none is known; pass --data-root")
         if data is None:
             return _instead_fp16(onnx_path, engine, data_root, min_agreement, made, say,
                                  f"the INT8 engine for {onnx_path.name} needs the model's own data to calibrate "
                                  "on and none is known (pass --data-root)")
-        calib = CalibrationSpec(data=data, cache=engine.parent / "int8-ranges.json")
+        calib = CalibrationSpec(data=data, cache=engine.parent / "int8-ranges.json",
+                                **({"images": int(calib_images)} if calib_images else {}))
     say(f"first run with TensorRT: building a {precision} engine for {onnx_path.name} into {engine.parent} "
         "(once; the next run reuses it)")
     try:
@@ -210,7 +221,7 @@ def _build_first_run(onnx_path: Path, engine: Path, *, precision: str, data_root
     except GateError as exc:
         if made:
             shutil.rmtree(engine.parent, ignore_errors=True)
-        if precision == "int8":
+        if precision == "int8" and fallback:
             return _instead_fp16(onnx_path, engine, data_root, min_agreement, made, say, str(exc).split(";")[0])
         raise
     except BaseException:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from enet.engine.runtime import cpu_choice, resolve
+from enet.engine.runtime import cpu_choice, resolve, sidecar
 from enet.engine.runtime.backend import BACKEND_CHOICES, BACKEND_KINDS, ONNX_KINDS, BackendBase
 from enet.errors import EnetError
 from enet.weights import WEIGHTS, get_weights
