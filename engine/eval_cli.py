@@ -65,8 +65,8 @@ def main(args: argparse.Namespace) -> int:
     if args.save_predictions:
         check_writable(args.save_predictions, folder=True, what="--save-predictions")
     data_root = args.data_root or default_camvid_root()
-    choice = resolve(args.model, backend=args.backend, precision=args.precision, data_root=data_root,
-                     measure=True)
+    choice = resolve(args.model, backend=args.backend, precision=args.precision,
+                     data_root=args.calib_data or data_root, min_agreement=args.min_agreement, measure=True)
     model = str(choice.path)
     opts: dict[str, Any] = {"device": args.device} if choice.kind == "torch" else {}
     with open_backend(choice.path, choice.kind, **opts) as backend:

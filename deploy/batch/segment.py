@@ -58,7 +58,8 @@ class ModelSpec:
 
 
 def resolve(model: str | None, *, backend: str = "auto", size: tuple[int, int] | None = None,
-            cache_dir: str | None = None, precision: str = "auto") -> ModelSpec:
+            cache_dir: str | None = None, precision: str = "auto", data_root: str | None = None,
+            min_agreement: float | None = None) -> ModelSpec:
     """Choose the file and backend for ``model`` as ``enet-run`` does, check it with one inference.
 
     The model argument goes to the one resolution as the user gave it (a shipped
@@ -74,7 +75,8 @@ def resolve(model: str | None, *, backend: str = "auto", size: tuple[int, int] |
 
     path = resolve_model(model)  # the user's file (its sha256 is the output folder's resume check)
     ctx, choice = backends.open_predictor(model, backend=backend, size=size, cache_dir=cache_dir, threads=1,
-                                          streams=1, precision=precision)
+                                          streams=1, precision=precision, data_root=data_root,
+                                          min_agreement=min_agreement)
     with ctx as predictor:
         meta = dict(predictor.meta)
         hw = tuple(int(v) for v in predictor.size)

@@ -360,3 +360,27 @@ def test_batch_resolves_a_shipped_name_as_enet_run_does(monkeypatch) -> None:
     with pytest.raises(Stop):
         segment.resolve("camvid")
     assert seen["model"] == "camvid"  # not the checkpoint path, which enet-run would run differently
+
+
+def test_first_run_options_reach_the_one_resolution_from_every_command(monkeypatch) -> None:
+    """Issue 28.6: the model's data and the gate are settable wherever a first-run engine can be built."""
+    from enet.deploy.batch.cli import build_parser as batch_parser
+    from enet.deploy.cli import build_parser as run_parser
+    from enet.deploy.demo import build_parser as demo_parser
+    from enet.engine.eval_cli import eval_parser
+
+    for parser in (run_parser(), demo_parser(), eval_parser(), batch_parser()):
+        dests = {a.dest for a in parser._actions}
+        assert {"calib_data", "min_agreement"} <= dests, parser.prog
+    seen = {}
+
+    def fake_resolve(model, **kw):
+        seen.update(kw)
+        raise EnetError("stop")
+
+    import enet
+
+    monkeypatch.setattr(resolve, "resolve", fake_resolve)
+    with pytest.raises(EnetError, match="stop"):
+        enet.Segmenter("camvid", calib_data="D", min_agreement=90)
+    assert seen["data_root"] == "D" and seen["min_agreement"] == 90
