@@ -15,7 +15,7 @@ import pytest
 
 import enet.engine.trt.build as trt_build
 from enet.engine.runtime import cuda, resolve, sidecar
-from enet.engine.runtime.sidecar import engine_mismatch, make_sidecar, read_sidecar, write_engine_pair
+from enet.engine.runtime.sidecar import make_sidecar, read_sidecar, write_engine_pair
 from enet.engine.trt import engine_cache
 from enet.errors import EnetError
 
@@ -96,6 +96,8 @@ def test_precision_is_not_ignored_for_engines(model, tmp_path, monkeypatch) -> N
 
 
 def test_the_authority_names_each_mismatch(model, tmp_path) -> None:
+    from enet.engine.runtime.sidecar import engine_mismatch
+
     engine = engine_for(model, tmp_path / "m.engine", dla_core=0)
     assert engine_mismatch(engine, onnx_sha256=_sha(model), precision="fp16", size=(64, 96), host=HOST,
                            dla_core=0) is None
