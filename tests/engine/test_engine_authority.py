@@ -63,7 +63,7 @@ def model(tiny_onnx: Path, tmp_path: Path) -> Path:
 def test_a_stale_engine_beside_the_model_is_never_returned(model, tmp_path, monkeypatch, changes, says) -> None:
     engine_for(model, tmp_path / "m.engine", **changes)
     monkeypatch.setattr(resolve, "trt_ready", lambda: True)
-    monkeypatch.setattr(sidecar, "this_host", lambda device=0: dict(HOST))
+    monkeypatch.setattr(sidecar, "this_host", lambda device=0: dict(HOST), raising=False)
     built = tmp_path / "first-run.engine"
     calls = []
 
@@ -250,8 +250,8 @@ def test_a_failed_rebuild_keeps_the_converted_onnx_it_did_not_create(model, gpu_
 def test_first_run_int8_without_the_models_data_uses_fp16_with_a_note(model, gpu_here, tmp_path, monkeypatch,
                                                                       caplog) -> None:  # noqa: F811
     monkeypatch.setenv("ENET_CAMVID", str(tmp_path / "no-camvid"))
-    monkeypatch.setattr(engine_cache, "model_data_root", lambda onnx, data_root=None: None)
-    monkeypatch.setattr(trt_build, "gate_frames", lambda job: ([Path("f.png")], "val frames", None))
+    monkeypatch.setattr(engine_cache, "model_data_root", lambda onnx, data_root=None: None, raising=False)
+    monkeypatch.setattr(trt_build, "gate_frames", lambda job: ([Path("f.png")], "val frames", None), raising=False)
     engine = engine_cache.first_run_engine(model, precision="int8", say=lambda m: None)
     assert read_sidecar(engine)["precision"] == "fp16"
     assert "needs the model's own data" in caplog.text and "using the FP16 engine instead" in caplog.text
