@@ -11,7 +11,7 @@ an engine valid: the ONNX's sha256, the TensorRT version, the GPU and the
 precision. A later run reuses it only when the one authority,
 :func:`enet.engine.runtime.sidecar.engine_mismatch`, accepts it for this
 ONNX, precision, TensorRT and GPU; anything else builds anew. The lock of an
-entry sits beside its folder (:func:`entry_lock_path`), and whether the
+entry sits beside its folder (:func:`enet.cache.folder_lock`), and whether the
 folder is this process's own (removed again when its build fails) is decided
 under the lock.
 
@@ -71,12 +71,6 @@ def cached_engine_path(onnx_path: str | os.PathLike[str], precision: str, *,
     return engine_cache_root(root) / key / "enet.engine"
 
 
-def entry_lock_path(engine: Path) -> Path:
-    """The lock of one cache entry: beside its folder, never inside it (a failed build removes the folder,
-    and a lock on a removed file locks nothing)."""
-    return engine.parent.with_name(f".{engine.parent.name}.lock")
-
-
 def _usable(engine: Path, onnx_sha256: str, precision: str) -> bool:
     """A cached pair that the one authority (:func:`enet.engine.runtime.sidecar.engine_mismatch`) accepts for
     this ONNX, precision, TensorRT and GPU, and that passed the gate."""
@@ -119,7 +113,7 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
             cached), or INT8 without the model's data.
     """
     from enet._lazy import require
-    from enet.cache import _flock
+    from enet.cache import folder_lock
     from enet.engine.runtime.cuda import gpu_info
     from enet.fileio import sha256_file
 
@@ -135,7 +129,7 @@ def first_run_engine(onnx_path: str | os.PathLike[str], *, precision: str = DEFA
         say(f"using the cached TensorRT {precision} engine {engine}")
         return engine
     engine.parent.parent.mkdir(parents=True, exist_ok=True)
-    with _flock(entry_lock_path(engine)):  # a second process building the same engine waits, then reuses it
+    with folder_lock(engine.parent):  # a second process building the same engine waits, then reuses it
         if _usable(engine, sha, precision):
             say(f"using the cached TensorRT {precision} engine {engine} (built by another process meanwhile)")
             return engine
