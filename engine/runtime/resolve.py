@@ -219,6 +219,7 @@ def _resolve(model: str | os.PathLike[str] | None, *, backend: str, precision: s
         raise EnetError(f"backend torch runs .pth checkpoints, not {model.name}; use --backend {kind}")
     if backend in ("auto", "trt") and kind in ("ort", "torch"):
         ready = trt_ready()
+        stale = ""
         if engine.is_file():
             reason = _engine_reason(engine, model, precision, size, check_host=ready)
             if reason is None and (ready or backend == "trt"):
@@ -226,6 +227,7 @@ def _resolve(model: str | os.PathLike[str] | None, *, backend: str, precision: s
             if reason is not None and not ready and backend == "trt":
                 raise EnetError(f"{engine} is not this model's engine: {reason}; rebuild it: {_rebuild(engine)}")
             if reason is not None:
+                stale = f"; {engine.name} beside it is not its engine ({reason}), rebuild it: {_rebuild(engine)}"
                 log.warning("not using %s: %s%s", engine, reason,
                             "; building one on first run instead" if ready else "")
         if ready:
@@ -245,7 +247,7 @@ def _resolve(model: str | os.PathLike[str] | None, *, backend: str, precision: s
                                                 "run, cached", got)
             if backend == "trt":
                 raise EnetError(f"backend trt: no TensorRT engine for {model.name} could be built (see the "
-                                f"warning above); build one with enet-build-engine {model.name}")
+                                f"warning above){stale or f'; build one with enet-build-engine {model.name}'}")
         elif backend == "trt":
             raise EnetError(f"backend trt needs an engine; none at {engine}; build one with enet-build-engine")
     if backend in BACKEND_KINDS:  # an ONNX runtime, asked by name

@@ -386,3 +386,15 @@ def test_first_run_options_reach_the_one_resolution_from_every_command(monkeypat
     with pytest.raises(EnetError, match="stop"):
         enet.Segmenter("camvid", calib_data="D", min_agreement=90)
     assert seen["data_root"] == "D" and seen["min_agreement"] == 90
+
+
+def test_backend_trt_stops_in_one_line_naming_the_mismatch_when_no_engine_can_be_built(model, tmp_path,
+                                                                                      monkeypatch) -> None:
+    engine_for(model, tmp_path / "m.engine", precision="int8")
+    monkeypatch.setattr(resolve, "trt_ready", lambda: True)
+    monkeypatch.setattr(sidecar, "this_host", lambda device=0: dict(HOST), raising=False)
+    monkeypatch.setattr(engine_cache, "auto_engine", lambda *a, **k: None)  # the build failed (warned)
+    with pytest.raises(EnetError, match="not its engine \\(built as int8, fp16 was asked\\), rebuild it: "
+                                        "enet-build-engine") as e:
+        resolve.resolve(model, backend="trt", precision="fp16")
+    assert "\n" not in str(e.value)
