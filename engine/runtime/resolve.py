@@ -156,8 +156,8 @@ def resolve(model: str | os.PathLike[str] | None, *, backend: str = "auto", prec
     if precision != "auto" and runs != precision and not fell_back:
         raise EnetError(f"precision {precision} cannot run here: {r.kind} runs {r.path.name} as {runs or 'it is'} "
                         f"({r.why}); {_precision_fix(precision)}")
-    if precision == "auto":
-        log.info("precision auto: %s runs %s as %s (%s)", r.kind, r.path.name, runs or "built", r.why)
+    if precision == "auto":  # the commands print the resolution on their own line; -v shows this one
+        log.debug("precision auto: %s runs %s as %s (%s)", r.kind, r.path.name, runs or "built", r.why)
     return r
 
 
@@ -228,8 +228,10 @@ def _resolve(model: str | os.PathLike[str] | None, *, backend: str, precision: s
                 raise EnetError(f"{engine} is not this model's engine: {reason}; rebuild it: {_rebuild(engine)}")
             if reason is not None:
                 stale = f"; {engine.name} beside it is not its engine ({reason}), rebuild it: {_rebuild(engine)}"
-                log.warning("not using %s: %s%s", engine, reason,
-                            "; building one on first run instead" if ready else "")
+                if ready:
+                    log.warning("not using %s: %s; building one on first run instead", engine, reason)
+                else:
+                    log.debug("not using %s: %s (and TensorRT or a GPU is missing)", engine, reason)
         if ready:
             _check_onnx_size(model, size)  # before minutes of building an engine for the wrong shape
             from enet.engine.trt.engine_cache import auto_engine

@@ -330,7 +330,7 @@ def test_auto_names_its_choice_in_the_log(model, monkeypatch, caplog) -> None:
     import logging
 
     monkeypatch.setattr(resolve, "trt_ready", lambda: False)
-    with caplog.at_level(logging.INFO, logger="enet.engine.runtime.resolve"):
+    with caplog.at_level(logging.DEBUG, logger="enet.engine.runtime.resolve"):
         resolve.resolve(model)
     assert "precision auto:" in caplog.text and "m.onnx as fp32" in caplog.text
 
