@@ -151,7 +151,7 @@ def resolve(model: str | os.PathLike[str] | None, *, backend: str = "auto", prec
         raise EnetError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     r = _resolve(model, backend=backend, precision=precision, size=size, cache_dir=cache_dir, data_root=data_root,
                  measure=measure, min_agreement=min_agreement)
-    runs = _runs(r)
+    runs = _runs(r, exact=precision != "auto")
     fell_back = r.kind == "trt" and precision == "int8" and runs == "fp16" and "first run" in r.why  # noted
     if precision != "auto" and runs != precision and not fell_back:
         raise EnetError(f"precision {precision} cannot run here: {r.kind} runs {r.path.name} as {runs or 'it is'} "
@@ -161,8 +161,9 @@ def resolve(model: str | os.PathLike[str] | None, *, backend: str = "auto", prec
     return r
 
 
-def _runs(r: Resolution) -> str:
-    """The precision a resolution runs (an engine's from its sidecar, an ONNX's from its name)."""
+def _runs(r: Resolution, *, exact: bool = False) -> str:
+    """The precision a resolution runs: an engine's from its sidecar, an ONNX's from its name, or (``exact``,
+    a precision was asked) from the graph itself (Q/DQ nodes, float16 weights)."""
     if r.precision:
         return r.precision
     if r.kind == "trt":
@@ -173,7 +174,11 @@ def _runs(r: Resolution) -> str:
         except EnetError:
             return ""
     name = r.path.name.lower()
-    return "int8" if ".int8." in name else "fp16" if ".fp16." in name else "fp32"
+    if ".int8." in name or ".fp16." in name or not exact or r.path.suffix.lower() != ".onnx":
+        return "int8" if ".int8." in name else "fp16" if ".fp16." in name else "fp32"
+    from enet.engine.runtime.onnx_info import load_onnx, precision_of
+
+    return precision_of(load_onnx(r.path, check=False))
 
 
 def _precision_fix(precision: str) -> str:

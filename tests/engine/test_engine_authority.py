@@ -398,3 +398,15 @@ def test_backend_trt_stops_in_one_line_naming_the_mismatch_when_no_engine_can_be
                                         "enet-build-engine") as e:
         resolve.resolve(model, backend="trt", precision="fp16")
     assert "\n" not in str(e.value)
+
+
+def test_an_int8_onnx_named_anyhow_runs_as_int8(model, tmp_path, calib_root, monkeypatch) -> None:
+    """The precision check reads the graph, not only the file name."""
+    from enet.engine.quant.convert import CalibrationSpec, convert_onnx
+
+    q = tmp_path / "mine.onnx"
+    convert_onnx(model, q, precision="int8", calib=CalibrationSpec(data=calib_root, images=2))
+    monkeypatch.setattr(resolve, "trt_ready", lambda: False)
+    assert resolve.resolve(q, precision="int8").path == q
+    with pytest.raises(EnetError, match="precision fp32 cannot run here"):
+        resolve.resolve(q, precision="fp32")
