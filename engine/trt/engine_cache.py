@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -211,7 +212,11 @@ def _build_first_run(onnx_path: Path, engine: Path, *, precision: str, data_root
                           min_agreement=DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement)
         for line in describe(job):
             log.debug("%s", line)
-        res = build_engine(job, extra={"built_by": "first run", "calibrated_on": str(data) if calib else None})
+        rebuild = ["enet-build-engine", str(onnx_path), f"--{precision}", *(
+            ["--calib-data", str(calib.data), "--calib-frames", str(calib.images)] if calib else []),
+            *(["--data-root", str(data)] if data else []), "-o", str(engine)]
+        res = build_engine(job, extra={"built_by": "first run", "calibrated_on": str(data) if calib else None},
+                           rebuild_command=shlex.join(rebuild))
     except GateError as exc:
         if made:
             shutil.rmtree(engine.parent, ignore_errors=True)
