@@ -432,7 +432,7 @@ def build_engine(job: EngineJob, *, keep_fp32: Sequence[str] = (), rebuild_comma
             meta=meta, rebuild_command=rebuild_command or _default_rebuild(job), extra=info,
         )
         side["source_onnx_sha256"] = sha256_file(job.model)  # what engine_mismatch compares a model with
-        verification = _gate(job, data, side, notes, compiled=compiled)
+        verification = _gate(job, data, side, notes)
         side["check"] = _check_record(job, verification)
         if compiled != job.compiled:
             os.replace(compiled, job.compiled)
@@ -481,8 +481,7 @@ def gate_frames(job: EngineJob) -> tuple[list[Path], str, Path | None]:
     return [], f"no val split at {root} and no calibration frames", None
 
 
-def _gate(job: EngineJob, data: bytes, side: dict[str, Any], notes: list[str], *,
-          compiled: Path | None = None) -> dict[str, Any] | None:
+def _gate(job: EngineJob, data: bytes, side: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     """Compare the built engine with the float32 model before anything is written where the engine goes.
 
     The reference is the float32 ONNX the build was given (ONNX Runtime, CPU),
