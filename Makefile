@@ -44,7 +44,7 @@ demo: $(STAMP)
 # table (docs/engines.md). The venv's torch must have CUDA there: pip's default
 # torch wheel for Linux x86_64 does (this project's CPU machines pin a +cpu one).
 gpu-check: $(STAMP)
-	$(BIN)/python -m enet.bench.gpu_check
+	$(BIN)/python -m tools.gpu_check
 
 # The recipe behind the shipped camvid weights (README "Reference model"):
 # two fine-tunes of the first shipped weights (camvid-v1, package data) at
@@ -87,7 +87,7 @@ reference-model-v1: $(STAMP)
 
 # the shipped FP32 and INT8 ONNX of a named model (default camvid), measured, JSON rewritten (docs/api.md)
 pretrained-onnx: $(STAMP)
-	$(BIN)/python -m enet.engine.pretrained_build $(or $(NAME),camvid) --data-root $(CAMVID)
+	$(BIN)/python -m tools.pretrained_build $(or $(NAME),camvid) --data-root $(CAMVID)
 
 clean:
 	rm -rf $(VENV) .venv38 .venv310 demo_out .pytest_cache

@@ -132,7 +132,7 @@ class Artifacts:
     """
 
     def __init__(self, model: Path, folder: Path | None = None, *, camvid: Path | None = None,
-                 calib_images: int = 64, builders: dict[str, Callable[..., Any]] | None = None,
+                 calib_images: int | None = None, builders: dict[str, Callable[..., Any]] | None = None,
                  say: Callable[[str], None] | None = None) -> None:
         from enet.cache import cache_dir
         from enet.engine.runtime.backend import backend_kind
@@ -144,8 +144,10 @@ class Artifacts:
             raise EnetError(f"enet-bench runs a checkpoint (.pth) or an ONNX model (.onnx), not {self.model.name}")
         self.folder = Path(folder) if folder is not None else cache_dir(MODELS)
         self.folder.mkdir(parents=True, exist_ok=True)
+        from enet.engine.quant.calibration import DEFAULT_CALIB_IMAGES
+
         self.camvid = camvid
-        self.calib_images = calib_images
+        self.calib_images = DEFAULT_CALIB_IMAGES if calib_images is None else int(calib_images)
         self._builders = builders or {}
         self._say = say or log.info
         self._key = model_key(self.model)
@@ -188,10 +190,34 @@ class Artifacts:
 
         return cached_onnx_path(self.model, height, width, batch=batch, folder=self.folder)
 
+    def engine_onnx(self, height: int, width: int, batch: int) -> Path:
+        """The float32 ONNX a TensorRT engine is built from: the one ``enet-run`` builds its first-run engine
+        from (the model itself, or the checkpoint's export with the ``labels`` output), so both use one
+        engine file; exported first when missing."""
+        if self.kind == "ort":
+            return self.model
+        from enet.export.cache import cached_onnx_path
+
+        target = cached_onnx_path(self.model, height, width, batch=batch, labels=True, folder=self.folder)
+        if not target.is_file():
+            self._call("onnx_labels", target, height, width, batch)
+            if not target.is_file():
+                raise EnetError(f"building {target.name} produced no file")
+        return target
+
     def path(self, spec: BenchBackend, height: int, width: int, batch: int) -> Path:
-        """Where ``spec``'s artifact for ``(batch, 3, height, width)`` lives (the checkpoint for torch)."""
+        """Where ``spec``'s artifact for ``(batch, 3, height, width)`` lives (the checkpoint for torch).
+
+        A TensorRT engine lives in the one engine cache, under the one key
+        (:func:`enet.engine.trt.engine_cache.cached_engine_path`: ONNX hash, TensorRT, GPU, precision),
+        the file ``enet-run`` builds and uses on first run (needs TensorRT and a GPU).
+        """
         if spec.kind == "torch":
             return self.model
+        if spec.kind == "trt":
+            from enet.engine.trt.engine_cache import cached_engine_path
+
+            return cached_engine_path(self.engine_onnx(height, width, batch), spec.precision)
         if spec.kind in _ONNX_KINDS and spec.precision == "fp32":
             return self.onnx(height, width, batch)
         stem = self._stem(height, width, batch)
@@ -209,6 +235,8 @@ class Artifacts:
         reason = self.unsupported(spec, height, width, batch)
         if reason:
             raise EnetError(reason)
+        if spec.kind == "trt":
+            return self._engine(spec, height, width, batch)
         target = self.path(spec, height, width, batch)
         if target.is_file():
             return target
@@ -217,17 +245,39 @@ class Artifacts:
         elif spec.kind in _ONNX_KINDS:
             onnx_path = self.get(BACKENDS["ort"], height, width, batch)
             self._call("int8", onnx_path, target, height, width, batch)
-        else:
-            onnx_path = self.get(BACKENDS["ort"], height, width, batch)
-            self._call("engine", onnx_path, target, spec.precision)
         if not target.is_file():
             raise EnetError(f"building {target.name} produced no file")
         self.built.append(str(target))
         return target
 
+    def _engine(self, spec: BenchBackend, height: int, width: int, batch: int) -> Path:
+        """The engine from the one cache when the one authority accepts it here, else built (again)."""
+        from enet.engine.runtime.sidecar import engine_mismatch, this_host
+        from enet.fileio import sha256_file
+
+        onnx_path = self.engine_onnx(height, width, batch)
+        target = self.path(spec, height, width, batch)
+        sha = sha256_file(onnx_path)
+
+        def mismatch() -> str | None:
+            return engine_mismatch(target, onnx_sha256=sha, precision=spec.precision, host=this_host())
+
+        why = mismatch()
+        if why is None:
+            return target
+        if target.exists():
+            self._say(f"rebuilding {target}: {why}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._call("engine", onnx_path, target, spec.precision)
+        why = mismatch()
+        if why is not None:
+            raise EnetError(f"building the {spec.name} engine for {onnx_path.name} gave no valid engine ({why})")
+        self.built.append(str(target))
+        return target
+
     def _call(self, what: str, *args: Any) -> None:
         fn = self._builders.get(what) or getattr(self, f"_build_{what}")
-        target = args[0] if what == "onnx" else args[1]
+        target = args[0] if what in ("onnx", "onnx_labels") else args[1]
         log.info("building %s", Path(target).name)
         fn(*args)
 
@@ -237,6 +287,11 @@ class Artifacts:
         from enet.export.cache import cached_onnx
 
         cached_onnx(self.model, height=height, width=width, batch=batch, folder=target.parent)
+
+    def _build_onnx_labels(self, target: Path, height: int, width: int, batch: int) -> None:
+        from enet.export.cache import cached_onnx
+
+        cached_onnx(self.model, height=height, width=width, batch=batch, labels=True, folder=target.parent)
 
     def _calib_spec(self) -> Any:
         from enet.defaults import default_camvid_root
@@ -265,42 +320,11 @@ class Artifacts:
         convert_onnx(onnx_path, target, precision="int8", calib=self._calib_spec())
 
     def _build_engine(self, onnx_path: Path, target: Path, precision: str) -> None:
-        """A TensorRT engine and its sidecar, built exactly as ``enet-build-engine`` builds one.
+        """A TensorRT engine built as ``enet-run`` builds it on first run, into the one cache
+        (:func:`enet.engine.trt.engine_cache.first_run_engine`: the same plan, calibration, gate against
+        the float32 model and sidecar as ``enet-build-engine``). An INT8 engine below the gate fails here
+        (the bench times what was asked, never an FP16 stand-in)."""
+        from enet.engine.trt.engine_cache import first_run_engine
 
-        :func:`enet.engine.trt.build.plan_engine` picks the path for the
-        installed TensorRT; when the plan compiles the FP16 or the calibrated
-        Q/DQ ONNX, the bench's cached ``ort-int8`` artifact (or an FP16
-        conversion) is copied beside the engine, so ``trt-int8`` is the model
-        whose accuracy ``ort-int8`` measures. The build ends with the engine
-        compared with ONNX Runtime on CamVid val frames.
-        """
-        import shlex
-
-        from enet.engine.quant.convert import convert_onnx
-        from enet.engine.trt.build import build_engine, describe, plan_engine
-        from enet.fileio import write_bytes
-
-        def convert(model: Path, out: Path, prec: str) -> None:
-            if prec == "int8":
-                n, _, h, w = job.input_shape
-                write_bytes(out, self.get(BACKENDS["ort-int8"], h, w, n).read_bytes())
-            else:
-                convert_onnx(model, out, precision=prec)
-
-        job = plan_engine(onnx_path, target, precision=precision, calib=self._calib_spec(),
-                          data_root=self.camvid)
-        for line in describe(job):
-            log.info("%s", line)
-        calib = ["--calib-data", str(job.calib.data), "--calib-frames", str(job.calib.images)] if job.calib else []
-        res = build_engine(job, convert=convert, extra={"built_by": "enet-bench"}, rebuild_command=shlex.join(
-            ["enet-build-engine", str(onnx_path), *(["--" + precision] if precision != "fp32" else []), *calib,
-             "-o", str(target)]))
-        for note in res.notes:
-            self._say(note)
-        v = res.verification
-        if v:
-            msg = (f"{target.name}: built in {res.build_s:.0f} s; vs ONNX Runtime on {v['frames']} val frames: "
-                   f"{v['agreement'] * 100:.2f}% argmax agreement")
-            if v.get("miou_engine") is not None:
-                msg += f", val mIoU engine {v['miou_engine'] * 100:.2f} / ONNX {v['miou_onnx'] * 100:.2f}"
-            self._say(msg)
+        first_run_engine(onnx_path, precision=precision, root=target.parent.parent, data_root=self.camvid,
+                         calib_images=self.calib_images, fallback=False, say=self._say)

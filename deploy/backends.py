@@ -79,12 +79,14 @@ class Predictor:
 def open_predictor(model: str | os.PathLike[str] | None, *, backend: str = "auto",
                    size: tuple[int, int] | None = None, cache_dir: str | os.PathLike[str] | None = None,
                    threads: int | None = None, streams: int | None = None,
-                   precision: str = "auto", batch: int = 1) -> tuple[Any, Any]:
+                   precision: str = "auto", batch: int = 1, data_root: str | os.PathLike[str] | None = None,
+                   min_agreement: float | None = None) -> tuple[Any, Any]:
     """Resolve, construct and check a backend; returns ``(backend context manager, resolution)``.
 
     ``model``: a shipped name (``camvid``), a model file, or None (the default
     model); ``backend`` and ``precision`` as :func:`enet.engine.runtime.resolve.resolve`
-    takes them; the resolution is its :class:`~enet.engine.runtime.resolve.Resolution`.
+    takes them (``data_root``, ``min_agreement``: a TensorRT engine built on first run, its calibration
+    data and gate); the resolution is its :class:`~enet.engine.runtime.resolve.Resolution`.
 
     Use as::
 
@@ -110,7 +112,8 @@ def open_predictor(model: str | os.PathLike[str] | None, *, backend: str = "auto
 
     if size is not None:
         check_input_size(*size)
-    choice = resolve(model, backend=backend, precision=precision, size=size, cache_dir=cache_dir)
+    choice = resolve(model, backend=backend, precision=precision, size=size, cache_dir=cache_dir,
+                     data_root=data_root, min_agreement=min_agreement)
     if size is None:
         size = _native_size(choice.path)
         check_input_size(*size)

@@ -45,6 +45,8 @@ class RunConfig:
     model: str | None = None
     backend: str = "auto"
     precision: str = "auto"
+    calib_data: str | None = None  # first-run TensorRT engine: the model's data (calibration, the gate)
+    min_agreement: float | None = None  # first-run TensorRT engine: the gate
     size: str | None = None
     alpha: float = 0.5
     visualize: str = "overlay"
@@ -184,7 +186,8 @@ def run(cfg: RunConfig, *, report: Callable[[Any], None] | None = None) -> Any:
     try:
         ctx, choice = open_predictor(model, backend=cfg.backend, size=size,
                                      cache_dir=cfg.cache_dir, threads=cfg.threads, streams=cfg.streams,
-                                     precision=cfg.precision)
+                                     precision=cfg.precision, data_root=cfg.calib_data,
+                                     min_agreement=cfg.min_agreement)
         log.info("model %s on %s (%s)", choice.path, choice.kind, choice.why)
         with ctx as predictor:
             renderer = Renderer(predictor.meta["classes"], predictor.meta["palette"], modes=modes, alpha=cfg.alpha,
@@ -469,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     cfg = RunConfig(
         input=inputs[0] if inputs else "", outputs=rest, model=args.model, backend=args.backend,
-        precision=args.precision, size=args.size,
+        precision=args.precision, size=args.size, calib_data=args.calib_data, min_agreement=args.min_agreement,
         alpha=args.alpha, visualize=args.visualize, stats=args.stats, max_frames=args.frames,
         display=display, capture=args.capture, writer=args.writer, input_size=args.input_size,
         input_rate=args.input_rate, input_codec=args.input_codec, input_flip=args.input_flip,

@@ -219,7 +219,7 @@ def _build_and_run(args: argparse.Namespace, model: Path | str | None, root: Pat
               ] if args.sheet else []
     summary = run(RunConfig(
         input=str(clip), outputs=[str(video)], model=None if model is None else str(model), backend=args.backend,
-        precision=args.precision, size=args.size,
+        precision=args.precision, size=args.size, calib_data=args.calib_data, min_agreement=args.min_agreement,
         visualize="overlay,mask", stats=str(stats), extra_sinks=sheets,
         output_rate=CLIP_FPS, max_frames=None if frames else args.frames, threads=args.threads,
         streams=args.streams,
@@ -235,6 +235,7 @@ def _run_live(args: argparse.Namespace, model: Path | str | None, clip: Path, ma
     return run(RunConfig(
         input=str(clip), model=None if model is None else str(model), backend=args.backend,
         precision=args.precision, size=args.size, visualize="overlay,mask", stats=str(stats), live=True, input_rate=CLIP_FPS, max_frames=max_frames,
+        calib_data=args.calib_data, min_agreement=args.min_agreement,
         threads=args.threads, streams=args.streams,
     ), report=lambda s: print_summary(s, "enet-demo: live"))
 

@@ -115,7 +115,7 @@ def run_rig(cfg: Any, *, report: Callable[[Any], None] | None = None) -> Any:
         batch = max(1, int(cfg.batch or 1))
         ctx, choice = open_predictor(cfg.model, backend=cfg.backend, size=size, cache_dir=cfg.cache_dir,
                                      threads=cfg.threads, streams=cfg.streams, precision=cfg.precision,
-                                     batch=batch)
+                                     batch=batch, data_root=cfg.calib_data, min_agreement=cfg.min_agreement)
         with ctx as predictor:
             log.info("model %s on %s (%s); one model for %d camera(s), %s", choice.path, choice.kind, choice.why,
                      len(specs), f"up to {predictor.batch} frames per inference" if predictor.batch > 1

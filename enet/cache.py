@@ -64,6 +64,18 @@ def entry_lock(path: str | os.PathLike[str]) -> contextlib.AbstractContextManage
     return _flock(Path(path).with_name(f".{Path(path).name}.lock"))
 
 
+def folder_lock(folder: str | os.PathLike[str]) -> contextlib.AbstractContextManager[None]:
+    """Hold an exclusive lock for filling the cache folder ``folder`` (``.<name>.lock`` *beside* it).
+
+    For an entry that is a folder (a first-run TensorRT engine, its sidecar
+    and its converted ONNX): a failed fill removes its folder, so a lock
+    inside it would lock a removed file, and a third process would fill the
+    same folder beside the waiter. The lock file stays; it is empty.
+    """
+    folder = Path(folder)
+    return _flock(folder.with_name(f".{folder.name}.lock"))
+
+
 @contextlib.contextmanager
 def _flock(lock: Path) -> Iterator[None]:
     try:

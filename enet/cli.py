@@ -275,7 +275,15 @@ def add_engine_precision(p: argparse.ArgumentParser, *, measure: bool = False) -
                 "INT8 ONNX")
     p.add_argument("--precision", choices=("auto", "fp16", "int8", "fp32"), default="auto",
                    help="auto (default): with TensorRT and a GPU, the engine --backend auto builds on first run is "
-                        f"fp16; {cpu}. int8: the calibrated Q/DQ model; fp32: the model as exported")
+                        f"fp16; {cpu}. int8: the calibrated Q/DQ model; fp32: the model as exported. A "
+                        "precision the chosen backend cannot run is refused, never swapped")
+    p.add_argument("--calib-data", default=None, metavar="DIR",
+                   help="a TensorRT engine built on first run with --precision int8 calibrates on, and every "
+                        "first-run engine is checked on, this dataset (or folder of frames); default: the dataset "
+                        "recorded in the model, else CamVid for a model of CamVid's classes, else FP16 is used")
+    p.add_argument("--min-agreement", type=float, default=None, metavar="PCT",
+                   help="a TensorRT engine built on first run must agree with the float32 model on at least PCT%% "
+                        "of pixels (argmax; default 95, as enet-build-engine); below it nothing is cached")
 
 
 def configure_logging(level: int, fmt: str = "%(message)s") -> None:

@@ -333,8 +333,8 @@ def _report_verification(res: Any) -> None:
     v = res.verification
     if v is None:
         return
-    line = (f"engine vs ONNX Runtime ({res.onnx.name}) on {v['frames']} val frames: "
-            f"{v['agreement'] * 100:.2f}% argmax agreement")
+    line = (f"engine vs the float32 model ({v.get('reference', res.onnx.name)}) on {v['frames']} "
+            f"{v.get('frames_from', 'val frames')}: {v['agreement'] * 100:.2f}% argmax agreement")
     if v.get("miou_engine") is not None:
         line += (f"; val mIoU on these frames: engine {v['miou_engine'] * 100:.2f}, ONNX Runtime "
                  f"{v['miou_onnx'] * 100:.2f} ({v['labelled']} labelled)")

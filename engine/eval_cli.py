@@ -93,8 +93,8 @@ def main(args: argparse.Namespace) -> int:
     check_dataset(data_root, args.split, args.dataset)
     if args.save_predictions:
         refuse_dataset_folder(args.save_predictions, data_root)
-    choice = resolve(args.model, backend=args.backend, precision=args.precision, data_root=data_root,
-                     measure=True)
+    choice = resolve(args.model, backend=args.backend, precision=args.precision,
+                     data_root=args.calib_data or data_root, min_agreement=args.min_agreement, measure=True)
     model = str(choice.path)
     opts: dict[str, Any] = {"device": args.device} if choice.kind == "torch" else {}
     with open_backend(choice.path, choice.kind, **opts) as backend:

@@ -157,11 +157,13 @@ def _main(args: argparse.Namespace) -> int:
     check_writable(args.output, folder=True, what="output folder")
     recordings = expand(args.inputs)
     size = parse_size(args.size) if args.size else None
-    spec = resolve(args.model, backend=args.backend, size=size, cache_dir=args.cache_dir, precision=args.precision)
+    first_run = {"data_root": args.calib_data, "min_agreement": args.min_agreement}  # a first-run TensorRT engine
+    spec = resolve(args.model, backend=args.backend, size=size, cache_dir=args.cache_dir, precision=args.precision,
+                   **first_run)
     spec_b = None
     if args.compare:
         spec_b = resolve(args.compare, backend=args.backend, size=spec.size, cache_dir=args.cache_dir,
-                         precision=args.precision)
+                         precision=args.precision, **first_run)
         check_comparable(spec, spec_b)
     manifest = {"model_sha256": spec.sha256, "backend": spec.kind, "size": list(spec.size),
                 "compare_sha256": spec_b.sha256 if spec_b else None, "labels": args.labels,

@@ -58,19 +58,25 @@ class ModelSpec:
 
 
 def resolve(model: str | None, *, backend: str = "auto", size: tuple[int, int] | None = None,
-            cache_dir: str | None = None, precision: str = "fp16") -> ModelSpec:
+            cache_dir: str | None = None, precision: str = "auto", data_root: str | None = None,
+            min_agreement: float | None = None) -> ModelSpec:
     """Choose the file and backend for ``model`` as ``enet-run`` does, check it with one inference.
+
+    The model argument goes to the one resolution as the user gave it (a shipped
+    name stays a name, so a CPU backend that runs INT8 faster runs the shipped
+    INT8 ONNX exactly as ``enet-run`` does), with the same precision default.
 
     Raises:
         EnetError: missing model, a backend that cannot run it, a size it cannot take.
     """
-    from enet.deploy.backends import open_predictor
+    from enet.deploy import backends
     from enet.fileio import sha256_file
     from enet.weights import resolve_model
 
-    path = resolve_model(model)
-    ctx, choice = open_predictor(path, backend=backend, size=size, cache_dir=cache_dir, threads=1, streams=1,
-                                 precision=precision)
+    path = resolve_model(model)  # the user's file (its sha256 is the output folder's resume check)
+    ctx, choice = backends.open_predictor(model, backend=backend, size=size, cache_dir=cache_dir, threads=1,
+                                          streams=1, precision=precision, data_root=data_root,
+                                          min_agreement=min_agreement)
     with ctx as predictor:
         meta = dict(predictor.meta)
         hw = tuple(int(v) for v in predictor.size)

@@ -260,14 +260,23 @@ class CudaGraph:
         self._rt = rt = cudart()
         self.graph: Any = None
         self.exec: Any = None
-        enqueue()
+        _checked(enqueue, "the warm-up enqueue before capturing")
         stream.synchronize()
         mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         cuda_check(rt.cudaStreamBeginCapture(stream.handle, mode))
         try:
-            enqueue()
-        finally:
-            self.graph = cuda_check(rt.cudaStreamEndCapture(stream.handle))
+            _checked(enqueue, "the enqueue being captured")
+        except BaseException:
+            # end the capture (the stream is unusable until then) without letting its error hide this one
+            try:
+                res = rt.cudaStreamEndCapture(stream.handle)
+                graph = res[1] if isinstance(res, tuple) and len(res) > 1 and int(res[0]) == 0 else None
+                if graph is not None:
+                    rt.cudaGraphDestroy(graph)
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+            raise
+        self.graph = cuda_check(rt.cudaStreamEndCapture(stream.handle))
         try:
             self.exec = cuda_check(rt.cudaGraphInstantiateWithFlags(self.graph, 0))
         except BaseException:
@@ -285,6 +294,12 @@ class CudaGraph:
         if self.graph is not None:
             g, self.graph = self.graph, None
             cuda_check(self._rt.cudaGraphDestroy(g))
+
+
+def _checked(enqueue: Any, what: str) -> None:
+    """Run ``enqueue``; a ``False`` return (``execute_async_v3`` failing) raises instead of being captured."""
+    if enqueue() is False:
+        raise EnetError(f"CUDA graph: {what} failed (execute_async_v3 returned False); nothing was captured")
 
 
 # -- events for the benchmark's whole-iteration timer (CudartEventTimer) -----

@@ -125,7 +125,8 @@ def model_file(model: str | os.PathLike[str] | None) -> Path:
 
 def resolve(model: str | os.PathLike[str] | None, *, backend: str = "auto", precision: str = "auto",
             size: tuple[int, int] | None = None, cache_dir: str | os.PathLike[str] | None = None,
-            data_root: str | os.PathLike[str] | None = None, measure: bool = False) -> Resolution:
+            data_root: str | os.PathLike[str] | None = None, measure: bool = False,
+            min_agreement: float | None = None) -> Resolution:
     """Decide which file and backend kind run ``model`` (see the module docstring for the rules).
 
     Args:
@@ -148,6 +149,51 @@ def resolve(model: str | os.PathLike[str] | None, *, backend: str = "auto", prec
         raise EnetError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_CHOICES)}")
     if precision not in PRECISIONS:
         raise EnetError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    r = _resolve(model, backend=backend, precision=precision, size=size, cache_dir=cache_dir, data_root=data_root,
+                 measure=measure, min_agreement=min_agreement)
+    runs = _runs(r, exact=precision != "auto")
+    fell_back = r.kind == "trt" and precision == "int8" and runs == "fp16" and "first run" in r.why  # noted
+    if precision != "auto" and runs != precision and not fell_back:
+        raise EnetError(f"precision {precision} cannot run here: {r.kind} runs {r.path.name} as {runs or 'it is'} "
+                        f"({r.why}); {_precision_fix(precision)}")
+    if precision == "auto":  # the commands print the resolution on their own line; -v shows this one
+        log.debug("precision auto: %s runs %s as %s (%s)", r.kind, r.path.name, runs or "built", r.why)
+    return r
+
+
+def _runs(r: Resolution, *, exact: bool = False) -> str:
+    """The precision a resolution runs: an engine's from its sidecar, an ONNX's from its name, or (``exact``,
+    a precision was asked) from the graph itself (Q/DQ nodes, float16 weights)."""
+    if r.precision:
+        return r.precision
+    if r.kind == "trt":
+        try:
+            from enet.engine.runtime.sidecar import read_sidecar
+
+            return str(read_sidecar(r.path).get("precision", ""))
+        except EnetError:
+            return ""
+    name = r.path.name.lower()
+    if ".int8." in name or ".fp16." in name or not exact or r.path.suffix.lower() != ".onnx":
+        return "int8" if ".int8." in name else "fp16" if ".fp16." in name else "fp32"
+    from enet.engine.runtime.onnx_info import load_onnx, precision_of
+
+    return precision_of(load_onnx(r.path, check=False))
+
+
+def _precision_fix(precision: str) -> str:
+    if precision == "fp16":
+        return ("FP16 runs in a TensorRT engine (TensorRT and an NVIDIA GPU); pass --precision auto or fp32, "
+                "or build one: enet-build-engine MODEL.onnx --fp16")
+    if precision == "int8":
+        return ("INT8 runs from a calibrated Q/DQ model: a shipped model's INT8 ONNX, or enet-build-engine "
+                "MODEL.onnx --int8 (an engine with TensorRT, else the INT8 ONNX); or pass --precision auto")
+    return "pass the float32 model, or --precision auto"
+
+
+def _resolve(model: str | os.PathLike[str] | None, *, backend: str, precision: str,
+             size: tuple[int, int] | None, cache_dir: str | os.PathLike[str] | None,
+             data_root: str | os.PathLike[str] | None, measure: bool, min_agreement: float | None) -> Resolution:
     cache = Path(cache_dir) if cache_dir else None
     model = _spec(model)
     weights = _named(model)
@@ -167,32 +213,57 @@ def resolve(model: str | os.PathLike[str] | None, *, backend: str = "auto", prec
     kind = backend_kind(model)
     engine = model.with_suffix(".engine")
     engine_precision = "fp16" if precision == "auto" else precision
-    if (backend == kind and kind != "ort") or (backend == "auto" and kind == "trt"):
+    if kind == "trt" and backend in ("auto", "trt"):
+        reason = _engine_reason(model, None, precision, size, check_host=False)
+        if reason:
+            raise EnetError(f"{model.name} cannot run as asked: {reason}; rebuild it: {_rebuild(model)}")
+        return Resolution(model, kind, f"{model.suffix} file")
+    if backend == kind and kind != "ort":
         return Resolution(model, kind, f"{model.suffix} file", "fp32" if kind == "torch" else "")
     if backend == "torch":
         raise EnetError(f"backend torch runs .pth checkpoints, not {model.name}; use --backend {kind}")
-    if backend == "trt":
+    if backend in ("auto", "trt") and kind in ("ort", "torch"):
+        ready = trt_ready()
+        stale = ""
         if engine.is_file():
-            return Resolution(engine, "trt", f"engine beside {model.name}")
-        raise EnetError(f"backend trt needs an engine; none at {engine}; build one with enet-build-engine")
+            reason = _engine_reason(engine, model, precision, size, check_host=ready)
+            if reason is None and (ready or backend == "trt"):
+                return Resolution(engine, "trt", f"engine beside {model.name}")
+            if reason is not None and not ready and backend == "trt":
+                raise EnetError(f"{engine} is not this model's engine: {reason}; rebuild it: {_rebuild(engine)}")
+            if reason is not None:
+                stale = f"; {engine.name} beside it is not its engine ({reason}), rebuild it: {_rebuild(engine)}"
+                if ready:
+                    log.warning("not using %s: %s; building one on first run instead", engine, reason)
+                else:
+                    log.debug("not using %s: %s (and TensorRT or a GPU is missing)", engine, reason)
+        if ready:
+            _check_onnx_size(model, size)  # before minutes of building an engine for the wrong shape
+            from enet.engine.trt.engine_cache import auto_engine
+
+            built = auto_engine(model, precision=engine_precision, size=size, data_root=data_root,
+                                min_agreement=min_agreement)
+            if built is not None:
+                from enet.engine.runtime.sidecar import read_sidecar
+
+                try:  # the first run may have fallen back from INT8 to FP16 (its note says why)
+                    got = str(read_sidecar(built).get("precision", engine_precision))
+                except EnetError:
+                    got = engine_precision
+                return Resolution(built, "trt", f"TensorRT {got} engine built from {model.name} on first "
+                                                "run, cached", got)
+            if backend == "trt":
+                raise EnetError(f"backend trt: no TensorRT engine for {model.name} could be built (see the "
+                                f"warning above){stale or f'; build one with enet-build-engine {model.name}'}")
+        elif backend == "trt":
+            raise EnetError(f"backend trt needs an engine; none at {engine}; build one with enet-build-engine")
     if backend in BACKEND_KINDS:  # an ONNX runtime, asked by name
         if kind == "trt":
             raise EnetError(f"backend {backend} cannot run {model.name}; use --backend trt")
         if kind == "ort":
             return _onnx_choice(model, backend, ".onnx file", precision, shipped, not measure)
         return Resolution(_exported(model, size, cache), backend, "exported from the checkpoint", "fp32")
-    # auto, model is .pth or .onnx
-    if engine.is_file() and engine != model:
-        if trt_ready():
-            return Resolution(engine, "trt", f"engine beside {model.name}")
-        log.debug("not using %s: TensorRT or a GPU is missing", engine)
-    elif trt_ready():
-        from enet.engine.trt.engine_cache import auto_engine
-
-        built = auto_engine(model, precision=engine_precision, size=size, data_root=data_root)
-        if built is not None:
-            return Resolution(built, "trt", f"TensorRT {engine_precision} engine built from {model.name} on first "
-                                            "run, cached", engine_precision)
+    # auto, model is .pth or .onnx, no TensorRT engine for it
     runner = onnx_runner()
     if kind == "ort":
         if runner is None:
@@ -216,6 +287,44 @@ def resolve(model: str | os.PathLike[str] | None, *, backend: str = "auto", prec
         except EnetError as exc:
             log.warning("ONNX export failed (%s); using PyTorch", exc)
     return Resolution(model, "torch", "the checkpoint itself" if measure else "fallback", "fp32")
+
+
+def _engine_reason(engine: Path, model: Path | None, precision: str, size: tuple[int, int] | None, *,
+                   check_host: bool) -> str | None:
+    """Why ``engine`` is not valid for ``model`` here, from the one authority
+    (:func:`enet.engine.runtime.sidecar.engine_mismatch`); None when it is."""
+    from enet.engine.runtime.sidecar import engine_mismatch, this_host
+    from enet.fileio import sha256_file
+
+    onnx_sha = ckpt_sha = None
+    if model is not None and backend_kind(model) == "ort":
+        onnx_sha = sha256_file(model)
+    elif model is not None:
+        ckpt_sha = sha256_file(model)
+    reason = engine_mismatch(engine, onnx_sha256=onnx_sha, checkpoint_sha256=ckpt_sha,
+                             precision=None if precision == "auto" else precision, size=size,
+                             host=this_host() if check_host else None, check_bytes=model is not None)
+    return reason
+
+
+def _rebuild(engine: Path) -> str:
+    from enet.engine.runtime.sidecar import rebuild_command
+
+    return rebuild_command(engine)
+
+
+def _check_onnx_size(model: Path, size: tuple[int, int] | None) -> None:
+    """Refuse ``--size`` an ``.onnx`` with a fixed other input size cannot take (a checkpoint is exported at it)."""
+    if size is None or backend_kind(model) != "ort":
+        return
+    from enet.engine.runtime.onnx_info import input_dims, load_onnx
+
+    _, dims = input_dims(load_onnx(model, check=False))
+    hw = tuple(dims[2:4])
+    if all(isinstance(d, int) and d > 0 for d in hw) and hw != tuple(size):
+        raise EnetError(f"{model.name} takes {hw[1]}x{hw[0]} input, not --size {size[1]}x{size[0]}; re-export it "
+                        f"at that size (enet-export CHECKPOINT.pth --size {size[1]}x{size[0]}) or pass the .pth; "
+                        "no engine was built")
 
 
 def _onnx_choice(model: Path, kind: str, why: str, precision: str, shipped: dict[str, Path],

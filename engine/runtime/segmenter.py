@@ -38,9 +38,13 @@ class Segmenter:
         backend: ``"auto"`` (default) or one of ``torch``, ``ort``, ``ort-fast``, ``openvino``, ``trt``.
         precision: ``"auto"`` (default: an FP16 TensorRT engine with a GPU;
             a shipped model's calibrated INT8 ONNX on a CPU backend that runs INT8
-            faster), ``"fp32"``, ``"fp16"`` or ``"int8"``.
+            faster; the choice is named in the log), ``"fp32"``, ``"fp16"`` or ``"int8"``: a precision
+            the chosen backend cannot run (``"fp16"`` without TensorRT) is refused with an EnetError.
         threads: CPU threads of a CPU backend (default: the CPUs this process may use).
         cache_dir: where a ``.pth`` is exported to ONNX (default: the user's cache folder).
+        calib_data, min_agreement: a TensorRT engine built on first run: the model's dataset it is
+            calibrated (INT8) and checked on, and the least argmax agreement with the float32 model (percent,
+            default 95); see docs/engines.md "First run".
 
     Thread safety: every method may be called from several threads at once.
     Inference calls beyond what the backend runs at once
@@ -54,13 +58,15 @@ class Segmenter:
 
     def __init__(self, model: str | os.PathLike[str] = "camvid", *, backend: str = "auto",
                  precision: str = "auto", threads: int | None = None,
-                 cache_dir: str | os.PathLike[str] | None = None) -> None:
+                 cache_dir: str | os.PathLike[str] | None = None,
+                 calib_data: str | os.PathLike[str] | None = None, min_agreement: float | None = None) -> None:
         from enet.engine.runtime.backend import open_backend
         from enet.engine.runtime.resolve import resolve
         from enet.transforms import Preprocess
 
         #: which file and backend kind run the model, and why (:class:`~enet.engine.runtime.resolve.Resolution`)
-        self.resolution = resolve(model, backend=backend, precision=precision, cache_dir=cache_dir)
+        self.resolution = resolve(model, backend=backend, precision=precision, cache_dir=cache_dir,
+                                  data_root=calib_data, min_agreement=min_agreement)
         options: dict[str, Any] = {"threads": threads} if threads and self.resolution.kind != "trt" else {}
         b = open_backend(self.resolution.path, self.resolution.kind, **options)
         self._backend = b.__enter__()

@@ -196,13 +196,109 @@ def check_sidecar(data: dict[str, Any], *, tensorrt_version: str, gpu_name: str,
         EnetError: naming both sides and the rebuild command.
     """
     rebuild = data.get("rebuild_command") or "enet-build-engine MODEL.onnx -o ENGINE"
+    reason = host_mismatch(data, tensorrt_version=tensorrt_version, gpu_name=gpu_name,
+                           compute_capability=compute_capability)
+    if reason:
+        raise EnetError(f"{engine_path} was {reason}; rebuild it here: {rebuild}")
+
+
+# --------------------------------------------------------------------------- the one authority
+
+
+def this_host(device: int = 0) -> dict[str, str]:
+    """The TensorRT version, GPU name and compute capability here (needs TensorRT and a GPU)."""
+    from enet._lazy import require
+    from enet.engine.runtime import cuda
+
+    trt = require("tensorrt")
+    name, cc = cuda.gpu_info(device)
+    return {"tensorrt_version": str(trt.__version__), "gpu_name": str(name), "compute_capability": str(cc)}
+
+
+def engine_mismatch(engine_path: str | os.PathLike[str], *, onnx_sha256: str | None = None,
+                    checkpoint_sha256: str | None = None, precision: str | None = None, size: tuple[int, int] | None = None,
+                    host: dict[str, str] | None = None, dla_core: int | None | str = "any",
+                    check_bytes: bool = True) -> str | None:
+    """The one answer to "is this engine valid for this model, here?": None when it is, else what differs.
+
+    Every path that picks an engine asks this (the engine beside a model in
+    :func:`enet.engine.runtime.resolve.resolve`, the first-run cache
+    :mod:`enet.engine.trt.engine_cache`, ``enet-bench``'s engines, ``enet-batch``
+    and :class:`enet.Segmenter` through the resolution); :class:`TrtBackend`
+    asks it for the host part on load.
+
+    Args:
+        onnx_sha256: the sha256 of the ONNX the engine must have been built from: the
+            float32 source the build was given (``source_onnx_sha256``) or the
+            ONNX TensorRT compiled (``onnx_sha256``); None: not checked.
+        checkpoint_sha256: the sha256 of the checkpoint the engine's ONNX was exported from (the ONNX
+            metadata's ``source_sha256``, copied into the sidecar); None: not checked.
+        precision: ``fp32|fp16|int8`` the engine must run; None or ``auto``: any.
+        size: ``(H, W)`` the engine must take; None: any.
+        host: :func:`this_host` (TensorRT version, GPU name, compute capability); None: not checked
+            (no TensorRT here: the backend checks again on load).
+        dla_core: the DLA core the engine must target (None: the GPU); ``"any"``: not checked.
+        check_bytes: the engine's bytes must be the ones its sidecar was written for.
+
+    Returns:
+        None, or one phrase naming the mismatch (``"built from another ONNX (sha256 1234abcd..., this
+        model 5678ef01...)"``), to which callers add the rebuild command.
+    """
+    path = Path(engine_path)
+    if not path.is_file():
+        return f"{path} does not exist"
+    try:
+        data = read_sidecar(path)
+    except EnetError as exc:
+        return str(exc).split(";")[0]
+    if checkpoint_sha256 is not None:
+        was = str(data.get("meta", {}).get("source_sha256") or "")
+        if was != checkpoint_sha256:
+            return f"built from another checkpoint (sha256 {was[:12] or 'not recorded'}, this model {checkpoint_sha256[:12]})"
+    if onnx_sha256 is not None:
+        known = {str(data.get("source_onnx_sha256") or ""), str(data.get("onnx_sha256") or "")} - {""}
+        if onnx_sha256 not in known:
+            was = str(data.get("source_onnx_sha256") or data.get("onnx_sha256") or "?")
+            return f"built from another ONNX (sha256 {was[:12]}, this model {onnx_sha256[:12]})"
+    if precision not in (None, "auto") and str(data.get("precision")) != precision:
+        return f"built as {data.get('precision')}, {precision} was asked"
+    if size is not None:
+        hw = tuple(int(v) for v in data["input_shape"][2:4])
+        if hw != tuple(int(v) for v in size):
+            return f"built for input {hw[1]}x{hw[0]}, {int(size[1])}x{int(size[0])} was asked"
+    if dla_core != "any":
+        built = data.get("dla_core")
+        if (None if built is None else int(built)) != (None if dla_core is None else int(dla_core)):
+            where = lambda c: "the GPU" if c is None else f"DLA core {c}"  # noqa: E731
+            return f"built for {where(built)}, {where(dla_core)} was asked"
+    if host is not None:
+        reason = host_mismatch(data, **host)
+        if reason:
+            return reason
+    if check_bytes:
+        import hashlib
+
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        if digest != data.get("engine_sha256"):
+            return f"{path.name} does not match its sidecar (an interrupted build or a file copied over?)"
+    return None
+
+
+def host_mismatch(data: dict[str, Any], *, tensorrt_version: str, gpu_name: str,
+                  compute_capability: str) -> str | None:
+    """What differs between the TensorRT and GPU an engine was built for and these; None when nothing."""
     if not _same_version(str(data["tensorrt_version"]), tensorrt_version):
-        raise EnetError(
-            f"{engine_path} was built with TensorRT {data['tensorrt_version']}, this machine has "
-            f"TensorRT {tensorrt_version}; rebuild it here: {rebuild}"
-        )
+        return f"built with TensorRT {data['tensorrt_version']}, this machine has TensorRT {tensorrt_version}"
     if str(data["gpu_name"]) != gpu_name or str(data["compute_capability"]) != compute_capability:
-        raise EnetError(
-            f"{engine_path} was built for {data['gpu_name']} (sm {data['compute_capability']}), this GPU is "
-            f"{gpu_name} (sm {compute_capability}); rebuild it here: {rebuild}"
-        )
+        return (f"built for {data['gpu_name']} (sm {data['compute_capability']}), this GPU is {gpu_name} "
+                f"(sm {compute_capability})")
+    return None
+
+
+def rebuild_command(engine_path: str | os.PathLike[str]) -> str:
+    """The command that rebuilds ``engine_path`` (from its sidecar when readable)."""
+    try:
+        return str(read_sidecar(engine_path).get("rebuild_command") or "enet-build-engine MODEL.onnx -o ENGINE")
+    except EnetError:
+        return f"enet-build-engine MODEL.onnx -o {engine_path}"

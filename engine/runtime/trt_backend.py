@@ -203,12 +203,18 @@ class TrtBackend(BackendBase):
         assert self._stream is not None
         self._buffers[self._input].to_device(self._stream)
 
+    def _execute(self) -> None:
+        """``execute_async_v3`` on the stream; its ``False`` (a failed enqueue) raises, also while capturing."""
+        assert self._stream is not None
+        if not self._context.execute_async_v3(int(self._stream)):
+            raise EnetError(f"TensorRT failed to run {self.path.name} (execute_async_v3 returned False)")
+
     def _enqueue(self) -> None:
         assert self._stream is not None
         if self._graph is not None:
             self._graph.launch(self._stream)
-        elif not self._context.execute_async_v3(int(self._stream)):
-            raise EnetError(f"TensorRT failed to run {self.path.name}")
+        else:
+            self._execute()
 
     def _d2h(self, output: str) -> None:
         assert self._stream is not None
@@ -269,7 +275,7 @@ class TrtBackend(BackendBase):
         if cuda_graph and self._graph is None:
             assert self._stream is not None
             self._use_device()
-            self._graph = cuda.CudaGraph(self._stream, lambda: self._context.execute_async_v3(int(self._stream)))
+            self._graph = cuda.CudaGraph(self._stream, self._execute)
         return TrtStages(self, cuda_graph)
 
 

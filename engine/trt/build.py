@@ -7,7 +7,7 @@
   needs the FP16 or the calibrated Q/DQ file, build with Polygraphy
   (:func:`build_engine_bytes`), compare the engine with ONNX Runtime on the
   dataset's val frames (:func:`enet.engine.trt.verify.verify_engine`), and only
-  when it agrees (the gate, :data:`DEFAULT_MIN_AGREEMENT`) write engine and
+  when it agrees with the float32 model (the gate, :data:`DEFAULT_MIN_AGREEMENT`) write engine and
   sidecar as one pair. An engine below the threshold fails the build and
   leaves nothing behind.
 
@@ -45,12 +45,12 @@ log = logging.getLogger(__name__)
 _ONNX_LABEL = {"fp32": "float32", "fp16": "FP16", "int8": "calibrated INT8 Q/DQ"}
 #: Val frames an engine is compared with ONNX Runtime on, by default.
 DEFAULT_VERIFY_IMAGES = 5
-#: The gate: the least per-pixel argmax agreement (percent) of an engine with ONNX Runtime running the ONNX
-#: it compiled, on val frames. Chosen from the calibrated INT8 Q/DQ model's own agreement with the float32
-#: model (ONNX Runtime, CPU, all 101 CamVid val frames): 98.39% of pixels, 96.81% on its worst frame (the
-#: FP16 ONNX: 99.97%, worst frame 99.94%). An
-#: engine that departs from its own ONNX more than quantization departs from float32 is broken, not
-#: rounded; 95 sits below the worst frame with room for TensorRT's own kernels (docs/engines.md "The gate").
+#: The gate: the least per-pixel argmax agreement (percent) of an engine with the float32 model (ONNX
+#: Runtime, CPU), on val frames (else calibration frames). Chosen from the calibrated INT8 Q/DQ model's own
+#: agreement with the float32 model (ONNX Runtime, CPU, all 101 CamVid val frames): 98.39% of pixels, 96.81%
+#: on its worst frame (the FP16 ONNX: 99.97%, worst frame 99.94%); 95 sits below the worst frame with room for
+#: TensorRT's own kernels: an engine below it is broken or badly calibrated, not rounded (docs/engines.md
+#: "The gate").
 DEFAULT_MIN_AGREEMENT = 95.0
 
 
@@ -200,14 +200,16 @@ def describe(job: EngineJob, *, dry_run: bool = False) -> list[str]:
         out.append(f"  profile     {job.input_name}: min = opt = max = {shape}")
     if job.dla_core is not None:
         out.append(f"  DLA         core {job.dla_core}, GPU fallback on")
+        out += [f"  runs        {line}" for line in p.placement]
     out.append(f"  writes      {job.output} and {job.output.name}.json (a pair, with the engine's sha256)"
                + (", after the gate" if job.verify_images else ""))
     if job.verify_images:
         from enet.defaults import default_camvid_root
 
         root = job.data_root or default_camvid_root()
-        out.append(f"  gate        compare the engine with ONNX Runtime ({job.compiled.name}) on {job.verify_images} "
-                   f"val frames from {root}; below {job.min_agreement:g}% argmax agreement the build fails and "
+        out.append(f"  gate        compare the engine with the float32 model ({job.model.name}, ONNX Runtime) on "
+                   f"{job.verify_images} val frames from {root} (else on the calibration frames); below "
+                   f"{job.min_agreement:g}% argmax agreement, or with no frames to compare on, the build fails and "
                    "writes nothing")
     else:
         out.append("  gate        none (--verify-frames 0): the engine is written unchecked")
@@ -393,21 +395,29 @@ def build_engine(job: EngineJob, *, keep_fp32: Sequence[str] = (), rebuild_comma
     src = load_onnx(job.model)
     meta = read_meta(src, str(job.model))
     notes: list[str] = []
-    wrote: list[Path] = []  # what this build wrote; removed again when it fails
+    wrote: list[Path] = []  # what this build created; removed again when it fails (never a file it found)
+    compiled = job.compiled
     try:
         if job.compiled != job.model:
-            wrote.append(job.compiled)
+            if job.compiled.exists():
+                # converted into a file of its own: the existing converted ONNX (the one the previous, still
+                # present engine's sidecar names) is replaced only once this build has passed its gate
+                fd, tmp = tempfile.mkstemp(prefix=f".{job.compiled.stem}.", suffix=".new.onnx",
+                                           dir=job.compiled.parent if str(job.compiled.parent) else ".")
+                os.close(fd)
+                compiled = Path(tmp)
+            wrote.append(compiled)
             if convert is not None:
-                convert(job.model, job.compiled, plan.onnx_precision)
+                convert(job.model, compiled, plan.onnx_precision)
             else:
-                convert_onnx(job.model, job.compiled, precision=plan.onnx_precision, calib=job.calib,
+                convert_onnx(job.model, compiled, precision=plan.onnx_precision, calib=job.calib,
                              keep_fp32=keep_fp32)
-        data = build_engine_bytes(job.compiled, plan, workspace_mb=job.workspace_mb, dla_core=job.dla_core,
+        data = build_engine_bytes(compiled, plan, workspace_mb=job.workspace_mb, dla_core=job.dla_core,
                                   timing_cache=job.timing_cache, input_name=job.input_name,
                                   profile_shape=job.input_shape if job.dynamic else None,
                                   mask_tensors=job.mask_tensors)
         gpu, cc = gpu_info(0)
-        logits, labels = output_roles(load_onnx(job.compiled, check=False))
+        logits, labels = output_roles(load_onnx(compiled, check=False))
         folder = job.output.resolve().parent
         info: dict[str, Any] = {
             "plan": {"strongly_typed": plan.strongly_typed, "flags": list(plan.flags), "fp32_mask": plan.fp32_mask},
@@ -418,11 +428,15 @@ def build_engine(job: EngineJob, *, keep_fp32: Sequence[str] = (), rebuild_comma
         side = make_sidecar(
             tensorrt_version=trt.__version__, gpu_name=gpu, compute_capability=cc, precision=job.precision,
             input_shape=job.input_shape, input_name=job.input_name, outputs={"logits": logits, "labels": labels},
-            onnx_path=os.path.relpath(job.compiled.resolve(), folder), onnx_sha256=sha256_file(job.compiled),
+            onnx_path=os.path.relpath(job.compiled.resolve(), folder), onnx_sha256=sha256_file(compiled),
             meta=meta, rebuild_command=rebuild_command or _default_rebuild(job), extra=info,
         )
+        side["source_onnx_sha256"] = sha256_file(job.model)  # what engine_mismatch compares a model with
         verification = _gate(job, data, side, notes)
         side["check"] = _check_record(job, verification)
+        if compiled != job.compiled:
+            os.replace(compiled, job.compiled)
+            wrote.remove(compiled)
         sidecar = write_engine_pair(job.output, data, side)
     except BaseException:
         for path in wrote:
@@ -442,43 +456,79 @@ def _check_record(job: EngineJob, v: dict[str, Any] | None) -> dict[str, Any]:
             "miou_onnx": v.get("miou_onnx")}
 
 
-def _gate(job: EngineJob, data: bytes, side: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
-    """Compare the built engine with ONNX Runtime before anything is written where the engine goes.
+def gate_frames(job: EngineJob) -> tuple[list[Path], str, Path | None]:
+    """The frames the gate compares on: the dataset's val frames, else the calibration frames (argmax
+    agreement needs no labels); ``([], why, None)`` when there are none.
 
-    The engine and its sidecar are checked from a temporary folder beside
-    the output (removed afterwards). Returns the comparison, or None when
-    there was nothing to compare on (a note says so).
-
-    Raises:
-        EnetError: agreement below ``job.min_agreement``.
+    Returns:
+        ``(frames, what they are, the dataset root whose labels may score them)``.
     """
     from enet.defaults import default_camvid_root
+
+    root = job.data_root or default_camvid_root()
+    frames = engine_frames(job.verify_images, root)
+    if frames:
+        return frames, f"val frames from {root}", root
+    sources = [c for c in (job.calib.data if job.calib else None, job.data_root) if c]
+    for src in sources:
+        from enet.engine.quant.calibration import select_calibration_images
+        from enet.errors import DataError
+
+        try:
+            return select_calibration_images(src, job.verify_images), f"calibration frames from {src}", None
+        except DataError:
+            continue
+    return [], f"no val split at {root} and no calibration frames", None
+
+
+def _gate(job: EngineJob, data: bytes, side: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
+    """Compare the built engine with the float32 model before anything is written where the engine goes.
+
+    The reference is the float32 ONNX the build was given (ONNX Runtime, CPU),
+    so a quantized engine is checked against FP32, not against its own Q/DQ
+    ONNX; a build given an already converted ONNX compares with that one. The
+    frames are the dataset's val frames, else the calibration frames
+    (:func:`gate_frames`): argmax agreement needs no labels. There is no
+    passing on nothing to compare: without frames the build fails, unless the
+    gate was turned off (``--verify-frames 0``, a note says so). The engine and
+    its sidecar are checked from a temporary folder beside the output (removed
+    afterwards).
+
+    Raises:
+        EnetError: agreement below ``job.min_agreement``, or no frames to compare on.
+    """
     from enet.engine.runtime.sidecar import write_engine_pair
 
     if not job.verify_images:
         notes.append("not checked against ONNX Runtime (--verify-frames 0); the engine is written unchecked")
         return None
-    root = job.data_root or default_camvid_root()
-    frames = engine_frames(job.verify_images, root)
+    frames, what, labelled_root = gate_frames(job)
     if not frames:
-        notes.append(f"could not check the engine: no val split found at {root} (pass --data-root with the "
-                     "dataset's val frames); the engine is written unchecked")
-        return None
+        raise EnetError(f"cannot check the engine against the float32 model: {what}; nothing written (pass "
+                        "--data-root with the model's dataset, or --verify-frames 0 to write it unchecked)")
+    reference = job.model
     folder = job.output.resolve().parent
     tmp = Path(tempfile.mkdtemp(prefix=f".{job.output.name}.check-", dir=folder))
     try:
         trial = tmp / job.output.name
         write_engine_pair(trial, data, side)
-        v = verify_engine(trial, job.compiled, frames, data_root=root)
+        v = verify_engine(trial, reference, frames, data_root=labelled_root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    v = dict(v, reference=reference.name, frames_from=what)
     if v["agreement"] * 100.0 < job.min_agreement:
-        raise EnetError(
-            f"the engine agrees with ONNX Runtime ({job.compiled.name}) on only {v['agreement'] * 100:.2f}% of the "
-            f"pixels of {v['frames']} val frames, below --min-agreement {job.min_agreement:g}; nothing written "
-            "(a TensorRT or precision problem: try --fp16 or FP32, or run with -v)")
+        raise GateError(
+            f"the engine agrees with the float32 model ({reference.name}, ONNX Runtime) on only "
+            f"{v['agreement'] * 100:.2f}% of the pixels of {v['frames']} {what}, below --min-agreement "
+            f"{job.min_agreement:g}; nothing written (a TensorRT or precision problem: try --fp16 or FP32, or run "
+            "with -v)")
     return v
 
 
+class GateError(EnetError):
+    """An engine below the gate's agreement: nothing was written."""
+
+
 __all__ = ["EngineJob", "EngineResult", "plan_engine", "describe", "build_engine_bytes", "build_engine",
-           "converted_path", "installed_features", "pin_mask_layers", "DEFAULT_MIN_AGREEMENT"]
+           "converted_path", "installed_features", "pin_mask_layers", "DEFAULT_MIN_AGREEMENT", "GateError",
+           "gate_frames"]

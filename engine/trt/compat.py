@@ -128,6 +128,7 @@ class BuildPlan:
     fp32_mask: bool = False
     notes: tuple[str, ...] = field(default=())
     blocked: str | None = None
+    placement: tuple[str, ...] = field(default=())  # with --dla-core: what runs on the DLA and what on the GPU
 
 
 def plan_build(features: TrtFeatures, precision: str, *, onnx_precision: str = "fp32",
@@ -170,7 +171,44 @@ def plan_build(features: TrtFeatures, precision: str, *, onnx_precision: str = "
         f"TensorRT {v} is older than 8.5: enet-rt builds with Polygraphy and runs engines through the "
         "name-based tensor API (execute_async_v3), both TensorRT 8.5 or newer (JetPack 5.1+)")
     plan = _precision_plan(features, precision, onnx_precision)
-    return BuildPlan(plan.onnx_precision, plan.strongly_typed, plan.flags, plan.fp32_mask, plan.notes, blocked)
+    placement: tuple[str, ...] = ()
+    if dla:
+        placement, dla_blocked = dla_placement(features, plan, precision)
+        blocked = blocked or dla_blocked
+    return BuildPlan(plan.onnx_precision, plan.strongly_typed, plan.flags, plan.fp32_mask, plan.notes, blocked,
+                     placement)
+
+
+#: First release whose DLA runs explicitly quantized (Q/DQ) networks. TensorRT 8.x's DLA chapter says DLA
+#: does not support explicit quantization (INT8 on DLA there needs a calibrator or per-tensor dynamic ranges,
+#: which enet-rt does not use: its one INT8 path is the calibrated Q/DQ ONNX), so with GPU fallback a Q/DQ
+#: network built for DLA on 8.5/8.6 runs on the GPU. From 10.x the DLA takes Q/DQ INT8 (10.11 adds the parser
+#: flag for asymmetric UINT8 Q/DQ on DLA); 11.0 to 11.3 have no DLA at all (:data:`_NO_DLA`).
+_DLA_QDQ = Version("10.0")
+
+
+def dla_placement(features: TrtFeatures, plan: BuildPlan, precision: str) -> tuple[tuple[str, ...], str | None]:
+    """What runs where when building for a DLA core with this TensorRT: ``(lines, why blocked or None)``.
+
+    DLA computes in FP16 or INT8 only; layers it cannot run go to the GPU (GPU fallback on). The lines
+    say so for the plan at hand, so a dry run (``--trt-version 8.5 --dla-core 0 --int8``) shows what
+    really runs on the DLA before a Jetson spends minutes building.
+    """
+    v = features.version
+    fallback = "layers DLA does not support fall back to the GPU (TensorRT's build log, -v, lists them)"
+    if precision == "int8":
+        if v < _DLA_QDQ:
+            why = (f"TensorRT {v}'s DLA does not run explicitly quantized (Q/DQ) networks, enet-rt's only INT8 "
+                   "path: with GPU fallback the whole INT8 engine would run on the GPU, not the DLA; build for the "
+                   "DLA with --fp16, or INT8 for the GPU without --dla-core (or use TensorRT 10, JetPack 6)")
+            return (f"DLA: nothing of the INT8 Q/DQ network; every layer would run on the GPU (TensorRT {v})",), why
+        return (f"DLA: the INT8 Q/DQ convolutions and what DLA supports around them (TensorRT {v} runs Q/DQ on DLA)",
+                f"GPU: {fallback}"), None
+    if plan.fp32_mask:
+        return ("DLA: the FP16 layers DLA supports (convolutions, deconvolutions, pooling, activations, sums)",
+                "GPU: the unpooling-mask layers pinned to float32 (DLA has no FP32), and " + fallback), None
+    return ("DLA: the FP16 layers DLA supports (convolutions, deconvolutions, pooling, activations, sums)",
+            f"GPU: {fallback}"), None
 
 
 def _precision_plan(features: TrtFeatures, precision: str, onnx_precision: str) -> BuildPlan:

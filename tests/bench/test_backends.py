@@ -58,14 +58,30 @@ def _fake_builders(calls):
         calls.append(("int8", Path(src).name, Path(target).name))
         Path(target).write_text("int8")
 
+    def onnx_labels(target, h, w, b):
+        calls.append(("onnx_labels", Path(target).name))
+        Path(target).write_text("onnx with labels")
+
     def engine(src, target, precision):
+        from tests.engine.test_engine_authority import HOST, engine_for
+
         calls.append(("engine", Path(src).name, Path(target).name, precision))
-        Path(target).write_text("engine")
+        engine_for(Path(src), Path(target), precision=precision, **HOST)
 
-    return {"onnx": onnx, "int8": int8, "engine": engine}
+    return {"onnx": onnx, "int8": int8, "engine": engine, "onnx_labels": onnx_labels}
 
 
-def test_artifacts_build_once_and_cache(tmp_path):
+def test_artifacts_build_once_and_cache(tmp_path, monkeypatch):
+    import sys
+
+    from enet.engine.runtime import cuda, sidecar
+    from tests.engine.test_engine_authority import HOST
+    from tests.engine.test_engine_trt_compat import TRT103
+
+    monkeypatch.setitem(sys.modules, "tensorrt", TRT103)
+    monkeypatch.setattr(cuda, "gpu_info", lambda device=0: (HOST["gpu_name"], HOST["compute_capability"]))
+    monkeypatch.setattr(sidecar, "this_host", lambda device=0: dict(HOST))
+    monkeypatch.setenv("ENET_CACHE_DIR", str(tmp_path / "cache"))
     model = tmp_path / "m.pth"
     model.write_bytes(b"weights")
     calls = []
@@ -78,8 +94,10 @@ def test_artifacts_build_once_and_cache(tmp_path):
     art.get(bk.BACKENDS["ort-int8"], 360, 640, 1)
     assert len(calls) == 2  # cached
     e = art.get(bk.BACKENDS["trt-fp16"], 360, 640, 1)
-    assert e.name.endswith("-640x360-b1.fp16.engine") and calls[-1][3] == "fp16"
-    assert len(art.built) == 3
+    # the one engine cache, built from the export enet-run builds its engine from (with the labels output)
+    assert e.parent.parent == tmp_path / "cache" / "engines" and e.parent.name.endswith("-fp16")
+    assert calls[-2][0] == "onnx_labels" and calls[-1][1].endswith("-640x360-b1-labels.onnx")
+    assert art.get(bk.BACKENDS["trt-fp16"], 360, 640, 1) == e and len(art.built) == 3  # valid: reused
 
     # a different model never reuses these files
     other = tmp_path / "other.pth"

@@ -181,28 +181,35 @@ def test_torch_fp16_needs_cuda():
 
 @pytest.mark.slow
 def test_bench_engines_come_from_the_engine_builder(tmp_path, tiny_checkpoint, tiny_camvid, monkeypatch):
-    """trt-int8 in the bench compiles the bench's own ort-int8 ONNX and carries enet-build-engine's sidecar."""
+    """Issue 28.2: trt-int8 in the bench is the engine enet-run builds and uses on first run: one cache, one key,
+    enet-build-engine's plan, calibration and sidecar; enet-run's resolution returns the same file."""
     import enet.engine.trt.build as trt_build
     from enet.bench import backends as bk
-    from enet.engine.runtime import cuda
+    from enet.engine.runtime import cuda, resolve
     from enet.engine.runtime.sidecar import read_sidecar, sidecar_onnx
 
     from tests.engine.test_engine_trt_compat import TRT103
 
     compiled = []
+    monkeypatch.setenv("ENET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ENET_CAMVID", str(tiny_camvid))
     monkeypatch.setitem(sys.modules, "tensorrt", TRT103)
     monkeypatch.setattr(trt_build, "build_engine_bytes", lambda onnx, plan, **kw: compiled.append(onnx) or b"plan")
     monkeypatch.setattr(trt_build, "verify_engine", lambda *a, **k: {"frames": 2, "agreement": 1.0,
                                                                      "miou_engine": None, "miou_onnx": None})
     monkeypatch.setattr(cuda, "gpu_info", lambda device=0: ("Stand-in GPU", "8.9"))
+    monkeypatch.setattr(cuda, "gpu_available", lambda: True)
     said = []
-    art = bk.Artifacts(tiny_checkpoint, tmp_path / "a", camvid=tiny_camvid, calib_images=2, say=said.append)
+    art = bk.Artifacts(tiny_checkpoint, camvid=tiny_camvid, calib_images=2, say=said.append)
     eng = art.get(bk.BACKENDS["trt-int8"], 64, 96, 1)
+    assert eng.parent.parent == tmp_path / "cache" / "engines"
     side = read_sidecar(eng)
-    qdq = art.path(bk.BACKENDS["ort-int8"], 64, 96, 1)
-    assert sidecar_onnx(eng, side).read_bytes() == qdq.read_bytes() == Path(compiled[0]).read_bytes()
-    assert side["built_by"] == "enet-bench" and side["plan"] == {"strongly_typed": True, "flags": [],
-                                                                 "fp32_mask": False}
-    assert {"tensorrt_version", "gpu_name", "outputs", "engine_sha256", "rebuild_command", "meta"} <= set(side)
-    assert "--calib-frames 2" in side["rebuild_command"]
+    assert sidecar_onnx(eng, side).read_bytes() == Path(compiled[0]).read_bytes()  # the Q/DQ ONNX it compiled
+    assert side["precision"] == "int8" and side["plan"] == {"strongly_typed": True, "flags": [], "fp32_mask": False}
+    assert {"tensorrt_version", "gpu_name", "outputs", "engine_sha256", "rebuild_command", "meta",
+            "source_onnx_sha256"} <= set(side)
+    assert "--calib-frames 2" in side["rebuild_command"] and side["calibrated_on"] == str(tiny_camvid)
     assert any("100.00% argmax agreement" in s for s in said)
+    # enet-run on the same machine, same model and precision: the same engine file, not built again
+    monkeypatch.setattr(resolve, "trt_ready", lambda: True)
+    assert resolve.resolve(tiny_checkpoint, precision="int8").path == eng and len(compiled) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from enet.bench import gpu_check
+from tools import gpu_check
 
 FACTS = {"gpu": True, "torch": "2.13.0", "torch_cuda": True, "gpu_name": "NVIDIA H200", "cuda_python": True,
          "tensorrt": None}

@@ -169,6 +169,20 @@ def test_dry_run_below_85_says_int8_needs_85(tiny_onnx, calib_root, tmp_path, mo
     assert rc == 0 and "a real build stops here" in out
 
 
+def test_dry_run_dla_int8_on_trt85_says_what_really_runs_where(tiny_onnx, calib_root, tmp_path, monkeypatch,
+                                                               capsys) -> None:
+    """Issue 28.9: ``--dry-run --trt-version 8.5 --dla-core 0 --int8`` says the Q/DQ network would run on the GPU."""
+    _no_tensorrt(monkeypatch)
+    rc, out, err = _dry(capsys, tiny_onnx, tmp_path / "enet.engine", "8.5", "--int8", "--dla-core", "0",
+                        *_calib(calib_root))
+    assert rc == 0 and err == ""
+    assert "runs        DLA: nothing of the INT8 Q/DQ network; every layer would run on the GPU" in out
+    assert "blocked     a real build stops here" in out and "--fp16" in out
+    rc, out, err = _dry(capsys, tiny_onnx, tmp_path / "enet.engine", "10.3", "--int8", "--dla-core", "0",
+                        *_calib(calib_root))
+    assert rc == 0 and "runs        DLA: the INT8 Q/DQ" in out and "blocked" not in out
+
+
 def test_dry_run_has_no_calibrator_option_or_line(tiny_onnx, calib_root, tmp_path, monkeypatch, capsys) -> None:
     _no_tensorrt(monkeypatch)
     eng = tmp_path / "enet.engine"
@@ -247,10 +261,34 @@ def test_build_ends_with_the_comparison(tiny_onnx, tiny_camvid, tmp_path, monkey
     check = read_sidecar(eng)["check"]
     assert check["checked"] and check["agreement"] == 0.995 and check["min_agreement"] == 0.95
     assert sorted(p.name for p in tmp_path.iterdir()) == ["camvid", "enet.engine", "enet.engine.json"]
+    # issue 28.7: the gate never passes on nothing to compare: no val split and no calibration frames fail
+    # the build, and the engine already there stays as it was
+    before = eng.read_bytes()
     monkeypatch.setattr(trt_build, "verify_engine", lambda *a, **k: pytest.fail("no frames, no comparison"))
-    assert main([str(tiny_onnx), "--data-root", str(tmp_path / "nowhere"), "-o", str(eng)]) == 0
-    assert "could not check the engine: no val split found" in capsys.readouterr().out
-    assert read_sidecar(eng)["check"] == {"checked": False}
+    assert main([str(tiny_onnx), "--data-root", str(tmp_path / "nowhere"), "-o", str(eng)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot check the engine against the float32 model" in err and err.count("\n") == 1
+    assert eng.read_bytes() == before and read_sidecar(eng)["check"]["checked"]
+
+
+def test_without_val_labels_the_gate_compares_on_the_calibration_frames(tiny_onnx, calib_root, tmp_path,
+                                                                         monkeypatch, recorder, capsys) -> None:
+    """Issue 28.7: argmax agreement needs no labels: a dataset without a val split is compared on its
+    calibration frames, against the float32 model."""
+    _use(monkeypatch, TRT103)
+    seen = {}
+
+    def fake_verify(engine, onnx_path, frames, data_root=None):
+        seen.update(onnx=Path(onnx_path), frames=list(frames))
+        return {"frames": len(frames), "agreement": 0.99, "miou_engine": None, "miou_onnx": None, "labelled": 0}
+
+    monkeypatch.setattr(trt_build, "verify_engine", fake_verify)
+    eng = tmp_path / "enet.engine"
+    assert main([str(tiny_onnx), "--int8", *_calib(calib_root), "--val-frames", "0", "--verify-frames", "2",
+                 "--data-root", str(calib_root), "-o", str(eng)]) == 0
+    assert seen["onnx"] == tiny_onnx  # the float32 model, not the Q/DQ ONNX the engine compiled
+    assert len(seen["frames"]) == 2 and all(f.parent.name == "train" for f in seen["frames"])
+    assert read_sidecar(eng)["check"]["checked"]
 
 
 def _disagreeing(agreement: float):
@@ -271,7 +309,7 @@ def test_the_gate_fails_a_disagreeing_engine_and_leaves_nothing(tiny_onnx, tiny_
                "--data-root", str(tiny_camvid), "-o", str(eng)])
     err = capsys.readouterr().err
     assert rc == 1 and len(recorder) == 1  # built, then refused
-    assert "62.00% of the pixels of 2 val frames, below --min-agreement 95; nothing written" in err
+    assert "62.00% of the pixels of 2 val frames from" in err and "below --min-agreement 95; nothing written" in err
     errors = [ln for ln in err.splitlines() if "error:" in ln]  # (the calibration's progress line is logged too)
     assert len(errors) == 1 and errors[0].startswith("enet-build-engine: error: ") and "Traceback" not in err
     assert list(out_dir.iterdir()) == []  # no engine, no sidecar, no converted Q/DQ ONNX, no trial folder
@@ -279,7 +317,7 @@ def test_the_gate_fails_a_disagreeing_engine_and_leaves_nothing(tiny_onnx, tiny_
     rc = main([str(tiny_onnx), "--fp16", "--verify-frames", "2", "--data-root", str(tiny_camvid),
                "--min-agreement", "60", "-o", str(eng)])
     assert rc == 0 and eng.is_file() and read_sidecar(eng)["check"]["min_agreement"] == 0.6
-    assert "below 60% argmax agreement the build fails" in capsys.readouterr().out
+    assert "below 60% argmax agreement, or with no frames to compare on, the build fails" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:
         main([str(tiny_onnx), "--min-agreement", "101", "-o", str(eng)])
     assert e.value.code == 2

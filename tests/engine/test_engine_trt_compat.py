@@ -92,7 +92,8 @@ def test_dla_is_refused_where_tensorrt_has_none() -> None:
         with pytest.raises(EnetError, match="no DLA support"):
             plan_build(features_for_version(v), "fp16", dla=True)
     for v in ("8.5", "8.6", "10.3"):
-        assert plan_build(features_for_version(v), "int8", dla=True).blocked is None
+        assert plan_build(features_for_version(v), "fp16", dla=True).blocked is None
+    assert plan_build(features_for_version("10.3"), "int8", dla=True).blocked is None
     no_dla = trt_features(fake_trt("10.3.0", flags=True, strongly_typed=True, dla=False))
     with pytest.raises(EnetError, match="no DLA support"):
         plan_build(no_dla, "fp16", dla=True)
@@ -124,3 +125,16 @@ def test_refusals() -> None:
         plan_build(trt_features(TRT103), "fp16", onnx_precision="int8")
     with pytest.raises(EnetError, match="unknown precision"):
         plan_build(trt_features(TRT103), "fp8")
+
+
+def test_dla_int8_on_trt8_is_refused_and_says_where_it_would_run() -> None:
+    """Issue 28.9: TensorRT 8.5/8.6's DLA runs no explicit (Q/DQ) quantization; with GPU fallback the engine
+    would silently run on the GPU. The plan is blocked and says so; 10.x plans Q/DQ on the DLA."""
+    for v in ("8.5", "8.6.1"):
+        p = plan_build(features_for_version(v), "int8", dla=True)
+        assert p.blocked and "Q/DQ" in p.blocked and "--fp16" in p.blocked
+        assert any("every layer would run on the GPU" in line for line in p.placement)
+    p = plan_build(features_for_version("10.3"), "int8", dla=True)
+    assert p.placement[0].startswith("DLA: the INT8 Q/DQ")
+    p = plan_build(features_for_version("8.6"), "fp16", dla=True)
+    assert any("pinned to float32" in line for line in p.placement)

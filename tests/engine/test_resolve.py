@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from enet.engine.runtime import cpu_choice, resolve
+from enet.engine.runtime import cpu_choice, resolve, sidecar
 from enet.engine.runtime.backend import BACKEND_CHOICES, BACKEND_KINDS, ONNX_KINDS, BackendBase
 from enet.errors import EnetError
 from enet.weights import WEIGHTS, get_weights
@@ -47,7 +47,7 @@ def test_shipped_onnx_files_are_verified_and_measured() -> None:
     exports = w.meta()["exports"]
     for precision, e in exports.items():
         assert e["val_frames"] == 101 and 0.6 < e["val_miou"] < 0.7 and "enet-eval" in e["measured_with"]
-    assert w.meta()["exports_command"] == "python -m enet.engine.pretrained_build camvid"
+    assert w.meta()["exports_command"] == "python -m tools.pretrained_build camvid"
 
 
 def test_a_damaged_shipped_onnx_is_refused(monkeypatch, tmp_path: Path) -> None:
@@ -80,10 +80,13 @@ def test_names_resolve_to_the_shipped_onnx(monkeypatch) -> None:
 
 
 def test_an_engine_beside_the_model_counts_everywhere(tiny_onnx: Path, tmp_path: Path, monkeypatch) -> None:
+    from tests.engine.test_engine_authority import HOST, engine_for
+
     model = tmp_path / "m.onnx"
     model.write_bytes(tiny_onnx.read_bytes())
-    (tmp_path / "m.engine").write_bytes(b"x")
+    engine_for(model, tmp_path / "m.engine")
     monkeypatch.setattr(resolve, "trt_ready", lambda: True)
+    monkeypatch.setattr(sidecar, "this_host", lambda device=0: dict(HOST))
     assert (resolve.resolve(model).kind, resolve.resolve(model).path.name) == ("trt", "m.engine")
     assert resolve.resolve(model, backend="trt").path.name == "m.engine"
     monkeypatch.setattr(resolve, "trt_ready", lambda: False)
@@ -105,7 +108,7 @@ def test_missing_model() -> None:
 
 
 def test_pretrained_build_help() -> None:
-    from enet.engine.pretrained_build import main
+    from tools.pretrained_build import main
 
     with pytest.raises(SystemExit) as e:
         main(["--help"])
@@ -132,7 +135,7 @@ def test_shipped_onnx_is_package_data() -> None:
 @pytest.mark.camvid
 def test_pretrained_build_regenerates_files_and_json(camvid_root: Path, tmp_path: Path) -> None:
     """The one regeneration command, cut short (4 calibration frames, 2 val frames) into a scratch folder."""
-    from enet.engine.pretrained_build import main
+    from tools.pretrained_build import main
 
     pytest.importorskip("torch")
     assert main(["camvid", "--data-root", str(camvid_root), "--calib-frames", "4", "--limit", "2",

@@ -1,6 +1,6 @@
 """Val mIoU of a checkpoint with each resize method of enet.transforms, at several input sizes.
 
-    python -m enet.bench.measure_resize [MODEL] [--data-root DIR] [--sizes 480x360,640x360,...] [--threads N]
+    python -m tools.measure_resize [MODEL] [--data-root DIR] [--sizes 480x360,640x360,...] [--threads N]
 
 CamVid val frames are 480x360: at that size no resize happens and every
 method gives the same number; at other network sizes the frames are resized

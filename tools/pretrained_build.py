@@ -1,4 +1,4 @@
-"""Regenerate the ONNX files shipped beside a named checkpoint: ``python -m enet.engine.pretrained_build camvid``.
+"""Regenerate the ONNX files shipped beside a named checkpoint: ``python -m tools.pretrained_build camvid``.
 
 For the registered weights ``NAME`` (:data:`enet.weights.WEIGHTS`) this
 re-exports the checkpoint to ``<stem>.onnx`` (FP32, with the in-graph
@@ -44,12 +44,12 @@ def cpu_backends() -> tuple[str, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="python -m enet.engine.pretrained_build",
+        prog="python -m tools.pretrained_build",
         description="Re-export a shipped checkpoint to FP32 and calibrated INT8 ONNX, measure both on the "
                     "val split and rewrite its JSON metadata (enet/pretrained/).",
         epilog="examples:\n"
-               "  python -m enet.engine.pretrained_build camvid\n"
-               "  python -m enet.engine.pretrained_build camvid --data-root ../shared/data/camvid")
+               "  python -m tools.pretrained_build camvid\n"
+               "  python -m tools.pretrained_build camvid --data-root ../shared/data/camvid")
     p.add_argument("name", help="registered weights name (enet.weights.WEIGHTS), e.g. camvid")
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="dataset: train frames calibrate INT8, val frames measure (default: ../shared/data/camvid)")
@@ -144,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
     json_path = out_dir / f"{stem}.json"
     doc = _base_doc(weights, pth, pretrained_dir() / f"{stem}.json")
     doc["exports"] = exports
-    doc["exports_command"] = f"python -m enet.engine.pretrained_build {args.name}"
+    doc["exports_command"] = f"python -m tools.pretrained_build {args.name}"
     write_text(json_path, json.dumps(doc, indent=1) + "\n")
     for precision, e in exports.items():
         others = ", ".join(f"{b} {v * 100:.2f}" for b, v in e["val_miou_by_backend"].items())

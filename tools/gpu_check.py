@@ -156,10 +156,10 @@ def summary(facts: dict[str, Any], steps: Sequence[Step]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m enet.bench.gpu_check",
+        prog="python -m tools.gpu_check",
         description="GPU check in under 8 minutes: gpu tests and enet-bench on PyTorch/CUDA, and on TensorRT when "
                     "it is installed. Prints one summary table.",
-        epilog="examples:\n  make gpu-check\n  python -m enet.bench.gpu_check --dry-run",
+        epilog="examples:\n  make gpu-check\n  python -m tools.gpu_check --dry-run",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--output", type=Path, default=Path("gpu-check"), help="bench reports (default gpu-check/)")
     p.add_argument("--budget-s", type=float, default=BUDGET_S, help=f"overall time limit (default {BUDGET_S:.0f})")
