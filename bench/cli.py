@@ -105,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "profiler and report milliseconds per op type (default 0: off)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="TensorRT: capture the enqueue in a CUDA graph and time its launch (trtexec --useCudaGraph)")
-    add_frames(p, "--val-frames", "also report val mIoU of each backend on N frames of --data-root, spaced "
-                                  "over the split (default 0: off)", default=0, zero=True, old=["--accuracy-frames"])
+    add_frames(p, "--val-frames", "also report val mIoU of each backend on N val frames of --data-root, spaced "
+                                  "evenly over the split (default 0: off)", default=0, zero=True, old=["--accuracy-frames"])
     add_frames(p, "--calib-frames", "train frames of --data-root for INT8 calibration when an INT8 ONNX or engine "
                                     "is built (default 300, as enet-build-engine)", default=300,
                old=["--calib-images"])

@@ -180,7 +180,6 @@ def run(cfg: RunConfig, *, report: Callable[[Any], None] | None = None) -> Any:
                          play_live=cfg.live)
     if source.live:
         log.info("%s: live, newest frame only (dropped frames are counted)", source.name)
-    _say_if_nowhere(cfg, outputs)  # once the input is known to open
     sinks: list[Any] = []
     stats = None
     try:
@@ -190,6 +189,7 @@ def run(cfg: RunConfig, *, report: Callable[[Any], None] | None = None) -> Any:
                                      min_agreement=cfg.min_agreement)
         log.info("model %s on %s (%s)", choice.path, choice.kind, choice.why)
         with ctx as predictor:
+            _say_if_nowhere(cfg, outputs)  # once the input and the model are known to open
             renderer = Renderer(predictor.meta["classes"], predictor.meta["palette"], modes=modes, alpha=cfg.alpha,
                                 hud=cfg.hud, legend=cfg.legend)
             fps = cfg.output_rate or source.fps or 30.0

@@ -107,7 +107,6 @@ def run_rig(cfg: Any, *, report: Callable[[Any], None] | None = None) -> Any:
                 with contextlib.suppress(Exception):
                     src.close()
         raise errors[0]
-    _say_if_nowhere(cfg, all_files + live_uris)
     cams: list[Any] = []
     view = None
     stats = None
@@ -117,6 +116,7 @@ def run_rig(cfg: Any, *, report: Callable[[Any], None] | None = None) -> Any:
                                      threads=cfg.threads, streams=cfg.streams, precision=cfg.precision,
                                      batch=batch, data_root=cfg.calib_data, min_agreement=cfg.min_agreement)
         with ctx as predictor:
+            _say_if_nowhere(cfg, all_files + live_uris)  # once the inputs and the model are known to open
             log.info("model %s on %s (%s); one model for %d camera(s), %s", choice.path, choice.kind, choice.why,
                      len(specs), f"up to {predictor.batch} frames per inference" if predictor.batch > 1
                      else "one frame per inference")

@@ -82,6 +82,7 @@ class FolderSource:
         self._files: list[Path] = []
         self._i = 0
         self._first: Item | None = None
+        self._held: list[str] | None = None  # while opening: skip warnings wait for a frame that reads
 
     def open(self) -> FolderSource:
         if not self.folder.is_dir():
@@ -95,10 +96,16 @@ class FolderSource:
         self._i = 0
         self._first = None
         self.dropped = 0
-        self._first = self.read()  # nothing readable fails here, before the model and outputs open
-        if self._first is None:
+        self._held = []
+        try:
+            self._first = self.read()  # nothing readable fails here, before the model and outputs open
+        finally:
+            held, self._held = self._held, None
+        if self._first is None:  # one line, not a warning per frame first
             raise SourceError(f"none of the {len(self._files)} images in {self.folder} could be read; expected "
                               "readable PNG/JPEG files")
+        for line in held:
+            log.warning("%s", line)
         return self
 
     def read(self) -> Item | None:
@@ -119,8 +126,11 @@ class FolderSource:
                     raise SourceError(f"cannot decode image {path} ({exc}); expected a readable PNG/JPEG") from None
                 # a recording with one bad frame is still a recording: skip it, count it as dropped
                 self.dropped += 1
-                log.warning("skipping frame %s: cannot decode it (%s); counted as dropped", path,
-                            " ".join(str(exc).split()))
+                line = f"skipping frame {path}: cannot decode it ({' '.join(str(exc).split())}); counted as dropped"
+                if self._held is not None:
+                    self._held.append(line)
+                else:
+                    log.warning("%s", line)
         return None
 
     def close(self) -> None:
