@@ -46,6 +46,7 @@ from onnx import numpy_helper
 
 from enet._lazy import require
 from enet.cpus import usable_cpus
+from enet.engine.runtime.onnx_info import output_roles
 from enet.engine.runtime.onnx_model import OnnxModelBackend
 from enet.errors import EnetError
 
@@ -125,27 +126,6 @@ def requantize_weights_7bit(model: onnx.ModelProto) -> tuple[onnx.ModelProto, in
     return model, count
 
 
-def _without_output(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
-    """``model`` without graph output ``name`` and the nodes only it needed."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    g = model.graph
-    keep_outputs = [o for o in g.output if o.name != name]
-    producer = {o: n for n in g.node for o in n.output}
-    needed: set[int] = set()
-    todo = [o.name for o in keep_outputs]
-    while todo:
-        node = producer.get(todo.pop())
-        if node is not None and id(node) not in needed:
-            needed.add(id(node))
-            todo.extend(i for i in node.input if i)
-    nodes = [n for n in g.node if id(n) in needed]
-    del g.node[:]
-    g.node.extend(nodes)
-    del g.output[:]
-    g.output.extend(keep_outputs)
-    return model
-
-
 class OvBackend(OnnxModelBackend):
     """An ONNX model in OpenVINO on the CPU.
 
@@ -155,9 +135,10 @@ class OvBackend(OnnxModelBackend):
             batch is fixed to it; default batch 1).
         threads: inference threads (default: every CPU of this process).
         graph: ``"cpu"`` (default) compiles the exact CPU form of the graph,
-            without an in-graph ``labels`` output when the model also has
-            logits (OpenVINO's ArgMax, a TopK, cost more than numpy's argmax
-            on the logits, docs/bench.md); ``"as-is"`` compiles the file unchanged.
+            whose uint8 labels come from the Max/Equal head
+            (:func:`enet.export.cpu_graph.labels_head`; OpenVINO runs an
+            ``ArgMax`` as a slow ``TopK``, and a host argmax needs the
+            logits copied out); ``"as-is"`` compiles the file unchanged.
         int8_weights_7bit: requantize INT8 weights to 7 bits; default (None):
             on CPUs whose int8 sums saturate (:func:`int8_sums_saturate`).
         streams: frames that may run at once (``concurrency``): ``infer``
@@ -174,10 +155,6 @@ class OvBackend(OnnxModelBackend):
         if graph not in GRAPH_FORMS:
             raise EnetError(f"unknown graph form {graph!r}; choose {' or '.join(GRAPH_FORMS)}")
         super().__init__(path, input_shape)
-        self._dropped_output = None
-        if graph == "cpu" and self._logits_name is not None and self._labels_name is not None:
-            # argmax on the host instead (see the class docstring)
-            self._dropped_output, self._labels_name = self._labels_name, None
         self._threads = threads
         self._graph = graph
         self._weights_7bit = int8_weights_7bit
@@ -196,8 +173,7 @@ class OvBackend(OnnxModelBackend):
 
             model, done = cpu_form(model, "openvino")
             log.debug("OpenVINO graph form of %s: %s", self.path.name, done)
-            if self._dropped_output:
-                model = _without_output(model, self._dropped_output)
+            self._logits_name, self._labels_name = output_roles(model)
         seven = int8_sums_saturate() if self._weights_7bit is None else self._weights_7bit
         if self.precision == "int8" and seven:
             model, n = requantize_weights_7bit(model)
