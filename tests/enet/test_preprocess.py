@@ -129,7 +129,8 @@ def test_camera_pipeline_inputs(frames: list[Path]) -> None:
             return np.zeros((1, *SIZE), np.int64)
 
     rec = Recorder()
-    Pipeline(Source(), rec, renderer=Renderer(meta["classes"], meta["palette"], hud=False)).run()
+    # evaluation stretches (dataset frames have the model's aspect); enet-run's --fit stretch is the same
+    Pipeline(Source(), rec, renderer=Renderer(meta["classes"], meta["palette"], hud=False), fit="stretch").run()
     assert np.array_equal(np.concatenate(rec.seen), _reference(frames, meta))
 
 
