@@ -73,6 +73,9 @@ def test_forms_change_the_ops_they_name(exports) -> None:
     slopes = {n.input[1] for n in ov.graph.node if n.op_type == "PRelu"}
     assert all(len(i.dims) == 4 for i in ov.graph.initializer if i.name in slopes)
     assert "PRelu" not in {n.op_type for n in fast.graph.node}
+    assert sum(n.op_type == "Where" for n in ov.graph.node) == 2 + 2 + 1  # encoder scores, placements, labels
+    assert sum(n.op_type == "Where" for n in fast.graph.node) == 2 + 1  # placements are Mul (+ labels head)
+    assert sum(n.op_type == "Where" for n in ov.graph.node if n.name.startswith("cpu_graph/labels")) == 1
 
 
 def _logits_model(classes: int, opset: int, labels: str | None) -> onnx.ModelProto:
