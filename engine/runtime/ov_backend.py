@@ -126,6 +126,17 @@ def requantize_weights_7bit(model: onnx.ModelProto) -> tuple[onnx.ModelProto, in
     return model, count
 
 
+def _compiled_cache_dir() -> str | None:
+    """The folder of OpenVINO's compiled-model cache, or None (logged) when it cannot be written."""
+    from enet.cache import cache_dir
+
+    try:
+        return str(cache_dir("openvino"))
+    except EnetError as exc:
+        log.info("OpenVINO compiles without its cache: %s", exc)
+        return None
+
+
 class OvBackend(OnnxModelBackend):
     """An ONNX model in OpenVINO on the CPU.
 
@@ -147,11 +158,16 @@ class OvBackend(OnnxModelBackend):
             --streams``). 1 (default) is the lowest latency.
         profile: collect OpenVINO's per-layer counters (``PERF_COUNT``) for
             :meth:`op_profile`.
+        cache: keep OpenVINO's compiled model in the user's cache folder
+            (``openvino/`` under :func:`enet.cache.cache_root`; OpenVINO keys
+            each blob by the graph, the settings, the CPU and its own
+            version), so the next process loads it instead of compiling: a
+            car starts cold (load times: docs/bench.md). Not with ``profile``.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, input_shape: tuple[int, int, int, int] | None = None,
                  threads: int | None = None, graph: str = "cpu", int8_weights_7bit: bool | None = None,
-                 streams: int = 1, profile: bool = False, **_: Any) -> None:
+                 streams: int = 1, profile: bool = False, cache: bool = True, **_: Any) -> None:
         if graph not in GRAPH_FORMS:
             raise EnetError(f"unknown graph form {graph!r}; choose {' or '.join(GRAPH_FORMS)}")
         super().__init__(path, input_shape)
@@ -160,6 +176,7 @@ class OvBackend(OnnxModelBackend):
         self._weights_7bit = int8_weights_7bit
         self.concurrency = max(1, int(streams))
         self._profile = profile
+        self._cache = cache
         self._op_ms: dict[str, float] = {}
         self._op_runs = 0
         self._requests: queue.Queue[Any] | None = None
@@ -187,6 +204,10 @@ class OvBackend(OnnxModelBackend):
             config = compile_config(self._threads, self.concurrency)
             if self._profile:
                 config["PERF_COUNT"] = "YES"
+            elif self._cache:
+                cache = _compiled_cache_dir()
+                if cache is not None:
+                    config["CACHE_DIR"] = cache
             compiled = core.compile_model(ov_model, "CPU", config)
         except RuntimeError as exc:  # OpenVINO raises RuntimeError with a multi-line report
             first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:200]
