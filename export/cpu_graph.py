@@ -47,6 +47,9 @@ Each rewrite here computes the same numbers (exactly, not approximately):
   copy of the logits and NumPy's strided argmax). Max and Equal are exact;
   the weight of the first class that reaches the maximum is the largest
   among the maxima, so the result is ``argmax``'s, ties to the first index.
+  OpenVINO's form takes both maxima with a ``(C, 1, 1)`` ``MaxPool`` over the
+  logits seen as ``(N, 1, C, H, W)``; ONNX Runtime keeps the graph's
+  ``ArgMax``, which its profiler puts at a third of the head's time.
 
 All ops used are in the ONNX default domain and TensorRT-native, but the
 TensorRT path keeps the graph ``enet-export`` wrote; these forms are applied
@@ -74,8 +77,8 @@ _WINDOW_WEIGHTS = np.array([[8.0, 4.0], [2.0, 1.0]], dtype=np.float32).reshape(1
 
 #: Rewrites per CPU runtime, in order; chosen by measurement (docs/bench.md).
 FORMS: dict[str, tuple[str, ...]] = {
-    "openvino": ("select_unpool", "rank4_prelu_slopes", "labels_head"),
-    "ort-fast": ("select_unpool", "mul_unpool", "max_prelu", "labels_head"),
+    "openvino": ("select_unpool", "rank4_prelu_slopes", "labels_head_pool"),
+    "ort-fast": ("select_unpool", "mul_unpool", "max_prelu"),
 }
 
 
@@ -456,8 +459,16 @@ def _logits_output(model: onnx.ModelProto) -> onnx.ValueInfoProto | None:
                  if o.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)), None)
 
 
-def labels_head(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+def labels_head(model: onnx.ModelProto, *, pool: bool = False) -> tuple[onnx.ModelProto, int]:
     """uint8 class labels from the logits by the Max/Equal form (module docstring).
+
+    ``pool``: the two maxima over the classes as ``MaxPool`` with a ``(C, 1, 1)``
+    kernel on the logits seen as ``(N, 1, C, H, W)`` (static ``H``, ``W``;
+    else the ``ReduceMax`` form): OpenVINO runs that as a vertical max over
+    planes, about half the time of its channel ``ReduceMax`` in its
+    per-layer counters (docs/bench.md). The same values either way for
+    finite logits (ONNX Runtime's MaxPool starts from ``-FLT_MAX``, so a pixel
+    whose logits are all ``-inf`` would get label ``C``).
 
     A graph with an integer labels output (``ArgMax`` over axis 1 of the
     logits, maybe through a ``Cast``): that output is computed the new way
@@ -505,7 +516,30 @@ def labels_head(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         return [helper.make_node("ReduceMax", [src], [dst], name=nm, keepdims=keep, axes=[1])]
 
     keep = keepdims if label_out is not None else 0
-    nodes = [
+    h, w = dims[2], dims[3]
+    if pool and h.HasField("dim_value") and w.HasField("dim_value"):
+        hw = [int(h.dim_value), int(w.dim_value)]
+        nodes = [
+            helper.make_node("Reshape", [logits.name, f"{tag}/shape5"], [f"{tag}/planes"], name=f"{tag}/Planes"),
+            helper.make_node("MaxPool", [f"{tag}/planes"], [f"{tag}/max"], name=f"{tag}/Max",
+                             kernel_shape=[classes, 1, 1]),
+            helper.make_node("Equal", [f"{tag}/planes", f"{tag}/max"], [f"{tag}/is_max"], name=f"{tag}/IsMax"),
+            helper.make_node("Where", [f"{tag}/is_max", weights, zero], [f"{tag}/score"], name=f"{tag}/Score"),
+            helper.make_node("MaxPool", [f"{tag}/score"], [f"{tag}/first5"], name=f"{tag}/First",
+                             kernel_shape=[classes, 1, 1]),
+            helper.make_node("Reshape", [f"{tag}/first5", f"{tag}/shape_out"], [f"{tag}/first"], name=f"{tag}/Back"),
+            helper.make_node("Sub", [count, f"{tag}/first"], [f"{tag}/index"], name=f"{tag}/Index"),
+            helper.make_node("Cast", [f"{tag}/index"], [name], name=f"{tag}/Cast", to=onnx.TensorProto.UINT8),
+        ]
+        model.graph.initializer.extend([
+            numpy_helper.from_array(np.array([-1, 1, classes, *hw], dtype=np.int64), f"{tag}/shape5"),
+            numpy_helper.from_array(np.array([-1, *([1] if keep else []), *hw], dtype=np.int64), f"{tag}/shape_out"),
+        ])
+        weights_shape: tuple[int, ...] = (1, 1, classes, 1, 1)
+    else:
+        pool = False
+        weights_shape = (1, classes, 1, 1)
+    nodes = nodes if pool else [
         *reduce_max(logits.name, f"{tag}/max", 1, f"{tag}/Max"),
         helper.make_node("Equal", [logits.name, f"{tag}/max"], [f"{tag}/is_max"], name=f"{tag}/IsMax"),
         helper.make_node("Where", [f"{tag}/is_max", weights, zero], [f"{tag}/score"], name=f"{tag}/Score"),
@@ -517,11 +551,11 @@ def labels_head(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     del model.graph.node[:]
     model.graph.node.extend(kept + nodes)
     model.graph.initializer.extend([
-        numpy_helper.from_array(np.arange(classes, 0, -1, dtype=np.float32).reshape(1, classes, 1, 1), weights),
+        numpy_helper.from_array(np.arange(classes, 0, -1, dtype=np.float32).reshape(weights_shape), weights),
         numpy_helper.from_array(np.array(0.0, dtype=np.float32), zero),
         numpy_helper.from_array(np.array(classes, dtype=np.float32), count),
     ])
-    if opset >= 18:
+    if opset >= 18 and not pool:
         model.graph.initializer.append(numpy_helper.from_array(np.array([1], dtype=np.int64), f"{tag}/axis"))
     out = helper.make_tensor_value_info(name, onnx.TensorProto.UINT8, None)
     for d in [dims[0], *([None] if keep else []), dims[2], dims[3]]:
@@ -540,6 +574,7 @@ def labels_head(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
 
 _REWRITES = {"select_unpool": select_unpool, "rank4_prelu_slopes": rank4_prelu_slopes,
              "decompose_prelu": decompose_prelu, "max_prelu": max_prelu, "labels_head": labels_head,
+             "labels_head_pool": lambda m: labels_head(m, pool=True),
              "mul_unpool": mul_unpool}
 
 

@@ -67,14 +67,16 @@ def test_forms_change_the_ops_they_name(exports) -> None:
     fast, _ = cpu_form(src, "ort-fast")
     for m in (ov, fast):
         ops = [n.op_type for n in m.graph.node if not n.name.startswith("cpu_graph/labels")]
-        assert "Transpose" not in ops and "ReduceMax" not in ops and "ArgMax" not in ops
-        assert m.graph.output[1].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+        assert "Transpose" not in ops and "ReduceMax" not in ops
         assert ops.count("Resize") == 6  # max and score per encoder, one per decoder
     slopes = {n.input[1] for n in ov.graph.node if n.op_type == "PRelu"}
     assert all(len(i.dims) == 4 for i in ov.graph.initializer if i.name in slopes)
     assert "PRelu" not in {n.op_type for n in fast.graph.node}
     assert sum(n.op_type == "Where" for n in ov.graph.node) == 2 + 2 + 1  # encoder scores, placements, labels
-    assert sum(n.op_type == "Where" for n in fast.graph.node) == 2 + 1  # placements are Mul (+ labels head)
+    assert sum(n.op_type == "Where" for n in fast.graph.node) == 2  # encoder scores; placements are Mul
+    assert "ArgMax" in {n.op_type for n in fast.graph.node}         # ONNX Runtime keeps the graph's ArgMax
+    assert "ArgMax" not in {n.op_type for n in ov.graph.node}       # OpenVINO: the MaxPool head, uint8
+    assert ov.graph.output[1].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert sum(n.op_type == "Where" for n in ov.graph.node if n.name.startswith("cpu_graph/labels")) == 1
 
 
@@ -96,11 +98,13 @@ def _logits_model(classes: int, opset: int, labels: str | None) -> onnx.ModelPro
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
+@pytest.mark.parametrize("pool", [False, True])
 @pytest.mark.parametrize("classes, opset, labels", [(11, 17, "argmax"), (11, 18, "cast"), (3, 17, None),
                                                     (255, 18, None)])
-def test_labels_head_is_argmax_ties_first(classes: int, opset: int, labels: str | None) -> None:
+def test_labels_head_is_argmax_ties_first(classes: int, opset: int, labels: str | None, pool: bool) -> None:
     model = _logits_model(classes, opset, labels)
-    form, done = labels_head(model)
+    form, done = labels_head(model, pool=pool)
+    assert ("MaxPool" in {n.op_type for n in form.graph.node}) == pool
     assert done == 1
     onnx.checker.check_model(form, full_check=True)
     assert "ArgMax" not in {n.op_type for n in form.graph.node}
@@ -109,7 +113,8 @@ def test_labels_head_is_argmax_ties_first(classes: int, opset: int, labels: str 
     tied[1] = 0.0                                                         # all classes tie: class 0
     tied[2, -1] = 1e30                                                    # the last class wins alone
     x = np.concatenate([tied, rng.standard_normal((2, classes, 5, 7)).astype(np.float32),
-                        np.full((1, classes, 5, 7), -np.inf, np.float32)])
+                        # all -inf: ONNX Runtime's MaxPool starts from -FLT_MAX (real logits are finite)
+                        np.full((1, classes, 5, 7), -3.4e38 if pool else -np.inf, np.float32)])
     out = _run(form, x)
     np.testing.assert_array_equal(out[0], x)
     want = x.argmax(1)
