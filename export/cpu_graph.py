@@ -35,8 +35,9 @@ Each rewrite here computes the same numbers (exactly, not approximately):
   monotone, so the rounded ``x * s`` keeps that order and ``Max`` returns
   ``x`` or the one rounding ``PRelu`` makes (``s >= 1``: mirrored, ``Min``).
 
-* :func:`mul_unpool`: the select form's placement ``Where(mask, up, 0)`` as
-  ``up * Cast(mask, float)``: ``v * 1 = v`` and ``v * 0 = 0`` exactly (a
+* :func:`mul_unpool`: the select form's ``Where(mask, v, 0)`` (the
+  placement, and the window scores of the first-maximum mask) as
+  ``v * Cast(mask, float)``: ``v * 1 = v`` and ``v * 0 = 0`` exactly (a
   zero may come out as ``-0.0``, equal to ``0.0`` in every later compare
   and sum, so logits and labels keep their values). ONNX Runtime's CPU
   provider runs a broadcast-free ``Mul`` faster than its ``Where``.
@@ -420,10 +421,11 @@ def max_prelu(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
 
 
 def mul_unpool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
-    """The select form's ``Where(mask, up, 0)`` -> ``Mul(up, Cast(mask, float))`` (module docstring).
+    """The select form's ``Where(mask, v, 0)`` -> ``Mul(v, Cast(mask, float))`` (module docstring).
 
-    Only the placements :func:`select_unpool` wrote (``.../Place`` nodes whose
-    third input is its scalar zero) change. Returns ``(new model, count)``.
+    Only the ``Where`` nodes :func:`select_unpool` wrote (``.../Place`` and
+    ``.../Score``, whose third input is its scalar zero) change. Returns
+    ``(new model, count)``.
     """
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = _Graph(model)
@@ -432,7 +434,7 @@ def mul_unpool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     count = 0
     for n in model.graph.node:
         zero = g.const(n.input[2]) if n.op_type == "Where" and len(n.input) == 3 else None
-        if (zero is None or zero.shape != () or float(zero) != 0.0 or not n.name.endswith("/Place")
+        if (zero is None or zero.shape != () or float(zero) != 0.0 or not n.name.endswith(("/Place", "/Score"))
                 or not n.input[2].startswith("cpu_graph/zero")):
             nodes.append(n)
             continue

@@ -73,7 +73,7 @@ def test_forms_change_the_ops_they_name(exports) -> None:
     assert all(len(i.dims) == 4 for i in ov.graph.initializer if i.name in slopes)
     assert "PRelu" not in {n.op_type for n in fast.graph.node}
     assert sum(n.op_type == "Where" for n in ov.graph.node) == 2 + 2 + 1  # encoder scores, placements, labels
-    assert sum(n.op_type == "Where" for n in fast.graph.node) == 2  # encoder scores; placements are Mul
+    assert "Where" not in {n.op_type for n in fast.graph.node}  # encoder scores and placements are Mul
     assert "ArgMax" in {n.op_type for n in fast.graph.node}         # ONNX Runtime keeps the graph's ArgMax
     assert "ArgMax" not in {n.op_type for n in ov.graph.node}       # OpenVINO: the MaxPool head, uint8
     assert ov.graph.output[1].type.tensor_type.elem_type == onnx.TensorProto.UINT8
