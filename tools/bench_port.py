@@ -8,7 +8,7 @@ port"), with the CPU's ISA and the load average during the run.
 
     # the port's model code, fetched into a scratch folder (never into this repository)
     git clone https://github.com/davidtvs/PyTorch-ENet /tmp/port/PyTorch-ENet
-    .venv/bin/python tools/bench_port.py --port-src /tmp/port/PyTorch-ENet --before 089e0f3
+    .venv/bin/python tools/bench_port.py --port-src /tmp/port/PyTorch-ENet --before 089e0f3 --op-profile 20
 
 Candidates (``--candidates``; ``NAME@before`` runs NAME on the tree of
 ``--before REV``, installed once into a scratch folder with pip):
@@ -113,7 +113,29 @@ def _our_model(name: str, threads: int):
     return load, seg.backend_name, prep, backend.infer_labels, seg.segment
 
 
+def profile_worker(args: argparse.Namespace) -> None:
+    """Per-op milliseconds per run (ONNX Runtime's profiler, OpenVINO's counters) of one of our candidates."""
+    import numpy as np
+
+    import enet
+    from enet.engine.runtime.backend import open_backend
+
+    kwargs = {"api": {}, "ov-fp32": {"backend": "openvino", "precision": "fp32"},
+              "ort-fast": {"backend": "ort-fast", "precision": "fp32"}}[args.worker]
+    with enet.Segmenter("camvid", threads=args.threads, **kwargs) as seg:
+        path, kind = seg.resolution.path, seg.resolution.kind
+        x = seg._pre(_frames(args.frames, (args.height, args.width), 1)[0][:, :, ::-1].copy())[None]
+    with open_backend(path, kind, profile=True, threads=args.threads) as b:
+        for _ in range(args.iters):
+            b.infer_labels(x)
+        ops = b.op_profile()
+    print(json.dumps({"ops": ops, "backend": b.name, "total": float(np.sum(list(ops.values())))}))
+
+
 def worker(args: argparse.Namespace) -> None:
+    if args.profile:
+        profile_worker(args)
+        return
     size = (args.height, args.width)
     if args.worker == "port":
         load, backend, prep, infer, segment = _port_model(args.port_onnx, args.threads)
@@ -188,14 +210,14 @@ def cpu_model() -> str:
     return "?"
 
 
-def run_worker(cand: str, args: argparse.Namespace, before_site: Path | None) -> dict:
+def run_worker(cand: str, args: argparse.Namespace, before_site: Path | None, profile: bool = False) -> dict:
     name, _, tree = cand.partition("@")
     env = dict(os.environ)
     if tree == "before":
         env["PYTHONPATH"] = str(before_site)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--iters", str(args.iters),
            "--warmup", str(args.warmup), "--threads", str(args.threads), "--size", args.size,
-           "--port-onnx", str(args.port_onnx), "--frames", str(args.frames or "")]
+           "--port-onnx", str(args.port_onnx), "--frames", str(args.frames or "")] + (["--profile"] if profile else [])
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
     if res.returncode:
         sys.exit(f"bench_port: {cand} failed:\n{res.stderr[-3000:]}")
@@ -220,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", default=str(DEFAULT_FRAMES) if DEFAULT_FRAMES.is_dir() else "",
                    help="folder of PNG frames (default: CamVid val; generated frames when absent)")
     p.add_argument("--json", type=Path, default=None, help="also write every sample here")
+    p.add_argument("--op-profile", type=int, default=0, metavar="N",
+                   help="also print each of our candidates' per-op profile over N runs (0: none)")
+    p.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.width, args.height = (int(v) for v in args.size.lower().split("x"))
@@ -267,10 +292,26 @@ def main(argv: list[str] | None = None) -> int:
         name, _, tree = c.partition("@")
         inf, e2e = statistics.median(s["infer_ms"]), statistics.median(s["e2e_ms"])
         what = WHAT[name] + (f" (tree of {args.before}, before)" if tree else "")
+        r_e2e = f"{port_e2e / e2e:.2f}x" if port_e2e else "-"
+        r_inf = f"{port_inf / inf:.2f}x" if port_inf else "-"
         print(f"| `{c}` | {what} | `{s['backend']}` | {inf:.1f} | {e2e:.1f} | "
-              f"{port_e2e / e2e:.2f}x | {port_inf / inf:.2f}x | {statistics.median(s['load_s']):.2f} |")
+              f"{r_e2e} | {r_inf} | {statistics.median(s['load_s']):.2f} |")
+    profiles = {}
+    if args.op_profile:
+        pargs = argparse.Namespace(**{**vars(args), "iters": args.op_profile})
+        for c in cands:
+            if c.partition("@")[0] in ("api", "ort-fast"):
+                profiles[c] = run_worker(c, pargs, before_site, profile=True)
+        print("\nPer-op time, ms per run (ONNX Runtime's profiler / OpenVINO's per-layer counters, "
+              f"{args.op_profile} runs, top 8; counters add their own overhead):\n")
+        print("| candidate | backend | total | top ops |")
+        print("|---|---|---:|---|")
+        for c, pr in profiles.items():
+            top = sorted(pr["ops"].items(), key=lambda kv: -kv[1])[:8]
+            cells = ", ".join(f"{k} {v:.1f} ({100 * v / pr['total']:.0f}%)" for k, v in top)
+            print(f"| `{c}` | `{pr['backend']}` | {pr['total']:.1f} | {cells} |")
     if args.json:
-        args.json.write_text(json.dumps({"samples": samples, "loads": loads, "isa": cpu_isa()}, indent=1))
+        args.json.write_text(json.dumps({"samples": samples, "loads": loads, "isa": cpu_isa(), "profiles": profiles}, indent=1))
     return 0
 
 
