@@ -580,8 +580,9 @@ _REWRITES = {"select_unpool": select_unpool, "rank4_prelu_slopes": rank4_prelu_s
              "mul_unpool": mul_unpool}
 
 
-def cpu_form(model: onnx.ModelProto, runtime: str) -> tuple[onnx.ModelProto, dict[str, int]]:
-    """The graph form for ``runtime`` (a key of :data:`FORMS`): its rewrites applied in order.
+def cpu_form(model: onnx.ModelProto, runtime: str, *,
+             skip: tuple[str, ...] = ()) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """The graph form for ``runtime`` (a key of :data:`FORMS`): its rewrites applied in order (but ``skip``).
 
     Returns:
         ``(new model, {rewrite: places changed})``; the input is not modified.
@@ -591,6 +592,7 @@ def cpu_form(model: onnx.ModelProto, runtime: str) -> tuple[onnx.ModelProto, dic
     """
     done: dict[str, int] = {}
     for name in FORMS[runtime]:
-        model, done[name] = _REWRITES[name](model)
+        if name not in skip:
+            model, done[name] = _REWRITES[name](model)
     log.debug("%s graph form: %s", runtime, done)
     return model, done

@@ -126,6 +126,27 @@ def requantize_weights_7bit(model: onnx.ModelProto) -> tuple[onnx.ModelProto, in
     return model, count
 
 
+def _keep_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """``model`` with only the graph outputs ``names`` and the nodes they need."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = model.graph
+    keep_outputs = [o for o in g.output if o.name in names]
+    producer = {o: n for n in g.node for o in n.output}
+    needed: set[int] = set()
+    todo = [o.name for o in keep_outputs]
+    while todo:
+        node = producer.get(todo.pop())
+        if node is not None and id(node) not in needed:
+            needed.add(id(node))
+            todo.extend(i for i in node.input if i)
+    nodes = [n for n in g.node if id(n) in needed]
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.output[:]
+    g.output.extend(keep_outputs)
+    return model
+
+
 def _compiled_cache_dir() -> str | None:
     """The folder of OpenVINO's compiled-model cache, or None (logged) when it cannot be written."""
     from enet.cache import cache_dir
@@ -149,7 +170,10 @@ class OvBackend(OnnxModelBackend):
             whose uint8 labels come from the Max/Equal head
             (:func:`enet.export.cpu_graph.labels_head`; OpenVINO runs an
             ``ArgMax`` as a slow ``TopK``, and a host argmax needs the
-            logits copied out); ``"as-is"`` compiles the file unchanged.
+            logits copied out); with ``streams`` > 1 the form has logits
+            only (the camera pipeline takes the argmax in its output stage,
+            beside the next inference, which measured faster there);
+            ``"as-is"`` compiles the file unchanged.
         int8_weights_7bit: requantize INT8 weights to 7 bits; default (None):
             on CPUs whose int8 sums saturate (:func:`int8_sums_saturate`).
         streams: frames that may run at once (``concurrency``): ``infer``
@@ -188,9 +212,17 @@ class OvBackend(OnnxModelBackend):
         if self._graph == "cpu":
             from enet.export.cpu_graph import cpu_form
 
-            model, done = cpu_form(model, "openvino")
+            if self.concurrency > 1 and self._logits_name is not None:
+                # several streams (the camera pipeline): logits out, the argmax in the pipeline's output
+                # stage beside the next inference; measured faster there than the in-graph head
+                # (enet-demo 42.7-44.3 against 38.5-39.8 fps, docs/bench.md)
+                model, done = cpu_form(model, "openvino", skip=("labels_head_pool",))
+                self._labels_name = None
+                model = _keep_outputs(model, [self._logits_name])
+            else:
+                model, done = cpu_form(model, "openvino")
+                self._logits_name, self._labels_name = output_roles(model)
             log.debug("OpenVINO graph form of %s: %s", self.path.name, done)
-            self._logits_name, self._labels_name = output_roles(model)
         seven = int8_sums_saturate() if self._weights_7bit is None else self._weights_7bit
         if self.precision == "int8" and seven:
             model, n = requantize_weights_7bit(model)
