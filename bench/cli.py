@@ -11,6 +11,7 @@ import contextlib
 import logging
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,6 +257,7 @@ class Job:
     source: str | None = None
     stages: Any = None
     timer: Any = None
+    load_s: float | None = None   # open + enter the backend (read, CPU form, compile or cache load)
 
     def record_args(self) -> tuple[Any, ...]:
         """The leading arguments of :func:`enet.bench.report.make_record`."""
@@ -281,6 +283,12 @@ def _result_line(job: Job, timing: dict[str, Any], rec: dict[str, Any], device_k
     from enet.bench import paper
 
     line = _timing_line(job.tag, timing)
+    if timing.get("load_s") is not None:
+        line += f", load + compile {timing['load_s']:.2f} s"
+    if job.spec.kind != "trt" and device_kind == "cpu":
+        from enet.bench.probes import cpu_isa
+
+        line += f" [{cpu_isa()}]"
     ref = paper.comparison_device(device_kind)
     if ref and rec["paper"].get(ref):
         line += f", {rec['paper'][ref]['ratio']:.2f}x paper {ref} latency"
@@ -319,6 +327,7 @@ def _finish(job: Job, args: argparse.Namespace, camvid: Path, device_kind: str, 
     timing = harness.summarize(m, cv_threshold=args.max_cv)
     timing["input"] = job.source
     timing["backend_name"] = getattr(job.backend, "name", job.spec.name)
+    timing["load_s"] = job.load_s
     power = sampler.summary(frames=m.frames, seconds=m.measure_s) if sampler else None
     accuracy = None
     if args.val_frames:
@@ -445,7 +454,9 @@ class Session:
         try:
             job.artifact = ins.artifacts.get(spec, h, w, args.batch)
             job.options = _backend_options(spec, self.kind, job.shape, args.threads)
+            t_load = time.perf_counter()
             job.backend = stack.enter_context(open_backend(job.artifact, spec.kind, **job.options))
+            job.load_s = time.perf_counter() - t_load
             pre = Preprocess.from_meta(job.backend.meta, (h, w))
             job.pipe = harness.Pipeline(pre.batch, job.backend.infer, harness.argmax_postprocess)
             job.inputs, job.source = timing_batches(pre, args.batch, camvid=ins.camvid_for_frames)

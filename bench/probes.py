@@ -122,9 +122,42 @@ def parse_cpuinfo(text: str) -> dict[str, Any]:
     return {"model": model, "logical_cores": logical or None, "physical_cores": len(cores) or None}
 
 
+#: ``/proc/cpuinfo`` flags -> the ISA names ``enet-bench`` prints with every CPU figure (first match wins).
+_ISA_FLAGS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("AVX2", ("avx2",)),
+    ("AVX-512", ("avx512f",)),
+    ("VNNI", ("avx512_vnni", "avx_vnni")),
+    ("BF16", ("avx512_bf16", "amx_bf16")),
+    ("AMX", ("amx_tile", "amx_int8")),
+    ("NEON", ("asimd",)),
+    ("dot-product", ("asimddp",)),
+    ("I8MM", ("i8mm",)),
+    ("SVE", ("sve",)),
+)
+
+
+def cpu_isa(cpuinfo: str | None = None, *, root: Path = Path("/")) -> str:
+    """The vector ISA of this CPU as the bench names it: ``"AVX2 AVX-512 VNNI BF16"``; ``"unknown"``.
+
+    Args:
+        cpuinfo: ``/proc/cpuinfo`` text (tests); read from ``root`` when None.
+    """
+    text = cpuinfo if cpuinfo is not None else (_read(root / "proc/cpuinfo") or "")
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    names = [name for name, keys in _ISA_FLAGS if any(k in flags for k in keys)]
+    if names and "AVX-512" not in names and "AVX2" in names:
+        names.insert(1, "no AVX-512")
+    return " ".join(names) or "unknown"
+
+
 def cpu_info(threads: int | None = None, *, root: Path = Path("/")) -> dict[str, Any]:
-    """CPU model, cores, and the inference threads in use."""
+    """CPU model, cores, ISA and the inference threads in use."""
     info = parse_cpuinfo(_read(root / "proc/cpuinfo") or "")
+    info["isa"] = cpu_isa(root=root)
     if not info["model"]:
         info["model"] = platform.processor() or platform.machine() or None
     info["logical_cores"] = info["logical_cores"] or os.cpu_count()
@@ -362,7 +395,8 @@ def device_label(info: dict[str, Any]) -> str:
     n = cpu.get("threads_used")
     # no --threads and no torch loaded: each runtime (ONNX Runtime, OpenVINO) picks its own pool size
     threads = f"{n} thread{'s' if n != 1 else ''} used" if n else "each runtime's default threads"
-    cpu_txt = f"{cpu.get('model') or 'unknown CPU'} ({cores} cores available, {threads})"
+    isa = f", {cpu['isa']}" if cpu.get("isa") else ""
+    cpu_txt = f"{cpu.get('model') or 'unknown CPU'} ({cores} cores available{isa}, {threads})"
     if info.get("kind") == "jetson":
         j = info.get("jetson", {})
         mode = (j.get("nvpmodel") or {}).get("name", "mode unknown")

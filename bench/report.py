@@ -182,7 +182,7 @@ def results_table_lines(records: Sequence[dict[str, Any]]) -> list[str]:
         head.append("mIoU")
     if has_power:
         head += ["Power W", "mJ/frame"]
-    head.append("Notes")
+    head += ["Load + compile s", "Notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i in (0, 1, len(head) - 1) else "---:"
                                                           for i in range(len(head))) + "|"]
     for r in records:
@@ -203,6 +203,7 @@ def results_table_lines(records: Sequence[dict[str, Any]]) -> list[str]:
             pw = r.get("power") or {}
             e = pw.get("energy_j_per_frame")
             row += [_f(pw.get("power_w"), "{:.2f}"), _f(e * 1000 if e is not None else None, "{:.0f}")]
+        row.append(_f(t.get("load_s"), "{:.2f}"))
         notes = [] if t.get("stable", True) else [f"unstable (CV {max(t['compute']['cv'], t['e2e']['cv']):.0%})"]
         row.append("; ".join(notes))
         lines.append("| " + " | ".join(row) + " |")

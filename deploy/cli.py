@@ -74,6 +74,7 @@ class RunConfig:
     #: a rig (several cameras, or a live view): the cameras, each with its own outputs; ``input`` and
     #: ``outputs`` are then unused except for rig-wide outputs (mosaic, live view) in ``outputs``
     cameras: list[Any] = field(default_factory=list)
+    fit: str = "letterbox"
     extra_sinks: list[Any] = field(default_factory=list)
     on_frame: Callable[[int, dict[str, Any]], None] | None = None
 
@@ -205,7 +206,7 @@ def run(cfg: RunConfig, *, report: Callable[[Any], None] | None = None) -> Any:
             sinks += cfg.extra_sinks
             stats = StatsWriter(cfg.stats) if cfg.stats else None
             pipeline = Pipeline(source, predictor, sinks=sinks, renderer=renderer, stats=stats,
-                                max_frames=cfg.max_frames, on_frame=cfg.on_frame, stop_event=stop)
+                                max_frames=cfg.max_frames, on_frame=cfg.on_frame, stop_event=stop, fit=cfg.fit)
             pipeline_ref.append(pipeline)
 
             def request(reason: str) -> None:
@@ -329,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "else ONNX Runtime; the log says which)")
     add_engine_precision(p)
     p.add_argument("--size", type=size_text, metavar="WxH", help="inference size, e.g. 480x360 (default: the model's)")
+    p.add_argument("--fit", choices=("letterbox", "crop", "stretch"), default="letterbox",
+                   help="frames whose aspect ratio is not the model's: letterbox (default: scaled to fit, padded), "
+                        "crop (scaled to cover, centre cut) or stretch")
     p.add_argument("--alpha", type=unit_float, default=0.5, help="mask opacity on the overlay (default 0.5)")
     p.add_argument("--visualize", default="overlay", metavar="LIST",
                    help="panels, comma-separated from overlay,mask,input (default overlay)")
@@ -479,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         input_latency=args.input_latency, live=args.live,
         output_rate=args.output_rate, cache_dir=args.cache_dir, hud=not args.no_hud, legend=not args.no_legend,
         threads=args.threads, reconnect_timeout=args.reconnect_timeout, stall_timeout=args.stall_timeout,
-        streams=args.streams, cameras=cameras, batch=args.batch,
+        streams=args.streams, cameras=cameras, batch=args.batch, fit=args.fit,
     )
     return guard("enet-run", lambda: _run_and_report(cfg))
 

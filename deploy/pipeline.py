@@ -52,7 +52,7 @@ from enet._lazy import require
 from enet.deploy.errors import NoFrameYet
 from enet.deploy.overlay import Renderer, class_fractions
 from enet.errors import EnetError
-from enet.transforms import Preprocess
+from enet.transforms import DEFAULT_FIT, Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ class Packet:
     latency_ms: dict[str, float] = field(default_factory=dict)
     x: np.ndarray | None = None
     y: np.ndarray | None = None
+    placement: Any = None     # where the frame went in the network input (enet.transforms.Placement)
     seq: int = 0              # order after preprocessing (capture may drop frames of a live source)
 
 
@@ -236,6 +237,7 @@ class Pipeline:
         queue_size: depth of the queues between stages for file sources.
         on_frame: called after each output frame with ``(frame_number, record)``.
         stop_timeout_s: after a stop request, how long to wait for frames in flight.
+        fit: frames of another aspect ratio than the model's (:data:`enet.transforms.FITS`).
         stop_event: shared with the source (a reconnecting source stops waiting when it is set).
         clock: seconds, monotonic (tests pass a fake one); ages reported by the source are relative.
     """
@@ -244,7 +246,7 @@ class Pipeline:
                  stats: Any = None, max_frames: int | None = None, queue_size: int = 4,
                  on_frame: Callable[[int, dict[str, Any]], None] | None = None,
                  stop_timeout_s: float = 5.0, stop_event: threading.Event | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, fit: str = DEFAULT_FIT) -> None:
         self.source = source
         self.predictor = predictor
         self.sinks = list(sinks)
@@ -280,7 +282,7 @@ class Pipeline:
         self._workers_lock = threading.Lock()
         self._workers_left = self.workers
         meta = predictor.meta
-        self._preprocess_frame = Preprocess.from_meta(meta, predictor.size)
+        self._preprocess_frame = Preprocess.from_meta(meta, predictor.size, fit=fit)
         self._classes = list(meta["classes"])
 
     # ------------------------------------------------------------------ control
@@ -360,7 +362,8 @@ class Pipeline:
 
     def _prepare(self, pkt: Packet) -> None:
         t = self.clock()
-        pkt.x = self._preprocess_frame.batch([pkt.rgb])
+        x, pkt.placement = self._preprocess_frame.frame(pkt.rgb, order="rgb")
+        pkt.x = x[None]
         pkt.latency_ms["preprocess"] = (self.clock() - t) * 1e3
 
     def _preprocess(self) -> None:
@@ -516,7 +519,8 @@ class Pipeline:
         t = clock()
         labels = to_labels(pkt.y)
         pkt.y = None
-        fractions = class_fractions(labels, len(self._classes))
+        fractions = class_fractions(pkt.placement.content(labels), len(self._classes))
+        labels = pkt.placement.labels_to_frame(labels)
         t2 = clock()
         lat["postprocess"] = (t2 - t) * 1e3
         h, w = self.predictor.size

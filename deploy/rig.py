@@ -44,7 +44,7 @@ from enet.deploy.errors import NoFrameYet
 from enet.deploy.overlay import Renderer, class_fractions
 from enet.deploy.pipeline import STAGES, Packet, RateMeter, RunSummary, percentiles, to_labels
 from enet.errors import EnetError
-from enet.transforms import Preprocess
+from enet.transforms import DEFAULT_FIT, Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,7 @@ class RigPipeline:
         max_frames: each camera stops after this many results.
         batch_wait_s: once one camera's frame is ready, how long a batch may wait for the others'.
         stop_event: shared with the sources (a reconnecting source stops waiting when it is set).
+        fit: frames of another aspect ratio than the model's (:data:`enet.transforms.FITS`), as in one-camera runs.
     """
 
     def __init__(self, cameras: Sequence[CameraRun], predictor: Any, *, renderer: Renderer,
@@ -192,7 +193,7 @@ class RigPipeline:
                  stats: Any = None, max_frames: int | None = None, batch_wait_s: float = 0.005,
                  on_frame: Callable[[int, dict[str, Any]], None] | None = None,
                  stop_event: threading.Event | None = None, stop_timeout_s: float = 5.0,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, fit: str = DEFAULT_FIT) -> None:
         self.cameras = list(cameras)
         for i, c in enumerate(self.cameras):
             c.index = i
@@ -222,7 +223,7 @@ class RigPipeline:
         self._workers_lock = threading.Lock()
         self._seq_lock = threading.Lock()
         meta = predictor.meta
-        self._preprocess_frame = Preprocess.from_meta(meta, predictor.size)
+        self._preprocess_frame = Preprocess.from_meta(meta, predictor.size, fit=fit)
         self._classes = list(meta["classes"])
 
     # ------------------------------------------------------------------ control
@@ -285,7 +286,8 @@ class RigPipeline:
                         pkt.seq, cam.next_seq = cam.next_seq, cam.next_seq + 1
                 for pkt in pkts:
                     t = self.clock()
-                    pkt.x = self._preprocess_frame.batch([pkt.rgb])
+                    x, pkt.placement = self._preprocess_frame.frame(pkt.rgb, order="rgb")  # as Pipeline._prepare
+                    pkt.x = x[None]
                     pkt.latency_ms["preprocess"] = (self.clock() - t) * 1e3
                 if self.batch > 1 and len(pkts) > 1:
                     t = self.clock()
@@ -449,7 +451,8 @@ class RigPipeline:
         t = clock()
         labels = to_labels(pkt.y)
         pkt.y = None
-        fractions = class_fractions(labels, len(self._classes))
+        fractions = class_fractions(pkt.placement.content(labels), len(self._classes))
+        labels = pkt.placement.labels_to_frame(labels)
         t2 = clock()
         lat["postprocess"] = (t2 - t) * 1e3
         h, w = self.predictor.size

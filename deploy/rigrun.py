@@ -148,7 +148,8 @@ def run_rig(cfg: Any, *, report: Callable[[Any], None] | None = None) -> Any:
                 log.warning("live view: %s", view.url)
             pipeline = RigPipeline(cams, predictor, renderer=renderer, mosaic_sinks=mosaic_sinks,
                                    mosaic_rate=mosaic_rate, live_view=view, stats=stats,
-                                   max_frames=cfg.max_frames, on_frame=cfg.on_frame, stop_event=stop)
+                                   max_frames=cfg.max_frames, on_frame=cfg.on_frame, stop_event=stop,
+                                   fit=cfg.fit)
             pipeline_ref.append(pipeline)
             with _stop_on_signals(pipeline.request_stop):
                 try:

@@ -35,6 +35,23 @@ Each rewrite here computes the same numbers (exactly, not approximately):
   monotone, so the rounded ``x * s`` keeps that order and ``Max`` returns
   ``x`` or the one rounding ``PRelu`` makes (``s >= 1``: mirrored, ``Min``).
 
+* :func:`mul_unpool`: the select form's ``Where(mask, v, 0)`` (the
+  placement, and the window scores of the first-maximum mask) as
+  ``v * Cast(mask, float)``: ``v * 1 = v`` and ``v * 0 = 0`` exactly (a
+  zero may come out as ``-0.0``, equal to ``0.0`` in every later compare
+  and sum, so logits and labels keep their values). ONNX Runtime's CPU
+  provider runs a broadcast-free ``Mul`` faster than its ``Where``.
+* :func:`labels_head`: the class labels as ``C - ReduceMax(Where(Equal(L,
+  ReduceMax(L)), [C, C-1, ..., 1], 0))`` over the class axis, cast to
+  uint8, instead of ``ArgMax`` (OpenVINO runs ArgMax as a ``TopK``, 23% of
+  its INT8 time in issue 30's profile) or a host argmax of the logits (a
+  copy of the logits and NumPy's strided argmax). Max and Equal are exact;
+  the weight of the first class that reaches the maximum is the largest
+  among the maxima, so the result is ``argmax``'s, ties to the first index.
+  OpenVINO's form takes both maxima with a ``(C, 1, 1)`` ``MaxPool`` over the
+  logits seen as ``(N, 1, C, H, W)``; ONNX Runtime keeps the graph's
+  ``ArgMax``, which its profiler puts at a third of the head's time.
+
 All ops used are in the ONNX default domain and TensorRT-native, but the
 TensorRT path keeps the graph ``enet-export`` wrote; these forms are applied
 in memory when a CPU backend loads a model (:func:`cpu_form`). Tests check
@@ -61,8 +78,8 @@ _WINDOW_WEIGHTS = np.array([[8.0, 4.0], [2.0, 1.0]], dtype=np.float32).reshape(1
 
 #: Rewrites per CPU runtime, in order; chosen by measurement (docs/bench.md).
 FORMS: dict[str, tuple[str, ...]] = {
-    "openvino": ("select_unpool", "rank4_prelu_slopes"),
-    "ort-fast": ("select_unpool", "max_prelu"),
+    "openvino": ("select_unpool", "rank4_prelu_slopes", "labels_head_pool"),
+    "ort-fast": ("select_unpool", "mul_unpool", "max_prelu"),
 }
 
 
@@ -403,12 +420,169 @@ def max_prelu(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     return _rewrite_prelu(model, two_op=True)
 
 
+def mul_unpool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """The select form's ``Where(mask, v, 0)`` -> ``Mul(v, Cast(mask, float))`` (module docstring).
+
+    Only the ``Where`` nodes :func:`select_unpool` wrote (``.../Place`` and
+    ``.../Score``, whose third input is its scalar zero) change. Returns
+    ``(new model, count)``.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = _Graph(model)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    nodes: list[onnx.NodeProto] = []
+    count = 0
+    for n in model.graph.node:
+        zero = g.const(n.input[2]) if n.op_type == "Where" and len(n.input) == 3 else None
+        if (zero is None or zero.shape != () or float(zero) != 0.0 or not n.name.endswith(("/Place", "/Score"))
+                or not n.input[2].startswith("cpu_graph/zero")):
+            nodes.append(n)
+            continue
+        count += 1
+        weight = f"{n.name}/mask_f"
+        cast = (helper.make_node("CastLike", [n.input[0], n.input[1]], [weight], name=f"{n.name}/Cast") if opset >= 15
+                else helper.make_node("Cast", [n.input[0]], [weight], name=f"{n.name}/Cast", to=onnx.TensorProto.FLOAT))
+        nodes += [cast,
+                  helper.make_node("Mul", [n.input[1], weight], [n.output[0]], name=f"{n.name}/Mul")]
+    if count:
+        new = [onnx.NodeProto.FromString(n.SerializeToString()) for n in nodes]
+        del model.graph.node[:]
+        model.graph.node.extend(new)
+        _prune_unused(model)
+    return model, count
+
+
+#: Name of the uint8 labels output :func:`labels_head` adds to a model that has logits only.
+LABELS_OUTPUT = "labels"
+
+
+def _logits_output(model: onnx.ModelProto) -> onnx.ValueInfoProto | None:
+    return next((o for o in model.graph.output
+                 if o.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)), None)
+
+
+def labels_head(model: onnx.ModelProto, *, pool: bool = False) -> tuple[onnx.ModelProto, int]:
+    """uint8 class labels from the logits by the Max/Equal form (module docstring).
+
+    ``pool``: the two maxima over the classes as ``MaxPool`` with a ``(C, 1, 1)``
+    kernel on the logits seen as ``(N, 1, C, H, W)`` (static ``H``, ``W``;
+    else the ``ReduceMax`` form): OpenVINO runs that as a vertical max over
+    planes, about half the time of its channel ``ReduceMax`` in its
+    per-layer counters (docs/bench.md). The same values either way for
+    finite logits (ONNX Runtime's MaxPool starts from ``-FLT_MAX``, so a pixel
+    whose logits are all ``-inf`` would get label ``C``).
+
+    A graph with an integer labels output (``ArgMax`` over axis 1 of the
+    logits, maybe through a ``Cast``): that output is computed the new way
+    and becomes uint8 ``(N, H, W)``. A graph with logits only gains a
+    ``labels`` output. The logits output stays. Returns ``(new model, 1)``,
+    or the model unchanged with 0 when it has no 4-D float logits output,
+    more than 255 classes, or a labels output computed some other way.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = _Graph(model)
+    logits = _logits_output(model)
+    dims = logits.type.tensor_type.shape.dim if logits is not None else []
+    if logits is None or len(dims) != 4 or not dims[1].HasField("dim_value") or not 0 < dims[1].dim_value < 256:
+        return model, 0
+    classes = int(dims[1].dim_value)
+    outputs = [o for o in model.graph.output if o is not logits]
+    remove: set[int] = set()
+    label_out = None
+    for o in outputs:
+        if o.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
+            continue
+        node = g.producer.get(o.name)
+        chain = []
+        while node is not None and node.op_type == "Cast":
+            chain.append(node)
+            node = g.producer.get(node.input[0])
+        if (node is None or node.op_type != "ArgMax" or node.input[0] != logits.name
+                or int(_attr(node, "axis", 0)) != 1 or int(_attr(node, "select_last_index", 0))):
+            return model, 0
+        mine = {id(node), *(id(n) for n in chain)}
+        if any(id(c) not in mine for n in (node, *chain[1:]) for c in g.consumers.get(n.output[0], [])):
+            return model, 0  # an intermediate read elsewhere: leave the graph alone
+        keepdims = int(_attr(node, "keepdims", 1))
+        remove |= mine
+        label_out = o
+        break
+    tag = _fresh(model, "cpu_graph/labels")
+    name = label_out.name if label_out is not None else _fresh(model, LABELS_OUTPUT)
+    weights, zero, count = f"{tag}/class_weights", f"{tag}/zero", f"{tag}/classes"
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+
+    def reduce_max(src: str, dst: str, keep: int, nm: str) -> list[onnx.NodeProto]:
+        if opset >= 18:
+            return [helper.make_node("ReduceMax", [src, f"{tag}/axis"], [dst], name=nm, keepdims=keep)]
+        return [helper.make_node("ReduceMax", [src], [dst], name=nm, keepdims=keep, axes=[1])]
+
+    keep = keepdims if label_out is not None else 0
+    h, w = dims[2], dims[3]
+    if pool and h.HasField("dim_value") and w.HasField("dim_value"):
+        hw = [int(h.dim_value), int(w.dim_value)]
+        nodes = [
+            helper.make_node("Reshape", [logits.name, f"{tag}/shape5"], [f"{tag}/planes"], name=f"{tag}/Planes"),
+            helper.make_node("MaxPool", [f"{tag}/planes"], [f"{tag}/max"], name=f"{tag}/Max",
+                             kernel_shape=[classes, 1, 1]),
+            helper.make_node("Equal", [f"{tag}/planes", f"{tag}/max"], [f"{tag}/is_max"], name=f"{tag}/IsMax"),
+            helper.make_node("Where", [f"{tag}/is_max", weights, zero], [f"{tag}/score"], name=f"{tag}/Score"),
+            helper.make_node("MaxPool", [f"{tag}/score"], [f"{tag}/first5"], name=f"{tag}/First",
+                             kernel_shape=[classes, 1, 1]),
+            helper.make_node("Reshape", [f"{tag}/first5", f"{tag}/shape_out"], [f"{tag}/first"], name=f"{tag}/Back"),
+            helper.make_node("Sub", [count, f"{tag}/first"], [f"{tag}/index"], name=f"{tag}/Index"),
+            helper.make_node("Cast", [f"{tag}/index"], [name], name=f"{tag}/Cast", to=onnx.TensorProto.UINT8),
+        ]
+        model.graph.initializer.extend([
+            numpy_helper.from_array(np.array([-1, 1, classes, *hw], dtype=np.int64), f"{tag}/shape5"),
+            numpy_helper.from_array(np.array([-1, *([1] if keep else []), *hw], dtype=np.int64), f"{tag}/shape_out"),
+        ])
+        weights_shape: tuple[int, ...] = (1, 1, classes, 1, 1)
+    else:
+        pool = False
+        weights_shape = (1, classes, 1, 1)
+    nodes = nodes if pool else [
+        *reduce_max(logits.name, f"{tag}/max", 1, f"{tag}/Max"),
+        helper.make_node("Equal", [logits.name, f"{tag}/max"], [f"{tag}/is_max"], name=f"{tag}/IsMax"),
+        helper.make_node("Where", [f"{tag}/is_max", weights, zero], [f"{tag}/score"], name=f"{tag}/Score"),
+        *reduce_max(f"{tag}/score", f"{tag}/first", keep, f"{tag}/First"),
+        helper.make_node("Sub", [count, f"{tag}/first"], [f"{tag}/index"], name=f"{tag}/Index"),
+        helper.make_node("Cast", [f"{tag}/index"], [name], name=f"{tag}/Cast", to=onnx.TensorProto.UINT8),
+    ]
+    kept = [onnx.NodeProto.FromString(n.SerializeToString()) for n in model.graph.node if id(n) not in remove]
+    del model.graph.node[:]
+    model.graph.node.extend(kept + nodes)
+    model.graph.initializer.extend([
+        numpy_helper.from_array(np.arange(classes, 0, -1, dtype=np.float32).reshape(weights_shape), weights),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), zero),
+        numpy_helper.from_array(np.array(classes, dtype=np.float32), count),
+    ])
+    if opset >= 18 and not pool:
+        model.graph.initializer.append(numpy_helper.from_array(np.array([1], dtype=np.int64), f"{tag}/axis"))
+    out = helper.make_tensor_value_info(name, onnx.TensorProto.UINT8, None)
+    for d in [dims[0], *([None] if keep else []), dims[2], dims[3]]:
+        dim = out.type.tensor_type.shape.dim.add()
+        if d is None:
+            dim.dim_value = 1
+        else:
+            dim.CopyFrom(d)
+    if label_out is not None:
+        label_out.CopyFrom(out)
+    else:
+        model.graph.output.append(out)
+    _prune_unused(model)
+    return model, 1
+
+
 _REWRITES = {"select_unpool": select_unpool, "rank4_prelu_slopes": rank4_prelu_slopes,
-             "decompose_prelu": decompose_prelu, "max_prelu": max_prelu}
+             "decompose_prelu": decompose_prelu, "max_prelu": max_prelu, "labels_head": labels_head,
+             "labels_head_pool": lambda m: labels_head(m, pool=True),
+             "mul_unpool": mul_unpool}
 
 
-def cpu_form(model: onnx.ModelProto, runtime: str) -> tuple[onnx.ModelProto, dict[str, int]]:
-    """The graph form for ``runtime`` (a key of :data:`FORMS`): its rewrites applied in order.
+def cpu_form(model: onnx.ModelProto, runtime: str, *,
+             skip: tuple[str, ...] = ()) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """The graph form for ``runtime`` (a key of :data:`FORMS`): its rewrites applied in order (but ``skip``).
 
     Returns:
         ``(new model, {rewrite: places changed})``; the input is not modified.
@@ -418,6 +592,7 @@ def cpu_form(model: onnx.ModelProto, runtime: str) -> tuple[onnx.ModelProto, dic
     """
     done: dict[str, int] = {}
     for name in FORMS[runtime]:
-        model, done[name] = _REWRITES[name](model)
+        if name not in skip:
+            model, done[name] = _REWRITES[name](model)
     log.debug("%s graph form: %s", runtime, done)
     return model, done

@@ -73,7 +73,7 @@ class OrtBackend(OnnxModelBackend):
             session options; ``"cpu"`` is the ``ort-fast`` backend: the
             exact CPU form of the graph (:func:`enet.export.cpu_graph.cpu_form`:
             select-form unpooling, PReLU as Max(x, x * s), which the CPU
-            provider vectorises) and intra-op threads that sleep instead of
+            provider vectorises, uint8 labels by the Max/Equal head) and intra-op threads that sleep instead of
             spinning between ops (``session.intra_op.allow_spinning=0``):
             faster idle, and on a busy machine spinning threads take the
             cores from the ones with work (the measurements: docs/bench.md).
@@ -119,6 +119,9 @@ class OrtBackend(OnnxModelBackend):
 
             model, done = cpu_form(self._model, "ort-fast")
             log.debug("ONNX Runtime CPU form of %s: %s", self.path.name, done)
+            from enet.engine.runtime.onnx_info import output_roles
+
+            self._logits_name, self._labels_name = output_roles(model)
             source = model.SerializeToString()
         try:
             self._session = ort.InferenceSession(source, so, providers=providers)

@@ -46,6 +46,7 @@ from onnx import numpy_helper
 
 from enet._lazy import require
 from enet.cpus import usable_cpus
+from enet.engine.runtime.onnx_info import output_roles
 from enet.engine.runtime.onnx_model import OnnxModelBackend
 from enet.errors import EnetError
 
@@ -125,11 +126,11 @@ def requantize_weights_7bit(model: onnx.ModelProto) -> tuple[onnx.ModelProto, in
     return model, count
 
 
-def _without_output(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
-    """``model`` without graph output ``name`` and the nodes only it needed."""
+def _keep_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """``model`` with only the graph outputs ``names`` and the nodes they need."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = model.graph
-    keep_outputs = [o for o in g.output if o.name != name]
+    keep_outputs = [o for o in g.output if o.name in names]
     producer = {o: n for n in g.node for o in n.output}
     needed: set[int] = set()
     todo = [o.name for o in keep_outputs]
@@ -146,6 +147,17 @@ def _without_output(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
     return model
 
 
+def _compiled_cache_dir() -> str | None:
+    """The folder of OpenVINO's compiled-model cache, or None (logged) when it cannot be written."""
+    from enet.cache import cache_dir
+
+    try:
+        return str(cache_dir("openvino"))
+    except EnetError as exc:
+        log.info("OpenVINO compiles without its cache: %s", exc)
+        return None
+
+
 class OvBackend(OnnxModelBackend):
     """An ONNX model in OpenVINO on the CPU.
 
@@ -155,9 +167,13 @@ class OvBackend(OnnxModelBackend):
             batch is fixed to it; default batch 1).
         threads: inference threads (default: every CPU of this process).
         graph: ``"cpu"`` (default) compiles the exact CPU form of the graph,
-            without an in-graph ``labels`` output when the model also has
-            logits (OpenVINO's ArgMax, a TopK, cost more than numpy's argmax
-            on the logits, docs/bench.md); ``"as-is"`` compiles the file unchanged.
+            whose uint8 labels come from the Max/Equal head
+            (:func:`enet.export.cpu_graph.labels_head`; OpenVINO runs an
+            ``ArgMax`` as a slow ``TopK``, and a host argmax needs the
+            logits copied out); with ``streams`` > 1 the form has logits
+            only (the camera pipeline takes the argmax in its output stage,
+            beside the next inference, which measured faster there);
+            ``"as-is"`` compiles the file unchanged.
         int8_weights_7bit: requantize INT8 weights to 7 bits; default (None):
             on CPUs whose int8 sums saturate (:func:`int8_sums_saturate`).
         streams: frames that may run at once (``concurrency``): ``infer``
@@ -171,24 +187,27 @@ class OvBackend(OnnxModelBackend):
             batch of 1: OpenVINO reshapes it; the camera rig batches its
             cameras this way). ``infer`` then takes ``(n, 3, H, W)``, ``n`` up
             to ``max_batch``; results are those of ``n`` single calls.
+        cache: keep OpenVINO's compiled model in the user's cache folder
+            (``openvino/`` under :func:`enet.cache.cache_root`; OpenVINO keys
+            each blob by the graph, the settings, the CPU and its own
+            version), so the next process loads it instead of compiling: a
+            car starts cold (load times: docs/bench.md). Not with ``profile``.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, input_shape: tuple[int, int, int, int] | None = None,
                  threads: int | None = None, graph: str = "cpu", int8_weights_7bit: bool | None = None,
-                 streams: int = 1, profile: bool = False, max_batch: int = 1, **_: Any) -> None:
+                 streams: int = 1, profile: bool = False, max_batch: int = 1, cache: bool = True,
+                 **_: Any) -> None:
         if graph not in GRAPH_FORMS:
             raise EnetError(f"unknown graph form {graph!r}; choose {' or '.join(GRAPH_FORMS)}")
         super().__init__(path, input_shape)
-        self._dropped_output = None
-        if graph == "cpu" and self._logits_name is not None and self._labels_name is not None:
-            # argmax on the host instead (see the class docstring)
-            self._dropped_output, self._labels_name = self._labels_name, None
         self._threads = threads
         self._graph = graph
         self._weights_7bit = int8_weights_7bit
         self.concurrency = max(1, int(streams))
         self.max_batch = max(1, int(max_batch))
         self._profile = profile
+        self._cache = cache
         self._op_ms: dict[str, float] = {}
         self._op_runs = 0
         self._requests: queue.Queue[Any] | None = None
@@ -200,10 +219,17 @@ class OvBackend(OnnxModelBackend):
         if self._graph == "cpu":
             from enet.export.cpu_graph import cpu_form
 
-            model, done = cpu_form(model, "openvino")
+            if self.concurrency > 1 and self._logits_name is not None:
+                # several streams (the camera pipeline): logits out, the argmax in the pipeline's output
+                # stage beside the next inference; measured faster there than the in-graph head
+                # (enet-demo 42.7-44.3 against 38.5-39.8 fps, docs/bench.md)
+                model, done = cpu_form(model, "openvino", skip=("labels_head_pool",))
+                self._labels_name = None
+                model = _keep_outputs(model, [self._logits_name])
+            else:
+                model, done = cpu_form(model, "openvino")
+                self._logits_name, self._labels_name = output_roles(model)
             log.debug("OpenVINO graph form of %s: %s", self.path.name, done)
-            if self._dropped_output:
-                model = _without_output(model, self._dropped_output)
         seven = int8_sums_saturate() if self._weights_7bit is None else self._weights_7bit
         if self.precision == "int8" and seven:
             model, n = requantize_weights_7bit(model)
@@ -220,6 +246,10 @@ class OvBackend(OnnxModelBackend):
             config = compile_config(self._threads, self.concurrency)
             if self._profile:
                 config["PERF_COUNT"] = "YES"
+            elif self._cache:
+                cache = _compiled_cache_dir()
+                if cache is not None:
+                    config["CACHE_DIR"] = cache
             compiled = core.compile_model(ov_model, "CPU", config)
         except RuntimeError as exc:  # OpenVINO raises RuntimeError with a multi-line report
             first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:200]

@@ -6,6 +6,7 @@ torchvision's weights API::
     import enet
     seg = enet.Segmenter("camvid")            # a name, .pth, .onnx or .engine; backend="auto", precision=...
     labels = seg.segment(frame_bgr)           # uint8 (H, W) class ids at the frame's own size
+                                              # (8/16-bit or 0-1 float, BGR/BGRA/grey, any size and aspect)
     scores = seg.scores(frame_bgr)            # float32 (C, h, w) class probabilities at the model's size
     view = seg.overlay(frame_bgr, labels, alpha=0.5)
     seg.classes, seg.palette, seg.fractions(labels), seg.backend_name
@@ -26,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from enet._lazy import require
-from enet.errors import InputError
+from enet.errors import InputError, ShapeError
+from enet.transforms import DEFAULT_FIT, Placement, to_rgb8
 from enet.overlay import blend, class_fractions, colorize, palette_array
 
 
@@ -45,6 +47,11 @@ class Segmenter:
         calib_data, min_agreement: a TensorRT engine built on first run: the model's dataset it is
             calibrated (INT8) and checked on, and the least argmax agreement with the float32 model (percent,
             default 95); see docs/engines.md "First run".
+        fit: how a frame whose aspect ratio is not the model's is fitted
+            (:data:`enet.transforms.FITS`): ``"letterbox"`` (default: scaled
+            to fit, padded with the mean colour; every pixel labelled),
+            ``"crop"`` (scaled to cover, the centre cut; the borders take
+            the nearest labels) or ``"stretch"`` (resized whatever the aspect).
 
     Thread safety: every method may be called from several threads at once.
     Inference calls beyond what the backend runs at once
@@ -59,10 +66,13 @@ class Segmenter:
     def __init__(self, model: str | os.PathLike[str] = "camvid", *, backend: str = "auto",
                  precision: str = "auto", threads: int | None = None,
                  cache_dir: str | os.PathLike[str] | None = None,
-                 calib_data: str | os.PathLike[str] | None = None, min_agreement: float | None = None) -> None:
+                 calib_data: str | os.PathLike[str] | None = None, min_agreement: float | None = None,
+                 fit: str = DEFAULT_FIT) -> None:
         from enet.engine.runtime.backend import open_backend
         from enet.engine.runtime.resolve import resolve
-        from enet.transforms import Preprocess
+        from enet.transforms import Preprocess, check_fit
+
+        check_fit(fit)
 
         #: which file and backend kind run the model, and why (:class:`~enet.engine.runtime.resolve.Resolution`)
         self.resolution = resolve(model, backend=backend, precision=precision, cache_dir=cache_dir,
@@ -81,7 +91,7 @@ class Segmenter:
         self.input_size: tuple[int, int] = (int(b.input_shape[2]), int(b.input_shape[3]))
         #: inference calls the backend runs at once
         self.concurrency: int = max(1, int(b.concurrency))
-        self._pre = Preprocess.from_meta(meta, self.input_size)
+        self._pre = Preprocess.from_meta(meta, self.input_size, fit=fit)
         self._slots = threading.BoundedSemaphore(self.concurrency)
         self._bgr_palette = np.ascontiguousarray(self.palette[:, ::-1])
 
@@ -114,25 +124,17 @@ class Segmenter:
                 f"classes={len(self.classes)}, input={self.input_size[1]}x{self.input_size[0]})")
 
     # -- frames ------------------------------------------------------------------
-    def _rgb(self, frame: Any) -> np.ndarray:
-        """An 8-bit BGR, BGRA or grayscale frame -> RGB uint8 ``(H, W, 3)``."""
+    def _input(self, frame: Any) -> tuple[np.ndarray, Placement]:
+        """A frame -> float32 ``(1, 3, H, W)`` and where it went (:meth:`enet.transforms.Preprocess.frame`)."""
         if not isinstance(frame, np.ndarray):
             raise InputError(f"expected a numpy image (as OpenCV gives it), got {type(frame).__name__}")
-        if frame.dtype != np.uint8:
-            raise InputError(f"expected an 8-bit image (uint8), got {frame.dtype}; convert it with "
-                             "cv2.convertScaleAbs or frame.astype(np.uint8)")
-        channels = 1 if frame.ndim == 2 else frame.shape[2] if frame.ndim == 3 else None
-        if channels not in (1, 3, 4):
-            raise InputError(f"expected a (H, W) grayscale, (H, W, 3) BGR or (H, W, 4) BGRA image, got shape "
-                             f"{frame.shape}")
-        if frame.shape[0] < 1 or frame.shape[1] < 1:
-            raise InputError(f"the image is empty (shape {frame.shape})")
-        cv2 = require("cv2")
-        code = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGB}[channels]
-        return cv2.cvtColor(np.ascontiguousarray(frame), code)
+        try:
+            x, placement = self._pre.frame(frame, order="bgr", what="the image")
+        except ShapeError as exc:
+            raise InputError(str(exc)) from None
+        return x[None], placement
 
-    def _infer(self, frame: Any, labels: bool) -> np.ndarray:
-        x = self._pre(self._rgb(frame))[None]
+    def _infer(self, x: np.ndarray, labels: bool) -> np.ndarray:
         if not self._open:
             raise InputError("this Segmenter is closed")
         with self._slots:
@@ -142,21 +144,21 @@ class Segmenter:
         """Class ids of every pixel.
 
         Args:
-            frame: uint8 ``(H, W, 3)`` BGR, ``(H, W, 4)`` BGRA or ``(H, W)`` grayscale, any size.
+            frame: ``(H, W, 3)`` BGR, ``(H, W, 4)`` BGRA or ``(H, W)`` grayscale, any
+                size and aspect ratio (fitted by the ``fit`` the segmenter was
+                made with); uint8, uint16 (its top 8 bits are used, ``v >> 8``,
+                as OpenCV reads a 16-bit PNG into 8 bits) or float in [0, 1].
 
         Returns:
             uint8 ``(H, W)`` class ids (index into :attr:`classes`) at the frame's
             own size (nearest-neighbour from the model's size).
 
         Raises:
-            InputError: not such an image.
+            InputError: not such an image (a float frame outside [0, 1] included).
         """
-        labels = self._infer(frame, True)[0].astype(np.uint8)
-        h, w = frame.shape[:2]
-        if labels.shape != (h, w):
-            cv2 = require("cv2")
-            labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
-        return labels
+        x, placement = self._input(frame)
+        labels = self._infer(x, True)[0].astype(np.uint8, copy=False)
+        return placement.labels_to_frame(labels)
 
     def scores(self, frame: Any) -> np.ndarray:
         """Class probabilities (softmax of the logits) at the model's size.
@@ -167,8 +169,11 @@ class Segmenter:
         Raises:
             InputError: not an image :meth:`segment` takes.
             EnetError: the model outputs labels only (an engine built without logits).
+
+        With ``fit="letterbox"`` and a frame of another aspect ratio, the
+        padding's rows or columns hold scores too (of the mean colour).
         """
-        logits = self._infer(frame, False)[0]
+        logits = self._infer(self._input(frame)[0], False)[0]
         e = np.exp(logits - logits.max(axis=0, keepdims=True))
         return (e / e.sum(axis=0, keepdims=True)).astype(np.float32, copy=False)
 
@@ -191,18 +196,22 @@ class Segmenter:
         """
         if not 0.0 <= float(alpha) <= 1.0:
             raise InputError(f"alpha {alpha} is outside [0, 1]")
-        rgb = self._rgb(frame)
+        if not isinstance(frame, np.ndarray):
+            raise InputError(f"expected a numpy image (as OpenCV gives it), got {type(frame).__name__}")
+        try:
+            bgr = to_rgb8(frame, order="rgb", what="the image")  # channels kept: BGR stays BGR
+        except ShapeError as exc:
+            raise InputError(str(exc)) from None
         if labels is None:
             labels = self.segment(frame)
         labels = self._check_labels(labels)
-        h, w = rgb.shape[:2]
+        h, w = bgr.shape[:2]
         if labels.shape != (h, w):
             if labels.shape != tuple(self.input_size):  # a slice, or another frame's labels: no silent stretch
                 raise InputError(f"labels of shape {labels.shape} fit neither the frame ({h}, {w}) nor the model's "
                                  f"input {tuple(self.input_size)}; pass segment(frame)'s result for this frame")
             cv2 = require("cv2")
             labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
-        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
         return blend(bgr, colorize(labels, self._bgr_palette), float(alpha))
 
     def fractions(self, labels: np.ndarray) -> dict[str, float]:

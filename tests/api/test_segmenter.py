@@ -68,8 +68,57 @@ def test_scores_are_probabilities_at_the_model_size(seg) -> None:
     np.testing.assert_allclose(s.sum(0), 1.0, atol=1e-4)
 
 
+def test_16_bit_and_float_frames_are_scaled(seg) -> None:
+    """A uint16 frame gives the labels of its top 8 bits (v >> 8); a float frame in [0, 1] those of rint(v * 255)."""
+    bgr = _frame(120, 160, seed=3)
+    want = seg.segment(bgr)
+    wide = bgr.astype(np.uint16) * 256 + np.uint16(200)   # 8-bit v -> 256 v + 200: v >> 8 gives v back
+    np.testing.assert_array_equal(seg.segment(wide), want)
+    np.testing.assert_array_equal(seg.segment(bgr.astype(np.float32) / 255.0), want)
+    np.testing.assert_array_equal(seg.segment(bgr.astype(np.float64) / 255.0), want)
+    with pytest.raises(enet.InputError, match=r"\[0, 1\].*divide"):
+        seg.segment(bgr.astype(np.float32))      # 0-255 floats: refused with the fix, not clipped to white
+
+
+@pytest.mark.parametrize("fit", ["letterbox", "crop", "stretch"])
+@pytest.mark.parametrize("shape", [(720, 1280, 3), (640, 360, 3), (360, 480, 3)])
+def test_fit_keeps_the_aspect_ratio(fit: str, shape: tuple[int, int, int]) -> None:
+    """letterbox/crop: a 16:9 or portrait frame is not stretched; labels come back at the frame's size."""
+    from enet.transforms import Placement
+
+    with enet.Segmenter("camvid", fit=fit) as s:
+        frame = _frame(*shape[:2], seed=4)
+        labels = s.segment(frame)
+        assert labels.shape == shape[:2] and labels.dtype == np.uint8
+        pl = Placement.of(shape[:2], s.input_size, fit)
+        y, x, h, w = pl.dst
+        if fit == "letterbox":   # the whole frame, scaled by one factor, in the input
+            assert abs(h / w - shape[0] / shape[1]) < 0.01 and (h == 360 or w == 480)
+        if fit == "crop":        # the input is filled by a centre cut of the frame with the input's aspect
+            sy, sx, sh, sw = pl.src
+            assert abs(sh / sw - 360 / 480) < 0.01 and (sh == shape[0] or sw == shape[1])
+        if shape[:2] == (360, 480):   # the model's own size and aspect: every fit is the same
+            with enet.Segmenter("camvid", fit="stretch") as ref:
+                np.testing.assert_array_equal(labels, ref.segment(frame))
+
+
+def test_letterbox_labels_are_the_content_region_resized() -> None:
+    with enet.Segmenter("camvid", fit="letterbox") as s:
+        frame = _frame(270, 480, seed=5)          # 16:9 at the model's width: no resize, 45 rows of pad each side
+        labels = s.segment(frame)
+        x, _ = s._pre.frame(frame)
+        net = s._backend.infer_labels(x[None])[0]
+        np.testing.assert_array_equal(labels, net[45:315].astype(np.uint8))
+
+
+def test_unknown_fit_is_refused() -> None:
+    with pytest.raises(enet.EnetError, match="letterbox"):
+        enet.Segmenter("camvid", fit="squash")
+
+
 @pytest.mark.parametrize("bad", [
-    np.zeros((10, 10, 3), np.float32), np.zeros((10, 10, 2), np.uint8), np.zeros((0, 10, 3), np.uint8),
+    np.full((10, 10, 3), 255.0, np.float32), np.full((10, 10, 3), np.nan, np.float32),
+    np.zeros((10, 10, 3), np.int32), np.zeros((10, 10, 2), np.uint8), np.zeros((0, 10, 3), np.uint8),
     np.zeros((2, 10, 10, 3), np.uint8), [[0, 1], [2, 3]], None,
 ])
 def test_bad_input_is_one_exception_type(seg, bad) -> None:
@@ -160,3 +209,17 @@ def test_the_readme_snippet_matches_enet_eval(camvid_root: Path, tmp_path: Path)
     up = cv2.resize(expected, (1280, 720), interpolation=cv2.INTER_NEAREST)
     assert (labels_big == up).mean() >= 0.95
     seg.close()
+
+
+def test_openvino_streams_give_the_labels_of_one_stream(seg) -> None:
+    """One stream: uint8 labels from the in-graph head; several (the camera pipeline): logits out, the
+    argmax on the host. The same labels either way."""
+    pytest.importorskip("openvino")
+    from enet.engine.runtime.ov_backend import OvBackend
+
+    path = seg.resolution.path
+    x = seg._input(_frame(360, 480, seed=9))[0]
+    with OvBackend(path, threads=2) as one, OvBackend(path, threads=2, streams=2) as two:
+        assert one.labels_in_graph and not two.labels_in_graph
+        np.testing.assert_array_equal(one.infer_labels(x), two.infer_labels(x))
+        np.testing.assert_array_equal(one.infer_labels(x), one.infer(x).argmax(1))

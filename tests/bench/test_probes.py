@@ -302,3 +302,14 @@ def test_threads_without_torch_are_the_runtimes_default(monkeypatch):
     label = probes.device_label(probes.device_info("cpu", threads=None))
     assert "unknown" not in label and "each runtime's default threads" in label
     assert "2 threads used" in probes.device_label(probes.device_info("cpu", threads=2))
+
+
+def test_cpu_isa_names_the_vector_extensions() -> None:
+    from enet.bench.probes import cpu_isa
+
+    epyc = "processor : 0\nflags : fpu sse avx2 avx512f avx512bw avx512_vnni avx512_bf16\n"
+    assert cpu_isa(epyc) == "AVX2 AVX-512 VNNI BF16"
+    assert cpu_isa("flags : avx2 fma avx_vnni\n") == "AVX2 no AVX-512 VNNI"
+    assert cpu_isa("flags : avx2 avx512f avx512_vnni amx_tile amx_int8 amx_bf16\n") == "AVX2 AVX-512 VNNI BF16 AMX"
+    assert cpu_isa("Features : fp asimd asimddp i8mm\n") == "NEON dot-product I8MM"
+    assert cpu_isa("") == "unknown"

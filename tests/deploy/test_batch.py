@@ -197,12 +197,16 @@ def _batch(args, *, timeout=RAY_TIMEOUT_S, env=None):
 
 
 def _enet_run_areas(source, model, tmp_path, name):
-    """Per-frame class fractions of ``enet-run --stats`` (OpenCV decoding, as enet-batch's)."""
+    """Per-frame class fractions of ``enet-run --stats`` (OpenCV decoding, as enet-batch's).
+
+    ``--fit stretch``: enet-batch resizes frames to the model's size whatever their aspect ratio
+    (enet-run's default since issue 29 is letterbox; the clips here are not the tiny model's aspect).
+    """
     from enet.deploy.cli import main
 
     stats = tmp_path / f"{name}.jsonl"
     assert main([str(source), "--model", str(model), "--backend", "ort", "--capture", "opencv", "--stats", str(stats),
-                 "--no-display", "-q"]) == 0
+                 "--no-display", "-q", "--fit", "stretch"]) == 0
     return [json.loads(line)["area"] for line in stats.read_text().splitlines()]
 
 

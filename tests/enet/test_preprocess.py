@@ -129,7 +129,8 @@ def test_camera_pipeline_inputs(frames: list[Path]) -> None:
             return np.zeros((1, *SIZE), np.int64)
 
     rec = Recorder()
-    Pipeline(Source(), rec, renderer=Renderer(meta["classes"], meta["palette"], hud=False)).run()
+    # evaluation stretches (dataset frames have the model's aspect); enet-run's --fit stretch is the same
+    Pipeline(Source(), rec, renderer=Renderer(meta["classes"], meta["palette"], hud=False), fit="stretch").run()
     assert np.array_equal(np.concatenate(rec.seen), _reference(frames, meta))
 
 
@@ -172,3 +173,41 @@ def test_no_second_preprocessing_in_the_code() -> None:
             if scale.search(text):
                 problems.append(f"{rel}: scales pixels by 1/255; use enet.transforms.Preprocess")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("fit", ["letterbox", "crop", "stretch"])
+@pytest.mark.parametrize("shape", [(24, 32, 3), (48, 64, 3), (36, 64, 3), (64, 36, 3), (10, 10), (20, 30, 4),
+                                   (25, 32, 1)])
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_one_pass_frame_matches_to_rgb8_then_preprocess(fit: str, shape: tuple[int, ...], dtype: str) -> None:
+    """Preprocess.frame (the API's and enet-run's path) gives bit for bit what the two-step path gives."""
+    from enet.transforms import Placement, to_rgb8
+
+    pre = Preprocess((24, 32), (0.39, 0.40, 0.41), (0.29, 0.30, 0.31), fit=fit)
+    rng = np.random.default_rng(len(shape) * 100 + shape[0])
+    f8 = rng.integers(0, 256, shape).astype(np.uint8)
+    frame = {"uint8": f8, "uint16": f8.astype(np.uint16) * 257, "float32": f8.astype(np.float32) / 255}[dtype]
+    for order in ("bgr", "rgb"):
+        x, pl = pre.frame(frame, order)
+        np.testing.assert_array_equal(x, pre(to_rgb8(frame, order=order)))
+        assert pl == Placement.of(shape[:2], (24, 32), fit)
+        labels = rng.integers(0, 11, (24, 32)).astype(np.uint8)
+        assert pl.labels_to_frame(labels).shape == shape[:2]
+
+
+def test_placement_keeps_the_aspect_ratio() -> None:
+    from enet.transforms import Placement
+
+    wide = Placement.of((720, 1280), (360, 480), "letterbox")
+    assert wide.src == (0, 0, 720, 1280) and wide.dst == (45, 0, 270, 480)
+    tall = Placement.of((1280, 720), (360, 480), "crop")
+    assert tall.dst == (0, 0, 360, 480) and tall.src == (370, 0, 540, 720)
+    assert Placement.of((720, 1280), (360, 480), "stretch").dst == (0, 0, 360, 480)
+    assert Placement.of((720, 960), (360, 480), "letterbox").dst == (0, 0, 360, 480)  # same aspect: a resize
+    labels = np.arange(360 * 480, dtype=np.int64).reshape(360, 480) % 7
+    back = wide.labels_to_frame(labels.astype(np.uint8))
+    assert back.shape == (720, 1280)
+    assert back[0, 0] == labels[45, 0] and back[-1, -1] == labels[314, 479]   # the pad bands are not used
+    crop_back = tall.labels_to_frame(labels.astype(np.uint8))
+    assert crop_back.shape == (1280, 720)
+    np.testing.assert_array_equal(crop_back[:370], np.broadcast_to(crop_back[370], (370, 720)))  # replicated edge

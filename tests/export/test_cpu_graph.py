@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from enet.export.cpu_graph import FORMS, cpu_form, decompose_prelu, max_prelu, rank4_prelu_slopes, select_unpool
+from enet.export.cpu_graph import (FORMS, cpu_form, decompose_prelu, labels_head, max_prelu, rank4_prelu_slopes,
+                                   select_unpool)
 from enet.export.onnx import export_onnx
 from enet.model import unpool_with_mask, window_first_max_mask
 
@@ -65,12 +66,68 @@ def test_forms_change_the_ops_they_name(exports) -> None:
     ov, _ = cpu_form(src, "openvino")
     fast, _ = cpu_form(src, "ort-fast")
     for m in (ov, fast):
-        ops = [n.op_type for n in m.graph.node]
+        ops = [n.op_type for n in m.graph.node if not n.name.startswith("cpu_graph/labels")]
         assert "Transpose" not in ops and "ReduceMax" not in ops
         assert ops.count("Resize") == 6  # max and score per encoder, one per decoder
     slopes = {n.input[1] for n in ov.graph.node if n.op_type == "PRelu"}
     assert all(len(i.dims) == 4 for i in ov.graph.initializer if i.name in slopes)
     assert "PRelu" not in {n.op_type for n in fast.graph.node}
+    assert sum(n.op_type == "Where" for n in ov.graph.node) == 2 + 2 + 1  # encoder scores, placements, labels
+    assert "Where" not in {n.op_type for n in fast.graph.node}  # encoder scores and placements are Mul
+    assert "ArgMax" in {n.op_type for n in fast.graph.node}         # ONNX Runtime keeps the graph's ArgMax
+    assert "ArgMax" not in {n.op_type for n in ov.graph.node}       # OpenVINO: the MaxPool head, uint8
+    assert ov.graph.output[1].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert sum(n.op_type == "Where" for n in ov.graph.node if n.name.startswith("cpu_graph/labels")) == 1
+
+
+def _logits_model(classes: int, opset: int, labels: str | None) -> onnx.ModelProto:
+    """x -> Identity -> logits (and ``labels``: ArgMax of it, through a Cast to int64 or not)."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Identity", ["x"], ["logits"])]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, classes, 5, 7])]
+    if labels == "argmax":
+        nodes.append(helper.make_node("ArgMax", ["logits"], ["labels"], axis=1, keepdims=1))
+        outputs.append(helper.make_tensor_value_info("labels", TensorProto.INT64, [None, 1, 5, 7]))
+    elif labels == "cast":
+        nodes += [helper.make_node("ArgMax", ["logits"], ["am"], axis=1, keepdims=0),
+                  helper.make_node("Cast", ["am"], ["labels"], to=TensorProto.INT32)]
+        outputs.append(helper.make_tensor_value_info("labels", TensorProto.INT32, [None, 5, 7]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, classes, 5, 7])],
+                              outputs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("pool", [False, True])
+@pytest.mark.parametrize("classes, opset, labels", [(11, 17, "argmax"), (11, 18, "cast"), (3, 17, None),
+                                                    (255, 18, None)])
+def test_labels_head_is_argmax_ties_first(classes: int, opset: int, labels: str | None, pool: bool) -> None:
+    model = _logits_model(classes, opset, labels)
+    form, done = labels_head(model, pool=pool)
+    assert ("MaxPool" in {n.op_type for n in form.graph.node}) == pool
+    assert done == 1
+    onnx.checker.check_model(form, full_check=True)
+    assert "ArgMax" not in {n.op_type for n in form.graph.node}
+    rng = np.random.default_rng(classes)
+    tied = rng.integers(-2, 3, (4, classes, 5, 7)).astype(np.float32)   # many exact ties
+    tied[1] = 0.0                                                         # all classes tie: class 0
+    tied[2, -1] = 1e30                                                    # the last class wins alone
+    x = np.concatenate([tied, rng.standard_normal((2, classes, 5, 7)).astype(np.float32),
+                        # all -inf: ONNX Runtime's MaxPool starts from -FLT_MAX (real logits are finite)
+                        np.full((1, classes, 5, 7), -3.4e38 if pool else -np.inf, np.float32)])
+    out = _run(form, x)
+    np.testing.assert_array_equal(out[0], x)
+    want = x.argmax(1)
+    assert out[1].dtype == np.uint8
+    np.testing.assert_array_equal(out[1][:, 0] if labels == "argmax" else out[1], want)
+    if labels:  # the original graph's ArgMax agrees (ONNX: first index on ties)
+        ref = _run(model, x)[1]
+        np.testing.assert_array_equal(ref[:, 0] if labels == "argmax" else ref, want)
+
+
+def test_labels_head_leaves_other_graphs_alone() -> None:
+    model = _logits_model(300, 17, None)  # too many classes for uint8
+    assert labels_head(model)[1] == 0
 
 
 def test_dynamic_batch_keeps_images_apart(exports) -> None:
