@@ -19,7 +19,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from enet.deploy.rigfile import CameraSpec
 
     configure_logging(40)  # errors only: no 'goes nowhere' line per run
-    clip = Path(str(files("enet.deploy") / "data" / "camvid_0016E5.mp4"))
+    clip = Path(__file__).resolve().parent / "data" / "camvid_0016E5.mp4"  # package data (3.8: no resources.files)
     tmp = Path(tempfile.mkdtemp(prefix="enet-rig-bench-"))
     try:
         paths = []
