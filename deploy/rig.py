@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from enet.deploy.errors import NoFrameYet
-from enet.deploy.overlay import Renderer, class_fractions
+from enet.deploy.overlay import Renderer, blend, class_fractions, colorize
 from enet.deploy.pipeline import STAGES, Packet, RateMeter, RunSummary, percentiles, to_labels
 from enet.errors import EnetError
 from enet.transforms import DEFAULT_FIT, Preprocess
@@ -462,7 +462,13 @@ class RigPipeline:
                    (t - pkt.t_captured) * 1e3, st["latency_p95_ms"], lat.get("preprocess", 0), lat.get("infer", 0))]
         if cam.live:
             hud.append(f"dropped {cam.dropped}" + (f"  reconnects {cam.reconnects}" if cam.reconnects else ""))
-        frame = self.renderer.render(pkt.rgb, labels, fractions=fractions, hud_lines=hud)
+        # the files and the mosaic get the full render (HUD, legend); the live view's page draws its own numbers
+        # and legend, so it gets the overlay alone, and a rig whose only output is the page renders nothing more
+        full = bool(cam.sinks) or bool(self.mosaic_sinks) or self.live_view is None
+        frame = self.renderer.render(pkt.rgb, labels, fractions=fractions, hud_lines=hud) if full else None
+        view_frame = None
+        if self.live_view is not None:
+            view_frame = blend(pkt.rgb, colorize(labels, self.renderer.palette), self.renderer.alpha)[:, :, ::-1]
         t3 = clock()
         lat["render"] = (t3 - t2) * 1e3
         if cam.t_first is None:
@@ -500,7 +506,7 @@ class RigPipeline:
             self.stats.write(record)
         if self.live_view is not None:
             try:
-                self.live_view.publish(cam.name, np.ascontiguousarray(frame[:, :, ::-1]), captured_at=pkt.timestamp,
+                self.live_view.publish(cam.name, view_frame, captured_at=pkt.timestamp,
                                        stats=cam.stats(), fractions=cam.last_fractions)
             except Exception as exc:  # noqa: BLE001 - a viewer problem never stops the cameras
                 log.debug("live view: %s", exc)

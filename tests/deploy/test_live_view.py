@@ -467,17 +467,27 @@ def pipeline(request):
         return
     if not _enet_run_takes_several_inputs():
         pytest.skip("enet-run takes one input until issue 31 items 1-3 (enet.deploy.rigrun) land")
-    # four live synthetic cameras (the shipped clip lasts 7 s; these run until stopped)
-    cams = ["test://?size=480x360&fps=10&live=1"] * 4
+    # four live cameras that run until stopped (the shipped clip lasts 7 s): three test:// patterns and, where
+    # GStreamer's RTSP server runs, an RTSP camera second, whose server the test kills ("a camera taken away")
+    from tests.deploy.test_rig_rtsp import Server
+
+    server = None
+    try:
+        server = Server(_free_port(), "rtspcam").start()
+    except pytest.skip.Exception:
+        server = None
+    pattern = "test://?size=480x360&fps=10&live=1"
+    cams = [pattern, server.url if server else pattern, pattern, pattern]
     port = _free_port()
     exe = Path(sys.executable).with_name("enet-run")
-    cmd = [str(exe), *cams, "--live", "--no-display", f"http://127.0.0.1:{port}"]
+    cmd = [str(exe), *cams, "--live", "--no-display", "--input-latency", "0", f"http://127.0.0.1:{port}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait(lambda: proc.poll() is not None or _port_open(port), timeout=120, what="enet-run to serve")
         if proc.poll() is not None:
             pytest.fail(f"enet-run exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
-        yield Pipeline(f"http://127.0.0.1:{port}/", [], take_away=None, expected=None)
+        yield Pipeline(f"http://127.0.0.1:{port}/", [], take_away=(lambda _name: server.stop()) if server else None,
+                       expected=None)
     finally:
         proc.terminate()
         try:
@@ -485,6 +495,8 @@ def pipeline(request):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if server is not None:
+            server.stop()
 
 
 def _port_open(port: int) -> bool:
