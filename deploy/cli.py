@@ -263,11 +263,10 @@ def check_not_inputs(inputs: Sequence[str], outputs: Sequence[Any]) -> None:
 
 def _say_if_nowhere(cfg: RunConfig, outputs: Sequence[Any]) -> None:
     """No output and no window: say so, once, before the run (issue 29.20)."""
-    if outputs or cfg.display or cfg.extra_sinks or cfg.on_frame is not None:
-        return
-    keep = f"only the summary and --stats {cfg.stats} are kept" if cfg.stats else "only the summary is printed"
-    log.warning("no output and no display: the segmented video goes nowhere (%s); add an output such as "
-                "out.mp4, http://127.0.0.1:8080 or udp://HOST:PORT", keep)
+    if outputs or cfg.display or cfg.extra_sinks or cfg.on_frame is not None or cfg.stats:
+        return  # --stats alone is a result the user asked for (class areas, latencies per frame)
+    log.warning("no output and no display: the segmented video goes nowhere (only the summary is printed); add an "
+                "output such as out.mp4, --stats FILE.jsonl, http://127.0.0.1:8080 or udp://HOST:PORT")
 
 
 def _explain_rates(cfg: RunConfig, uri: Any) -> None:

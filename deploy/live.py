@@ -210,7 +210,7 @@ class LiveView:
         token: access token the page and its stream require (None: none).
         cameras: camera names, in the order the page shows them.
         classes: class names (``meta["classes"]``), for the legend and the chart.
-        palette: RGB colour per class (``meta["palette"]``), 0-255.
+        palette: RGB colour per class (``meta["palette"]``), values 0 to 255
         jpeg_quality: 1-100.
         max_viewers: browsers connected at once; more get 503.
         stall_timeout_s: a viewer whose socket accepts nothing for this long (and a request not

@@ -101,9 +101,10 @@ class FolderSource:
             self._first = self.read()  # nothing readable fails here, before the model and outputs open
         finally:
             held, self._held = self._held, None
-        if self._first is None:  # one line, not a warning per frame first
-            raise SourceError(f"none of the {len(self._files)} images in {self.folder} could be read; expected "
-                              "readable PNG/JPEG files")
+        if self._first is None:  # one line, not a warning per frame first; it says why the first one failed
+            why = held[0].replace("skipping frame ", "", 1).replace("; counted as dropped", "") if held else ""
+            raise SourceError(f"none of the {len(self._files)} images in {self.folder} could be read"
+                              + (f" ({why})" if why else "") + "; expected readable PNG/JPEG files")
         for line in held:
             log.warning("%s", line)
         return self

@@ -154,6 +154,7 @@ ALLOWED_RESIZES = {
     "deploy/demo.py": 1,      # build_clip: frames of one clip to one size
     "deploy/overlay.py": 1,   # the rendered panel, not the network input
     "deploy/sinks.py": 2,     # contact-sheet thumbnails; rendered frames of a mixed-size folder to the video size
+    "deploy/rig.py": 1,       # a rig's mosaic: rendered frames of cameras of other sizes to one cell size
 }
 
 

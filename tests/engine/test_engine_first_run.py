@@ -149,7 +149,7 @@ def test_a_first_run_engine_that_fails_the_gate_is_not_cached(tiny_onnx, tiny_ca
     assert engine.is_file() and read_sidecar(engine)["check"]["checked"]  # settable
 
 
-def test_enet_eval_auto_runs_the_first_run_engine(tiny_onnx, monkeypatch, tmp_path) -> None:
+def test_enet_eval_auto_runs_the_first_run_engine(tiny_onnx, tiny_camvid, monkeypatch, tmp_path) -> None:
     from enet.engine.eval_cli import main as eval_main
 
     seen = {}
@@ -160,8 +160,9 @@ def test_enet_eval_auto_runs_the_first_run_engine(tiny_onnx, monkeypatch, tmp_pa
 
     monkeypatch.setattr(engine_cache, "auto_engine", fake_auto)
     monkeypatch.setattr(resolve, "trt_ready", lambda: True)
-    camvid = Path(__file__).parents[1] / "nowhere"
-    assert eval_main([str(tiny_onnx), "--precision", "int8", "--data-root", str(camvid), "-q"]) == 1
+    # enet-eval checks its dataset before it loads the model (issue 29.14): a real (tiny) one here
+    camvid = tiny_camvid
+    eval_main([str(tiny_onnx), "--precision", "int8", "--data-root", str(camvid), "-q"])
     assert seen == {"model": tiny_onnx, "precision": "int8", "data_root": str(camvid)}
 
 
