@@ -134,13 +134,10 @@ def run(cfg: RunConfig, *, report: Callable[[Any], None] | None = None) -> Any:
     import threading
 
     from enet.deploy.backends import open_predictor
-    from enet.deploy.gstpipes import CaptureOptions
     from enet.deploy.overlay import Renderer
     from enet.deploy.pipeline import Pipeline
     from enet.deploy.sinks import DisplaySink, StatsWriter, make_output
-    from enet.deploy.sources import open_source
     from enet.deploy.uri import parse_input, parse_output, parse_size
-    from enet.errors import EnetError
 
     outputs = [parse_output(o) for o in cfg.outputs]
     if cfg.cameras or any(u.kind == "live" for u in outputs):
@@ -151,34 +148,12 @@ def run(cfg: RunConfig, *, report: Callable[[Any], None] | None = None) -> Any:
     check_not_inputs([cfg.input], outputs)
     size = parse_size(cfg.size) if cfg.size else None
     modes = [m.strip() for m in cfg.visualize.split(",") if m.strip()]
-    for opt, value in (("--threads", cfg.threads), ("--streams", cfg.streams)):
-        if value is not None and value < 1:
-            raise EnetError(f"{opt} must be at least 1, not {value}")
-    if cfg.max_frames is not None and cfg.max_frames <= 0:
-        raise EnetError(f"--frames must be positive, not {cfg.max_frames}")
-    if cfg.stats and not cfg.stats.endswith(".jsonl"):
-        raise EnetError(f"--stats {cfg.stats}: expected a .jsonl file name")
-    for u in outputs:  # every output location before the source, the model or a frame
-        if u.kind == "file":
-            check_writable(u.location, what="output video")
-        elif u.kind == "display" and not has_display():
-            # a window opened without a display crashes inside the GUI toolkit (segfault, no message)
-            raise EnetError(f"{u.text}: no display here (DISPLAY and WAYLAND_DISPLAY are "
-                            "unset); write a video file (out.mp4) or a stream (rtsp://, udp://) instead")
-    if cfg.stats:
-        check_writable(cfg.stats, what="--stats")
-    if cfg.input_latency is not None and cfg.input_latency < 0:
-        raise EnetError(f"--input-latency must be 0 or more milliseconds, not {cfg.input_latency}")
+    check_run_options(cfg, outputs)
     model = cfg.model  # a file or a shipped name (None: the default): resolved with the backend below
     _explain_rates(cfg, parse_input(cfg.input))
 
     stop = threading.Event()
-    opts = CaptureOptions(size=parse_size(cfg.input_size) if cfg.input_size else None, rate=cfg.input_rate,
-                          codec=cfg.input_codec, flip=cfg.input_flip,
-                          **({} if cfg.input_latency is None else {"latency_ms": cfg.input_latency}))
-    source = open_source(cfg.input, capture=cfg.capture, opts=opts, stop=stop,
-                         reconnect_timeout_s=cfg.reconnect_timeout, stall_timeout_s=cfg.stall_timeout,
-                         play_live=cfg.live)
+    source = open_camera(cfg, cfg.input, size=cfg.input_size, rate=cfg.input_rate, stop=stop)
     if source.live:
         log.info("%s: live, newest frame only (dropped frames are counted)", source.name)
     sinks: list[Any] = []
@@ -228,6 +203,50 @@ def run(cfg: RunConfig, *, report: Callable[[Any], None] | None = None) -> Any:
         raise
     summary.outputs = [u.location for u in outputs if u.kind == "file"]  # type: ignore[attr-defined]
     return summary
+
+
+def check_run_options(cfg: RunConfig, outputs: Sequence[Any]) -> None:
+    """A run's numeric options and every output location (parsed URIs), checked before a source, the model or a
+    frame opens: the one check of a one-camera run and of a rig (:func:`enet.deploy.rigrun.run_rig`).
+
+    Raises:
+        EnetError: a bad value, an unwritable output, or a window asked for where there is no display.
+    """
+    from enet.errors import EnetError
+
+    for opt, value in (("--threads", cfg.threads), ("--streams", cfg.streams)):
+        if value is not None and value < 1:
+            raise EnetError(f"{opt} must be at least 1, not {value}")
+    if cfg.max_frames is not None and cfg.max_frames <= 0:
+        raise EnetError(f"--frames must be positive, not {cfg.max_frames}")
+    if cfg.stats and not cfg.stats.endswith(".jsonl"):
+        raise EnetError(f"--stats {cfg.stats}: expected a .jsonl file name")
+    for u in outputs:
+        if u.kind == "file":
+            check_writable(u.location, what="output video")
+        elif u.kind == "display" and not has_display():
+            # a window opened without a display crashes inside the GUI toolkit (segfault, no message)
+            raise EnetError(f"{u.text}: no display here (DISPLAY and WAYLAND_DISPLAY are unset); write a video "
+                            "file (out.mp4), a stream (rtsp://, udp://) or a live view (http://127.0.0.1:8080) "
+                            "instead")
+    if cfg.stats:
+        check_writable(cfg.stats, what="--stats")
+    if cfg.input_latency is not None and cfg.input_latency < 0:
+        raise EnetError(f"--input-latency must be 0 or more milliseconds, not {cfg.input_latency}")
+
+
+def open_camera(cfg: RunConfig, uri: str, *, size: str | None, rate: float | None, stop: Any) -> Any:
+    """Open one input with the run's capture options (codec, flip, latency, timeouts, --live): the one opener of
+    a one-camera run and of each camera of a rig; ``size``/``rate`` are that camera's."""
+    from enet.deploy.gstpipes import CaptureOptions
+    from enet.deploy.sources import open_source
+    from enet.deploy.uri import parse_size
+
+    opts = CaptureOptions(size=parse_size(size) if size else None, rate=rate, codec=cfg.input_codec,
+                          flip=cfg.input_flip,
+                          **({} if cfg.input_latency is None else {"latency_ms": cfg.input_latency}))
+    return open_source(uri, capture=cfg.capture, opts=opts, stop=stop, reconnect_timeout_s=cfg.reconnect_timeout,
+                       stall_timeout_s=cfg.stall_timeout, play_live=cfg.live)
 
 
 def check_not_inputs(inputs: Sequence[str], outputs: Sequence[Any]) -> None:

@@ -81,6 +81,20 @@ class Packet:
     seq: int = 0              # order after preprocessing (capture may drop frames of a live source)
 
 
+def captured_packet(n: int, item: Any, source: Any, t_read: float, clock: Callable[[], float]) -> Packet:
+    """The ``n``-th frame ``(rgb, pts)`` a source's read (started at ``t_read``) returned -> its :class:`Packet`.
+
+    The one capture stamp of a one-camera run and of each camera of a rig.
+    """
+    rgb, pts = item
+    now = clock()
+    age = getattr(source, "last_age_s", None)
+    # a live frame's age (camera -> here: jitter buffer, decode) is latency; the wait for it is not
+    t_cap = now - age if age is not None and age > 0 else now
+    return Packet(n, rgb, pts, time.time() - (now - t_cap), t_cap, wait_ms=(now - t_read) * 1e3,
+                  latency_ms={"capture": (now - t_cap) * 1e3})
+
+
 class LatestSlot:
     """A one-item queue whose ``put`` replaces an unread item (counted in ``dropped``).
 
@@ -342,13 +356,7 @@ class Pipeline:
                     continue
                 if item is None:
                     break
-                rgb, pts = item
-                now = clock()
-                age = getattr(self.source, "last_age_s", None)
-                # a live frame's age (camera -> here: jitter buffer, decode) is latency; the wait for it is not
-                t_cap = now - age if age is not None and age > 0 else now
-                pkt = Packet(n, rgb, pts, time.time() - (now - t_cap), t_cap, wait_ms=(now - t) * 1e3,
-                             latency_ms={"capture": (now - t_cap) * 1e3})
+                pkt = captured_packet(n, item, self.source, t, clock)
                 n += 1
                 self._captured = n
                 if not self._put(self._q_cap, pkt):

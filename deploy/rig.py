@@ -42,7 +42,7 @@ import numpy as np
 
 from enet.deploy.errors import NoFrameYet
 from enet.deploy.overlay import Renderer, blend, class_fractions, colorize
-from enet.deploy.pipeline import STAGES, Packet, RateMeter, RunSummary, percentiles, to_labels
+from enet.deploy.pipeline import STAGES, Packet, RateMeter, RunSummary, captured_packet, percentiles, to_labels
 from enet.errors import EnetError
 from enet.transforms import DEFAULT_FIT, Preprocess
 
@@ -254,12 +254,7 @@ class RigPipeline:
                     continue
                 if item is None:
                     break
-                rgb, pts = item
-                now = clock()
-                age = getattr(cam.source, "last_age_s", None)
-                t_cap = now - age if age is not None and age > 0 else now
-                pkt = Packet(n, rgb, pts, time.time() - (now - t_cap), t_cap, wait_ms=(now - t) * 1e3,
-                             latency_ms={"capture": (now - t_cap) * 1e3})
+                pkt = captured_packet(n, item, cam.source, t, clock)
                 pkt.camera = cam.index  # type: ignore[attr-defined]
                 n += 1
                 cam.captured = n

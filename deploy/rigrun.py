@@ -35,15 +35,12 @@ def live_view_api() -> tuple[Any, Callable[[str], tuple[str, int, str | None]]]:
 
 def run_rig(cfg: Any, *, report: Callable[[Any], None] | None = None) -> Any:
     """Run ``cfg.cameras`` (or ``cfg.input`` with a live view) through one model; see :func:`enet.deploy.cli.run`."""
-    from enet.cli import check_writable
     from enet.deploy.backends import open_predictor
-    from enet.deploy.cli import _say_if_nowhere, _stop_on_signals, check_not_inputs, has_display
-    from enet.deploy.gstpipes import CaptureOptions
+    from enet.deploy.cli import _say_if_nowhere, _stop_on_signals, check_not_inputs, check_run_options, open_camera
     from enet.deploy.overlay import Renderer
     from enet.deploy.rig import CameraRun, RigPipeline
     from enet.deploy.rigfile import CameraSpec
     from enet.deploy.sinks import DisplaySink, StatsWriter, make_output
-    from enet.deploy.sources import open_source
     from enet.deploy.uri import parse_input, parse_output, parse_size
     from enet.errors import EnetError
 
@@ -59,18 +56,7 @@ def run_rig(cfg: Any, *, report: Callable[[Any], None] | None = None) -> Any:
     check_not_inputs([s.uri for s in specs], all_files)
     size = parse_size(cfg.size) if cfg.size else None
     modes = [m.strip() for m in cfg.visualize.split(",") if m.strip()]
-    if cfg.max_frames is not None and cfg.max_frames <= 0:
-        raise EnetError(f"--frames must be positive, not {cfg.max_frames}")
-    if cfg.stats and not cfg.stats.endswith(".jsonl"):
-        raise EnetError(f"--stats {cfg.stats}: expected a .jsonl file name")
-    for u in all_files:
-        if u.kind == "file":
-            check_writable(u.location, what="output video")
-        elif u.kind == "display" and not has_display():
-            raise EnetError(f"{u.text}: no display here (DISPLAY and WAYLAND_DISPLAY are unset); write a video "
-                            "file (out.mp4), a stream (udp://) or a live view (http://127.0.0.1:8080) instead")
-    if cfg.stats:
-        check_writable(cfg.stats, what="--stats")
+    check_run_options(cfg, all_files)
     live_parsed = []
     if live_uris:
         LiveView, parse_live_uri = live_view_api()
@@ -83,12 +69,7 @@ def run_rig(cfg: Any, *, report: Callable[[Any], None] | None = None) -> Any:
     stop = threading.Event()
 
     def open_one(spec: Any) -> Any:
-        opts = CaptureOptions(size=parse_size(spec.size) if spec.size else None, rate=spec.rate,
-                              codec=cfg.input_codec, flip=cfg.input_flip,
-                              **({} if cfg.input_latency is None else {"latency_ms": cfg.input_latency}))
-        return open_source(spec.uri, capture=cfg.capture, opts=opts, stop=stop,
-                           reconnect_timeout_s=cfg.reconnect_timeout, stall_timeout_s=cfg.stall_timeout,
-                           play_live=cfg.live)
+        return open_camera(cfg, spec.uri, size=spec.size, rate=spec.rate, stop=stop)
 
     # every camera opens at once: one that is slow to answer delays the start by its own timeout only
     sources: list[Any] = []
