@@ -4,8 +4,8 @@ Unit tests talk HTTP over raw sockets (the paths are sent byte for byte, so
 traversal attempts reach the server unnormalised); the browser test drives
 Debian's headless Chromium through Playwright against "the pipeline", a
 fixture: a synthetic 4-camera rig at 10 fps (enet.deploy.live_bench), or
-``enet-run`` itself on four live test:// cameras (skipped until it takes several
-inputs: enet.deploy.rigrun).
+``enet-run`` itself on four live cameras (three test:// patterns and, where
+GStreamer's RTSP server runs, an RTSP camera the test takes away).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -443,13 +442,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _enet_run_takes_several_inputs() -> bool:
-    """True once the rig (issue 31 items 1-3, ``enet.deploy.rigrun``) is in, or when $ENET_LIVE_TEST_ENET_RUN=1."""
-    import importlib.util
-
-    return os.environ.get("ENET_LIVE_TEST_ENET_RUN") == "1" or importlib.util.find_spec("enet.deploy.rigrun") is not None
-
-
 @pytest.fixture(params=["synthetic", pytest.param("enet-run", marks=pytest.mark.slow)])
 def pipeline(request):
     """A 4-camera rig at 10 fps serving the live view: synthetic, or the real enet-run on four live cameras."""
@@ -465,8 +457,6 @@ def pipeline(request):
             rig.close()
             view.close()
         return
-    if not _enet_run_takes_several_inputs():
-        pytest.skip("enet-run takes one input until issue 31 items 1-3 (enet.deploy.rigrun) land")
     # four live cameras that run until stopped (the shipped clip lasts 7 s): three test:// patterns and, where
     # GStreamer's RTSP server runs, an RTSP camera second, whose server the test kills ("a camera taken away")
     from tests.deploy.test_rig_rtsp import Server
