@@ -51,6 +51,12 @@ Each rewrite here computes the same numbers (exactly, not approximately):
   OpenVINO's form takes both maxima with a ``(C, 1, 1)`` ``MaxPool`` over the
   logits seen as ``(N, 1, C, H, W)``; ONNX Runtime keeps the graph's
   ``ArgMax``, which its profiler puts at a third of the head's time.
+* :func:`row_pair_pool`: a 2x2/2 ``MaxPool`` of a graph input with fewer
+  than 16 channels (the initial block's pooling of the image) over the
+  input seen as ``(N, C*H/2, 2, W)``: every window holds the same four
+  values, so the maxima are the same numbers. OpenVINO pools a 3-channel
+  map in its 16-channel blocked layout, after a conversion that cost more
+  than the pooling.
 
 All ops used are in the ONNX default domain and TensorRT-native, but the
 TensorRT path keeps the graph ``enet-export`` wrote; these forms are applied
@@ -78,7 +84,7 @@ _WINDOW_WEIGHTS = np.array([[8.0, 4.0], [2.0, 1.0]], dtype=np.float32).reshape(1
 
 #: Rewrites per CPU runtime, in order; chosen by measurement (docs/bench.md).
 FORMS: dict[str, tuple[str, ...]] = {
-    "openvino": ("select_unpool", "rank4_prelu_slopes", "labels_head_pool"),
+    "openvino": ("select_unpool", "rank4_prelu_slopes", "row_pair_pool", "labels_head_pool"),
     "ort-fast": ("select_unpool", "mul_unpool", "max_prelu"),
 }
 
@@ -456,6 +462,62 @@ def mul_unpool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
 LABELS_OUTPUT = "labels"
 
 
+#: Fewer channels than this: :func:`row_pair_pool` rewrites the layer's 2x2 pooling.
+_FEW_CHANNELS = 16
+
+
+def _static_chw(model: onnx.ModelProto, tensor: str) -> tuple[int, int, int] | None:
+    """Static ``(C, H, W)`` of a 4-D graph input (the only tensors :func:`row_pair_pool` needs)."""
+    for vi in model.graph.input:
+        if vi.name == tensor:
+            dims = vi.type.tensor_type.shape.dim
+            if len(dims) == 4 and all(d.HasField("dim_value") for d in dims[1:]):
+                return int(dims[1].dim_value), int(dims[2].dim_value), int(dims[3].dim_value)
+    return None
+
+
+def row_pair_pool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """A 2x2/2 ``MaxPool`` of a graph input with few channels, as one over row pairs (module docstring).
+
+    ``(N, C, H, W)`` (``C`` < 16, ``H`` and ``W`` even) is seen as ``(N, C*H/2,
+    2, W)``; each 2x2 window then still holds the same four values of one
+    channel, so the maxima are the same numbers. OpenVINO converts a
+    3-channel map into its 16-channel blocked layout before pooling it
+    (the initial block's pooling of the image, about 1.5 ms at 480x360,
+    docs/bench.md); with ``C*H/2`` channels it pools in place. Returns
+    ``(new model, pools rewritten)``; the input is not modified.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    done = 0
+    nodes: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        chw = _static_chw(model, node.input[0]) if node.op_type == "MaxPool" and node.input else None
+        plain = (len(node.output) == 1 and list(_attr(node, "kernel_shape", [])) == [2, 2]
+                 and list(_attr(node, "strides", [1, 1])) == [2, 2] and not any(_attr(node, "pads", []))
+                 and all(d == 1 for d in _attr(node, "dilations", [1, 1])) and not _attr(node, "ceil_mode", 0)
+                 and _attr(node, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"))
+        if chw is None or not plain or chw[0] >= _FEW_CHANNELS or chw[1] % 2 or chw[2] % 2:
+            nodes.append(node)
+            continue
+        c, h, w = chw
+        tag = _fresh(model, f"cpu_graph/row_pool{done}")
+        model.graph.initializer.extend([
+            numpy_helper.from_array(np.array([-1, c * h // 2, 2, w], dtype=np.int64), f"{tag}/rows"),
+            numpy_helper.from_array(np.array([-1, c, h // 2, w // 2], dtype=np.int64), f"{tag}/back"),
+        ])
+        nodes += [
+            helper.make_node("Reshape", [node.input[0], f"{tag}/rows"], [f"{tag}/pairs"], name=f"{tag}/Rows"),
+            helper.make_node("MaxPool", [f"{tag}/pairs"], [f"{tag}/max"], name=f"{tag}/Pool",
+                             kernel_shape=[2, 2], strides=[2, 2]),
+            helper.make_node("Reshape", [f"{tag}/max", f"{tag}/back"], [node.output[0]], name=f"{tag}/Back"),
+        ]
+        done += 1
+    if done:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return model, done
+
+
 def _logits_output(model: onnx.ModelProto) -> onnx.ValueInfoProto | None:
     return next((o for o in model.graph.output
                  if o.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)), None)
@@ -577,7 +639,7 @@ def labels_head(model: onnx.ModelProto, *, pool: bool = False) -> tuple[onnx.Mod
 _REWRITES = {"select_unpool": select_unpool, "rank4_prelu_slopes": rank4_prelu_slopes,
              "decompose_prelu": decompose_prelu, "max_prelu": max_prelu, "labels_head": labels_head,
              "labels_head_pool": lambda m: labels_head(m, pool=True),
-             "mul_unpool": mul_unpool}
+             "mul_unpool": mul_unpool, "row_pair_pool": row_pair_pool}
 
 
 def cpu_form(model: onnx.ModelProto, runtime: str, *,

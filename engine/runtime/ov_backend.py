@@ -37,6 +37,7 @@ import logging
 import os
 import platform
 import queue
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,11 @@ class OvBackend(OnnxModelBackend):
             logits copied out); with ``streams`` > 1 the form has logits
             only (the camera pipeline takes the argmax in its output stage,
             beside the next inference, which measured faster there);
-            ``"as-is"`` compiles the file unchanged.
+            ``"as-is"`` compiles the file unchanged. Each output is compiled
+            alone, the labels (else the logits) on entry and the other on
+            its first call: a graph that also returns the logits converts
+            their layout and copies them out at every call, which
+            ``segment()`` never reads.
         int8_weights_7bit: requantize INT8 weights to 7 bits; default (None):
             on CPUs whose int8 sums saturate (:func:`int8_sums_saturate`).
         streams: frames that may run at once (``concurrency``): ``infer``
@@ -210,7 +215,9 @@ class OvBackend(OnnxModelBackend):
         self._cache = cache
         self._op_ms: dict[str, float] = {}
         self._op_runs = 0
-        self._requests: queue.Queue[Any] | None = None
+        self._compiled: dict[str, queue.Queue[Any]] | None = None
+        self._compile_lock = threading.Lock()
+        self._threads_used: Any = None
         self.name = f"openvino-cpu-{self.precision}"
 
     def __enter__(self) -> OvBackend:
@@ -235,9 +242,31 @@ class OvBackend(OnnxModelBackend):
             model, n = requantize_weights_7bit(model)
             log.info("INT8 weights of %d layers requantized to 7 bits: this CPU's int8 kernels add products in "
                      "16 bits (no VNNI), which 8-bit weights saturate", n)
-        core = ov.Core()
+        self._core, self._form = ov.Core(), model
+        self._compiled = {}
+        # Each output is compiled on its own, when first asked for: a graph that also delivers the
+        # logits spends a layout conversion and a 7.6 MB copy (480x360) on them at every call
+        # (docs/bench.md), which segment() (labels only) never reads. The labels are compiled now.
+        self._requests_for(self._labels_name or self._logits_name)
+        log.info("OpenVINO %s: %s on CPU, %s threads, %d stream(s), %s", ov.__version__.split("-")[0],
+                 self.path.name, self._threads_used, self.concurrency, self.precision)
+        return self
+
+    def _requests_for(self, output: str) -> queue.Queue[Any]:
+        """The infer requests of the model compiled for ``output`` alone (compiled on first use)."""
+        with self._compile_lock:
+            requests = self._compiled.get(output)
+            if requests is None:
+                requests = self._compiled[output] = self._compile(output)
+            return requests
+
+    def _compile(self, output: str) -> queue.Queue[Any]:
+        ov = require("openvino")
+        model = self._form
+        if len(model.graph.output) > 1:
+            model = _keep_outputs(model, [output])
         try:
-            ov_model = core.read_model(model.SerializeToString())
+            ov_model = self._core.read_model(model.SerializeToString())
             if self.max_batch > 1:
                 ov_model.reshape({ov_model.inputs[0].any_name: ov.PartialShape(
                     [ov.Dimension(1, self.max_batch), *(int(d) for d in self.input_shape[1:])])})
@@ -250,21 +279,18 @@ class OvBackend(OnnxModelBackend):
                 cache = _compiled_cache_dir()
                 if cache is not None:
                     config["CACHE_DIR"] = cache
-            compiled = core.compile_model(ov_model, "CPU", config)
+            compiled = self._core.compile_model(ov_model, "CPU", config)
         except RuntimeError as exc:  # OpenVINO raises RuntimeError with a multi-line report
             first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:200]
             raise EnetError(f"OpenVINO cannot compile {self.path} ({first})") from None
-        self._requests = queue.Queue()
+        requests: queue.Queue[Any] = queue.Queue()
         for _ in range(self.concurrency):
-            self._requests.put(compiled.create_infer_request())
-        self._ports = {name: compiled.output(name) for name in (self._logits_name, self._labels_name) if name}
-        threads = compiled.get_property("INFERENCE_NUM_THREADS")
-        log.info("OpenVINO %s: %s on CPU, %s threads, %d stream(s), %s", ov.__version__.split("-")[0],
-                 self.path.name, threads, self.concurrency, self.precision)
-        return self
+            requests.put(compiled.create_infer_request())
+        self._threads_used = compiled.get_property("INFERENCE_NUM_THREADS")
+        return requests
 
     def __exit__(self, *exc: object) -> None:
-        self._requests = None
+        self._compiled = None
 
     def _check_input(self, x: np.ndarray) -> np.ndarray:
         if (self.max_batch > 1 and x.ndim == 4 and 1 <= x.shape[0] <= self.max_batch
@@ -273,17 +299,17 @@ class OvBackend(OnnxModelBackend):
         return super()._check_input(x)
 
     def _run(self, x: np.ndarray, output: str) -> np.ndarray:
-        requests = self._requests
-        if requests is None:
+        if self._compiled is None:
             raise RuntimeError("OvBackend used outside 'with'")
         x = self._check_input(x)
+        requests = self._requests_for(output)
         request = requests.get()  # a free one: ``concurrency`` calls may run at once
         try:
             request.infer({0: x})
             if self._profile:
                 self._count_ops(request)
             # the request reuses its output buffers: copy before the next call
-            return np.array(request.get_tensor(self._ports[output]).data, copy=True)
+            return np.array(request.get_output_tensor(0).data, copy=True)
         finally:
             requests.put(request)
 

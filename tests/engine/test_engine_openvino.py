@@ -54,6 +54,17 @@ def test_openvino_labels_output(tiny_onnx_labels: Path) -> None:
         np.testing.assert_array_equal(lab, b.infer(x).argmax(1))
 
 
+def test_openvino_compiles_each_output_when_first_asked(tiny_onnx: Path) -> None:
+    # segment() reads labels only: the logits' layout conversion and copy are not compiled in
+    x = np.random.default_rng(2).standard_normal((1, 3, 64, 96)).astype(np.float32)
+    with open_backend(tiny_onnx, "openvino", threads=1) as b:
+        assert b.labels_in_graph and list(b._compiled) == [b._labels_name]
+        lab = b.infer_labels(x)
+        assert list(b._compiled) == [b._labels_name]
+        np.testing.assert_array_equal(lab, b.infer(x).argmax(1))
+        assert sorted(b._compiled) == sorted([b._labels_name, b._logits_name])
+
+
 def test_openvino_user_errors(tiny_onnx: Path, tiny_checkpoint: Path) -> None:
     with pytest.raises(ShapeError, match="does not fit"):
         open_backend(tiny_onnx, "openvino", input_shape=(1, 3, 64, 64))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from enet.export.cpu_graph import (FORMS, cpu_form, decompose_prelu, labels_head, max_prelu, rank4_prelu_slopes,
-                                   select_unpool)
+                                   row_pair_pool, select_unpool)
 from enet.export.onnx import export_onnx
 from enet.model import unpool_with_mask, window_first_max_mask
 
@@ -77,6 +77,7 @@ def test_forms_change_the_ops_they_name(exports) -> None:
     assert "ArgMax" in {n.op_type for n in fast.graph.node}         # ONNX Runtime keeps the graph's ArgMax
     assert "ArgMax" not in {n.op_type for n in ov.graph.node}       # OpenVINO: the MaxPool head, uint8
     assert ov.graph.output[1].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert any(n.name.startswith("cpu_graph/row_pool") for n in ov.graph.node)  # the image's pooling
     assert sum(n.op_type == "Where" for n in ov.graph.node if n.name.startswith("cpu_graph/labels")) == 1
 
 
@@ -230,3 +231,35 @@ def test_shipped_model_forms_on_camvid_val(camvid_root: Path, tmp_path: Path) ->
         for x in frames:
             for r, g in zip(_run(src, x), _run(form, x)):
                 np.testing.assert_array_equal(g, r)
+
+
+def _pool_model(shape: list, pool_attrs: dict) -> onnx.ModelProto:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("MaxPool", ["x"], ["y"], **pool_attrs)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("batch", [1, None])
+def test_row_pair_pool_takes_each_windows_own_maximum(batch) -> None:
+    model = _pool_model([batch, 3, 6, 8], {"kernel_shape": [2, 2], "strides": [2, 2]})
+    form, done = row_pair_pool(model)
+    assert done == 1 and "Reshape" in {n.op_type for n in form.graph.node}
+    rng = np.random.default_rng(7)
+    for x in (rng.standard_normal((1 if batch else 2, 3, 6, 8)).astype(np.float32),
+              np.arange(3 * 6 * 8, dtype=np.float32).reshape(1, 3, 6, 8)[:, ::-1].copy(),  # channel edges
+              np.full((1, 3, 6, 8), -0.0, np.float32)):
+        np.testing.assert_array_equal(_run(form, x)[0], _run(model, x)[0])
+
+
+@pytest.mark.parametrize("shape, attrs", [
+    ([1, 16, 6, 8], {"kernel_shape": [2, 2], "strides": [2, 2]}),            # enough channels already
+    ([1, 3, 5, 8], {"kernel_shape": [2, 2], "strides": [2, 2]}),             # odd height
+    ([1, 3, 6, 8], {"kernel_shape": [3, 3], "strides": [2, 2]}),             # another window
+    ([1, 3, 6, 8], {"kernel_shape": [2, 2], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ([1, 3, 6, 8], {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}),
+])
+def test_row_pair_pool_leaves_other_pools_alone(shape, attrs) -> None:
+    assert row_pair_pool(_pool_model(shape, attrs))[1] == 0
