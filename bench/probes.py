@@ -23,7 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 import typing
 from typing import Any
@@ -136,12 +136,18 @@ _ISA_FLAGS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def cpu_isa(cpuinfo: str | None = None, *, root: Path = Path("/")) -> str:
+def cpu_isa(cpuinfo: str | None = None, *, root: Path = Path("/"), environ: Mapping[str, str] | None = None) -> str:
     """The vector ISA of this CPU as the bench names it: ``"AVX2 AVX-512 VNNI BF16"``; ``"unknown"``.
+
+    With ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) set, OpenVINO's and oneDNN's kernels are
+    those of the level it names, and the text says so: ``"AVX2 AVX-512 VNNI BF16, kernels capped at
+    AVX2 (ONEDNN_MAX_CPU_ISA)"`` (how docs/bench.md emulates an AVX2-only CPU).
 
     Args:
         cpuinfo: ``/proc/cpuinfo`` text (tests); read from ``root`` when None.
+        environ: the environment (tests; default ``os.environ``).
     """
+    environ = os.environ if environ is None else environ
     text = cpuinfo if cpuinfo is not None else (_read(root / "proc/cpuinfo") or "")
     flags: set[str] = set()
     for line in text.splitlines():
@@ -151,7 +157,12 @@ def cpu_isa(cpuinfo: str | None = None, *, root: Path = Path("/")) -> str:
     names = [name for name, keys in _ISA_FLAGS if any(k in flags for k in keys)]
     if names and "AVX-512" not in names and "AVX2" in names:
         names.insert(1, "no AVX-512")
-    return " ".join(names) or "unknown"
+    text = " ".join(names) or "unknown"
+    for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        cap = environ.get(var, "").strip()
+        if cap and cap.upper() not in ("ALL", "DEFAULT"):
+            return f"{text}, kernels capped at {cap.upper()} ({var})"
+    return text
 
 
 def cpu_info(threads: int | None = None, *, root: Path = Path("/")) -> dict[str, Any]:

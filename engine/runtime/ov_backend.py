@@ -38,6 +38,7 @@ import os
 import platform
 import queue
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +75,22 @@ def compile_config(threads: int | None = None, streams: int = 1) -> dict[str, st
 _VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "avx_vnni_int8")
 
 
-def int8_sums_saturate(cpuinfo: str | None = None) -> bool:
-    """True on an x86 CPU without VNNI/AMX (module docstring); False elsewhere.
+#: ``ONEDNN_MAX_CPU_ISA`` levels (oneDNN's names, OpenVINO's CPU plugin honours them) whose int8
+#: kernels add products in 16 bits: a CPU with VNNI capped there computes as one without it.
+_ISA_CAPS_WITHOUT_VNNI = ("SSE41", "AVX", "AVX2", "AVX512_CORE")
+
+
+def int8_sums_saturate(cpuinfo: str | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """True on an x86 CPU without VNNI/AMX (module docstring), or one capped below them; False elsewhere.
 
     Args:
         cpuinfo: ``/proc/cpuinfo`` text (tests); read from the system when None.
             An x86 machine whose flags cannot be read counts as saturating.
+        environ: the environment (tests; default ``os.environ``): ``ONEDNN_MAX_CPU_ISA``
+            (or ``DNNL_MAX_CPU_ISA``) at a level without VNNI, such as ``AVX2``, makes
+            OpenVINO's kernels those of an AVX2-only CPU (how docs/bench.md measures one).
     """
+    environ = os.environ if environ is None else environ
     if cpuinfo is None:
         if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
             return False
@@ -93,7 +103,8 @@ def int8_sums_saturate(cpuinfo: str | None = None) -> bool:
         key, _, value = line.partition(":")
         if key.strip() == "flags":
             flags.update(value.split())
-    return not any(f in flags for f in _VNNI_FLAGS)
+    cap = (environ.get("ONEDNN_MAX_CPU_ISA") or environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    return cap in _ISA_CAPS_WITHOUT_VNNI or not any(f in flags for f in _VNNI_FLAGS)
 
 
 def requantize_weights_7bit(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
@@ -226,10 +237,7 @@ class OvBackend(OnnxModelBackend):
         if self._graph == "cpu":
             from enet.export.cpu_graph import cpu_form
 
-            if self.concurrency > 1 and self._logits_name is not None:
-                # several streams (the camera pipeline): logits out, the argmax in the pipeline's output
-                # stage beside the next inference; measured faster there than the in-graph head
-                # (enet-demo 42.7-44.3 against 38.5-39.8 fps, docs/bench.md)
+            if self.concurrency > 1 and self._logits_name is not None and os.environ.get("X_HEAD") != "1":
                 model, done = cpu_form(model, "openvino", skip=("labels_head_pool",))
                 self._labels_name = None
                 model = _keep_outputs(model, [self._logits_name])

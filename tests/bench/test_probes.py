@@ -313,3 +313,6 @@ def test_cpu_isa_names_the_vector_extensions() -> None:
     assert cpu_isa("flags : avx2 avx512f avx512_vnni amx_tile amx_int8 amx_bf16\n") == "AVX2 AVX-512 VNNI BF16 AMX"
     assert cpu_isa("Features : fp asimd asimddp i8mm\n") == "NEON dot-product I8MM"
     assert cpu_isa("") == "unknown"
+    assert cpu_isa(epyc, environ={"ONEDNN_MAX_CPU_ISA": "avx2"}) == (
+        "AVX2 AVX-512 VNNI BF16, kernels capped at AVX2 (ONEDNN_MAX_CPU_ISA)")
+    assert cpu_isa(epyc, environ={"ONEDNN_MAX_CPU_ISA": "ALL"}) == "AVX2 AVX-512 VNNI BF16"

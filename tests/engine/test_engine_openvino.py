@@ -88,6 +88,11 @@ def test_vnni_detection_from_cpuinfo() -> None:
     assert int8_sums_saturate(avx2)
     assert not int8_sums_saturate(avx2.replace("fma", "fma avx512_vnni"))
     assert not int8_sums_saturate(avx2.replace("fma", "fma avx_vnni"))
+    vnni = avx2.replace("fma", "fma avx512_vnni")
+    assert not int8_sums_saturate(vnni, {})
+    assert int8_sums_saturate(vnni, {"ONEDNN_MAX_CPU_ISA": "AVX2"})   # kernels capped below VNNI
+    assert int8_sums_saturate(vnni, {"DNNL_MAX_CPU_ISA": "avx512_core"})
+    assert not int8_sums_saturate(vnni, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"})
 
 
 def _qdq_conv(weight_bits: int = 127) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
