@@ -237,7 +237,10 @@ class OvBackend(OnnxModelBackend):
         if self._graph == "cpu":
             from enet.export.cpu_graph import cpu_form
 
-            if self.concurrency > 1 and self._logits_name is not None and os.environ.get("X_HEAD") != "1":
+            if self.concurrency > 1 and self._logits_name is not None:
+                # several streams (the camera pipeline): logits out, the argmax in the pipeline's output
+                # stage beside the next inference. The in-graph head compiled alone cost the same CPU
+                # time there (enet-run, 360 frames: 13.2 s either way, docs/bench.md)
                 model, done = cpu_form(model, "openvino", skip=("labels_head_pool",))
                 self._labels_name = None
                 model = _keep_outputs(model, [self._logits_name])
