@@ -80,7 +80,7 @@ def open_predictor(model: str | os.PathLike[str] | None, *, backend: str = "auto
                    size: tuple[int, int] | None = None, cache_dir: str | os.PathLike[str] | None = None,
                    threads: int | None = None, streams: int | None = None,
                    precision: str = "auto", batch: int = 1, data_root: str | os.PathLike[str] | None = None,
-                   min_agreement: float | None = None) -> tuple[Any, Any]:
+                   min_agreement: float | None = None, live: bool = False) -> tuple[Any, Any]:
     """Resolve, construct and check a backend; returns ``(backend context manager, resolution)``.
 
     ``model``: a shipped name (``camvid``), a model file, or None (the default
@@ -99,7 +99,9 @@ def open_predictor(model: str | os.PathLike[str] | None, *, backend: str = "auto
 
     ``streams`` (CPU backends: OpenVINO, and ONNX Runtime on the CPU):
     frames inferred at once. Default: 2 on 2+ CPUs when ``threads`` is not
-    given, every CPU shared between them (measured in docs/deploy.md).
+    given, every CPU shared between them (measured in docs/deploy.md); for
+    one ``live`` camera, 1 stream on every CPU: each frame finishes sooner,
+    and a live camera's frames arrive one at a time (docs/deploy.md).
     ``threads`` None: :func:`enet.cpus.default_threads` less one CPU for
     one-frame-at-a-time backends (capture, preprocessing and rendering run
     beside).
@@ -120,7 +122,10 @@ def open_predictor(model: str | os.PathLike[str] | None, *, backend: str = "auto
     options: dict[str, Any] = {"input_shape": (1, 3, size[0], size[1])}
     on_cpu = choice.kind == "openvino" or (choice.kind in ("ort", "ort-fast") and not ort_has_cuda())
     if on_cpu and streams is None and threads is None:
-        streams = 2 if usable_cpus() >= 2 else 1
+        if live:
+            streams, threads = 1, usable_cpus()
+        else:
+            streams = 2 if usable_cpus() >= 2 else 1
     if on_cpu and streams:
         options["streams"] = streams
         threads = threads or (usable_cpus() if streams > 1 else None)

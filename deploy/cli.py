@@ -162,7 +162,7 @@ def run(cfg: RunConfig, *, report: Callable[[Any], None] | None = None) -> Any:
         ctx, choice = open_predictor(model, backend=cfg.backend, size=size,
                                      cache_dir=cfg.cache_dir, threads=cfg.threads, streams=cfg.streams,
                                      precision=cfg.precision, data_root=cfg.calib_data,
-                                     min_agreement=cfg.min_agreement)
+                                     min_agreement=cfg.min_agreement, live=source.live)
         log.info("model %s on %s (%s)", choice.path, choice.kind, choice.why)
         with ctx as predictor:
             _say_if_nowhere(cfg, outputs)  # once the input and the model are known to open
@@ -393,8 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU inference threads, shared among the streams (default: every CPU this process may "
                         "use; one fewer with --streams 1)")
     g.add_argument("--streams", type=positive_int, metavar="N",
-                   help="frames inferred at once on a CPU backend (openvino, ort-fast, ort) (default: 2 on 2+ "
-                        "CPUs, sharing every CPU; 1 when --threads is given; see docs/deploy.md)")
+                   help="frames inferred at once on a CPU backend (openvino, ort-fast, ort) (default: 1 on "
+                        "every CPU for one live camera, the lowest latency; otherwise 2 on 2+ CPUs, sharing "
+                        "every CPU; 1 when --threads is given; see docs/deploy.md)")
     g.add_argument("--batch", type=positive_int, metavar="N",
                    help="several cameras: infer the newest frames of up to N cameras in one call (OpenVINO; "
                         "other backends run one frame at a time). Default 1: one frame per call, on every "

@@ -76,6 +76,20 @@ def test_onnx_cpu_backends_in_the_pipeline(tmp_path, tiny_checkpoint, kind, stre
     assert s.frames == 7 and s.backend.startswith(kind)
 
 
+@pytest.mark.parametrize("live", [False, True])
+def test_cpu_streams_default_to_one_on_every_cpu_for_a_live_camera(tmp_path, tiny_checkpoint, live):
+    pytest.importorskip("openvino")
+    from enet.cpus import usable_cpus
+    from enet.deploy.backends import open_predictor
+
+    ctx, _ = open_predictor(str(tiny_checkpoint), backend="openvino", cache_dir=str(tmp_path), live=live)
+    backend = ctx._backend
+    if live:  # one frame at a time arrives: each finishes sooner on every CPU
+        assert backend.concurrency == 1 and backend._threads == usable_cpus()
+    else:     # a file read as fast as possible: two frames at once when there are 2+ CPUs
+        assert backend.concurrency == (2 if usable_cpus() >= 2 else 1)
+
+
 def test_sigterm_finalises_video(tmp_path, tiny_checkpoint):
     out = tmp_path / "live.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "enet.deploy.cli", "test://?size=96x64&fps=20&live=1", str(out),
