@@ -241,7 +241,7 @@ class OvBackend(OnnxModelBackend):
                 # several streams (the camera pipeline): logits out, the argmax in the pipeline's output
                 # stage beside the next inference. The in-graph head compiled alone cost the same CPU
                 # time there (enet-run, 360 frames: 13.2 s either way, docs/bench.md)
-                model, done = cpu_form(model, "openvino", skip=("labels_head_pool",))
+                model, done = cpu_form(model, "openvino", skip=("labels_head_split",))
                 self._labels_name = None
                 model = _keep_outputs(model, [self._logits_name])
             else:

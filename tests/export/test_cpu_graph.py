@@ -99,13 +99,15 @@ def _logits_model(classes: int, opset: int, labels: str | None) -> onnx.ModelPro
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-@pytest.mark.parametrize("pool", [False, True])
+@pytest.mark.parametrize("how", ["reduce", "pool", "split"])
 @pytest.mark.parametrize("classes, opset, labels", [(11, 17, "argmax"), (11, 18, "cast"), (3, 17, None),
                                                     (255, 18, None)])
-def test_labels_head_is_argmax_ties_first(classes: int, opset: int, labels: str | None, pool: bool) -> None:
+def test_labels_head_is_argmax_ties_first(classes: int, opset: int, labels: str | None, how: str) -> None:
     model = _logits_model(classes, opset, labels)
-    form, done = labels_head(model, pool=pool)
-    assert ("MaxPool" in {n.op_type for n in form.graph.node}) == pool
+    pool = how == "pool"
+    form, done = labels_head(model, pool=pool, split=how == "split")
+    ops = {n.op_type for n in form.graph.node}
+    assert ("MaxPool" in ops) == pool and ("Split" in ops) == (how == "split")
     assert done == 1
     onnx.checker.check_model(form, full_check=True)
     assert "ArgMax" not in {n.op_type for n in form.graph.node}
