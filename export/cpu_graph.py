@@ -41,6 +41,22 @@ Each rewrite here computes the same numbers (exactly, not approximately):
   zero may come out as ``-0.0``, equal to ``0.0`` in every later compare
   and sum, so logits and labels keep their values). ONNX Runtime's CPU
   provider runs a broadcast-free ``Mul`` faster than its ``Where``.
+* :func:`nchwc_prelu` (ONNX Runtime on x86-64): ``PRelu(x, s) = Relu(x) +
+  Relu(x * -1) * -s``. ``x * -1`` and ``Relu`` are exact; for ``x >= 0`` the
+  sum is ``x + (+-0)``, for ``x < 0`` it is ``0 + (-x) * (-s)``, the one
+  rounding ``PRelu`` makes (any slope, infinities included). ONNX Runtime
+  runs the per-channel ``Mul`` as depthwise 1x1 convolutions in its blocked
+  NCHWc layout and fuses the ``Relu`` and the ``Add`` into them, so a
+  bottleneck stays in NCHWc; ``Max`` has no NCHWc kernel, and the ``Max``
+  form converted layouts around every PReLU (175 ``ReorderOutput`` and 81
+  ``ReorderInput`` per run, 12 ms of 49 in its profile; this form: 19 and 9).
+  Applied where :func:`_nchwc_channels` forecasts ``x`` as blocked (105 of
+  the shipped model's 113 PReLU layers; the others keep :func:`max_prelu`).
+* :func:`pad_conv`: the downsampling bottleneck's zero ``Pad`` of the channel
+  axis as a 1x1 ``Conv`` by ``[I; 0]`` (``Pad`` has no NCHWc kernel, and the
+  residual chain starts there): ``1 * x + 0 * ...`` is ``x`` and the padded
+  channels ``+-0``, for finite inputs (an infinity would give NaN there).
+
 * :func:`labels_head`: the class labels as ``C - ReduceMax(Where(Equal(L,
   ReduceMax(L)), [C, C-1, ..., 1], 0))`` over the class axis, cast to
   uint8, instead of ``ArgMax`` (OpenVINO runs ArgMax as a ``TopK``, 23% of
@@ -76,7 +92,8 @@ _D2S_PERM = [0, 1, 4, 2, 5, 3]
 #: First-maximum tie break: row-major window order (0,0), (0,1), (1,0), (1,1) -> distinct weights.
 _WINDOW_WEIGHTS = np.array([[8.0, 4.0], [2.0, 1.0]], dtype=np.float32).reshape(1, 1, 2, 2)
 
-#: Rewrites per CPU runtime, in order; chosen by measurement (docs/bench.md).
+#: Rewrites per CPU runtime, in order; chosen by measurement (docs/bench.md). ``ort-fast``: ``nchwc_prelu`` first
+#: (PReLUs on blocked tensors), ``max_prelu`` for the rest; the backend skips the NCHWc ones off x86-64.
 FORMS: dict[str, tuple[str, ...]] = {
     "openvino": ("select_unpool", "rank4_prelu_slopes", "labels_head_pool"),
     "ort-fast": ("select_unpool", "mul_unpool", "pad_conv", "nchwc_prelu", "max_prelu"),
