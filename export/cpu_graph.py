@@ -134,14 +134,20 @@ def _attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
     return default
 
 
-def _fresh(model: onnx.ModelProto, base: str) -> str:
-    """A tensor/node name not used in ``model``."""
+def _used_names(model: onnx.ModelProto) -> set[str]:
     used = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.initializer}
-    used |= {n.name for n in model.graph.node}
+    return used | {n.name for n in model.graph.node}
+
+
+def _fresh(model: onnx.ModelProto, base: str, used: set[str] | None = None) -> str:
+    """A tensor/node name not used in ``model`` (nor in ``used``, when given: then it is added there)."""
+    if used is None:
+        used = _used_names(model)
     name, k = base, 0
     while name in used:
         k += 1
         name = f"{base}_{k}"
+    used.add(name)
     return name
 
 
@@ -548,6 +554,7 @@ def nchwc_prelu(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = _Graph(model)
     blocked = _nchwc_channels(model)
+    used = _used_names(model)
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
     count = 0
@@ -560,15 +567,16 @@ def nchwc_prelu(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         count += 1
         x, out = n.input[0], n.output[0]
         tag = n.name or f"prelu_{count}"
-        minus, slope = _fresh(model, f"{tag}/minus_one"), _fresh(model, f"{tag}/minus_slope")
+        minus, slope = _fresh(model, f"{tag}/minus_one", used), _fresh(model, f"{tag}/minus_slope", used)
+        neg, neg_part, scaled, pos = (_fresh(model, f"{tag}/{k}", used) for k in ("negated", "neg_part", "scaled", "pos"))
         inits += [numpy_helper.from_array(np.full((c, 1, 1), -1.0, np.float32), minus),
                   numpy_helper.from_array((-s).reshape(c, 1, 1).astype(np.float32), slope)]
         nodes += [
-            helper.make_node("Mul", [x, minus], [f"{tag}/negated"], name=f"{tag}/Negate"),
-            helper.make_node("Relu", [f"{tag}/negated"], [f"{tag}/neg_part"], name=f"{tag}/NegPart"),
-            helper.make_node("Mul", [f"{tag}/neg_part", slope], [f"{tag}/scaled"], name=f"{tag}/Scale"),
-            helper.make_node("Relu", [x], [f"{tag}/pos_part"], name=f"{tag}/PosPart"),
-            helper.make_node("Add", [f"{tag}/pos_part", f"{tag}/scaled"], [out], name=f"{tag}/Add"),
+            helper.make_node("Mul", [x, minus], [neg], name=f"{tag}/Negate"),
+            helper.make_node("Relu", [neg], [neg_part], name=f"{tag}/NegPart"),
+            helper.make_node("Mul", [neg_part, slope], [scaled], name=f"{tag}/Scale"),
+            helper.make_node("Relu", [x], [pos], name=f"{tag}/PosPart"),
+            helper.make_node("Add", [pos, scaled], [out], name=f"{tag}/Add"),
         ]
     if count:
         new = [onnx.NodeProto.FromString(n.SerializeToString()) for n in nodes]
