@@ -530,11 +530,24 @@ def _nchwc_channels(model: onnx.ModelProto) -> dict[str, int]:
             c = blocked[ins[0]]
         elif op == "Concat" and int(_attr(n, "axis", 0)) == 1 and all(blocked.get(i, 1) % b == 0 for i in ins):
             c = sum(blocked[i] for i in ins)
-        elif op == "Resize" and ins[0] in blocked and _attr(n, "mode", b"nearest") in (b"nearest", "nearest"):
-            c = blocked[ins[0]]
+        elif op == "Resize" and ins[0] in blocked and len(n.input) == 3 and _nearest_floor(n):
+            scales = g.const(n.input[2])  # integer spatial scales only
+            if scales is not None and scales.shape == (4,) and list(scales[:2]) == [1, 1] and all(
+                    v >= 1 and float(int(v)) == v for v in scales[2:]):
+                c = blocked[ins[0]]
         if c is not None:
             blocked[n.output[0]] = c
     return blocked
+
+
+def _nearest_floor(node: onnx.NodeProto) -> bool:
+    """A ``Resize`` that ONNX Runtime's NCHWc ``Upsample`` takes: nearest, asymmetric, floor."""
+    def text(name: str, default: str) -> str:
+        v = _attr(node, name, default)
+        return v.decode() if isinstance(v, bytes) else str(v)
+
+    return (text("mode", "nearest") == "nearest" and text("coordinate_transformation_mode", "half_pixel") == "asymmetric"
+            and text("nearest_mode", "round_prefer_floor") == "floor")
 
 
 def nchwc_prelu(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
