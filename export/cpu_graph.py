@@ -546,7 +546,8 @@ def _nearest_floor(node: onnx.NodeProto) -> bool:
         v = _attr(node, name, default)
         return v.decode() if isinstance(v, bytes) else str(v)
 
-    return (text("mode", "nearest") == "nearest" and text("coordinate_transformation_mode", "half_pixel") == "asymmetric"
+    return (text("mode", "nearest") == "nearest"
+            and text("coordinate_transformation_mode", "half_pixel") == "asymmetric"
             and text("nearest_mode", "round_prefer_floor") == "floor")
 
 
@@ -581,7 +582,8 @@ def nchwc_prelu(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         x, out = n.input[0], n.output[0]
         tag = n.name or f"prelu_{count}"
         minus, slope = _fresh(model, f"{tag}/minus_one", used), _fresh(model, f"{tag}/minus_slope", used)
-        neg, neg_part, scaled, pos = (_fresh(model, f"{tag}/{k}", used) for k in ("negated", "neg_part", "scaled", "pos"))
+        neg, neg_part, scaled, pos = (_fresh(model, f"{tag}/{k}", used)
+                                      for k in ("negated", "neg_part", "scaled", "pos"))
         inits += [numpy_helper.from_array(np.full((c, 1, 1), -1.0, np.float32), minus),
                   numpy_helper.from_array((-s).reshape(c, 1, 1).astype(np.float32), slope)]
         nodes += [

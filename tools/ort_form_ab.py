@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     base = statistics.median(x for r in wall[first] for x in r)
     print(f"{a.rounds} rounds x {a.iters} runs, {a.threads} threads{', spinning' if a.spin else ''}; "
           f"1-min load average {min(loads):.1f}-{max(loads):.1f}")
-    print("| form | median ms | quietest round ms | CPU ms per run | median vs " + first + " |\n|---|---:|---:|---:|---:|")
+    print(f"| form | median ms | quietest round ms | CPU ms per run | median vs {first} |")
+    print("|---|---:|---:|---:|---:|")
     for name, _, _ in cands:
         med = statistics.median(x for r in wall[name] for x in r)
         quiet = min(statistics.median(r) for r in wall[name])

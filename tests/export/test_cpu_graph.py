@@ -262,8 +262,9 @@ def test_nchwc_prelu_is_exact_at_zero_signs_and_extremes(slopes: list[float]) ->
     onnx.checker.check_model(form, full_check=True)
     assert sorted(n.op_type for n in form.graph.node) == ["Add", "Conv", "Mul", "Mul", "Relu", "Relu"]
     rng = np.random.default_rng(0)
+    wide = rng.standard_normal(16 * 12 * 50) * 10.0 ** rng.integers(-40, 38, 16 * 12 * 50)  # subnormals to 1e38
     x = np.concatenate([np.array(_SPECIAL * 16, np.float32), np.array([np.inf, -np.inf] * 96, np.float32),
-                        (rng.standard_normal(16 * 12 * 50) * 10.0 ** rng.integers(-40, 38, 16 * 12 * 50)).astype(np.float32)])
+                        wide.astype(np.float32)])
     for chunk in x.reshape(-1, 1, 16, 3, 4):
         np.testing.assert_array_equal(_run(form, chunk)[0], _run(src, chunk)[0])
 
