@@ -139,6 +139,9 @@ def test_dynamic_batch_keeps_images_apart(exports) -> None:
     x = np.concatenate([_tied_input((1, 3, 64, 96), 2), np.random.default_rng(3).standard_normal(
         (1, 3, 64, 96)).astype(np.float32)])
     np.testing.assert_array_equal(_run(form, x)[0], _run(src, x)[0])
+    fast, done = cpu_form(src, "ort-fast")  # the NCHWc rewrites with a dynamic batch dimension
+    assert done["pad_conv"] == 2 and done["nchwc_prelu"] >= 100
+    np.testing.assert_array_equal(_run(fast, x)[0], _run(src, x)[0])
 
 
 def test_graphs_without_the_mask_form_are_left_alone(exports) -> None:
