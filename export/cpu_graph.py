@@ -41,6 +41,22 @@ Each rewrite here computes the same numbers (exactly, not approximately):
   zero may come out as ``-0.0``, equal to ``0.0`` in every later compare
   and sum, so logits and labels keep their values). ONNX Runtime's CPU
   provider runs a broadcast-free ``Mul`` faster than its ``Where``.
+* :func:`nchwc_prelu` (ONNX Runtime on x86-64): ``PRelu(x, s) = Relu(x) +
+  Relu(x * -1) * -s``. ``x * -1`` and ``Relu`` are exact; for ``x >= 0`` the
+  sum is ``x + (+-0)``, for ``x < 0`` it is ``0 + (-x) * (-s)``, the one
+  rounding ``PRelu`` makes (any slope, infinities included). ONNX Runtime
+  runs the per-channel ``Mul`` as depthwise 1x1 convolutions in its blocked
+  NCHWc layout and fuses the ``Relu`` and the ``Add`` into them, so a
+  bottleneck stays in NCHWc; ``Max`` has no NCHWc kernel, and the ``Max``
+  form converted layouts around every PReLU (175 ``ReorderOutput`` and 81
+  ``ReorderInput`` per run, 12 ms of 49 in its profile; this form: 19 and 9).
+  Applied where :func:`_nchwc_channels` forecasts ``x`` as blocked (105 of
+  the shipped model's 113 PReLU layers; the others keep :func:`max_prelu`).
+* :func:`pad_conv`: the downsampling bottleneck's zero ``Pad`` of the channel
+  axis as a 1x1 ``Conv`` by ``[I; 0]`` (``Pad`` has no NCHWc kernel, and the
+  residual chain starts there): ``1 * x + 0 * ...`` is ``x`` and the padded
+  channels ``+-0``, for finite inputs (an infinity would give NaN there).
+
 * :func:`labels_head`: the class labels as ``C - ReduceMax(Where(Equal(L,
   ReduceMax(L)), [C, C-1, ..., 1], 0))`` over the class axis, cast to
   uint8, instead of ``ArgMax`` (OpenVINO runs ArgMax as a ``TopK``, 23% of
@@ -85,10 +101,11 @@ _D2S_PERM = [0, 1, 4, 2, 5, 3]
 #: First-maximum tie break: row-major window order (0,0), (0,1), (1,0), (1,1) -> distinct weights.
 _WINDOW_WEIGHTS = np.array([[8.0, 4.0], [2.0, 1.0]], dtype=np.float32).reshape(1, 1, 2, 2)
 
-#: Rewrites per CPU runtime, in order; chosen by measurement (docs/bench.md).
+#: Rewrites per CPU runtime, in order; chosen by measurement (docs/bench.md). ``ort-fast``: ``nchwc_prelu`` first
+#: (PReLUs on blocked tensors), ``max_prelu`` for the rest; the backend skips the NCHWc ones off x86-64.
 FORMS: dict[str, tuple[str, ...]] = {
     "openvino": ("select_unpool", "rank4_prelu_slopes", "row_pair_pool", "labels_head_split"),
-    "ort-fast": ("select_unpool", "mul_unpool", "max_prelu"),
+    "ort-fast": ("select_unpool", "mul_unpool", "pad_conv", "nchwc_prelu", "max_prelu"),
 }
 
 
@@ -126,14 +143,20 @@ def _attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
     return default
 
 
-def _fresh(model: onnx.ModelProto, base: str) -> str:
-    """A tensor/node name not used in ``model``."""
+def _used_names(model: onnx.ModelProto) -> set[str]:
     used = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.initializer}
-    used |= {n.name for n in model.graph.node}
+    return used | {n.name for n in model.graph.node}
+
+
+def _fresh(model: onnx.ModelProto, base: str, used: set[str] | None = None) -> str:
+    """A tensor/node name not used in ``model`` (nor in ``used``, when given: then it is added there)."""
+    if used is None:
+        used = _used_names(model)
     name, k = base, 0
     while name in used:
         k += 1
         name = f"{base}_{k}"
+    used.add(name)
     return name
 
 
@@ -461,6 +484,178 @@ def mul_unpool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     return model, count
 
 
+#: ONNX Runtime's NCHWc block on AVX-512 (8 on AVX2): channel counts it keeps in NCHWc are multiples of it.
+_NCHWC_BLOCK = 16
+
+
+def _nchwc_channels(model: onnx.ModelProto) -> dict[str, int]:
+    """Tensors ONNX Runtime's NCHWc transformer would keep in its blocked layout -> their channels.
+
+    A static forecast of ``onnxruntime/core/optimizer/nchwc_transformer.cc``
+    (ORT 1.32) on this graph: ``Conv`` with constant weights and block-aligned
+    channels (depthwise included), ``MaxPool``/``AveragePool`` on aligned
+    channels, ``Add``/``Sum``/``Mul`` whose inputs are all blocked (``Mul``
+    also by a per-channel constant, which ORT runs as a depthwise ``Conv``),
+    ``Relu``/``Sigmoid``/``Tanh``, channel ``Concat`` of aligned inputs,
+    ``BatchNormalization`` and nearest ``Resize``. ``PRelu`` counts as blocked
+    when its input is (:func:`nchwc_prelu` rewrites it so). Only a speed
+    heuristic: a wrong guess costs time, never exactness.
+    """
+    g = _Graph(model)
+    b = _NCHWC_BLOCK
+    inferred = onnx.shape_inference.infer_shapes(model)
+    dims = {vi.name: vi.type.tensor_type.shape.dim for vi in [*inferred.graph.value_info, *inferred.graph.input]}
+
+    def static_channels(t: str) -> int | None:
+        d = dims.get(t)
+        return int(d[1].dim_value) if d is not None and len(d) == 4 and d[1].HasField("dim_value") else None
+
+    blocked: dict[str, int] = {}
+    for n in model.graph.node:
+        op, ins = n.op_type, [i for i in n.input if i]
+        c: int | None = None
+        if op == "Conv":
+            w = g.const(n.input[1])
+            groups = int(_attr(n, "group", 1))
+            if w is not None and w.ndim == 4 and w.dtype == np.float32:
+                out, per_group = int(w.shape[0]), int(w.shape[1])
+                if groups == 1 and (per_group < b or per_group % b == 0):
+                    c = out
+                elif groups > 1 and out % b == 0 and (
+                        (per_group == 1 and out == groups) or (per_group % b == 0 and (out // groups) % b == 0)):
+                    c = out
+        elif op in ("MaxPool", "AveragePool") and len(n.output) == 1:
+            ch = blocked.get(n.input[0], static_channels(n.input[0]))
+            c = ch if ch is not None and ch % b == 0 else None
+        elif op in ("Add", "Sum", "Mul") and ins:
+            chans = {blocked.get(i) for i in ins}
+            if len(chans) == 1 and None not in chans:
+                c = chans.pop()
+            elif op == "Mul" and len(ins) == 2 and (ins[0] in blocked) != (ins[1] in blocked):
+                x, k = (ins[0], g.const(ins[1])) if ins[0] in blocked else (ins[1], g.const(ins[0]))
+                if k is not None and k.size == blocked[x] and k.ndim >= 3 and k.shape[-3] == k.size:
+                    c = blocked[x]
+        elif op in ("Relu", "Sigmoid", "Tanh", "BatchNormalization", "PRelu") and ins[0] in blocked:
+            c = blocked[ins[0]]
+        elif op == "Concat" and int(_attr(n, "axis", 0)) == 1 and all(blocked.get(i, 1) % b == 0 for i in ins):
+            c = sum(blocked[i] for i in ins)
+        elif op == "Resize" and ins[0] in blocked and len(n.input) == 3 and _nearest_floor(n):
+            scales = g.const(n.input[2])  # integer spatial scales only
+            if scales is not None and scales.shape == (4,) and list(scales[:2]) == [1, 1] and all(
+                    v >= 1 and float(int(v)) == v for v in scales[2:]):
+                c = blocked[ins[0]]
+        if c is not None:
+            blocked[n.output[0]] = c
+    return blocked
+
+
+def _nearest_floor(node: onnx.NodeProto) -> bool:
+    """A ``Resize`` that ONNX Runtime's NCHWc ``Upsample`` takes: nearest, asymmetric, floor."""
+    def text(name: str, default: str) -> str:
+        v = _attr(node, name, default)
+        return v.decode() if isinstance(v, bytes) else str(v)
+
+    return (text("mode", "nearest") == "nearest"
+            and text("coordinate_transformation_mode", "half_pixel") == "asymmetric"
+            and text("nearest_mode", "round_prefer_floor") == "floor")
+
+
+def nchwc_prelu(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """``PRelu(x, s)`` -> ``Relu(x) + Relu(x * -1) * -s`` where ONNX Runtime keeps ``x`` in NCHWc.
+
+    Exact: ``x * -1`` and ``Relu`` are exact; for ``x >= 0`` the sum is
+    ``x + (+-0)``, for ``x < 0`` it is ``0 + (-x) * (-s)``: the one rounding
+    ``PRelu`` makes. ONNX Runtime runs each per-channel ``Mul`` as a
+    depthwise 1x1 NCHWc ``Conv``, fuses the first ``Relu`` and the ``Add``
+    into those, and keeps the whole bottleneck in its blocked layout, where
+    :func:`max_prelu`'s ``Max`` (no NCHWc kernel) converts layouts around
+    every PReLU. Only a ``PRelu`` whose input :func:`_nchwc_channels`
+    forecasts as blocked and whose slope is a ``(C, 1, 1)`` or ``(1, C, 1, 1)``
+    constant changes; run :func:`max_prelu` after it for the others.
+    Returns ``(new model, count)``.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = _Graph(model)
+    blocked = _nchwc_channels(model)
+    used = _used_names(model)
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    count = 0
+    for n in model.graph.node:
+        s = g.const(n.input[1]) if n.op_type == "PRelu" and len(n.input) > 1 else None
+        c = blocked.get(n.input[0]) if s is not None else None
+        if c is None or s.dtype != np.float32 or s.size != c or s.ndim not in (3, 4) or s.shape[-3] != c:
+            nodes.append(n)
+            continue
+        count += 1
+        x, out = n.input[0], n.output[0]
+        tag = n.name or f"prelu_{count}"
+        minus, slope = _fresh(model, f"{tag}/minus_one", used), _fresh(model, f"{tag}/minus_slope", used)
+        neg, neg_part, scaled, pos = (_fresh(model, f"{tag}/{k}", used)
+                                      for k in ("negated", "neg_part", "scaled", "pos"))
+        inits += [numpy_helper.from_array(np.full((c, 1, 1), -1.0, np.float32), minus),
+                  numpy_helper.from_array((-s).reshape(c, 1, 1).astype(np.float32), slope)]
+        nodes += [
+            helper.make_node("Mul", [x, minus], [neg], name=f"{tag}/Negate"),
+            helper.make_node("Relu", [neg], [neg_part], name=f"{tag}/NegPart"),
+            helper.make_node("Mul", [neg_part, slope], [scaled], name=f"{tag}/Scale"),
+            helper.make_node("Relu", [x], [pos], name=f"{tag}/PosPart"),
+            helper.make_node("Add", [pos, scaled], [out], name=f"{tag}/Add"),
+        ]
+    if count:
+        new = [onnx.NodeProto.FromString(n.SerializeToString()) for n in nodes]
+        del model.graph.node[:]
+        model.graph.node.extend(new)
+        model.graph.initializer.extend(inits)
+        _prune_unused(model)
+    log.debug("%d PRelu in the NCHWc form", count)
+    return model, count
+
+
+def pad_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """A zero ``Pad`` of the channel axis (the downsampling bottleneck's main branch) -> 1x1 ``Conv`` by ``[I; 0]``.
+
+    ``Pad`` has no NCHWc kernel in ONNX Runtime, so the residual chain that
+    starts there runs in NCHW with layout conversions around it; a 1x1
+    ``Conv`` keeps it blocked. Each output is ``1 * x_c`` plus products by 0
+    (``+-0``), so the values are the padded input's for finite inputs (an
+    infinite or NaN input would make every padded channel NaN; real
+    activations are finite). Only constant-mode, zero-valued pads of the
+    channel end of a 4-D input with static channels change. Returns
+    ``(new model, count)``.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = _Graph(model)
+    blocked = _nchwc_channels(model)
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    count = 0
+    for n in model.graph.node:
+        pads = g.const(n.input[1]) if n.op_type == "Pad" and len(n.input) > 1 else None
+        value = g.const(n.input[2]) if len(n.input) > 2 and n.input[2] else np.float32(0.0)
+        mode = _attr(n, "mode", b"constant")
+        c = blocked.get(n.input[0])
+        if (pads is None or value is None or c is None or pads.shape != (8,) or float(value) != 0.0
+                or mode not in (b"constant", "constant") or any(int(pads[i]) for i in (0, 1, 2, 3, 4, 6, 7))
+                or int(pads[5]) <= 0 or len(n.input) > 3):
+            nodes.append(n)
+            continue
+        count += 1
+        weight = np.zeros((c + int(pads[5]), c, 1, 1), np.float32)
+        weight[np.arange(c), np.arange(c)] = 1.0
+        name = _fresh(model, f"{n.name or 'pad'}/embed")
+        inits.append(numpy_helper.from_array(weight, name))
+        nodes.append(helper.make_node("Conv", [n.input[0], name], [n.output[0]], name=f"{n.name or 'pad'}/Embed",
+                                      kernel_shape=[1, 1]))
+    if count:
+        new = [onnx.NodeProto.FromString(n.SerializeToString()) for n in nodes]
+        del model.graph.node[:]
+        model.graph.node.extend(new)
+        model.graph.initializer.extend(inits)
+        _prune_unused(model)
+    return model, count
+
+
 #: Name of the uint8 labels output :func:`labels_head` adds to a model that has logits only.
 LABELS_OUTPUT = "labels"
 
@@ -675,7 +870,8 @@ _REWRITES = {"select_unpool": select_unpool, "rank4_prelu_slopes": rank4_prelu_s
              "decompose_prelu": decompose_prelu, "max_prelu": max_prelu, "labels_head": labels_head,
              "labels_head_pool": lambda m: labels_head(m, pool=True),
              "labels_head_split": lambda m: labels_head(m, split=True),
-             "mul_unpool": mul_unpool, "row_pair_pool": row_pair_pool}
+             "mul_unpool": mul_unpool, "row_pair_pool": row_pair_pool, "pad_conv": pad_conv,
+             "nchwc_prelu": nchwc_prelu}
 
 
 def cpu_form(model: onnx.ModelProto, runtime: str, *,

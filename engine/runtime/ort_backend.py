@@ -52,6 +52,21 @@ def resolve_providers(providers: str | Sequence[str], available: Sequence[str]) 
     return wanted
 
 
+def _ort_fast_skip(machine: str | None = None) -> tuple[str, ...]:
+    """Rewrites of the ``ort-fast`` form that only pay where ONNX Runtime has its NCHWc layout.
+
+    MLAS sets an NCHWc block size only on x86-64 (8, 16 with AVX-512;
+    ``onnxruntime/core/mlas/lib/platform.cpp``), and ONNX Runtime adds its
+    NCHWc transformer only then; elsewhere ``nchwc_prelu`` would be five
+    plain ops where ``max_prelu``'s two do, and ``pad_conv`` a convolution
+    where a copy does.
+    """
+    import platform
+
+    arch = (machine or platform.machine()).lower()
+    return () if arch in ("x86_64", "amd64", "x64") else ("pad_conv", "nchwc_prelu")
+
+
 class OrtBackend(OnnxModelBackend):
     """An ONNX model in ONNX Runtime.
 
@@ -72,8 +87,10 @@ class OrtBackend(OnnxModelBackend):
         graph: ``"as-is"`` (default) runs the file unchanged with default
             session options; ``"cpu"`` is the ``ort-fast`` backend: the
             exact CPU form of the graph (:func:`enet.export.cpu_graph.cpu_form`:
-            select-form unpooling, PReLU as Max(x, x * s), which the CPU
-            provider vectorises, uint8 labels by the Max/Equal head) and intra-op threads that sleep instead of
+            select-form unpooling; on x86-64 PReLU as ``Relu(x) + Relu(-x) * -s``
+            and channel pads as 1x1 convolutions, which ONNX Runtime keeps in
+            its NCHWc layout, elsewhere PReLU as ``Max(x, x * s)``; the graph's
+            ArgMax) and intra-op threads that sleep instead of
             spinning between ops (``session.intra_op.allow_spinning=0``):
             faster idle, and on a busy machine spinning threads take the
             cores from the ones with work (the measurements: docs/bench.md).
@@ -117,7 +134,7 @@ class OrtBackend(OnnxModelBackend):
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             from enet.export.cpu_graph import cpu_form
 
-            model, done = cpu_form(self._model, "ort-fast")
+            model, done = cpu_form(self._model, "ort-fast", skip=_ort_fast_skip())
             log.debug("ONNX Runtime CPU form of %s: %s", self.path.name, done)
             from enet.engine.runtime.onnx_info import output_roles
 

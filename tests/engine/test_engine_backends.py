@@ -55,6 +55,13 @@ def test_ort_streams_run_frames_at_once_with_the_same_numbers(tiny_onnx: Path, k
         np.testing.assert_array_equal(g, w)
 
 
+def test_ort_fast_keeps_the_nchwc_rewrites_to_x86() -> None:
+    from enet.engine.runtime.ort_backend import _ort_fast_skip
+
+    assert _ort_fast_skip("x86_64") == () and _ort_fast_skip("AMD64") == ()
+    assert set(_ort_fast_skip("aarch64")) == {"pad_conv", "nchwc_prelu"}  # no NCHWc in ONNX Runtime there
+
+
 def test_ort_backend_wrong_shapes(tiny_onnx: Path) -> None:
     with pytest.raises(ShapeError, match="does not fit"):
         open_backend(tiny_onnx, input_shape=(1, 3, 64, 64))

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from enet.export.cpu_graph import (FORMS, cpu_form, decompose_prelu, labels_head, max_prelu, rank4_prelu_slopes,
-                                   row_pair_pool, select_unpool)
+from enet.export.cpu_graph import (FORMS, cpu_form, decompose_prelu, labels_head, max_prelu, nchwc_prelu, pad_conv,
+                                   rank4_prelu_slopes, row_pair_pool, select_unpool)
 from enet.export.onnx import export_onnx
 from enet.model import unpool_with_mask, window_first_max_mask
 
@@ -75,6 +75,8 @@ def test_forms_change_the_ops_they_name(exports) -> None:
     assert sum(n.op_type == "Where" for n in ov.graph.node) == 2 + 2 + 1  # encoder scores, placements, labels
     assert "Where" not in {n.op_type for n in fast.graph.node}  # encoder scores and placements are Mul
     assert "ArgMax" in {n.op_type for n in fast.graph.node}         # ONNX Runtime keeps the graph's ArgMax
+    assert "Pad" not in {n.op_type for n in fast.graph.node}        # channel pads are 1x1 Convs (NCHWc)
+    assert sum(n.op_type == "Relu" for n in fast.graph.node) >= 2 * 100  # PReLUs on blocked tensors: two Relus each
     assert "ArgMax" not in {n.op_type for n in ov.graph.node}       # OpenVINO: the MaxPool head, uint8
     assert ov.graph.output[1].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert any(n.name.startswith("cpu_graph/row_pool") for n in ov.graph.node)  # the image's pooling
@@ -140,6 +142,9 @@ def test_dynamic_batch_keeps_images_apart(exports) -> None:
     x = np.concatenate([_tied_input((1, 3, 64, 96), 2), np.random.default_rng(3).standard_normal(
         (1, 3, 64, 96)).astype(np.float32)])
     np.testing.assert_array_equal(_run(form, x)[0], _run(src, x)[0])
+    fast, done = cpu_form(src, "ort-fast")  # the NCHWc rewrites with a dynamic batch dimension
+    assert done["pad_conv"] == 2 and done["nchwc_prelu"] >= 100
+    np.testing.assert_array_equal(_run(fast, x)[0], _run(src, x)[0])
 
 
 def test_graphs_without_the_mask_form_are_left_alone(exports) -> None:
@@ -265,3 +270,98 @@ def test_row_pair_pool_takes_each_windows_own_maximum(batch) -> None:
 ])
 def test_row_pair_pool_leaves_other_pools_alone(shape, attrs) -> None:
     assert row_pair_pool(_pool_model(shape, attrs))[1] == 0
+
+
+_SPECIAL = [-3.0, -0.0, 0.0, 1e-40, -1e-40, 2.5, -7.75, 1e30, -1e30, 3.4e38, -3.4e38, -1.1754944e-38]
+
+
+def _prelu_after_depthwise(slope: np.ndarray) -> onnx.ModelProto:
+    """x -> depthwise Conv by 1 (a tensor ONNX Runtime keeps in NCHWc; 1 * x is x, infinities too) -> PRelu."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = slope.size
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "one"], ["t"], group=c, kernel_shape=[1, 1]),
+         helper.make_node("PRelu", ["t", "s"], ["y"], name="p")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, 3, 4])],
+        [numpy_helper.from_array(np.ones((c, 1, 1, 1), np.float32), "one"), numpy_helper.from_array(slope, "s")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("slopes", [
+    [0.25, -0.5, 0.0, 1.0] * 4,           # every slope <= 1 (max_prelu's Max layers)
+    [0.25, 1.08, -0.5, 0.9, 3.0, -2.0, 1e-3, 0.5] * 2,   # both sides of 1
+])
+def test_nchwc_prelu_is_exact_at_zero_signs_and_extremes(slopes: list[float]) -> None:
+    src = _prelu_after_depthwise(np.array(slopes, np.float32).reshape(16, 1, 1))
+    form, count = nchwc_prelu(src)
+    assert count == 1
+    onnx.checker.check_model(form, full_check=True)
+    assert sorted(n.op_type for n in form.graph.node) == ["Add", "Conv", "Mul", "Mul", "Relu", "Relu"]
+    rng = np.random.default_rng(0)
+    wide = rng.standard_normal(16 * 12 * 50) * 10.0 ** rng.integers(-40, 38, 16 * 12 * 50)  # subnormals to 1e38
+    x = np.concatenate([np.array(_SPECIAL * 16, np.float32), np.array([np.inf, -np.inf] * 96, np.float32),
+                        wide.astype(np.float32)])
+    for chunk in x.reshape(-1, 1, 16, 3, 4):
+        np.testing.assert_array_equal(_run(form, chunk)[0], _run(src, chunk)[0])
+
+
+def test_nchwc_prelu_leaves_unblocked_inputs_to_max_prelu() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    slope = np.full((16, 1, 1), 0.25, np.float32)
+    plain = helper.make_model(helper.make_graph(   # a graph input: ONNX Runtime keeps it in NCHW
+        [helper.make_node("PRelu", ["x", "s"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 3, 4])],
+        [numpy_helper.from_array(slope, "s")]), opset_imports=[helper.make_opsetid("", 17)])
+    assert nchwc_prelu(plain)[1] == 0
+    odd = _prelu_after_depthwise(np.full((4, 1, 1), 0.25, np.float32))  # 4 channels: not block-aligned
+    assert nchwc_prelu(odd)[1] == 0
+
+
+def _pool_pad(pads: list[int]) -> onnx.ModelProto:
+    """x (16 channels) -> MaxPool 2x2 -> Pad(pads) with zeros."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    out = [1, 16 + pads[1] + pads[5], 2 + pads[2] + pads[6], 3 + pads[3] + pads[7]]
+    graph = helper.make_graph(
+        [helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+         helper.make_node("Pad", ["p", "pads"], ["y"], mode="constant")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 4, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+        [numpy_helper.from_array(np.array(pads, np.int64), "pads")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_pad_conv_pads_channels_exactly() -> None:
+    src = _pool_pad([0, 0, 0, 0, 0, 48, 0, 0])
+    form, count = pad_conv(src)
+    assert count == 1
+    onnx.checker.check_model(form, full_check=True)
+    assert [n.op_type for n in form.graph.node] == ["MaxPool", "Conv"]
+    rng = np.random.default_rng(1)
+    finite = [v for v in _SPECIAL]  # infinities excepted: 0 * inf would spread NaN (docstring)
+    x = np.concatenate([np.array(finite * 32, np.float32),
+                        (rng.standard_normal(384 * 20) * 10.0 ** rng.integers(-40, 38, 384 * 20)).astype(np.float32)])
+    for chunk in x.reshape(-1, 1, 16, 4, 6):
+        np.testing.assert_array_equal(_run(form, chunk)[0], _run(src, chunk)[0])
+    for pads in ([0, 0, 0, 0, 0, 48, 1, 0], [0, 8, 0, 0, 0, 8, 0, 0]):  # spatial or leading pads: left alone
+        assert pad_conv(_pool_pad(pads))[1] == 0
+
+
+def test_shipped_onnx_in_the_ort_fast_form_is_bit_identical() -> None:
+    from enet.weights import pretrained_dir
+
+    src = onnx.load(str(pretrained_dir() / "enet_camvid.onnx"))
+    form, done = cpu_form(src, "ort-fast")
+    assert done["pad_conv"] == 2 and done["nchwc_prelu"] >= 100  # the rest stay max_prelu's (not blocked there)
+    assert done["nchwc_prelu"] + done["max_prelu"] == sum(n.op_type == "PRelu" for n in src.graph.node)
+    rng = np.random.default_rng(7)
+    for x in (rng.standard_normal((1, 3, 360, 480)).astype(np.float32), _tied_input((1, 3, 360, 480)),
+              np.zeros((1, 3, 360, 480), np.float32)):
+        ref, got = _run(src, x), _run(form, x)
+        assert len(ref) == 2
+        for r, g in zip(ref, got):
+            np.testing.assert_array_equal(g, r)  # logits and labels, bit for bit
