@@ -59,5 +59,18 @@ def ort_has_cuda() -> bool:
 
 
 #: CPU backends that run a calibrated INT8 Q/DQ ONNX faster than its FP32 form (docs/bench.md has the
-#: measurements): ``precision="auto"`` picks a shipped model's INT8 file for these.
+#: measurements): ``precision="auto"`` picks a shipped model's INT8 file for these, on the CPUs of
+#: :data:`INT8_MEASURED_MACHINES`.
 INT8_FASTER: tuple[str, ...] = ("openvino",)
+#: ``platform.machine()`` values where INT8 was measured faster: x86-64 with AVX-512 VNNI, and with
+#: its kernels capped at AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``, 7-bit weights; docs/bench.md). Elsewhere
+#: (an Arm CPU) ``auto`` runs FP32 and says so.
+INT8_MEASURED_MACHINES: tuple[str, ...] = ("x86_64", "amd64")
+
+
+def int8_faster(kind: str, machine: str | None = None) -> bool:
+    """Whether ``kind`` runs a shipped INT8 ONNX faster than FP32 on this CPU (``machine``: tests)."""
+    import platform
+
+    machine = (machine if machine is not None else platform.machine()).lower()
+    return kind in INT8_FASTER and machine in INT8_MEASURED_MACHINES

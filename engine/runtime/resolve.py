@@ -19,8 +19,9 @@ returns the file to open and the kind to open it with. ``backend="auto"``:
    when this onnxruntime has it, else the fastest installed CPU backend in the
    order of :data:`enet.engine.runtime.cpu_choice.CPU_PREFERENCE`. On the CPU,
    a shipped name runs its calibrated INT8 ONNX when the chosen backend runs
-   INT8 faster (:data:`enet.engine.runtime.cpu_choice.INT8_FASTER`) and the
-   precision is ``auto`` (``fp32`` opts out), or whenever it is ``int8``;
+   INT8 faster on this CPU (:func:`enet.engine.runtime.cpu_choice.int8_faster`:
+   OpenVINO on x86-64, measured with and without VNNI) and the precision is
+   ``auto`` (``fp32`` opts out), or whenever it is ``int8``;
 3. ``torch``: the checkpoint in PyTorch.
 
 A step whose pieces are missing or fail is skipped with a log line; an
@@ -330,11 +331,18 @@ def _check_onnx_size(model: Path, size: tuple[int, int] | None) -> None:
 def _onnx_choice(model: Path, kind: str, why: str, precision: str, shipped: dict[str, Path],
                  int8_on_cpu: bool) -> Resolution:
     """An ``.onnx`` in an ONNX runtime; a shipped model's INT8 file where the precision asks for it."""
-    from enet.engine.runtime.cpu_choice import INT8_FASTER, ort_has_cuda
+    import platform
+
+    from enet.engine.runtime.cpu_choice import INT8_FASTER, int8_faster, ort_has_cuda
 
     on_cpu = kind != "ort" or not ort_has_cuda()
     int8 = shipped.get("int8")
-    if int8 is not None and on_cpu and (precision == "int8" or (precision == "auto" and int8_on_cpu and kind in INT8_FASTER)):
+    if int8 is not None and on_cpu and precision == "auto" and int8_on_cpu and kind in INT8_FASTER \
+            and not int8_faster(kind):
+        log.info("running the FP32 model: %s was not measured faster in INT8 on this CPU (%s); --precision int8 "
+                 "opts in", kind, platform.machine())
+    if int8 is not None and on_cpu and (precision == "int8" or (precision == "auto" and int8_on_cpu
+                                                                and int8_faster(kind))):
         if precision == "auto":
             log.info("using the shipped INT8 model %s: %s runs INT8 faster on this CPU (--precision fp32 opts out)",
                      int8.name, kind)

@@ -147,13 +147,29 @@ def test_threads_get_the_same_labels(seg) -> None:
 
 
 def test_precision_fp32_opts_out_of_int8() -> None:
-    from enet.engine.runtime.cpu_choice import INT8_FASTER, fastest_cpu_kind
+    from enet.engine.runtime.cpu_choice import fastest_cpu_kind, int8_faster
 
     with enet.Segmenter("camvid", precision="fp32") as s:
         assert s.resolution.path.name == "enet_camvid.onnx"
-    if fastest_cpu_kind() in INT8_FASTER:
+    if int8_faster(fastest_cpu_kind() or ""):
         with enet.Segmenter("camvid") as s:
             assert s.resolution.path.name == "enet_camvid.int8.onnx" and s.resolution.precision == "int8"
+
+
+def test_auto_runs_fp32_where_int8_was_not_measured_faster(monkeypatch, caplog) -> None:
+    import platform
+
+    from enet.engine.runtime.cpu_choice import int8_faster
+
+    assert int8_faster("openvino", "x86_64") and not int8_faster("ort-fast", "x86_64")
+    assert not int8_faster("openvino", "aarch64")
+    pytest.importorskip("openvino")
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    with caplog.at_level("INFO"), enet.Segmenter("camvid", backend="openvino") as s:
+        assert s.resolution.path.name == "enet_camvid.onnx"  # says so, and --precision int8 opts in
+    assert "not measured faster in INT8 on this CPU (aarch64)" in caplog.text
+    with enet.Segmenter("camvid", backend="openvino", precision="int8") as s:
+        assert s.resolution.precision == "int8"
 
 
 def test_import_enet_is_light_and_the_api_runs_without_torch() -> None:
