@@ -147,7 +147,8 @@ def cpu_isa(cpuinfo: str | None = None, *, root: Path = Path("/"), environ: Mapp
         cpuinfo: ``/proc/cpuinfo`` text (tests); read from ``root`` when None.
         environ: the environment (tests; default ``os.environ``).
     """
-    environ = os.environ if environ is None else environ
+    from enet.cpus import kernel_isa_cap
+
     text = cpuinfo if cpuinfo is not None else (_read(root / "proc/cpuinfo") or "")
     flags: set[str] = set()
     for line in text.splitlines():
@@ -158,11 +159,8 @@ def cpu_isa(cpuinfo: str | None = None, *, root: Path = Path("/"), environ: Mapp
     if names and "AVX-512" not in names and "AVX2" in names:
         names.insert(1, "no AVX-512")
     text = " ".join(names) or "unknown"
-    for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
-        cap = environ.get(var, "").strip()
-        if cap and cap.upper() not in ("ALL", "DEFAULT"):
-            return f"{text}, kernels capped at {cap.upper()} ({var})"
-    return text
+    cap = kernel_isa_cap(environ)
+    return text if cap is None else f"{text}, kernels capped at {cap[0]} ({cap[1]})"
 
 
 def cpu_info(threads: int | None = None, *, root: Path = Path("/")) -> dict[str, Any]:

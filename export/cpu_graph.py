@@ -172,6 +172,14 @@ def _replace_nodes(model: onnx.ModelProto, remove: set[int], insert_after: dict[
     model.graph.node.extend(nodes)
 
 
+def _set_nodes(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> None:
+    """Make ``nodes`` the graph's nodes, in order (copied first: some may be the graph's own, which
+    clearing the repeated field would leave detached or empty)."""
+    new = [onnx.NodeProto.FromString(n.SerializeToString()) for n in nodes]
+    del model.graph.node[:]
+    model.graph.node.extend(new)
+
+
 def _is_s2d(node: onnx.NodeProto) -> bool:
     return node.op_type == "Transpose" and list(_attr(node, "perm", [])) == _S2D_PERM
 
@@ -426,9 +434,7 @@ def _rewrite_prelu(model: onnx.ModelProto, *, two_op: bool) -> tuple[onnx.ModelP
                 helper.make_node(op, [x, f"{tag}/scaled"], [out], name=f"{tag}/{op}"),
             ]
     if count:
-        new = [onnx.NodeProto.FromString(n.SerializeToString()) for n in nodes]
-        del model.graph.node[:]
-        model.graph.node.extend(new)
+        _set_nodes(model, nodes)
     if four:
         model.graph.initializer.append(numpy_helper.from_array(np.array(0.0, dtype=np.float32), zero))
     log.debug("%d PRelu rewritten, %d in the four-op form", count, four)
@@ -477,9 +483,7 @@ def mul_unpool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         nodes += [cast,
                   helper.make_node("Mul", [n.input[1], weight], [n.output[0]], name=f"{n.name}/Mul")]
     if count:
-        new = [onnx.NodeProto.FromString(n.SerializeToString()) for n in nodes]
-        del model.graph.node[:]
-        model.graph.node.extend(new)
+        _set_nodes(model, nodes)
         _prune_unused(model)
     return model, count
 
@@ -603,9 +607,7 @@ def nchwc_prelu(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
             helper.make_node("Add", [pos, scaled], [out], name=f"{tag}/Add"),
         ]
     if count:
-        new = [onnx.NodeProto.FromString(n.SerializeToString()) for n in nodes]
-        del model.graph.node[:]
-        model.graph.node.extend(new)
+        _set_nodes(model, nodes)
         model.graph.initializer.extend(inits)
         _prune_unused(model)
     log.debug("%d PRelu in the NCHWc form", count)
@@ -648,9 +650,7 @@ def pad_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         nodes.append(helper.make_node("Conv", [n.input[0], name], [n.output[0]], name=f"{n.name or 'pad'}/Embed",
                                       kernel_shape=[1, 1]))
     if count:
-        new = [onnx.NodeProto.FromString(n.SerializeToString()) for n in nodes]
-        del model.graph.node[:]
-        model.graph.node.extend(new)
+        _set_nodes(model, nodes)
         model.graph.initializer.extend(inits)
         _prune_unused(model)
     return model, count
@@ -711,8 +711,7 @@ def row_pair_pool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         ]
         done += 1
     if done:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
+        _set_nodes(model, nodes)
     return model, done
 
 

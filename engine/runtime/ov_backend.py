@@ -47,7 +47,7 @@ import onnx
 from onnx import numpy_helper
 
 from enet._lazy import require
-from enet.cpus import usable_cpus
+from enet.cpus import kernel_isa_cap, usable_cpus
 from enet.engine.runtime.onnx_info import output_roles
 from enet.engine.runtime.onnx_model import OnnxModelBackend
 from enet.errors import EnetError
@@ -90,7 +90,6 @@ def int8_sums_saturate(cpuinfo: str | None = None, environ: Mapping[str, str] | 
             (or ``DNNL_MAX_CPU_ISA``) at a level without VNNI, such as ``AVX2``, makes
             OpenVINO's kernels those of an AVX2-only CPU (how docs/bench.md measures one).
     """
-    environ = os.environ if environ is None else environ
     if cpuinfo is None:
         if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
             return False
@@ -103,8 +102,8 @@ def int8_sums_saturate(cpuinfo: str | None = None, environ: Mapping[str, str] | 
         key, _, value = line.partition(":")
         if key.strip() == "flags":
             flags.update(value.split())
-    cap = (environ.get("ONEDNN_MAX_CPU_ISA") or environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
-    return cap in _ISA_CAPS_WITHOUT_VNNI or not any(f in flags for f in _VNNI_FLAGS)
+    cap = kernel_isa_cap(environ)
+    return (cap is not None and cap[0] in _ISA_CAPS_WITHOUT_VNNI) or not any(f in flags for f in _VNNI_FLAGS)
 
 
 def requantize_weights_7bit(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
@@ -265,6 +264,9 @@ class OvBackend(OnnxModelBackend):
 
     def _requests_for(self, output: str) -> queue.Queue[Any]:
         """The infer requests of the model compiled for ``output`` alone (compiled on first use)."""
+        requests = self._compiled.get(output)  # every call after the first: no lock
+        if requests is not None:
+            return requests
         with self._compile_lock:
             requests = self._compiled.get(output)
             if requests is None:

@@ -337,12 +337,12 @@ def _onnx_choice(model: Path, kind: str, why: str, precision: str, shipped: dict
 
     on_cpu = kind != "ort" or not ort_has_cuda()
     int8 = shipped.get("int8")
-    if int8 is not None and on_cpu and precision == "auto" and int8_on_cpu and kind in INT8_FASTER \
-            and not int8_faster(kind):
+    auto_int8 = int8 is not None and on_cpu and precision == "auto" and int8_on_cpu and kind in INT8_FASTER
+    if auto_int8 and not int8_faster(kind):
+        auto_int8 = False
         log.info("running the FP32 model: %s was not measured faster in INT8 on this CPU (%s); --precision int8 "
                  "opts in", kind, platform.machine())
-    if int8 is not None and on_cpu and (precision == "int8" or (precision == "auto" and int8_on_cpu
-                                                                and int8_faster(kind))):
+    if int8 is not None and on_cpu and (precision == "int8" or auto_int8):
         if precision == "auto":
             log.info("using the shipped INT8 model %s: %s runs INT8 faster on this CPU (--precision fp32 opts out)",
                      int8.name, kind)

@@ -93,6 +93,8 @@ def test_vnni_detection_from_cpuinfo() -> None:
     assert int8_sums_saturate(vnni, {"ONEDNN_MAX_CPU_ISA": "AVX2"})   # kernels capped below VNNI
     assert int8_sums_saturate(vnni, {"DNNL_MAX_CPU_ISA": "avx512_core"})
     assert not int8_sums_saturate(vnni, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"})
+    # the first variable set wins, as in oneDNN: ALL there means no cap
+    assert not int8_sums_saturate(vnni, {"ONEDNN_MAX_CPU_ISA": "ALL", "DNNL_MAX_CPU_ISA": "AVX2"})
 
 
 def _qdq_conv(weight_bits: int = 127) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
