@@ -137,6 +137,8 @@ def open_predictor(model: str | os.PathLike[str] | None, *, backend: str = "auto
         threads = default_threads(reserve=1)
     if threads:
         options["threads"] = threads
+    if choice.kind == "ort-fast":
+        options["spin"] = False  # capture, rendering and encoding share the cores (OrtBackend's spin)
     if batch > 1:
         options.update(batch_options(choice.kind, batch))
     try:

@@ -67,6 +67,34 @@ def _ort_fast_skip(machine: str | None = None) -> tuple[str, ...]:
     return () if arch in ("x86_64", "amd64", "x64") else ("pad_conv", "nchwc_prelu")
 
 
+#: ONNX Runtime's first release that reads ``session.intra_op.spin_duration_us`` (absent from 1.25's
+#: library strings, present in 1.26's); before it the key is ignored and threads spin for the default time.
+_SPIN_DURATION_SINCE = (1, 26)
+#: How long an idle intra-op thread spins before it sleeps, where the runtime lets it be set: long enough
+#: to span the gap between two ops of one run, short enough to yield the core between runs (docs/bench.md).
+SPIN_US = 10
+
+
+def spin_config(version: str, spin: bool) -> dict[str, str]:
+    """Session config entries for the ``ort-fast`` intra-op threads.
+
+    ``spin``: spin briefly between ops (``SPIN_US``) where this ONNX Runtime
+    (``version``) can bound the spin; otherwise, and with ``spin`` False,
+    the threads sleep as soon as they are idle. Measured on 2 CPUs
+    (docs/bench.md): the bounded spin is about 15% faster alone and about
+    even beside one busy thread, sleeping wins when the cores are
+    oversubscribed (the camera pipeline asks for it), and ONNX Runtime's
+    unbounded default spin doubles the median under load.
+    """
+    parts = []
+    for p in version.split("+")[0].split(".")[:2]:
+        digits = "".join(ch for ch in p if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    if spin and tuple(parts) >= _SPIN_DURATION_SINCE:
+        return {"session.intra_op.allow_spinning": "1", "session.intra_op.spin_duration_us": str(SPIN_US)}
+    return {"session.intra_op.allow_spinning": "0"}
+
+
 class OrtBackend(OnnxModelBackend):
     """An ONNX model in ONNX Runtime.
 
@@ -90,16 +118,20 @@ class OrtBackend(OnnxModelBackend):
             select-form unpooling; on x86-64 PReLU as ``Relu(x) + Relu(-x) * -s``
             and channel pads as 1x1 convolutions, which ONNX Runtime keeps in
             its NCHWc layout, elsewhere PReLU as ``Max(x, x * s)``; the graph's
-            ArgMax) and intra-op threads that sleep instead of
-            spinning between ops (``session.intra_op.allow_spinning=0``):
-            faster idle, and on a busy machine spinning threads take the
-            cores from the ones with work (the measurements: docs/bench.md).
+            ArgMax), with intra-op threads as ``spin`` says.
+        spin: ``graph="cpu"`` only. True (default): idle intra-op threads
+            spin for 10 us between ops where ONNX Runtime can bound the spin
+            (1.26 and later), else sleep at once (:func:`spin_config`); False:
+            they sleep at once, for callers whose own threads share the cores
+            (the camera pipeline). ONNX Runtime's unbounded default spin takes
+            the cores from the threads with work on a busy machine (the
+            measurements: docs/bench.md).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, providers: str | Sequence[str] = "auto",
                  input_shape: tuple[int, int, int, int] | None = None, threads: int | None = None,
                  graph: str = "as-is", profile: bool = False, streams: int = 1, display_name: str | None = None,
-                 **_: Any) -> None:
+                 spin: bool = True, **_: Any) -> None:
         if graph not in ("as-is", "cpu"):
             raise EnetError(f"unknown graph form {graph!r}; choose as-is or cpu")
         super().__init__(path, input_shape)
@@ -110,6 +142,7 @@ class OrtBackend(OnnxModelBackend):
         self._session: Any = None
         self._input_name = ""
         self._profile = profile
+        self._spin = bool(spin)
         self._prefix = "ort-fast" if graph == "cpu" else "ort"
         self.name = f"{self._prefix}-{self.precision}"
         # what messages call the file: a temp file being checked before it becomes the output is named as that
@@ -131,7 +164,8 @@ class OrtBackend(OnnxModelBackend):
             so.profile_file_prefix = str(Path(self._profile_dir) / "ort")
         source: str | bytes = str(self.path)
         if self._graph == "cpu":
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            for key, value in spin_config(ort.__version__, self._spin).items():
+                so.add_session_config_entry(key, value)
             from enet.export.cpu_graph import cpu_form
 
             model, done = cpu_form(self._model, "ort-fast", skip=_ort_fast_skip())

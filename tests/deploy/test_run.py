@@ -90,6 +90,18 @@ def test_cpu_streams_default_to_one_on_every_cpu_for_a_live_camera(tmp_path, tin
         assert backend.concurrency == (2 if usable_cpus() >= 2 else 1)
 
 
+def test_camera_pipeline_keeps_onnx_runtime_threads_from_spinning(tmp_path, tiny_checkpoint):
+    pytest.importorskip("onnxruntime")
+    from enet.deploy.backends import open_predictor
+
+    ctx, _ = open_predictor(str(tiny_checkpoint), backend="ort-fast", cache_dir=str(tmp_path), live=True)
+    assert ctx._backend._spin is False  # capture, rendering and encoding share the cores
+    with ctx as predictor:
+        assert predictor is not None
+        so = ctx._backend._session.get_session_options()
+        assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_sigterm_finalises_video(tmp_path, tiny_checkpoint):
     out = tmp_path / "live.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "enet.deploy.cli", "test://?size=96x64&fps=20&live=1", str(out),

@@ -62,6 +62,32 @@ def test_ort_fast_keeps_the_nchwc_rewrites_to_x86() -> None:
     assert set(_ort_fast_skip("aarch64")) == {"pad_conv", "nchwc_prelu"}  # no NCHWc in ONNX Runtime there
 
 
+@pytest.mark.parametrize("version, spin, want", [
+    ("1.32.0", True, {"session.intra_op.allow_spinning": "1", "session.intra_op.spin_duration_us": "10"}),
+    ("1.26.0", True, {"session.intra_op.allow_spinning": "1", "session.intra_op.spin_duration_us": "10"}),
+    ("1.27.0.dev20260101", True, {"session.intra_op.allow_spinning": "1", "session.intra_op.spin_duration_us": "10"}),
+    ("1.25.1", True, {"session.intra_op.allow_spinning": "0"}),  # would ignore the duration and spin unbounded
+    ("1.19.2", True, {"session.intra_op.allow_spinning": "0"}),  # JetPack 5's Python gets this one
+    ("1.32.0", False, {"session.intra_op.allow_spinning": "0"}),
+])
+def test_ort_fast_spins_only_where_the_spin_is_bounded(version: str, spin: bool, want: dict) -> None:
+    from enet.engine.runtime.ort_backend import spin_config
+
+    assert spin_config(version, spin) == want
+
+
+def test_ort_fast_session_gets_the_spin_it_was_asked_for(tiny_onnx: Path) -> None:
+    import onnxruntime as ort
+
+    from enet.engine.runtime.ort_backend import spin_config
+
+    for spin in (True, False):
+        with open_backend(tiny_onnx, "ort-fast", threads=2, spin=spin) as b:
+            so = b._session.get_session_options()
+            for key, value in spin_config(ort.__version__, spin).items():
+                assert so.get_session_config_entry(key) == value
+
+
 def test_ort_backend_wrong_shapes(tiny_onnx: Path) -> None:
     with pytest.raises(ShapeError, match="does not fit"):
         open_backend(tiny_onnx, input_shape=(1, 3, 64, 64))
