@@ -287,6 +287,31 @@ class GstSource:
             self._sink = None
 
 
+def i420_bytes(rgb: np.ndarray) -> bytes:
+    """RGB ``(H, W, 3)`` (even sizes) -> an I420 buffer as GStreamer lays it out by default.
+
+    BT.601 limited range (OpenCV's conversion; what ``videoconvert`` made of
+    the RGB frames before). GStreamer pads each plane's rows to a multiple of
+    4 bytes (``gst_video_info_set_format``): 1140 pixels wide, the chroma rows
+    are 570 bytes of 572.
+    """
+    cv2 = require("cv2")
+    h, w = rgb.shape[:2]
+    yuv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
+    ys, cs = -(-w // 4) * 4, -(-(w // 2) // 4) * 4
+    if ys == w and cs == w // 2:
+        return yuv.tobytes()
+    flat = yuv.reshape(-1)
+    out = np.zeros(ys * h + 2 * cs * (h // 2), dtype=np.uint8)
+    out[: ys * h].reshape(h, ys)[:, :w] = flat[: w * h].reshape(h, w)
+    n = (w // 2) * (h // 2)
+    for i in range(2):
+        start = ys * h + i * cs * (h // 2)
+        out[start: start + cs * (h // 2)].reshape(h // 2, cs)[:, : w // 2] = \
+            flat[w * h + i * n: w * h + (i + 1) * n].reshape(h // 2, w // 2)
+    return out.tobytes()
+
+
 class GstSink:
     """Pushes RGB frames into a pipeline starting with ``appsrc`` (name :data:`APPSRC`).
 
@@ -326,7 +351,11 @@ class GstSink:
         err = _bus_error(self._pipeline)
         if err is not None:
             raise SinkError(f"output {self.name} failed: {err}")
-        buf = Gst.Buffer.new_wrapped(np.ascontiguousarray(rgb).tobytes())
+        h, w = rgb.shape[:2]
+        if h % 2 or w % 2 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise SinkError(f"output {self.name} takes RGB frames of even height and width, not {rgb.shape}")
+        # the pipeline's appsrc takes I420 (gstpipes.appsrc); BT.601 limited range, as videoconvert made it
+        buf = Gst.Buffer.new_wrapped(i420_bytes(rgb))
         dur = int(Gst.SECOND / self._fps)
         if self._live:
             now = time.monotonic()

@@ -174,9 +174,11 @@ def source_pipeline(uri: MediaUri, opts: CaptureOptions, elements: Collection[st
 
 
 def appsrc(width: int, height: int, fps: float, *, live: bool) -> str:
+    """The output pipelines' source: I420 frames (``GstSink.write`` converts the RGB ones with OpenCV,
+    about 0.1 against 1.0 ms in ``videoconvert`` per 1140x360 frame; even sizes, as the renderer makes)."""
     return (
         f"appsrc name={APPSRC} is-live={'true' if live else 'false'} format=time block=true "
-        f"caps=video/x-raw,format=RGB,width={width},height={height},framerate={_fraction(fps)}"
+        f"caps=video/x-raw,format=I420,width={width},height={height},framerate={_fraction(fps)}"
     )
 
 
@@ -196,12 +198,12 @@ def h264_encoder(elements: Collection[str], *, bitrate_kbps: int = 4000, streami
         # zerolatency has no B-frames; files neither: a live run writes each frame at its capture time
         # (not a constant rate), and with B-frames mp4mux (GStreamer 1.22) then shifted the timestamps
         # and lost the last frames (6 frames in, 4 out)
-        # superfast: at a fixed bitrate the same file size as veryfast, and 3 ms less CPU per 480x360
-        # frame on 2 cores, which the camera pipeline's inference shares (enet-run, 360 frames written:
-        # 14.2-14.4 s of CPU against 15.1-15.8 s, 53 against 48-49 fps; docs/deploy.md)
+        # ultrafast: the camera pipeline's inference shares the CPU with the encoder. At the fixed
+        # bitrate the same file size as superfast (and veryfast), about 2.5 ms less CPU per
+        # 1140x360 demo frame, 42.7 against 44.9 dB PSNR to the frames it was given (docs/deploy.md)
         tune = " tune=zerolatency" if streaming else " bframes=0"
         return (f"videoconvert ! video/x-raw,format=I420 ! x264enc bitrate={bitrate_kbps} "
-                f"speed-preset=superfast key-int-max={gop}{tune}")
+                f"speed-preset=ultrafast key-int-max={gop}{tune}")
     if "openh264enc" in elements:
         return f"videoconvert ! video/x-raw,format=I420 ! openh264enc bitrate={bitrate_kbps * 1000}"
     raise UriError("no H.264 encoder in GStreamer; apt-get install gstreamer1.0-plugins-ugly (x264enc)")

@@ -236,16 +236,11 @@ class OvBackend(OnnxModelBackend):
         if self._graph == "cpu":
             from enet.export.cpu_graph import cpu_form
 
-            if self.concurrency > 1 and self._logits_name is not None:
-                # several streams (the camera pipeline): logits out, the argmax in the pipeline's output
-                # stage beside the next inference. The in-graph head compiled alone cost the same CPU
-                # time there (enet-run, 360 frames: 13.2 s either way, docs/bench.md)
-                model, done = cpu_form(model, "openvino", skip=("labels_head_split",))
-                self._labels_name = None
-                model = _keep_outputs(model, [self._logits_name])
-            else:
-                model, done = cpu_form(model, "openvino")
-                self._logits_name, self._labels_name = output_roles(model)
+            # the labels head in the graph for every stream count: with several streams (the camera
+            # pipeline) it also beat logits out and the argmax in the pipeline's output stage (enet-run,
+            # 1080 frames: 53.8-54.2 against 51.7-52.7 fps, docs/bench.md)
+            model, done = cpu_form(model, "openvino")
+            self._logits_name, self._labels_name = output_roles(model)
             log.debug("OpenVINO graph form of %s: %s", self.path.name, done)
         seven = int8_sums_saturate() if self._weights_7bit is None else self._weights_7bit
         if self.precision == "int8" and seven:
@@ -318,7 +313,9 @@ class OvBackend(OnnxModelBackend):
         requests = self._requests_for(output)
         request = requests.get()  # a free one: ``concurrency`` calls may run at once
         try:
-            request.infer({0: x})
+            # x is contiguous float32 and the call is synchronous: the request reads it in place
+            # (no 2 MB copy per 480x360 frame)
+            request.infer({0: x}, share_inputs=True)
             if self._profile:
                 self._count_ops(request)
             # the request reuses its output buffers: copy before the next call
