@@ -181,9 +181,7 @@ class OvBackend(OnnxModelBackend):
             whose uint8 labels come from the Max/Equal head
             (:func:`enet.export.cpu_graph.labels_head`; OpenVINO runs an
             ``ArgMax`` as a slow ``TopK``, and a host argmax needs the
-            logits copied out); with ``streams`` > 1 the form has logits
-            only (the camera pipeline takes the argmax in its output stage,
-            beside the next inference; the same CPU time as the head there);
+            logits copied out), for any number of ``streams``;
             ``"as-is"`` compiles the file unchanged. Each output is compiled
             alone, the labels (else the logits) on entry and the other on
             its first call: a graph that also returns the logits converts
