@@ -87,6 +87,7 @@ numpy and onnx are imported: running an ``.onnx`` needs no torch.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,6 +179,25 @@ def _set_nodes(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> None:
     new = [onnx.NodeProto.FromString(n.SerializeToString()) for n in nodes]
     del model.graph.node[:]
     model.graph.node.extend(new)
+
+
+def _rewrite_each(model: onnx.ModelProto,
+                  rewrite: Callable[[onnx.NodeProto, int], list[onnx.NodeProto] | None]) -> int:
+    """Each node of ``model`` (a copy the caller owns) through ``rewrite(node, changed so far)``: the
+    nodes that replace it, or None to keep it. The graph gets the new node list when any changed;
+    returns how many did."""
+    nodes: list[onnx.NodeProto] = []
+    count = 0
+    for n in model.graph.node:
+        new = rewrite(n, count)
+        if new is None:
+            nodes.append(n)
+        else:
+            nodes += new
+            count += 1
+    if count:
+        _set_nodes(model, nodes)
+    return count
 
 
 def _is_s2d(node: onnx.NodeProto) -> bool:
@@ -409,32 +429,30 @@ def _rewrite_prelu(model: onnx.ModelProto, *, two_op: bool) -> tuple[onnx.ModelP
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = _Graph(model)
     zero = _fresh(model, "cpu_graph/prelu_zero")
-    nodes: list[onnx.NodeProto] = []
-    count = four = 0
-    for n in model.graph.node:
+    four = 0
+
+    def one(n: onnx.NodeProto, done: int) -> list[onnx.NodeProto] | None:
+        nonlocal four
         if n.op_type != "PRelu":
-            nodes.append(n)
-            continue
-        count += 1
+            return None
         x, s, out = n.input[0], n.input[1], n.output[0]
-        tag = n.name or f"prelu_{count}"
+        tag = n.name or f"prelu_{done + 1}"
         slope = g.const(s) if two_op else None
         op = None if slope is None else "Max" if (slope <= 1).all() else "Min" if (slope >= 1).all() else None
         if op is None:
             four += 1
-            nodes += [
+            return [
                 helper.make_node("Relu", [x], [f"{tag}/pos"], name=f"{tag}/Relu"),
                 helper.make_node("Min", [x, zero], [f"{tag}/neg"], name=f"{tag}/Min"),
                 helper.make_node("Mul", [f"{tag}/neg", s], [f"{tag}/neg_scaled"], name=f"{tag}/Mul"),
                 helper.make_node("Add", [f"{tag}/pos", f"{tag}/neg_scaled"], [out], name=f"{tag}/Add"),
             ]
-        else:
-            nodes += [
-                helper.make_node("Mul", [x, s], [f"{tag}/scaled"], name=f"{tag}/Mul"),
-                helper.make_node(op, [x, f"{tag}/scaled"], [out], name=f"{tag}/{op}"),
-            ]
-    if count:
-        _set_nodes(model, nodes)
+        return [
+            helper.make_node("Mul", [x, s], [f"{tag}/scaled"], name=f"{tag}/Mul"),
+            helper.make_node(op, [x, f"{tag}/scaled"], [out], name=f"{tag}/{op}"),
+        ]
+
+    count = _rewrite_each(model, one)
     if four:
         model.graph.initializer.append(numpy_helper.from_array(np.array(0.0, dtype=np.float32), zero))
     log.debug("%d PRelu rewritten, %d in the four-op form", count, four)
@@ -468,22 +486,19 @@ def mul_unpool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = _Graph(model)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
-    nodes: list[onnx.NodeProto] = []
-    count = 0
-    for n in model.graph.node:
+
+    def one(n: onnx.NodeProto, _: int) -> list[onnx.NodeProto] | None:
         zero = g.const(n.input[2]) if n.op_type == "Where" and len(n.input) == 3 else None
         if (zero is None or zero.shape != () or float(zero) != 0.0 or not n.name.endswith(("/Place", "/Score"))
                 or not n.input[2].startswith("cpu_graph/zero")):
-            nodes.append(n)
-            continue
-        count += 1
+            return None
         weight = f"{n.name}/mask_f"
         cast = (helper.make_node("CastLike", [n.input[0], n.input[1]], [weight], name=f"{n.name}/Cast") if opset >= 15
                 else helper.make_node("Cast", [n.input[0]], [weight], name=f"{n.name}/Cast", to=onnx.TensorProto.FLOAT))
-        nodes += [cast,
-                  helper.make_node("Mul", [n.input[1], weight], [n.output[0]], name=f"{n.name}/Mul")]
+        return [cast, helper.make_node("Mul", [n.input[1], weight], [n.output[0]], name=f"{n.name}/Mul")]
+
+    count = _rewrite_each(model, one)
     if count:
-        _set_nodes(model, nodes)
         _prune_unused(model)
     return model, count
 
@@ -582,32 +597,30 @@ def nchwc_prelu(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     g = _Graph(model)
     blocked = _nchwc_channels(model)
     used = _used_names(model)
-    nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
-    count = 0
-    for n in model.graph.node:
+
+    def one(n: onnx.NodeProto, done: int) -> list[onnx.NodeProto] | None:
         s = g.const(n.input[1]) if n.op_type == "PRelu" and len(n.input) > 1 else None
         c = blocked.get(n.input[0]) if s is not None else None
         if c is None or s.dtype != np.float32 or s.size != c or s.ndim not in (3, 4) or s.shape[-3] != c:
-            nodes.append(n)
-            continue
-        count += 1
+            return None
         x, out = n.input[0], n.output[0]
-        tag = n.name or f"prelu_{count}"
+        tag = n.name or f"prelu_{done + 1}"
         minus, slope = _fresh(model, f"{tag}/minus_one", used), _fresh(model, f"{tag}/minus_slope", used)
         neg, neg_part, scaled, pos = (_fresh(model, f"{tag}/{k}", used)
                                       for k in ("negated", "neg_part", "scaled", "pos"))
-        inits += [numpy_helper.from_array(np.full((c, 1, 1), -1.0, np.float32), minus),
-                  numpy_helper.from_array((-s).reshape(c, 1, 1).astype(np.float32), slope)]
-        nodes += [
+        inits.extend([numpy_helper.from_array(np.full((c, 1, 1), -1.0, np.float32), minus),
+                      numpy_helper.from_array((-s).reshape(c, 1, 1).astype(np.float32), slope)])
+        return [
             helper.make_node("Mul", [x, minus], [neg], name=f"{tag}/Negate"),
             helper.make_node("Relu", [neg], [neg_part], name=f"{tag}/NegPart"),
             helper.make_node("Mul", [neg_part, slope], [scaled], name=f"{tag}/Scale"),
             helper.make_node("Relu", [x], [pos], name=f"{tag}/PosPart"),
             helper.make_node("Add", [pos, scaled], [out], name=f"{tag}/Add"),
         ]
+
+    count = _rewrite_each(model, one)
     if count:
-        _set_nodes(model, nodes)
         model.graph.initializer.extend(inits)
         _prune_unused(model)
     log.debug("%d PRelu in the NCHWc form", count)
@@ -629,10 +642,9 @@ def pad_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = _Graph(model)
     blocked = _nchwc_channels(model)
-    nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
-    count = 0
-    for n in model.graph.node:
+
+    def one(n: onnx.NodeProto, _: int) -> list[onnx.NodeProto] | None:
         pads = g.const(n.input[1]) if n.op_type == "Pad" and len(n.input) > 1 else None
         value = g.const(n.input[2]) if len(n.input) > 2 and n.input[2] else np.float32(0.0)
         mode = _attr(n, "mode", b"constant")
@@ -640,17 +652,16 @@ def pad_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         if (pads is None or value is None or c is None or pads.shape != (8,) or float(value) != 0.0
                 or mode not in (b"constant", "constant") or any(int(pads[i]) for i in (0, 1, 2, 3, 4, 6, 7))
                 or int(pads[5]) <= 0 or len(n.input) > 3):
-            nodes.append(n)
-            continue
-        count += 1
+            return None
         weight = np.zeros((c + int(pads[5]), c, 1, 1), np.float32)
         weight[np.arange(c), np.arange(c)] = 1.0
         name = _fresh(model, f"{n.name or 'pad'}/embed")
         inits.append(numpy_helper.from_array(weight, name))
-        nodes.append(helper.make_node("Conv", [n.input[0], name], [n.output[0]], name=f"{n.name or 'pad'}/Embed",
-                                      kernel_shape=[1, 1]))
+        return [helper.make_node("Conv", [n.input[0], name], [n.output[0]], name=f"{n.name or 'pad'}/Embed",
+                                 kernel_shape=[1, 1])]
+
+    count = _rewrite_each(model, one)
     if count:
-        _set_nodes(model, nodes)
         model.graph.initializer.extend(inits)
         _prune_unused(model)
     return model, count
@@ -686,33 +697,29 @@ def row_pair_pool(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     ``(new model, pools rewritten)``; the input is not modified.
     """
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    done = 0
-    nodes: list[onnx.NodeProto] = []
-    for node in model.graph.node:
+
+    def one(node: onnx.NodeProto, done: int) -> list[onnx.NodeProto] | None:
         chw = _static_chw(model, node.input[0]) if node.op_type == "MaxPool" and node.input else None
         plain = (len(node.output) == 1 and list(_attr(node, "kernel_shape", [])) == [2, 2]
                  and list(_attr(node, "strides", [1, 1])) == [2, 2] and not any(_attr(node, "pads", []))
                  and all(d == 1 for d in _attr(node, "dilations", [1, 1])) and not _attr(node, "ceil_mode", 0)
                  and _attr(node, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"))
         if chw is None or not plain or chw[0] >= _FEW_CHANNELS or chw[1] % 2 or chw[2] % 2:
-            nodes.append(node)
-            continue
+            return None
         c, h, w = chw
         tag = _fresh(model, f"cpu_graph/row_pool{done}")
         model.graph.initializer.extend([
             numpy_helper.from_array(np.array([-1, c * h // 2, 2, w], dtype=np.int64), f"{tag}/rows"),
             numpy_helper.from_array(np.array([-1, c, h // 2, w // 2], dtype=np.int64), f"{tag}/back"),
         ])
-        nodes += [
+        return [
             helper.make_node("Reshape", [node.input[0], f"{tag}/rows"], [f"{tag}/pairs"], name=f"{tag}/Rows"),
             helper.make_node("MaxPool", [f"{tag}/pairs"], [f"{tag}/max"], name=f"{tag}/Pool",
                              kernel_shape=[2, 2], strides=[2, 2]),
             helper.make_node("Reshape", [f"{tag}/max", f"{tag}/back"], [node.output[0]], name=f"{tag}/Back"),
         ]
-        done += 1
-    if done:
-        _set_nodes(model, nodes)
-    return model, done
+
+    return model, _rewrite_each(model, one)
 
 
 def _logits_output(model: onnx.ModelProto) -> onnx.ValueInfoProto | None:
